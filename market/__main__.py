@@ -1,0 +1,7 @@
+"""``python -m market``: the same as the ``market`` command."""
+
+import sys
+
+from market.cli import main
+
+sys.exit(main())

@@ -1,0 +1,155 @@
+"""Candidate generation: the K best resources of each request, with their utilities.
+
+One fused numba kernel scans, for each request, the resources of the clusters it is
+routed to, keeps the feasible ones (capacity, QoS, budget) and retains the K of highest
+static utility ``b_ij`` (MOHAF_SPEC §3.2):
+
+- ``u_cost = clip(1 - rho_j * cpu_i * duration_i / B_i, 0, 1)``
+- ``u_qos = 0.5 * (reliability_j + availability_j) / 2 + 0.5 * max(0, 1 - dist_ij / D_max)``
+- ``u_en`` = min-max normalised energy efficiency of j
+- ``b_ij = alpha * u_cost + beta * u_qos + gamma * u_en``
+
+and the posted prices ``reserve_ij = rho_j * cpu_i * duration_i`` and
+``posted_ij = reserve_ij * (0.8 + 0.4 b_ij)``. A pair is feasible when the request fits
+the resource's free capacity now, meets its QoS thresholds and both prices are within
+its budget. Output is the ELL layout ``(N, K)``, padded with -1, ordered by utility.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """``(N, K)`` candidate resources (global index, -1 = none) and pair arrays."""
+
+    resource: np.ndarray
+    utility: np.ndarray
+    reserve: np.ndarray
+    posted: np.ndarray
+
+    @staticmethod
+    def concat(a: Candidates, b: Candidates) -> Candidates:
+        """Columns of ``a`` then ``b`` (pairs present in both are kept once, from ``a``)."""
+        dup = (b.resource[:, :, None] == a.resource[:, None, :]).any(axis=2) & (b.resource >= 0)
+        res_b = np.where(dup, -1, b.resource)
+        return Candidates(
+            np.concatenate([a.resource, res_b], axis=1),
+            np.concatenate([a.utility, b.utility], axis=1),
+            np.concatenate([a.reserve, b.reserve], axis=1),
+            np.concatenate([a.posted, b.posted], axis=1),
+        )
+
+
+@nb.njit(parallel=True, cache=True)
+def _candidate_kernel(
+    rq: np.ndarray,  # (N, 9): x, y, cpu, mem, duration, budget, min_rel, min_avail, max_lat
+    need: np.ndarray,  # (N, 2) demand in the allocation's capacity units
+    rs: np.ndarray,  # (M, 8): x, y, cap_cpu, cap_mem, price, reliability, availability, energy_norm
+    free: np.ndarray,  # (M, 2) free capacity in allocation units
+    order: np.ndarray,  # resources sorted by cluster
+    start: np.ndarray,  # (C + 1,) cluster c holds order[start[c]:start[c + 1]]
+    routes: np.ndarray,  # (N, S) clusters to scan per request, -1 = none
+    k: int,
+    alpha: float,
+    beta: float,
+    gamma: float,
+    d_max: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    n = rq.shape[0]
+    cand = np.full((n, k), -1, dtype=np.int64)
+    util = np.zeros((n, k))
+    reserve = np.zeros((n, k))
+    posted = np.zeros((n, k))
+    for i in nb.prange(n):
+        x, y, cpu, mem, dur, budget = rq[i, 0], rq[i, 1], rq[i, 2], rq[i, 3], rq[i, 4], rq[i, 5]
+        min_rel, min_av, max_lat = rq[i, 6], rq[i, 7], rq[i, 8]
+        count = 0
+        for s in range(routes.shape[1]):
+            c = routes[i, s]
+            if c < 0:
+                continue
+            for pos in range(start[c], start[c + 1]):
+                j = order[pos]
+                if cpu > rs[j, 2] or mem > rs[j, 3]:
+                    continue
+                if need[i, 0] > free[j, 0] + 1e-12 or need[i, 1] > free[j, 1] + 1e-12:
+                    continue
+                if rs[j, 5] < min_rel or rs[j, 6] < min_av:
+                    continue
+                dist = math.sqrt((rs[j, 0] - x) ** 2 + (rs[j, 1] - y) ** 2)
+                if dist > max_lat:
+                    continue
+                cost = rs[j, 4] * cpu * dur
+                if cost > budget:
+                    continue
+                u_cost = min(1.0, max(0.0, 1.0 - cost / budget))
+                u_qos = 0.25 * (rs[j, 5] + rs[j, 6]) + 0.5 * max(0.0, 1.0 - dist / d_max)
+                b = alpha * u_cost + beta * u_qos + gamma * rs[j, 7]
+                price = cost * (0.8 + 0.4 * b)
+                if price > budget:
+                    continue
+                # insert into the row's top-k (utility desc, resource index asc)
+                if count == k and (b < util[i, k - 1] or (b == util[i, k - 1] and j > cand[i, k - 1])):
+                    continue
+                p = count if count < k else k - 1
+                while p > 0 and (util[i, p - 1] < b or (util[i, p - 1] == b and cand[i, p - 1] > j)):
+                    cand[i, p] = cand[i, p - 1]
+                    util[i, p] = util[i, p - 1]
+                    reserve[i, p] = reserve[i, p - 1]
+                    posted[i, p] = posted[i, p - 1]
+                    p -= 1
+                cand[i, p] = j
+                util[i, p] = b
+                reserve[i, p] = cost
+                posted[i, p] = price
+                if count < k:
+                    count += 1
+    return cand, util, reserve, posted
+
+
+def find_candidates(
+    requests: np.ndarray,
+    need: np.ndarray,
+    resources: np.ndarray,
+    free: np.ndarray,
+    order: np.ndarray,
+    start: np.ndarray,
+    routes: np.ndarray,
+    k: int,
+    weights: tuple[float, float, float, float],
+    d_max: float,
+) -> Candidates:
+    """Top-``k`` feasible candidates per request among the clusters in ``routes``.
+
+    Args:
+        requests: ``(N, 9)`` request columns (see the kernel's comment).
+        need: ``(N, 2)`` demand in allocation units.
+        resources: ``(M, 8)`` resource columns including the current unit price.
+        free: ``(M, 2)`` free capacity in allocation units.
+        order: resources sorted by cluster.
+        start: cluster offsets into ``order``.
+        routes: ``(N, S)`` cluster ids to scan per request (-1 = none).
+        k: candidates per request.
+        weights: ``(alpha, beta, gamma, delta)``; delta is not used here.
+        d_max: distance at which the proximity utility reaches 0.
+
+    Returns:
+        The candidate arrays, each ``(N, k)``.
+    """
+    alpha, beta, gamma, _ = weights
+    if requests.shape[0] == 0:
+        z = np.zeros((0, k))
+        return Candidates(np.zeros((0, k), dtype=np.int64), z, z, z)
+    return Candidates(
+        *_candidate_kernel(
+            np.ascontiguousarray(requests), np.ascontiguousarray(need), np.ascontiguousarray(resources),
+            np.ascontiguousarray(free), order, start, np.ascontiguousarray(routes), int(k),
+            float(alpha), float(beta), float(gamma), float(d_max),
+        )
+    )

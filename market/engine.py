@@ -1,0 +1,246 @@
+"""One round of the market as array code: partition, auction, spill-over, validation.
+
+:func:`clear_round` is the hot path that :class:`market.model.MarketModel` calls from
+its planners and that ``market bench`` times. It knows nothing about Mesa: it takes the
+round's order book and the resources' state as numpy arrays and returns who got what.
+
+Steps (DESIGN.md §3):
+
+1. **Partition**: route each request to its cluster (and ``spill_neighbors`` more) and
+   compute its K best feasible candidates in its own cluster (primary) and in the
+   neighbouring clusters (secondary), with utilities and posted prices.
+2. **Auction**: each cluster's sub-market goes to the mechanism (clusters in ascending
+   order, sharing the users' won priority mass ``X_u``).
+3. **Spill-over**: requests still unserved try their secondary candidates on the
+   capacity left, in one global sub-market.
+4. **Validation**: the shared feasibility check.
+5. **Scoring**: every mechanism is scored by the same welfare
+   ``F = sum b_ij + delta * sum_u [g(W_u + X_u) - g(W_u)]``, split per request as
+   ``x_i = b_ij + delta * [g(W_u + X_u) - g(W_u)] * p_i / X_u``.
+
+Mechanisms flagged ``flat`` (the exact optimum) get the whole round at once, over the
+union of primary and secondary candidates, the same pairs the others can reach.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from market.candidates import Candidates, find_candidates
+from market.feasibility import check_round
+from market.hierarchy import Hierarchy, route
+from mechanisms.base import Allocation, Mechanism, SubMarket
+
+
+@dataclass(frozen=True)
+class RoundParams:
+    """Market parameters a round needs (from the scenario).
+
+    Attributes:
+        weights: ``(alpha, beta, gamma, delta)`` for cost, QoS, energy, fairness.
+        d_max: distance at which the proximity utility reaches 0.
+        candidates: K, candidates per request (per pass).
+        spill_neighbors: extra clusters per request for the spill-over (-1 = all).
+        validate: run the shared feasibility check (always on outside benchmarks).
+    """
+
+    weights: tuple[float, float, float, float] = (0.4, 0.3, 0.1, 0.2)
+    d_max: float = 200 * np.sqrt(2)
+    candidates: int = 22
+    spill_neighbors: int = 3
+    validate: bool = True
+
+
+@dataclass
+class OrderBook:
+    """The round's requests as columns (rows, not objects)."""
+
+    columns: dict[str, np.ndarray]  # x, y, cpu, mem, duration, budget, priority (p~), ...
+    user: np.ndarray  # (N,) global user index
+    bid_scale: np.ndarray  # (N,) from each owner's bidding strategy
+    need: np.ndarray  # (N, 2) demand in allocation units
+
+    @property
+    def size(self) -> int:
+        """Number of requests."""
+        return int(self.user.size)
+
+    def request_matrix(self) -> np.ndarray:
+        """``(N, 9)`` columns in the candidate kernel's order."""
+        c = self.columns
+        return np.column_stack(
+            [c["x"], c["y"], c["cpu"], c["mem"], c["duration"], c["budget"],
+             c["min_reliability"], c["min_availability"], c["max_latency"]]
+        ).astype(float)
+
+
+@dataclass
+class RoundOutcome:
+    """What a round produced, per order-book row."""
+
+    resource: np.ndarray  # (N,) global resource or -1
+    payment: np.ndarray  # (N,)
+    base_utility: np.ndarray  # (N,) b_ij of the won pair (0 if unserved)
+    utility: np.ndarray  # (N,) x_i, the common per-request welfare share
+    won: np.ndarray  # (U,) priority mass each user won this round
+    timings: dict[str, float] = field(default_factory=dict)
+    proven_optimal: bool | None = None
+    bound: float | None = None
+    spilled: int = 0
+
+    @property
+    def welfare(self) -> float:
+        """``F(S)``, the sum of the per-request utilities."""
+        return float(self.utility.sum())
+
+
+def _log2p1(x: np.ndarray) -> np.ndarray:
+    return np.log2(1.0 + x)
+
+
+def score(
+    base_utility: np.ndarray, served: np.ndarray, priority: np.ndarray, user: np.ndarray,
+    start_won: np.ndarray, won: np.ndarray, delta: float,
+) -> np.ndarray:
+    """Per-request share ``x_i`` of the common welfare ``F`` (sums to ``F``)."""
+    gained = won - start_won
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_mass = np.where(gained > 0, (_log2p1(won) - _log2p1(start_won)) / gained, 0.0)
+    return np.where(served, base_utility + delta * per_mass[user] * priority, 0.0)
+
+
+def submarket(
+    rows: np.ndarray, cand: Candidates, book: OrderBook, free: np.ndarray, won: np.ndarray, delta: float
+) -> SubMarket:
+    """The sub-market of order-book ``rows`` over their candidates (local indices)."""
+    res = cand.resource[rows]
+    valid = res >= 0
+    resource_ids, local = np.unique(res[valid], return_inverse=True)
+    local_cand = np.full(res.shape, -1, dtype=np.int64)
+    local_cand[valid] = local
+    users, user_local = np.unique(book.user[rows], return_inverse=True)
+    return SubMarket(
+        demand=book.need[rows],
+        budget=book.columns["budget"][rows],
+        bid_scale=book.bid_scale[rows],
+        priority=book.columns["priority"][rows],
+        user=user_local.astype(np.int64),
+        candidates=local_cand,
+        utility=cand.utility[rows],
+        reserve=cand.reserve[rows],
+        posted=cand.posted[rows],
+        capacity=free[resource_ids],
+        user_won=won[users],
+        fairness_weight=delta,
+        resource_ids=resource_ids,
+        request_ids=rows,
+    )
+
+
+def _apply(
+    alloc: Allocation, sub: SubMarket, cand: Candidates, book: OrderBook,
+    free: np.ndarray, won: np.ndarray, out: RoundOutcome,
+) -> None:
+    """Write a sub-market's allocation into the round outcome and the shared state."""
+    hit = np.flatnonzero(alloc.choice >= 0)
+    if hit.size == 0:
+        return
+    rows = sub.request_ids[hit]
+    cols = alloc.choice[hit]
+    j = cand.resource[rows, cols]
+    out.resource[rows] = j
+    out.payment[rows] = alloc.payment[hit]
+    out.base_utility[rows] = cand.utility[rows, cols]
+    np.subtract.at(free, j, book.need[rows])
+    np.add.at(won, book.user[rows], book.columns["priority"][rows])
+
+
+def clear_round(
+    book: OrderBook,
+    resource_matrix: np.ndarray,
+    resources: dict[str, np.ndarray],
+    free: np.ndarray,
+    hierarchy: Hierarchy,
+    mechanism: Mechanism,
+    rng: np.random.Generator,
+    params: RoundParams,
+    start_won: np.ndarray,
+) -> RoundOutcome:
+    """Run one round of the hierarchical auction.
+
+    Args:
+        book: the order book.
+        resource_matrix: ``(M, 8)`` resource columns for the candidate kernel
+            (x, y, cpu, mem, price, reliability, availability, normalised energy).
+        resources: resource columns for validation (cpu, mem, reliability, ...).
+        free: ``(M, 2)`` free capacity in allocation units (not modified).
+        hierarchy: the clusters.
+        mechanism: the allocation mechanism.
+        rng: this round's generator (one child per cluster is spawned from it).
+        params: the round parameters.
+        start_won: ``(U,)`` priority mass users carry into the round (fairness memory).
+
+    Returns:
+        The outcome, with per-phase timings in milliseconds.
+    """
+    t0 = time.perf_counter()
+    n = book.size
+    delta = params.weights[3]
+    free_before = free
+    free = free.copy()
+    won = start_won.astype(float).copy()
+    out = RoundOutcome(
+        resource=np.full(n, -1, dtype=np.int64), payment=np.zeros(n), base_utility=np.zeros(n),
+        utility=np.zeros(n), won=won,
+    )
+    xy = np.column_stack([book.columns["x"], book.columns["y"]])
+    routes = route(hierarchy, xy, book.need, free, params.spill_neighbors)
+    matrix = book.request_matrix()
+    args = (matrix, book.need, resource_matrix, free, hierarchy.order, hierarchy.start)
+    primary = find_candidates(*args, routes[:, :1], params.candidates, params.weights, params.d_max)
+    secondary = None
+    if routes.shape[1] > 1:
+        secondary = find_candidates(*args, routes[:, 1:], params.candidates, params.weights, params.d_max)
+    t1 = time.perf_counter()
+    children = rng.spawn(hierarchy.n_clusters + 1)  # one stream per cluster planner
+
+    def child(c: int) -> np.random.Generator:
+        return children[c]
+
+    if getattr(mechanism, "flat", False):
+        union = primary if secondary is None else Candidates.concat(primary, secondary)
+        sub = submarket(np.arange(n), union, book, free, won, delta)
+        alloc = mechanism.allocate(sub, child(0))
+        _apply(alloc, sub, union, book, free, won, out)
+        out.proven_optimal, out.bound = alloc.proven_optimal, alloc.bound
+    else:
+        home = routes[:, 0]
+        order = np.argsort(home, kind="stable")
+        bounds = np.searchsorted(home[order], np.arange(-1, hierarchy.n_clusters + 1))
+        for c in range(hierarchy.n_clusters):
+            rows = order[bounds[c + 1] : bounds[c + 2]]
+            if rows.size == 0:
+                continue
+            sub = submarket(rows, primary, book, free, won, delta)
+            _apply(mechanism.allocate(sub, child(c)), sub, primary, book, free, won, out)
+        if secondary is not None:
+            left = np.flatnonzero((out.resource < 0) & (secondary.resource[:, 0] >= 0))
+            if left.size:
+                sub = submarket(left, secondary, book, free, won, delta)
+                before = int(np.sum(out.resource >= 0))
+                _apply(mechanism.allocate(sub, child(hierarchy.n_clusters)), sub, secondary, book, free, won, out)
+                out.spilled = int(np.sum(out.resource >= 0)) - before
+    t2 = time.perf_counter()
+    if params.validate:
+        check_round(out.resource, out.payment, book.columns, resources, book.need, free_before)
+    t3 = time.perf_counter()
+    out.utility = score(out.base_utility, out.resource >= 0, book.columns["priority"], book.user, start_won, won, delta)
+    out.timings = {
+        "candidates_ms": 1e3 * (t1 - t0),
+        "alloc_ms": 1e3 * (t2 - t1),
+        "validate_ms": 1e3 * (t3 - t2),
+    }
+    return out

@@ -1,0 +1,136 @@
+"""The one shared feasibility check every allocation passes (DESIGN.md §3 step 4).
+
+Single assignment, cpu and memory capacity including requests still running from
+earlier rounds, ``0 <= payment <= budget``, and QoS thresholds (reliability,
+availability, latency). A violation is a bug in a mechanism: it raises
+:class:`InfeasibleAllocationError`, it is never repaired.
+
+:func:`check_round` checks one round from arrays inside the engine.
+:func:`check_run_tables` re-checks a whole run from its written tables with pandas,
+independently of the engine's arrays, for tests and users.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+TOL = 1e-9
+
+
+class InfeasibleAllocationError(AssertionError):
+    """A mechanism returned an allocation that breaks a market constraint."""
+
+
+def _fail(what: str, rows: np.ndarray) -> None:
+    raise InfeasibleAllocationError(f"{what} (rows {rows[:5].tolist()})")
+
+
+def check_round(
+    resource: np.ndarray,
+    payment: np.ndarray,
+    requests: dict[str, np.ndarray],
+    resources: dict[str, np.ndarray],
+    need: np.ndarray,
+    free: np.ndarray,
+) -> None:
+    """Check one round's allocation.
+
+    Args:
+        resource: ``(N,)`` global resource of each order-book request, -1 if unserved.
+        payment: ``(N,)`` payments.
+        requests: order-book columns (``cpu, mem, budget, x, y, min_reliability,
+            min_availability, max_latency``), each ``(N,)``.
+        resources: resource columns (``cpu, mem, reliability, availability, x, y``).
+        need: ``(N, 2)`` demand in allocation units.
+        free: ``(M, 2)`` free capacity in allocation units before this round.
+
+    Raises:
+        InfeasibleAllocationError: on the first violated constraint.
+    """
+    served = np.flatnonzero(resource >= 0)
+    if np.any(payment[resource < 0] != 0):
+        _fail("unserved request pays", np.flatnonzero((resource < 0) & (payment != 0)))
+    if not np.all(np.isfinite(payment)):
+        _fail("non-finite payment", np.flatnonzero(~np.isfinite(payment)))
+    if np.any(payment < 0):
+        _fail("negative payment", np.flatnonzero(payment < 0))
+    over = payment > requests["budget"] * (1 + TOL) + TOL
+    if np.any(over):
+        _fail("payment above budget", np.flatnonzero(over))
+    if served.size == 0:
+        return
+    j = resource[served]
+    used = np.zeros_like(free)
+    np.add.at(used, j, need[served])
+    bad = np.any(used > free + TOL * (1 + np.abs(free)), axis=1)
+    if np.any(bad):
+        _fail("capacity exceeded on resources", np.flatnonzero(bad))
+    for col in ("cpu", "mem"):
+        too_big = requests[col][served] > resources[col][j] * (1 + TOL) + TOL
+        if np.any(too_big):
+            _fail(f"request {col} above resource capacity", served[too_big])
+    for req_col, res_col in (("min_reliability", "reliability"), ("min_availability", "availability")):
+        low = resources[res_col][j] < requests[req_col][served] - TOL
+        if np.any(low):
+            _fail(f"{res_col} below the request's threshold", served[low])
+    dist = np.hypot(resources["x"][j] - requests["x"][served], resources["y"][j] - requests["y"][served])
+    far = dist > requests["max_latency"][served] * (1 + TOL) + TOL
+    if np.any(far):
+        _fail("latency above the request's threshold", served[far])
+
+
+def check_run_tables(
+    requests: pd.DataFrame,
+    resources: pd.DataFrame,
+    allocations: pd.DataFrame,
+    capacity: str = "sum",
+    slots: int = 1,
+) -> int:
+    """Re-check a whole run from its written tables (one seed's market).
+
+    Args:
+        requests: the ``requests`` table (tabular format).
+        resources: the ``resources`` table.
+        allocations: rows ``mechanism, round, request_id, resource_id, payment``.
+        capacity: ``"sum"`` (cpu and memory add up) or ``"slots"`` (``slots`` requests
+            per resource at once, each fitting the whole machine).
+        slots: requests per resource under ``"slots"``.
+
+    Returns:
+        The number of allocation rows checked.
+
+    Raises:
+        InfeasibleAllocationError: on the first violated constraint.
+    """
+    req = requests.set_index("request_id")
+    res = resources.set_index("resource_id")
+    for mech, alloc in allocations.groupby("mechanism", sort=True):
+        if alloc["request_id"].duplicated().any():
+            raise InfeasibleAllocationError(f"{mech}: a request served twice")
+        a = alloc.join(req, on="request_id", rsuffix="_req").join(res, on="resource_id", rsuffix="_res")
+        if (a["round"] < a["round_req"]).any():
+            raise InfeasibleAllocationError(f"{mech}: a request served before it arrived")
+        if ((a["payment"] < 0) | (a["payment"] > a["budget"] * (1 + TOL) + TOL)).any():
+            raise InfeasibleAllocationError(f"{mech}: a payment outside [0, budget]")
+        if ((a["cpu"] > a["cpu_res"] + TOL) | (a["mem"] > a["mem_res"] + TOL)).any():
+            raise InfeasibleAllocationError(f"{mech}: a request larger than its machine")
+        if (a["reliability"] < a["min_reliability"] - TOL).any() or (a["availability"] < a["min_availability"] - TOL).any():
+            raise InfeasibleAllocationError(f"{mech}: a QoS threshold broken")
+        dist = np.hypot(a["x_res"] - a["x"], a["y_res"] - a["y"])
+        if (dist > a["max_latency"] * (1 + TOL) + TOL).any():
+            raise InfeasibleAllocationError(f"{mech}: a latency threshold broken")
+        # expand each allocation over the rounds it holds its machine
+        dur = a["duration"].astype(int).to_numpy()
+        held = a.loc[a.index.repeat(dur)].copy()
+        held["held_round"] = held["round"].to_numpy() + np.concatenate([np.arange(d) for d in dur]) if dur.size else []
+        if capacity == "slots":
+            load = held.groupby(["resource_id", "held_round"]).size()
+            if (load > slots).any():
+                raise InfeasibleAllocationError(f"{mech}: more than {slots} requests on a resource at once")
+        else:
+            load = held.groupby(["resource_id", "held_round"])[["cpu", "mem"]].sum()
+            cap = res.loc[load.index.get_level_values(0), ["cpu", "mem"]].to_numpy()
+            if (load.to_numpy() > cap * (1 + TOL) + TOL).any():
+                raise InfeasibleAllocationError(f"{mech}: capacity exceeded")
+    return len(allocations)

@@ -1,0 +1,123 @@
+"""The planner hierarchy: k-means clusters of resources and request routing.
+
+The root planner z-scores the resource features ``[x, y, cpu, mem, cost, reliability,
+availability, energy]`` and runs k-means (random initial points, not k-means++, which
+costs minutes at 10^5 resources; see NOTES_PERF). Each cluster gets a planner. A request
+is routed to the nearest cluster (by the cluster's mean location) that holds a resource
+with room for it, plus ``spill_neighbors`` further clusters for the spill-over pass.
+``clusters = 1`` is the flat auction. The tree root -> cluster planners -> resources is
+kept as a networkx graph for the dashboard and reports.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+from scipy.cluster.vq import kmeans2
+from scipy.spatial import cKDTree
+
+FEATURES = ["x", "y", "cpu", "mem", "unit_cost", "reliability", "availability", "energy_efficiency"]
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Resource clusters: labels, members sorted by cluster, and mean locations."""
+
+    labels: np.ndarray  # (M,) cluster of each resource
+    order: np.ndarray  # resources sorted by cluster (stable)
+    start: np.ndarray  # (C + 1,) offsets of each cluster in ``order``
+    centres: np.ndarray  # (C, 2) mean location of each cluster
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of clusters."""
+        return int(self.centres.shape[0])
+
+    def members(self, c: int) -> np.ndarray:
+        """Resource indices of cluster ``c``."""
+        return self.order[self.start[c] : self.start[c + 1]]
+
+    def graph(self) -> nx.DiGraph:
+        """The planner tree: ``root`` -> ``cluster-c`` -> ``resource-j``."""
+        g = nx.DiGraph()
+        g.add_node("root", kind="root")
+        for c in range(self.n_clusters):
+            g.add_edge("root", f"cluster-{c}")
+            g.nodes[f"cluster-{c}"]["kind"] = "cluster"
+            for j in self.members(c):
+                g.add_edge(f"cluster-{c}", f"resource-{j}")
+                g.nodes[f"resource-{j}"]["kind"] = "resource"
+        return g
+
+
+def build_hierarchy(features: np.ndarray, n_clusters: int, rng: np.random.Generator) -> Hierarchy:
+    """Cluster resources with k-means on z-scored features.
+
+    Args:
+        features: ``(M, F)`` resource features, columns as :data:`FEATURES` (x, y first).
+        n_clusters: wanted number of clusters (empty clusters are dropped).
+        rng: random generator for the initial points.
+
+    Returns:
+        The hierarchy.
+    """
+    m = features.shape[0]
+    n_clusters = max(1, min(int(n_clusters), m))
+    if n_clusters == 1:
+        labels = np.zeros(m, dtype=np.int64)
+    else:
+        std = features.std(axis=0)
+        z = (features - features.mean(axis=0)) / np.where(std > 0, std, 1.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "one of the clusters is empty": handled below
+            _, labels = kmeans2(z, n_clusters, iter=10, minit="points", seed=rng)
+        labels = np.unique(labels, return_inverse=True)[1].astype(np.int64)
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels)
+    start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    centres = np.zeros((counts.size, 2))
+    np.add.at(centres, labels, features[:, :2])
+    centres /= counts[:, None]
+    return Hierarchy(labels, order, start, centres)
+
+
+def route(
+    hierarchy: Hierarchy,
+    xy: np.ndarray,
+    need: np.ndarray,
+    free: np.ndarray,
+    spill_neighbors: int,
+) -> np.ndarray:
+    """Route each request to its clusters, nearest first, skipping clusters with no room.
+
+    Args:
+        hierarchy: the clusters.
+        xy: ``(N, 2)`` request locations.
+        need: ``(N, 2)`` demand in allocation units.
+        free: ``(M, 2)`` free capacity in allocation units.
+        spill_neighbors: further clusters per request for the spill-over pass
+            (``-1`` = all other clusters).
+
+    Returns:
+        ``(N, 1 + S)`` cluster ids, nearest feasible first, -1 padded; column 0 is the
+        request's own cluster (-1 if no cluster has room).
+    """
+    n = xy.shape[0]
+    c_total = hierarchy.n_clusters
+    width = c_total if spill_neighbors < 0 else min(c_total, 1 + spill_neighbors)
+    if c_total == 1:
+        return np.zeros((n, 1), dtype=np.int64)
+    # a cluster can take a request only if its roomiest resource can
+    room = np.zeros((c_total, 2))
+    np.maximum.at(room, hierarchy.labels, free)
+    probe = c_total if spill_neighbors < 0 else min(c_total, 2 * width + 6)
+    _, near = cKDTree(hierarchy.centres).query(xy, k=probe)
+    near = near.reshape(n, probe)
+    ok = np.all(room[near] + 1e-12 >= need[:, None, :], axis=2)
+    # stable: keep distance order among feasible clusters
+    rank = np.argsort(~ok, axis=1, kind="stable")[:, :width]
+    routes = np.take_along_axis(near, rank, axis=1)
+    return np.where(np.take_along_axis(ok, rank, axis=1), routes, -1).astype(np.int64)

@@ -1,0 +1,105 @@
+"""Per-round metrics (DESIGN.md §5.4, MOHAF_SPEC §3.10), one function per formula.
+
+- ``efficiency = welfare / n_requests`` (the paper's), ``welfare = sum of utility``;
+- ``jain`` over **all** requests with 0 for the unserved (headline), ``jain_winners``
+  over served requests only (the paper's way), ``jain_users`` over users' totals;
+- ``gini`` over users' received utility; ``satisfaction = served / requests``;
+- ``utilization`` = used cpu / total cpu (running requests included),
+  ``resource_share`` = share of resources holding any load;
+- ``revenue`` = sum of payments; ``energy`` from the power model;
+- ``ir_violations`` = winners paying more than their value ``budget * b_ij``;
+  ``budget_balance`` = payments received by resources minus payments made by users
+  (0 when the books balance).
+Conventions: Jain of an empty or all-zero vector is 1 (everyone equal); Gini of an
+all-zero vector is 0. No metric is ever NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: idle share of a server's power when it holds any load (linear power model)
+IDLE_POWER = 0.3
+
+
+def jain(x: np.ndarray) -> float:
+    """Jain's index ``(sum x)^2 / (n sum x^2)`` in [1/n, 1]."""
+    x = np.asarray(x, dtype=float)
+    sq = float(np.dot(x, x))
+    if x.size == 0 or sq == 0.0:
+        return 1.0
+    return float(x.sum() ** 2 / (x.size * sq))
+
+
+def gini(x: np.ndarray) -> float:
+    """Gini coefficient ``sum_ab |x_a - x_b| / (2 n^2 mean)`` in [0, 1)."""
+    x = np.sort(np.asarray(x, dtype=float))
+    n = x.size
+    total = float(x.sum())
+    if n == 0 or total <= 0.0:
+        return 0.0
+    # sum_ab |xa - xb| = 2 sum_i (2i - n - 1) x_(i), i = 1..n
+    ranks = np.arange(1, n + 1)
+    return float(np.dot(2 * ranks - n - 1, x) / (n * total))
+
+
+def power(utilization: np.ndarray, energy_efficiency: np.ndarray) -> np.ndarray:
+    """Energy of each resource for one round: linear in load, off when idle."""
+    on = utilization > 0
+    return np.where(on, (IDLE_POWER + (1 - IDLE_POWER) * utilization) / energy_efficiency, 0.0)
+
+
+def round_metrics(
+    utility: np.ndarray,
+    served: np.ndarray,
+    payment: np.ndarray,
+    value: np.ndarray,
+    user: np.ndarray,
+    used_cpu: np.ndarray,
+    capacity_cpu: np.ndarray,
+    load: np.ndarray,
+    energy: np.ndarray,
+    price: np.ndarray,
+) -> dict[str, float]:
+    """All metrics of one round.
+
+    Args:
+        utility: ``(N,)`` utility received by each order-book request (0 if unserved).
+        served: ``(N,)`` bool.
+        payment: ``(N,)`` payments.
+        value: ``(N,)`` value ``budget * b_ij`` of the won pair (0 if unserved).
+        user: ``(N,)`` user index of each request.
+        used_cpu: ``(M,)`` cpu in use after settlement (running requests included).
+        capacity_cpu: ``(M,)`` cpu capacity.
+        load: ``(M,)`` utilisation of each resource (max over dimensions).
+        energy: ``(M,)`` energy used by each resource this round.
+        price: ``(M,)`` unit prices this round.
+
+    Returns:
+        A flat dict of floats (and counts).
+    """
+    n = utility.size
+    welfare = float(utility.sum())
+    n_served = int(served.sum())
+    _, per_user = np.unique(user, return_inverse=True)
+    user_utility = np.bincount(per_user, weights=utility) if n else np.zeros(0)
+    return {
+        "n_requests": n,
+        "n_allocated": n_served,
+        "welfare": welfare,
+        "efficiency": welfare / n if n else 0.0,
+        "efficiency_served": welfare / n_served if n_served else 0.0,
+        "satisfaction": n_served / n if n else 0.0,
+        "jain": jain(utility),
+        "jain_winners": jain(utility[served]),
+        "jain_users": jain(user_utility),
+        "gini": gini(user_utility),
+        "gini_requests": gini(utility),
+        "utilization": float(used_cpu.sum() / capacity_cpu.sum()) if capacity_cpu.size else 0.0,
+        "resource_share": float(np.mean(load > 0)) if load.size else 0.0,
+        "revenue": float(payment.sum()),
+        "energy": float(energy.sum()),
+        "mean_price": float(price.mean()) if price.size else 0.0,
+        "ir_violations": int(np.sum(served & (payment > value * (1 + 1e-9) + 1e-9))),
+        "user_surplus": float(np.sum(np.where(served, value - payment, 0.0))),
+    }

@@ -1,0 +1,25 @@
+"""Allocation mechanisms behind one interface, plus the exact-optimum oracle.
+
+Importing this package registers the built-ins: ``mohaf``, ``greedy``, ``first_price``,
+``second_price``, ``random`` and ``optimal``. See :mod:`mechanisms.registry` to add one.
+"""
+
+from mechanisms import first_price, greedy, mohaf, optimal, random_allocation, second_price
+from mechanisms.base import Allocation, Mechanism, SubMarket
+from mechanisms.registry import available, create, mechanism_class, register
+
+__all__ = [
+    "Allocation",
+    "Mechanism",
+    "SubMarket",
+    "available",
+    "create",
+    "first_price",
+    "greedy",
+    "mechanism_class",
+    "mohaf",
+    "optimal",
+    "random_allocation",
+    "register",
+    "second_price",
+]

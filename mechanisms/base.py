@@ -1,0 +1,124 @@
+"""The one mechanism interface: a sub-market in, an allocation out.
+
+Every mechanism is a plain object with a ``name`` and an :meth:`Mechanism.allocate`
+method. It sees only the :class:`SubMarket` it is given (arrays, an rng) and returns an
+:class:`Allocation`: for each request the column of its chosen candidate (or -1) and a
+payment. Mechanisms never mutate their input and never read global state, so the same
+sub-market and rng always give the same allocation.
+
+Layout: requests are rows; each request has ``K`` candidate resources stored as an
+``(N, K)`` array (ELL layout, padded with -1), with the static pair utility, the posted
+reserve and the posted price beside it in arrays of the same shape. Resource indices in
+``candidates`` are *local* to the sub-market (rows of ``capacity``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SubMarket:
+    """One planner's market for one round, as arrays.
+
+    Attributes:
+        demand: ``(N, 2)`` cpu and memory demanded by each request.
+        budget: ``(N,)`` true budget (the most a request can pay in total).
+        bid_scale: ``(N,)`` the owner's bidding strategy: 1 is truthful, < 1 shades.
+        priority: ``(N,)`` normalised priority ``p~`` in [0, 1] (fairness weight).
+        user: ``(N,)`` local user index (rows of ``user_won``).
+        candidates: ``(N, K)`` local resource index of each candidate, -1 = none.
+        utility: ``(N, K)`` static pair utility ``b_ij`` in [0, 1] (same for everyone).
+        reserve: ``(N, K)`` posted cost ``rho_j * cpu_i * duration_i``.
+        posted: ``(N, K)`` posted price ``reserve * (0.8 + 0.4 b_ij)``.
+        capacity: ``(M, 2)`` residual cpu and memory of the local resources.
+        user_won: ``(U,)`` priority mass ``X_u`` each user already holds this round.
+        fairness_weight: ``delta``, weight of the concave fairness term.
+        resource_ids: ``(M,)`` global index of each local resource (for reporting).
+        request_ids: ``(N,)`` global row of each request in the order book.
+    """
+
+    demand: np.ndarray
+    budget: np.ndarray
+    bid_scale: np.ndarray
+    priority: np.ndarray
+    user: np.ndarray
+    candidates: np.ndarray
+    utility: np.ndarray
+    reserve: np.ndarray
+    posted: np.ndarray
+    capacity: np.ndarray
+    user_won: np.ndarray
+    fairness_weight: float
+    resource_ids: np.ndarray
+    request_ids: np.ndarray
+
+    @property
+    def n_requests(self) -> int:
+        """Number of requests (rows)."""
+        return int(self.candidates.shape[0])
+
+    @property
+    def valid(self) -> np.ndarray:
+        """``(N, K)`` mask of real candidates (not padding)."""
+        return self.candidates >= 0
+
+    def bids(self) -> np.ndarray:
+        """``(N, K)`` reported value ``bid_scale * budget * b_ij``, capped at the budget."""
+        value = (self.bid_scale * self.budget)[:, None] * self.utility
+        return np.minimum(value, self.budget[:, None])
+
+
+@dataclass
+class Allocation:
+    """A mechanism's answer for one sub-market.
+
+    Attributes:
+        choice: ``(N,)`` column of the chosen candidate, or -1 if unserved.
+        payment: ``(N,)`` payment of each request (0 if unserved).
+        proven_optimal: set by exact solvers: True when optimality is proven.
+        bound: set by exact solvers: a proven upper bound on the welfare.
+    """
+
+    choice: np.ndarray
+    payment: np.ndarray
+    proven_optimal: bool | None = None
+    bound: float | None = None
+    info: dict = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, n: int) -> Allocation:
+        """An allocation that serves nobody."""
+        return cls(np.full(n, -1, dtype=np.int64), np.zeros(n))
+
+
+class Mechanism(ABC):
+    """Base class of all allocation mechanisms.
+
+    Subclasses set ``name`` and implement :meth:`allocate`. Constructor keyword
+    arguments are the mechanism's parameters (from the scenario's
+    ``[mechanism_params.<name>]`` table).
+    """
+
+    name: ClassVar[str] = ""
+    #: True if payments make truthful bidding a dominant strategy (audited).
+    truthful: ClassVar[bool] = False
+
+    @abstractmethod
+    def allocate(self, market: SubMarket, rng: np.random.Generator) -> Allocation:
+        """Allocate one sub-market.
+
+        Args:
+            market: the sub-market (read-only arrays).
+            rng: the random generator for this call (deterministic per round and cluster).
+
+        Returns:
+            The allocation: a candidate column (or -1) and a payment per request.
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"

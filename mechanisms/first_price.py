@@ -1,0 +1,29 @@
+"""Sealed-bid first-price auction: pay your bid (MOHAF_SPEC §3.9 ``First-Price``).
+
+A request bids ``v_ij = scale * budget_i * b_ij`` (its value, shaded by its strategy) on
+each candidate whose posted cost it covers; pairs are accepted in descending bid while
+capacity lasts, and the winner pays its bid. Shading pays here: see ``market audit``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mechanisms.base import Allocation, Mechanism, SubMarket
+from mechanisms.kernels import edge_scan
+from mechanisms.mohaf import paid
+from mechanisms.registry import register
+
+
+@register("first_price")
+class FirstPrice(Mechanism):
+    """Pay-your-bid sorted-edge auction."""
+
+    def allocate(self, market: SubMarket, rng: np.random.Generator) -> Allocation:
+        """Accept bids in descending order while they fit; winners pay their bid."""
+        bids = market.bids()
+        ok = market.valid & (bids >= market.reserve)
+        flat = np.flatnonzero(ok.ravel())
+        order = flat[np.argsort(-bids.ravel()[flat], kind="stable")]
+        choice = edge_scan(order, market.candidates, market.demand, market.capacity)
+        return Allocation(choice, paid(market, choice, bids))

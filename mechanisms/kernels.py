@@ -1,0 +1,302 @@
+"""Numba kernels shared by the mechanisms: the allocation hot loops.
+
+All kernels work on the ELL layout of :class:`mechanisms.base.SubMarket`: ``cand`` is
+``(N, K)`` local resource indices (-1 = no candidate), ``demand`` is ``(N, 2)`` and
+``cap`` is the ``(M, 2)`` residual capacity, which kernels copy and never mutate.
+Ties are broken by the flat pair index ``i * K + k`` so results never depend on sort
+stability or thread count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+_EPS = 1e-12
+
+
+@nb.njit(cache=True, inline="always")
+def _fits(cap: np.ndarray, j: int, d0: float, d1: float) -> bool:
+    return cap[j, 0] + _EPS >= d0 and cap[j, 1] + _EPS >= d1
+
+
+@nb.njit(cache=True, inline="always")
+def _log2p1(x: float) -> float:
+    return math.log2(1.0 + x)
+
+
+# --- a binary max-heap on (key, index), ties to the smaller index ------------------
+
+
+@nb.njit(cache=True, inline="always")
+def _above(ka: float, ia: int, kb: float, ib: int) -> bool:
+    return ka > kb or (ka == kb and ia < ib)
+
+
+@nb.njit(cache=True)
+def _sift_down(keys: np.ndarray, idx: np.ndarray, n: int, pos: int) -> None:
+    while True:
+        left = 2 * pos + 1
+        if left >= n:
+            return
+        best = left
+        right = left + 1
+        if right < n and _above(keys[right], idx[right], keys[left], idx[left]):
+            best = right
+        if _above(keys[best], idx[best], keys[pos], idx[pos]):
+            keys[pos], keys[best] = keys[best], keys[pos]
+            idx[pos], idx[best] = idx[best], idx[pos]
+            pos = best
+        else:
+            return
+
+
+@nb.njit(cache=True)
+def _heapify(keys: np.ndarray, idx: np.ndarray, n: int) -> None:
+    for pos in range(n // 2 - 1, -1, -1):
+        _sift_down(keys, idx, n, pos)
+
+
+@nb.njit(cache=True)
+def lazy_greedy(
+    cand: np.ndarray,
+    base: np.ndarray,
+    demand: np.ndarray,
+    cap: np.ndarray,
+    user: np.ndarray,
+    prio: np.ndarray,
+    user_won: np.ndarray,
+    delta: float,
+) -> np.ndarray:
+    """Greedy on marginal gains of ``F(S) = sum b + delta * sum_u log2(1 + X_u)``.
+
+    The gain of pair (i, j) is ``b_ij + delta * (g(X_u + p_i) - g(X_u))``; gains only
+    fall as users win, so a lazy heap makes the same picks as plain greedy.
+
+    Returns:
+        ``(N,)`` chosen candidate column per request, -1 if unserved.
+    """
+    n, k = cand.shape
+    res = cap.copy()
+    won = user_won.copy()
+    choice = np.full(n, -1, dtype=np.int64)
+    keys = np.empty(n * k)
+    idx = np.empty(n * k, dtype=np.int64)
+    size = 0
+    for i in range(n):
+        u = user[i]
+        fair = delta * (_log2p1(won[u] + prio[i]) - _log2p1(won[u]))
+        for c in range(k):
+            j = cand[i, c]
+            if j >= 0 and _fits(res, j, demand[i, 0], demand[i, 1]):
+                keys[size] = base[i, c] + fair
+                idx[size] = i * k + c
+                size += 1
+    _heapify(keys, idx, size)
+    while size > 0:
+        e = idx[0]
+        i = e // k
+        c = e - i * k
+        j = cand[i, c]
+        size -= 1
+        keys[0] = keys[size]
+        idx[0] = idx[size]
+        _sift_down(keys, idx, size, 0)
+        if choice[i] >= 0 or not _fits(res, j, demand[i, 0], demand[i, 1]):
+            continue
+        u = user[i]
+        gain = base[i, c] + delta * (_log2p1(won[u] + prio[i]) - _log2p1(won[u]))
+        if gain <= 0.0:
+            continue
+        if size == 0 or _above(gain, e, keys[0], idx[0]):
+            choice[i] = c
+            res[j, 0] -= demand[i, 0]
+            res[j, 1] -= demand[i, 1]
+            won[u] += prio[i]
+        else:  # stale key: push back with the fresh gain
+            pos = size
+            keys[pos] = gain
+            idx[pos] = e
+            size += 1
+            while pos > 0:
+                parent = (pos - 1) // 2
+                if _above(keys[pos], idx[pos], keys[parent], idx[parent]):
+                    keys[pos], keys[parent] = keys[parent], keys[pos]
+                    idx[pos], idx[parent] = idx[parent], idx[pos]
+                    pos = parent
+                else:
+                    break
+    return choice
+
+
+@nb.njit(cache=True)
+def edge_scan(order: np.ndarray, cand: np.ndarray, demand: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Sorted-edge greedy: accept pairs in ``order`` (flat ``i * K + k``) while they fit.
+
+    Returns:
+        ``(N,)`` chosen candidate column per request, -1 if unserved.
+    """
+    n, k = cand.shape
+    res = cap.copy()
+    choice = np.full(n, -1, dtype=np.int64)
+    for e in order:
+        i = e // k
+        c = e - i * k
+        j = cand[i, c]
+        if j < 0 or choice[i] >= 0 or not _fits(res, j, demand[i, 0], demand[i, 1]):
+            continue
+        choice[i] = c
+        res[j, 0] -= demand[i, 0]
+        res[j, 1] -= demand[i, 1]
+    return choice
+
+
+@nb.njit(cache=True)
+def _best_column(i: int, key: np.ndarray, cand: np.ndarray, ok: np.ndarray, demand: np.ndarray, res: np.ndarray) -> int:
+    best = -1
+    for c in range(cand.shape[1]):
+        j = cand[i, c]
+        fits = j >= 0 and ok[i, c] and _fits(res, j, demand[i, 0], demand[i, 1])
+        if fits and (best < 0 or key[i, c] > key[i, best]):
+            best = c
+    return best
+
+
+@nb.njit(cache=True)
+def sequential_pick(
+    order: np.ndarray, key: np.ndarray, ok: np.ndarray, cand: np.ndarray, demand: np.ndarray, cap: np.ndarray
+) -> np.ndarray:
+    """Requests in ``order`` each take their allowed candidate with the largest ``key`` that fits.
+
+    Returns:
+        ``(N,)`` chosen candidate column per request, -1 if unserved.
+    """
+    res = cap.copy()
+    choice = np.full(cand.shape[0], -1, dtype=np.int64)
+    for i in order:
+        c = _best_column(i, key, cand, ok, demand, res)
+        if c >= 0:
+            j = cand[i, c]
+            choice[i] = c
+            res[j, 0] -= demand[i, 0]
+            res[j, 1] -= demand[i, 1]
+    return choice
+
+
+@nb.njit(cache=True)
+def _quality_integral(lo: float, hi: float, avail: np.ndarray, quality: np.ndarray, threshold: np.ndarray) -> float:
+    """Integral over t in (lo, hi) of max{quality_c : avail_c and t >= threshold_c}."""
+    if hi <= lo:
+        return 0.0
+    k = quality.shape[0]
+    # breakpoints inside (lo, hi), plus the ends; q(t) is a step function between them
+    pts = np.empty(k + 2)
+    m = 0
+    pts[m] = lo
+    m += 1
+    for c in range(k):
+        if avail[c] and lo < threshold[c] < hi:
+            pts[m] = threshold[c]
+            m += 1
+    pts[m] = hi
+    m += 1
+    pts[:m].sort()
+    total = 0.0
+    for s in range(m - 1):
+        a = pts[s]
+        b = pts[s + 1]
+        if b <= a:
+            continue
+        mid = 0.5 * (a + b)
+        q = 0.0
+        for c in range(k):
+            if avail[c] and mid >= threshold[c] and quality[c] > q:
+                q = quality[c]
+        total += q * (b - a)
+    return total
+
+
+@nb.njit(cache=True)
+def myerson_ladder(
+    order: np.ndarray,
+    report: np.ndarray,
+    quality: np.ndarray,
+    reserve: np.ndarray,
+    cand: np.ndarray,
+    demand: np.ndarray,
+    cap: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Truthful (Myerson) payments for a request-ordered quality ladder.
+
+    Requests in ``order`` (descending ``report``) take the fitting candidate of highest
+    ``quality`` among those with ``report * quality >= reserve``. A request's allocated
+    quality ``q(z)`` is non-decreasing in its own report ``z`` (a higher report moves it
+    earlier, where a superset of resources is free), so charging
+    ``z q(z) - integral_0^z q(t) dt`` makes truthful reporting dominant (Myerson 1981).
+    The integral is computed exactly by replaying the other requests without ``i``.
+
+    Returns:
+        ``(choice, payment)``, each ``(N,)``.
+    """
+    n, k = cand.shape
+    res = cap.copy()
+    choice = np.full(n, -1, dtype=np.int64)
+    payment = np.zeros(n)
+    ok = np.empty((n, k), dtype=np.bool_)
+    for i in range(n):
+        for c in range(k):
+            ok[i, c] = report[i] * quality[i, c] >= reserve[i, c]
+    threshold = np.empty(k)
+    avail = np.empty(k, dtype=np.bool_)
+    for pos in range(n):
+        i = order[pos]
+        c = _best_column(i, quality, cand, ok, demand, res)
+        if c < 0:
+            continue
+        z = report[i]
+        win_q = quality[i, c]
+        for cc in range(k):
+            threshold[cc] = reserve[i, cc] / quality[i, cc] if quality[i, cc] > 0 else np.inf
+        floor = np.inf  # below every threshold q(t) = 0: stop replaying there
+        for cc in range(k):
+            j = cand[i, cc]
+            avail[cc] = j >= 0 and _fits(res, j, demand[i, 0], demand[i, 1])
+            if avail[cc] and threshold[cc] < floor:
+                floor = threshold[cc]
+        # replay the others after i, without i, on a scratch copy
+        scratch = res.copy()
+        upper = z
+        integral = 0.0
+        for p2 in range(pos + 1, n):
+            if upper <= floor:
+                break
+            o = order[p2]
+            co = _best_column(o, quality, cand, ok, demand, scratch)
+            if co < 0:
+                continue
+            jo = cand[o, co]
+            scratch[jo, 0] -= demand[o, 0]
+            scratch[jo, 1] -= demand[o, 1]
+            changed = False
+            for cc in range(k):
+                if avail[cc] and cand[i, cc] == jo and not _fits(scratch, jo, demand[i, 0], demand[i, 1]):
+                    changed = True
+            if changed:
+                lo = min(report[o], upper)
+                integral += _quality_integral(lo, upper, avail, quality[i], threshold)
+                upper = lo
+                floor = np.inf
+                for cc in range(k):
+                    if avail[cc] and cand[i, cc] == jo:
+                        avail[cc] = False
+                    if avail[cc] and threshold[cc] < floor:
+                        floor = threshold[cc]
+        integral += _quality_integral(0.0, upper, avail, quality[i], threshold)
+        choice[i] = c
+        payment[i] = max(0.0, z * win_q - integral)
+        j = cand[i, c]
+        res[j, 0] -= demand[i, 0]
+        res[j, 1] -= demand[i, 1]
+    return choice, payment

@@ -1,0 +1,44 @@
+"""Build a scenario's market for one seed, whatever its source."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from market.errors import MarketInputError
+from market.tables import MarketData, read_table, validate
+from scenarios import synthetic
+from scenarios.config import Scenario
+
+
+def build_market(scenario: Scenario, seed: int) -> MarketData:
+    """The market a run of ``scenario`` with ``seed`` sees (tabular format).
+
+    The market depends on the seed only (never on the mechanism), so every mechanism
+    faces the same requests and resources.
+
+    Raises:
+        MarketInputError: on bad tables or source parameters.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x4D41524B]))  # "MARK"
+    source = scenario.market["source"]
+    if source == "synthetic":
+        try:
+            return synthetic.generate(scenario.market, scenario.rounds, rng)
+        except MarketInputError as exc:
+            raise MarketInputError(str(exc), source=scenario.path) from None
+    if source == "tabular":
+        req = validate(read_table(scenario.market["requests"]), "requests", scenario.market["requests"])
+        res = validate(read_table(scenario.market["resources"]), "resources", scenario.market["resources"])
+        pmax = float(scenario.utility.get("priority_max", 10.0))
+        return MarketData(req, res, priority_max=max(pmax, float(req["priority"].max()) if len(req) else 1.0))
+    if source == "google2011":
+        from scenarios import trace_markets
+
+        return trace_markets.build(scenario, rng)
+    raise MarketInputError(f"unknown market source {source!r}", source=scenario.path)
+
+
+def late_requests(market: MarketData, rounds: int) -> pd.DataFrame:
+    """Requests that arrive at or after ``rounds`` (ignored, with a warning)."""
+    return market.requests[market.requests["round"] >= rounds]
