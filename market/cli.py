@@ -18,6 +18,7 @@ from market.errors import MarketInputError
 #: modules that provide ``add_parser(subparsers)``; each sets ``func`` on its parser
 COMMANDS = [
     "market.commands",
+    "market.sweep",
 ]
 
 

@@ -1,9 +1,13 @@
 """Atomic, reproducible output: tables written under a temporary name, then renamed.
 
 A run's directory appears complete or not at all: everything is written into a
-sibling ``.<name>.tmp-<pid>`` directory which is renamed into place at the end. Table
-bytes are deterministic (fixed row order, no timestamps), so their sha256 identifies a
-result; the manifest records it.
+sibling ``.<name>.tmp-<pid>`` directory which is renamed into place at the end (files
+and folders are fsynced first, so the rename is durable). Single files (:func:`write_table`,
+:func:`write_json`) go through a ``.<name>.tmp-<pid>`` file the same way. A process killed
+mid-write (SIGKILL, power loss) leaves only such hidden temporaries, never a final name
+with partial content; the next write to the same name removes the temporaries of
+processes that no longer run. Table bytes are deterministic (fixed row order, no
+timestamps), so their sha256 identifies a result; the manifest records it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,12 +26,14 @@ import pandas as pd
 
 
 def write_table(df: pd.DataFrame, path: Path, fmt: str) -> Path:
-    """Write ``df`` as ``<path>.parquet`` or ``<path>.csv``; return the file path."""
+    """Write ``df`` atomically as ``<path>.parquet`` or ``<path>.csv``; return the file path."""
     target = path.with_suffix(f".{fmt}")
+    tmp = _temporary(target, "tmp")
     if fmt == "parquet":
-        df.to_parquet(target, index=False, compression="zstd")
+        df.to_parquet(tmp, index=False, compression="zstd")
     else:
-        df.to_csv(target, index=False, float_format="%.17g")
+        df.to_csv(tmp, index=False, float_format="%.17g")
+    _commit_file(tmp, target)
     return target
 
 
@@ -41,17 +48,21 @@ def sha256_file(path: Path) -> str:
 
 def write_json(obj: Any, path: Path) -> None:
     """Write JSON atomically (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = _temporary(path, "tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    _commit_file(tmp, path)
 
 
 @contextmanager
 def atomic_directory(out: Path) -> Iterator[Path]:
-    """Yield a temporary directory that replaces ``out`` only if the block succeeds."""
+    """Yield a temporary directory that replaces ``out`` only if the block succeeds.
+
+    Temporaries of ``out`` left by killed processes (``.<name>.tmp-<pid>`` and
+    ``.<name>.old-<pid>`` whose pid no longer runs) are removed first.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp = _temporary(out, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -59,8 +70,79 @@ def atomic_directory(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _fsync_tree(tmp)
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
     if out.exists():
         os.replace(out, old)
     os.replace(tmp, out)
+    _fsync(out.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove the temporaries of ``target`` left by processes that no longer run.
+
+    Args:
+        target: a final file or directory name (it need not exist).
+
+    Returns:
+        The paths removed.
+    """
+    target = Path(target)
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:tmp|old)-(\d+)")
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for entry in target.parent.iterdir():
+        match = pattern.fullmatch(entry.name)
+        if match is None or _running(int(match.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _temporary(target: Path, kind: str) -> Path:
+    """This process's temporary name for ``target``, after clearing dead processes' ones."""
+    remove_stale_temporaries(target)
+    return target.with_name(f".{target.name}.{kind}-{os.getpid()}")
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id runs on this host (this process counts)."""
+    if pid == os.getpid() or os.name != "posix":  # Windows' os.kill would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _commit_file(tmp: Path, target: Path) -> None:
+    _fsync(tmp)
+    os.replace(tmp, target)
+    _fsync(target.parent)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or, on POSIX, a directory's) data to disk."""
+    if path.is_dir() and os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            _fsync(Path(folder) / name)
+        _fsync(Path(folder))

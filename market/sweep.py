@@ -1,0 +1,390 @@
+"""Sweeps: a scenario x mechanism x seed grid on a local process pool or a Dask cluster.
+
+A sweep file (TOML) names the grid::
+
+    name = "tight-vs-default"          # optional, defaults to the file's stem
+    scenarios = ["my.toml", "tight"]   # paths relative to this file, or shipped names
+    mechanisms = ["mohaf", "greedy"]   # optional: each scenario's own list
+    seeds = [1, 2, 3]                  # optional: each scenario's own seeds
+    rounds = 10                        # optional override
+    oracle = false                     # optional override
+
+Every (scenario, mechanism, seed) run is :func:`market.runner.run_one`, submitted to a
+``concurrent.futures`` executor: a local ``ProcessPoolExecutor`` (forkserver) by default,
+or ``Client(address).get_executor()`` of a Dask cluster. Workers only compute; this
+process writes. Each finished run is persisted at once, atomically, with its own sha256
+sidecar, so a killed sweep resumes where it stopped::
+
+    DIR/runs/<scenario>/<mechanism>/seed=<s>/  rounds, timings, allocations .parquet + sha256.json
+    DIR/markets/<scenario>/seed=<s>/           requests, resources .parquet + sha256.json
+    DIR/results.parquet                        every run's rounds, with a leading scenario column
+    DIR/manifest.json                          grid, versions, sha256 of results.parquet
+
+A re-run reuses a persisted run only if its sidecar matches the run's fingerprint (the
+resolved scenario, mechanism, seed and project version) and every file's sha256 is
+recomputed and matches; anything else is run again. ``results.parquet`` is built from
+the persisted tables in a fixed order (scenario and mechanism as listed, then seed and
+round), so its bytes do not depend on the executor, the worker count or on resuming.
+The manifest is written last: a ``manifest.json`` always describes the results next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import re
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from market import __version__
+from market.errors import MarketInputError
+from market.io import atomic_directory, sha256_file, write_json, write_table
+from market.runner import RunTables, _versions, combine, market_tables, run_one
+from scenarios.config import Scenario, load
+
+SIDECAR = "sha256.json"
+RUN_TABLES = ("rounds", "timings", "allocations")
+MARKET_TABLES = ("requests", "resources")
+EXECUTORS = ("local", "dask")
+_KEYS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "description": str, "scenarios": list, "mechanisms": list, "seeds": list,
+    "rounds": int, "oracle": bool,
+}
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated sweep: its scenarios with the sweep's overrides applied."""
+
+    name: str
+    scenarios: list[Scenario]
+    path: str = ""
+    description: str = ""
+
+    def tasks(self) -> list[Task]:
+        """Every run, then every (scenario, seed) market, in the fixed result order."""
+        runs = [Task(sc, m, s) for sc in self.scenarios for m in sc.mechanisms for s in sc.seeds]
+        return runs + [Task(sc, None, s) for sc in self.scenarios for s in sc.seeds]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: a (scenario, mechanism, seed) run, or (mechanism None) a seed's market."""
+
+    scenario: Scenario
+    mechanism: str | None
+    seed: int
+
+    @property
+    def label(self) -> str:
+        """``scenario/mechanism/seed=s`` (``market`` for a market task)."""
+        return f"{self.scenario.name}/{self.mechanism or 'market'}/seed={self.seed}"
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """Names of the tables this task persists."""
+        return MARKET_TABLES if self.mechanism is None else RUN_TABLES
+
+    def folder(self, out: Path) -> Path:
+        """Where the task's tables live under the sweep directory ``out``."""
+        if self.mechanism is None:
+            return out / "markets" / self.scenario.name / f"seed={self.seed}"
+        return out / "runs" / self.scenario.name / self.mechanism / f"seed={self.seed}"
+
+    def fingerprint(self) -> str:
+        """sha256 of what determines the task's tables (scenario, mechanism, seed, version)."""
+        scenario = self.scenario.to_dict()
+        scenario.pop("path")
+        if self.mechanism is None:  # the market does not depend on the mechanisms run on it
+            scenario.pop("mechanisms")
+        key = {"scenario": scenario, "mechanism": self.mechanism, "seed": self.seed, "version": __version__}
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+    def call(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        """The function computing the task and its arguments (the runner's, unchanged)."""
+        if self.mechanism is None:
+            return market_tables, (self.scenario, [self.seed])
+        return run_one, (self.scenario, self.mechanism, self.seed)
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and validate a sweep file; load its scenarios with the overrides applied.
+
+    Raises:
+        MarketInputError: naming the file and key, on a bad key or value or scenario.
+    """
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise MarketInputError(f"no such sweep file: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise MarketInputError(f"not valid TOML: {exc}", source=source) from None
+    unknown = sorted(set(raw) - set(_KEYS))
+    if unknown:
+        raise MarketInputError(f"unknown key {unknown[0]!r} (known: {', '.join(_KEYS)})", source=source)
+    for key, typ in _KEYS.items():
+        if key in raw and (not isinstance(raw[key], typ) or (typ is int and isinstance(raw[key], bool))):
+            raise MarketInputError(f"key {key!r} must be {typ.__name__}, got {raw[key]!r}", source=source)
+    entries = raw.get("scenarios")
+    if not entries or not all(isinstance(e, str) for e in entries):
+        raise MarketInputError(f"key 'scenarios' must be a non-empty list of scenario files or names, got {entries!r}", source=source)
+    overrides = _overrides(raw, source)
+    scenarios = [_scenario(entry, path.parent, source).with_overrides(**overrides) for entry in entries]
+    names = [sc.name for sc in scenarios]
+    for name in names:
+        if not _SAFE_NAME.fullmatch(name):
+            raise MarketInputError(f"key 'scenarios': scenario name {name!r} is not usable as a folder name", source=source)
+        if names.count(name) > 1:
+            raise MarketInputError(f"key 'scenarios': two scenarios are named {name!r}", source=source)
+    return Sweep(raw.get("name", path.stem), scenarios, source, raw.get("description", ""))
+
+
+def _overrides(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    from mechanisms import mechanism_class
+
+    out: dict[str, Any] = {}
+    if "mechanisms" in raw:
+        mechs = raw["mechanisms"]
+        if not mechs or not all(isinstance(m, str) for m in mechs) or len(set(mechs)) < len(mechs):
+            raise MarketInputError(f"key 'mechanisms' must be a non-empty list of distinct names, got {mechs!r}", source=source)
+        for m in mechs:
+            try:
+                mechanism_class(m)
+            except MarketInputError as exc:
+                raise MarketInputError(f"key 'mechanisms': {exc}", source=source) from None
+            if not _SAFE_NAME.fullmatch(m):
+                raise MarketInputError(f"key 'mechanisms': {m!r} is not usable as a folder name", source=source)
+        out["mechanisms"] = list(mechs)
+    if "seeds" in raw:
+        seeds = raw["seeds"]
+        ok = all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        if not seeds or not ok or len(set(seeds)) < len(seeds):
+            raise MarketInputError(f"key 'seeds' must be a non-empty list of distinct non-negative integers, got {seeds!r}", source=source)
+        out["seeds"] = list(seeds)
+    if "rounds" in raw:
+        if raw["rounds"] < 1:
+            raise MarketInputError(f"key 'rounds' must be >= 1, got {raw['rounds']}", source=source)
+        out["rounds"] = raw["rounds"]
+    if "oracle" in raw:
+        out["oracle"] = raw["oracle"]
+    return out
+
+
+def _scenario(entry: str, base: Path, source: str) -> Scenario:
+    """A scenario named in a sweep: a path relative to the sweep file, else a shipped name."""
+    local = base / entry
+    if local.is_file():
+        return load(local)
+    if Path(entry).suffix or "/" in entry:
+        raise MarketInputError(f"key 'scenarios': no such scenario file {entry!r} (relative to the sweep file)", source=source)
+    return load(entry)
+
+
+def verified(task: Task, out: Path) -> bool:
+    """Whether ``task``'s persisted tables are complete, current and intact (sha256 recomputed)."""
+    folder = task.folder(out)
+    try:
+        side = json.loads((folder / SIDECAR).read_text())
+        files = side["sha256"]
+        if side["fingerprint"] != task.fingerprint() or set(files) != {f"{t}.parquet" for t in task.tables}:
+            return False
+        return all(sha256_file(folder / name) == digest for name, digest in files.items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def persist(task: Task, result: RunTables | tuple[pd.DataFrame, pd.DataFrame], out: Path) -> None:
+    """Write one task's tables and sidecar atomically (the folder appears complete or not at all)."""
+    frames = dict(zip(MARKET_TABLES, result)) if task.mechanism is None else {
+        t: getattr(result, t) for t in RUN_TABLES}
+    with atomic_directory(task.folder(out)) as tmp:
+        files = {write_table(df, tmp / name, "parquet").name: "" for name, df in frames.items()}
+        files = {name: sha256_file(tmp / name) for name in files}
+        write_json({"task": task.label, "fingerprint": task.fingerprint(), "sha256": files}, tmp / SIDECAR)
+
+
+def results_table(sweep: Sweep, out: Path) -> pd.DataFrame:
+    """Every run's ``rounds`` from the persisted tables, in the fixed order, scenario first."""
+    frames = []
+    for sc in sweep.scenarios:
+        parts = []
+        for m in sc.mechanisms:
+            for s in sc.seeds:
+                folder = Task(sc, m, s).folder(out)
+                parts.append(RunTables(*(pd.read_parquet(folder / f"{t}.parquet") for t in RUN_TABLES)))
+        rounds = combine(parts, sc.mechanisms)["rounds"]
+        frames.append(rounds.assign(scenario=sc.name)[["scenario", *rounds.columns]])
+    return pd.concat(frames, ignore_index=True)
+
+
+@contextmanager
+def open_executor(kind: str = "local", address: str | None = None, workers: int | None = None) -> Iterator[Executor | None]:
+    """The executor runs go to; None means "in this process" (local, one worker).
+
+    Args:
+        kind: ``"local"`` (a process pool) or ``"dask"`` (a Dask distributed cluster).
+        address: the Dask scheduler, e.g. ``tcp://host:8786``; default ``DASK_SCHEDULER_ADDRESS``.
+        workers: local processes (default: the number of CPUs).
+
+    Raises:
+        MarketInputError: on an unknown kind, a missing or unreachable Dask scheduler.
+    """
+    if kind not in EXECUTORS:
+        raise MarketInputError(f"unknown executor {kind!r} (known: {', '.join(EXECUTORS)})")
+    if kind == "local":
+        if address:
+            raise MarketInputError("--address needs --executor dask")
+        n = (os.cpu_count() or 1) if workers is None else workers
+        if n < 1:
+            raise MarketInputError(f"--workers must be >= 1, got {n}")
+        if n == 1:
+            yield None
+            return
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        pool = ProcessPoolExecutor(n, mp_context=mp.get_context(method))
+        try:
+            yield pool
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return
+    if workers is not None:
+        raise MarketInputError("--workers applies to --executor local (Dask workers are started with `dask worker`)")
+    address = address or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if not address:
+        raise MarketInputError("--executor dask needs --address tcp://HOST:8786 or DASK_SCHEDULER_ADDRESS")
+    from distributed import Client
+
+    try:
+        client = Client(address)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise MarketInputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    try:
+        yield client.get_executor()
+    finally:
+        client.close()
+
+
+def run_sweep(
+    sweep: Sweep,
+    out: Path,
+    executor: Executor | None = None,
+    progress: Callable[[Task], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run the tasks of ``sweep`` not yet persisted under ``out``, then write the results.
+
+    Args:
+        sweep: the sweep.
+        out: the sweep directory (created; kept between runs for resuming).
+        executor: where tasks execute (None: in this process, one after another).
+        progress: called with each task as it finishes and is persisted.
+        on_start: called with (tasks to run, tasks reused) before anything runs.
+
+    Returns:
+        The manifest, plus ``tasks`` counts: ``total``, ``executed`` and ``reused``.
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("manifest.json", "results.parquet"):  # never leave results the grid may not match
+        (out / name).unlink(missing_ok=True)
+    tasks = sweep.tasks()
+    todo = [t for t in tasks if not verified(t, out)]
+    if on_start:
+        on_start(len(todo), len(tasks) - len(todo))
+
+    def finish(task: Task, result: Any) -> None:
+        persist(task, result, out)
+        if progress:
+            progress(task)
+
+    if executor is None:
+        for task in todo:
+            fn, args = task.call()
+            finish(task, fn(*args))
+    else:
+        futures: dict[Future, Task] = {}
+        try:
+            for task in todo:
+                fn, args = task.call()
+                futures[executor.submit(fn, *args)] = task
+            for fut in as_completed(futures):
+                finish(futures.pop(fut), fut.result())
+        finally:
+            for fut in futures:
+                fut.cancel()
+    results = results_table(sweep, out)
+    path = write_table(results, out / "results", "parquet")
+    digest = sha256_file(path)
+    manifest = {
+        "sweep": {"name": sweep.name, "path": sweep.path, "description": sweep.description},
+        "scenarios": {sc.name: sc.to_dict() for sc in sweep.scenarios},
+        "grid": {sc.name: {"mechanisms": sc.mechanisms, "seeds": sc.seeds, "rounds": sc.rounds} for sc in sweep.scenarios},
+        "runs": sum(t.mechanism is not None for t in tasks),
+        "tasks": {"total": len(tasks), "executed": len(todo), "reused": len(tasks) - len(todo)},
+        "results_rows": len(results),
+        "versions": _versions(),
+        "wall_time_s": round(time.perf_counter() - start, 3),
+        "sha256": {"tables": {path.name: digest}, "results": digest},
+    }
+    write_json(manifest, out / "manifest.json")
+    return manifest
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``market sweep``."""
+    p = sub.add_parser(
+        "sweep", help="run a scenario x mechanism x seed grid (local processes or Dask)",
+        description="Run every (scenario, mechanism, seed) of a sweep file on a local process pool or a Dask "
+        "cluster. Finished runs are kept under OUT/runs and reused on a re-run (after re-checking their "
+        "sha256); OUT/results.parquet and OUT/manifest.json are written at the end.",
+    )
+    p.add_argument("sweep", type=Path, help="sweep file (TOML)")
+    p.add_argument("--out", required=True, type=Path, help="sweep directory (resumable)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local", help="local process pool (default) or a Dask cluster")
+    p.add_argument("--address", help="Dask scheduler, e.g. tcp://HOST:8786 (default: $DASK_SCHEDULER_ADDRESS)")
+    p.add_argument("--workers", type=int, help="local processes (default: CPUs; 1 = in this process)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``market sweep``."""
+    from tqdm import tqdm
+
+    sweep = load_sweep(args.sweep)
+    bar = tqdm(desc=sweep.name, unit="run", disable=args.quiet, file=sys.stderr)
+
+    def on_start(todo: int, reused: int) -> None:
+        bar.reset(total=todo)
+        if reused:
+            bar.write(f"reusing {reused} verified task(s) under {args.out}", file=sys.stderr)
+
+    def progress(task: Task) -> None:
+        bar.set_postfix_str(task.label, refresh=False)
+        bar.update(1)
+
+    with open_executor(args.executor, args.address, args.workers) as executor:
+        manifest = run_sweep(sweep, args.out, executor, progress, on_start)
+    bar.close()
+    tasks = manifest["tasks"]
+    print(
+        f"wrote {args.out / 'results.parquet'} ({manifest['runs']} runs; {tasks['executed']} task(s) executed, "
+        f"{tasks['reused']} reused; results sha256 {manifest['sha256']['results'][:16]}, {manifest['wall_time_s']} s)"
+    )
+    return 0
