@@ -46,6 +46,61 @@ class Candidates:
         )
 
 
+@nb.njit(cache=True, inline="always")
+def _worse(b1: float, j1: int, b2: float, j2: int) -> bool:
+    """Pair 1 ranks below pair 2 (lower utility, or equal utility and larger index)."""
+    return b1 < b2 or (b1 == b2 and j1 > j2)
+
+
+# Row heaps take the 2-D arrays and a row index: slicing a row inside the parallel loop
+# would create array views, whose reference counting costs more than the heap itself.
+
+
+@nb.njit(cache=True, inline="always")
+def _swap(util: np.ndarray, cand: np.ndarray, i: int, a: int, b: int) -> None:
+    util[i, a], util[i, b] = util[i, b], util[i, a]
+    cand[i, a], cand[i, b] = cand[i, b], cand[i, a]
+
+
+@nb.njit(cache=True, inline="always")
+def _heap_down(util: np.ndarray, cand: np.ndarray, i: int, n: int) -> None:
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= n:
+            return
+        if child + 1 < n and _worse(util[i, child + 1], cand[i, child + 1], util[i, child], cand[i, child]):
+            child += 1
+        if not _worse(util[i, child], cand[i, child], util[i, pos], cand[i, pos]):
+            return
+        _swap(util, cand, i, pos, child)
+        pos = child
+
+
+@nb.njit(cache=True, inline="always")
+def _heap_push(util: np.ndarray, cand: np.ndarray, i: int, n: int, b: float, j: int) -> None:
+    pos = n
+    util[i, pos], cand[i, pos] = b, j
+    while pos > 0:
+        parent = (pos - 1) // 2
+        if not _worse(util[i, pos], cand[i, pos], util[i, parent], cand[i, parent]):
+            return
+        _swap(util, cand, i, pos, parent)
+        pos = parent
+
+
+@nb.njit(cache=True, inline="always")
+def _sort_row(util: np.ndarray, cand: np.ndarray, i: int, n: int) -> None:
+    """Insertion sort of row ``i``'s first ``n`` pairs, best first (``n`` <= K)."""
+    for a in range(1, n):
+        b, j = util[i, a], cand[i, a]
+        p = a
+        while p > 0 and _worse(util[i, p - 1], cand[i, p - 1], b, j):
+            util[i, p], cand[i, p] = util[i, p - 1], cand[i, p - 1]
+            p -= 1
+        util[i, p], cand[i, p] = b, j
+
+
 @nb.njit(parallel=True, cache=True)
 def _candidate_kernel(
     rq: np.ndarray,  # (N, 9): x, y, cpu, mem, duration, budget, min_rel, min_avail, max_lat
@@ -94,22 +149,19 @@ def _candidate_kernel(
                 price = cost * (0.8 + 0.4 * b)
                 if price > budget:
                     continue
-                # insert into the row's top-k (utility desc, resource index asc)
-                if count == k and (b < util[i, k - 1] or (b == util[i, k - 1] and j > cand[i, k - 1])):
-                    continue
-                p = count if count < k else k - 1
-                while p > 0 and (util[i, p - 1] < b or (util[i, p - 1] == b and cand[i, p - 1] > j)):
-                    cand[i, p] = cand[i, p - 1]
-                    util[i, p] = util[i, p - 1]
-                    reserve[i, p] = reserve[i, p - 1]
-                    posted[i, p] = posted[i, p - 1]
-                    p -= 1
-                cand[i, p] = j
-                util[i, p] = b
-                reserve[i, p] = cost
-                posted[i, p] = price
+                # keep the row's top-k in a heap whose root is the worst kept pair
                 if count < k:
+                    _heap_push(util, cand, i, count, b, j)
                     count += 1
+                elif _worse(util[i, 0], cand[i, 0], b, j):
+                    util[i, 0], cand[i, 0] = b, j
+                    _heap_down(util, cand, i, count)
+        # heap -> rows ordered by utility desc, resource index asc; then the prices
+        _sort_row(util, cand, i, count)
+        for p in range(count):
+            j = cand[i, p]
+            reserve[i, p] = rs[j, 4] * cpu * dur
+            posted[i, p] = reserve[i, p] * (0.8 + 0.4 * util[i, p])
     return cand, util, reserve, posted
 
 

@@ -112,26 +112,50 @@ def score(
     return np.where(served, base_utility + delta * per_mass[user] * priority, 0.0)
 
 
+def _compact(ids: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of ``ids`` (all in ``[0, size)``) and each one's position.
+
+    The same result as ``np.unique(ids, return_inverse=True)``; for many ids over a
+    small range a bitmap is cheaper than the sort (sub-markets are built once per
+    cluster per round, so this is a hot path).
+    """
+    if ids.size * 16 < size:
+        distinct, inverse = np.unique(ids, return_inverse=True)
+        return distinct, inverse.astype(np.int64, copy=False)
+    seen = np.zeros(size, dtype=bool)
+    seen[ids] = True
+    distinct = np.flatnonzero(seen)
+    lookup = np.empty(size, dtype=np.int64)
+    lookup[distinct] = np.arange(distinct.size)
+    return distinct, lookup[ids]
+
+
 def submarket(
-    rows: np.ndarray, cand: Candidates, book: OrderBook, free: np.ndarray, won: np.ndarray, delta: float
+    rows: np.ndarray, cand: Candidates, book: OrderBook, free: np.ndarray, won: np.ndarray, delta: float,
+    aligned: bool = False,
 ) -> SubMarket:
-    """The sub-market of order-book ``rows`` over their candidates (local indices)."""
-    res = cand.resource[rows]
+    """The sub-market of order-book ``rows`` over their candidates (local indices).
+
+    ``aligned`` says that ``cand``'s rows are exactly ``rows`` (candidates computed for
+    these requests only), so its arrays are used as they are, without a copy.
+    """
+    pick = (lambda a: a) if aligned else (lambda a: a[rows])
+    res = pick(cand.resource)
     valid = res >= 0
-    resource_ids, local = np.unique(res[valid], return_inverse=True)
+    resource_ids, local = _compact(res[valid], free.shape[0])
     local_cand = np.full(res.shape, -1, dtype=np.int64)
     local_cand[valid] = local
-    users, user_local = np.unique(book.user[rows], return_inverse=True)
+    users, user_local = _compact(book.user[rows], won.shape[0])
     return SubMarket(
         demand=book.need[rows],
         budget=book.columns["budget"][rows],
         bid_scale=book.bid_scale[rows],
         priority=book.columns["priority"][rows],
-        user=user_local.astype(np.int64),
+        user=user_local,
         candidates=local_cand,
-        utility=cand.utility[rows],
-        reserve=cand.reserve[rows],
-        posted=cand.posted[rows],
+        utility=pick(cand.utility),
+        reserve=pick(cand.reserve),
+        posted=pick(cand.posted),
         capacity=free[resource_ids],
         user_won=won[users],
         fairness_weight=delta,
@@ -142,18 +166,19 @@ def submarket(
 
 def _apply(
     alloc: Allocation, sub: SubMarket, cand: Candidates, book: OrderBook,
-    free: np.ndarray, won: np.ndarray, out: RoundOutcome,
+    free: np.ndarray, won: np.ndarray, out: RoundOutcome, aligned: bool = False,
 ) -> None:
     """Write a sub-market's allocation into the round outcome and the shared state."""
     hit = np.flatnonzero(alloc.choice >= 0)
     if hit.size == 0:
         return
     rows = sub.request_ids[hit]
+    at = hit if aligned else rows
     cols = alloc.choice[hit]
-    j = cand.resource[rows, cols]
+    j = cand.resource[at, cols]
     out.resource[rows] = j
     out.payment[rows] = alloc.payment[hit]
-    out.base_utility[rows] = cand.utility[rows, cols]
+    out.base_utility[rows] = cand.utility[at, cols]
     np.subtract.at(free, j, book.need[rows])
     np.add.at(won, book.user[rows], book.columns["priority"][rows])
 
@@ -199,22 +224,26 @@ def clear_round(
     xy = np.column_stack([book.columns["x"], book.columns["y"]])
     routes = route(hierarchy, xy, book.need, free, params.spill_neighbors)
     matrix = book.request_matrix()
-    args = (matrix, book.need, resource_matrix, free, hierarchy.order, hierarchy.start)
-    primary = find_candidates(*args, routes[:, :1], params.candidates, params.weights, params.d_max)
-    secondary = None
-    if routes.shape[1] > 1:
-        secondary = find_candidates(*args, routes[:, 1:], params.candidates, params.weights, params.d_max)
+
+    def candidates(rows: np.ndarray, clusters: np.ndarray) -> Candidates:
+        return find_candidates(
+            matrix[rows], book.need[rows], resource_matrix, free, hierarchy.order, hierarchy.start,
+            clusters, params.candidates, params.weights, params.d_max,
+        )
+
+    everyone = np.arange(n)
+    primary = candidates(everyone, routes[:, :1])
+    spill = routes.shape[1] > 1
+    flat = getattr(mechanism, "flat", False)
     t1 = time.perf_counter()
     children = rng.spawn(hierarchy.n_clusters + 1)  # one stream per cluster planner
-
-    def child(c: int) -> np.random.Generator:
-        return children[c]
-
-    if getattr(mechanism, "flat", False):
-        union = primary if secondary is None else Candidates.concat(primary, secondary)
-        sub = submarket(np.arange(n), union, book, free, won, delta)
-        alloc = mechanism.allocate(sub, child(0))
-        _apply(alloc, sub, union, book, free, won, out)
+    if flat:
+        # one market over every pair a request could reach, priced on the same free capacity
+        union = Candidates.concat(primary, candidates(everyone, routes[:, 1:])) if spill else primary
+        t1 = time.perf_counter()
+        sub = submarket(everyone, union, book, free, won, delta, aligned=True)
+        alloc = mechanism.allocate(sub, children[0])
+        _apply(alloc, sub, union, book, free, won, out, aligned=True)
         out.proven_optimal, out.bound = alloc.proven_optimal, alloc.bound
     else:
         home = routes[:, 0]
@@ -225,14 +254,19 @@ def clear_round(
             if rows.size == 0:
                 continue
             sub = submarket(rows, primary, book, free, won, delta)
-            _apply(mechanism.allocate(sub, child(c)), sub, primary, book, free, won, out)
-        if secondary is not None:
-            left = np.flatnonzero((out.resource < 0) & (secondary.resource[:, 0] >= 0))
-            if left.size:
-                sub = submarket(left, secondary, book, free, won, delta)
-                before = int(np.sum(out.resource >= 0))
-                _apply(mechanism.allocate(sub, child(hierarchy.n_clusters)), sub, secondary, book, free, won, out)
-                out.spilled = int(np.sum(out.resource >= 0)) - before
+            _apply(mechanism.allocate(sub, children[c]), sub, primary, book, free, won, out)
+        # spill-over: the root re-auctions what is left on the neighbouring clusters'
+        # remaining capacity; only unserved requests need candidates there
+        left = np.flatnonzero((out.resource < 0) & (routes[:, 1] >= 0)) if spill else everyone[:0]
+        if left.size:
+            t_spill = time.perf_counter()
+            secondary = candidates(left, routes[left, 1:])
+            t1 += time.perf_counter() - t_spill
+            sub = submarket(left, secondary, book, free, won, delta, aligned=True)
+            before = int(np.sum(out.resource >= 0))
+            alloc = mechanism.allocate(sub, children[hierarchy.n_clusters])
+            _apply(alloc, sub, secondary, book, free, won, out, aligned=True)
+            out.spilled = int(np.sum(out.resource >= 0)) - before
     t2 = time.perf_counter()
     if params.validate:
         check_round(out.resource, out.payment, book.columns, resources, book.need, free_before)

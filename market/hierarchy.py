@@ -2,7 +2,10 @@
 
 The root planner z-scores the resource features ``[x, y, cpu, mem, cost, reliability,
 availability, energy]`` and runs k-means (random initial points, not k-means++, which
-costs minutes at 10^5 resources; see NOTES_PERF). Each cluster gets a planner. A request
+costs minutes at 10^5 resources; see NOTES_PERF). With many resources the centroids are
+fitted on a seeded sample of :data:`SAMPLE_PER_CLUSTER` points per cluster and every
+resource then joins its nearest centroid (Lloyd on a sample: the same clusters up to
+sampling noise, at a tenth of the cost). Each cluster gets a planner. A request
 is routed to the nearest cluster (by the cluster's mean location) that holds a resource
 with room for it, plus ``spill_neighbors`` further clusters for the spill-over pass.
 ``clusters = 1`` is the flat auction. The tree root -> cluster planners -> resources is
@@ -16,8 +19,11 @@ from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
-from scipy.cluster.vq import kmeans2
+from scipy.cluster.vq import kmeans2, vq
 from scipy.spatial import cKDTree
+
+#: sample size per cluster for fitting centroids when resources are plentiful
+SAMPLE_PER_CLUSTER = 10
 
 FEATURES = ["x", "y", "cpu", "mem", "unit_cost", "reliability", "availability", "energy_efficiency"]
 
@@ -71,9 +77,14 @@ def build_hierarchy(features: np.ndarray, n_clusters: int, rng: np.random.Genera
     else:
         std = features.std(axis=0)
         z = (features - features.mean(axis=0)) / np.where(std > 0, std, 1.0)
+        sample = z
+        if m > 2 * SAMPLE_PER_CLUSTER * n_clusters:
+            sample = z[np.sort(rng.choice(m, SAMPLE_PER_CLUSTER * n_clusters, replace=False))]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "one of the clusters is empty": handled below
-            _, labels = kmeans2(z, n_clusters, iter=10, minit="points", seed=rng)
+            centroids, labels = kmeans2(sample, n_clusters, iter=10, minit="points", seed=rng)
+        if sample is not z:
+            labels = vq(z, centroids, check_finite=False)[0]
         labels = np.unique(labels, return_inverse=True)[1].astype(np.int64)
     order = np.argsort(labels, kind="stable")
     counts = np.bincount(labels)
@@ -114,7 +125,7 @@ def route(
     room = np.zeros((c_total, 2))
     np.maximum.at(room, hierarchy.labels, free)
     probe = c_total if spill_neighbors < 0 else min(c_total, 2 * width + 6)
-    _, near = cKDTree(hierarchy.centres).query(xy, k=probe)
+    _, near = cKDTree(hierarchy.centres).query(xy, k=probe, workers=-1 if n > 50_000 else 1)
     near = near.reshape(n, probe)
     ok = np.all(room[near] + 1e-12 >= need[:, None, :], axis=2)
     # stable: keep distance order among feasible clusters

@@ -72,8 +72,13 @@ def lazy_greedy(
 ) -> np.ndarray:
     """Greedy on marginal gains of ``F(S) = sum b + delta * sum_u log2(1 + X_u)``.
 
-    The gain of pair (i, j) is ``b_ij + delta * (g(X_u + p_i) - g(X_u))``; gains only
-    fall as users win, so a lazy heap makes the same picks as plain greedy.
+    The gain of pair (i, j) is ``b_ij + delta * (g(X_u + p_i) - g(X_u))``. The fairness
+    part is the same for all of a request's pairs, so a request's best pair is its
+    highest-``b`` candidate that fits, and the heap holds one entry per request (not per
+    pair): its key is an upper bound, since gains only fall as users win and capacity
+    only shrinks. A popped request is re-evaluated and accepted only if it still beats
+    the next key, so the picks are exactly those of plain pair-level greedy (ties to
+    the smaller flat pair index ``i * K + k``).
 
     Returns:
         ``(N,)`` chosen candidate column per request, -1 if unserved.
@@ -82,35 +87,34 @@ def lazy_greedy(
     res = cap.copy()
     won = user_won.copy()
     choice = np.full(n, -1, dtype=np.int64)
-    keys = np.empty(n * k)
-    idx = np.empty(n * k, dtype=np.int64)
+    ok = cand >= 0
+    keys = np.empty(n)
+    idx = np.empty(n, dtype=np.int64)
     size = 0
     for i in range(n):
-        u = user[i]
-        fair = delta * (_log2p1(won[u] + prio[i]) - _log2p1(won[u]))
-        for c in range(k):
-            j = cand[i, c]
-            if j >= 0 and _fits(res, j, demand[i, 0], demand[i, 1]):
-                keys[size] = base[i, c] + fair
-                idx[size] = i * k + c
-                size += 1
+        c = _best_column(i, base, cand, ok, demand, res)
+        if c >= 0:
+            u = user[i]
+            keys[size] = base[i, c] + delta * (_log2p1(won[u] + prio[i]) - _log2p1(won[u]))
+            idx[size] = i * k + c
+            size += 1
     _heapify(keys, idx, size)
     while size > 0:
-        e = idx[0]
-        i = e // k
-        c = e - i * k
-        j = cand[i, c]
+        i = idx[0] // k
         size -= 1
         keys[0] = keys[size]
         idx[0] = idx[size]
         _sift_down(keys, idx, size, 0)
-        if choice[i] >= 0 or not _fits(res, j, demand[i, 0], demand[i, 1]):
+        c = _best_column(i, base, cand, ok, demand, res)
+        if c < 0:
             continue
         u = user[i]
         gain = base[i, c] + delta * (_log2p1(won[u] + prio[i]) - _log2p1(won[u]))
         if gain <= 0.0:
             continue
+        e = i * k + c
         if size == 0 or _above(gain, e, keys[0], idx[0]):
+            j = cand[i, c]
             choice[i] = c
             res[j, 0] -= demand[i, 0]
             res[j, 1] -= demand[i, 1]
