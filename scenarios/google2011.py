@@ -1,0 +1,170 @@
+"""Loaders for the Google cluster trace clusterdata-2011-2 (format v2).
+
+Files live under ``$MARKET_DATA_DIR/clusterdata-2011-2/<table>/part-NNNNN-of-MMMMM.csv.gz``
+(the official layout; ``.csv.xz`` or a plain ``.csv`` with the same content is accepted
+too). No file has a header row; the columns are the official schema below. Timestamps
+are microseconds (0 = before the trace window); CPU and memory are normalised so that
+the largest machine has 1.0.
+
+Data: Google cluster-usage traces, clusterdata-2011-2, CC-BY 4.0. C. Reiss, J. Wilkes,
+J. L. Hellerstein, "Google cluster-usage traces: format + schema", Google, 2011.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from market.errors import MarketInputError
+
+TRACE = "clusterdata-2011-2"
+#: file name suffixes tried in order (the official files are gzip)
+SUFFIXES = (".csv.gz", ".csv.xz", ".csv")
+
+#: official column schemas (no header row in any file)
+SCHEMAS: dict[str, list[str]] = {
+    "job_events": [
+        "timestamp", "missing_info", "job_id", "event_type", "user", "scheduling_class",
+        "job_name", "logical_job_name",
+    ],
+    "task_events": [
+        "timestamp", "missing_info", "job_id", "task_index", "machine_id", "event_type", "user",
+        "scheduling_class", "priority", "cpu_request", "memory_request", "disk_space_request",
+        "different_machine_constraint",
+    ],
+    "machine_events": ["timestamp", "machine_id", "event_type", "platform_id", "cpu", "mem"],
+}
+#: number of parts of each table in the full trace
+PARTS = {"job_events": 500, "task_events": 500, "machine_events": 1}
+#: dtypes that hold every value of the trace (nullable where fields may be empty)
+DTYPES: dict[str, str] = {
+    "timestamp": "int64", "missing_info": "float64", "job_id": "int64", "task_index": "int64",
+    "machine_id": "float64", "event_type": "int64", "user": "str", "scheduling_class": "float64",
+    "priority": "float64", "cpu_request": "float64", "memory_request": "float64",
+    "disk_space_request": "float64", "different_machine_constraint": "float64",
+    "job_name": "str", "logical_job_name": "str", "platform_id": "str", "cpu": "float64",
+    "mem": "float64",
+}
+FETCH_HINT = "run: market data fetch google2011"
+
+# event types
+SUBMIT, SCHEDULE, EVICT, FAIL, FINISH, KILL, LOST = range(7)
+TERMINAL = (FAIL, FINISH, KILL, LOST)
+ADD, REMOVE, UPDATE = 0, 1, 2
+
+
+def data_dir() -> Path:
+    """``$MARKET_DATA_DIR``, else a per-user cache folder (``$XDG_CACHE_HOME/market-alloc``)."""
+    env = os.environ.get("MARKET_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "market-alloc"
+
+
+def schema(table: str) -> list[str]:
+    """The official columns of ``table``.
+
+    Raises:
+        MarketInputError: for an unknown table.
+    """
+    if table not in SCHEMAS:
+        raise MarketInputError(f"unknown trace table {table!r} (known: {', '.join(SCHEMAS)})")
+    return SCHEMAS[table]
+
+
+def part_name(table: str, part: int) -> str:
+    """``part-NNNNN-of-MMMMM`` (without suffix) of ``table``."""
+    schema(table)
+    total = PARTS[table]
+    if not 0 <= part < total:
+        raise MarketInputError(f"{table} has parts 0..{total - 1}, got {part}")
+    return f"part-{part:05d}-of-{total:05d}"
+
+
+def relative_path(table: str, part: int) -> str:
+    """The official path of a part inside the data folder (gzip, as published)."""
+    return f"{TRACE}/{table}/{part_name(table, part)}.csv.gz"
+
+
+def find_part(table: str, part: int, root: Path | None = None) -> Path:
+    """The local file of one part (``.csv.gz``, ``.csv.xz`` or ``.csv``).
+
+    Raises:
+        MarketInputError: one line naming the missing file and how to fetch it.
+    """
+    root = data_dir() if root is None else Path(root)
+    stem = root / TRACE / table / part_name(table, part)
+    for suffix in SUFFIXES:
+        path = stem.with_name(stem.name + suffix)
+        if path.is_file():
+            return path
+    raise MarketInputError(f"missing trace file {stem}.csv.gz ({FETCH_HINT})")
+
+
+def read_events(
+    table: str,
+    parts: Sequence[int] = (0,),
+    columns: Sequence[str] | None = None,
+    root: Path | None = None,
+) -> pd.DataFrame:
+    """Read parts of a trace table into one DataFrame (file order kept).
+
+    Args:
+        table: ``job_events``, ``task_events`` or ``machine_events``.
+        parts: part numbers, read and concatenated in this order.
+        columns: the schema columns to keep (default all); a ``part`` column is added.
+        root: the data folder (default :func:`data_dir`).
+
+    Returns:
+        One row per event, with the official column names and nullable floats for
+        fields that may be empty.
+
+    Raises:
+        MarketInputError: if a file is missing or cannot be parsed.
+    """
+    names = schema(table)
+    usecols = list(names) if columns is None else [c for c in names if c in set(columns)]
+    unknown = sorted(set(columns or ()) - set(names))
+    if unknown:
+        raise MarketInputError(f"{table} has no column(s) {', '.join(unknown)}")
+    paths = [find_part(table, p, root) for p in parts]
+    frames = []
+    for part, path in zip(parts, paths):
+        try:
+            df = pd.read_csv(
+                path, header=None, names=names, usecols=usecols,
+                dtype={c: DTYPES[c] for c in usecols}, engine="c",
+            )
+        except Exception as exc:  # parse errors of many kinds: the user needs one line
+            raise MarketInputError(f"cannot read trace file: {exc}", source=str(path)) from None
+        frames.append(df.assign(part=np.int64(part)))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*usecols, "part"])
+
+
+def first_submits(table: str, parts: Sequence[int], per_part: int | None = None, **kw) -> pd.DataFrame:
+    """SUBMIT rows in file order, at most ``per_part`` from each part (``None`` = all)."""
+    df = read_events(table, parts, **kw)
+    sub = df[df["event_type"] == SUBMIT]
+    if per_part is not None:
+        sub = sub.groupby("part", sort=False).head(per_part)
+    return sub.reset_index(drop=True)
+
+
+def machines_at(t_us: int, root: Path | None = None) -> pd.DataFrame:
+    """Machines alive at trace time ``t_us`` with their capacity (replay of machine_events).
+
+    ADD and UPDATE set a machine's capacity, REMOVE deletes it; rows with an empty
+    capacity are skipped. Returns ``machine_id, platform_id, cpu, mem`` sorted by id.
+    """
+    ev = read_events("machine_events", (0,), root=root)
+    ev = ev[(ev["timestamp"] <= t_us)]
+    ev = ev[(ev["event_type"] == REMOVE) | ev[["cpu", "mem"]].notna().all(axis=1)]
+    last = ev.drop_duplicates("machine_id", keep="last")  # events are in time order
+    alive = last[last["event_type"] != REMOVE]
+    out = alive[["machine_id", "platform_id", "cpu", "mem"]].sort_values("machine_id", kind="stable")
+    return out.assign(machine_id=out["machine_id"].astype(np.int64)).reset_index(drop=True)
