@@ -1,0 +1,180 @@
+"""Mechanisms in isolation: exactness of greedy and the optimum, Vickrey payments, plug-ins."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from market.feasibility import check_round
+from mechanisms import available, create, register
+from mechanisms.base import Allocation, Mechanism, SubMarket
+from mechanisms.kernels import lazy_greedy
+from mechanisms.optimal import solve_exact
+from scenarios.config import load
+from tests.conftest import DATA
+
+
+def random_submarket(rng: np.random.Generator, n: int, m: int, k: int, delta: float, users: int) -> SubMarket:
+    """A random sub-market as candidate generation makes them.
+
+    Priorities are integers over 10, and every candidate's posted price is within the
+    request's budget (pairs priced above it are never candidates).
+    """
+    cand = np.full((n, k), -1, dtype=np.int64)
+    for i in range(n):
+        width = rng.integers(0, k + 1)
+        cand[i, :width] = rng.choice(m, size=width, replace=False)
+    utility = np.where(cand >= 0, rng.uniform(0.05, 1.0, (n, k)), 0.0)
+    budget = rng.uniform(2.0, 10.0, n)
+    reserve = np.where(cand >= 0, rng.uniform(0.0, 0.8, (n, k)) * budget[:, None], 0.0)
+    return SubMarket(
+        demand=rng.uniform(0.2, 1.0, (n, 2)),
+        budget=budget,
+        bid_scale=np.ones(n),
+        priority=rng.integers(1, 11, n) / 10.0,
+        user=rng.integers(0, users, n),
+        candidates=cand,
+        utility=utility,
+        reserve=reserve,
+        posted=reserve * (0.8 + 0.4 * utility),
+        capacity=rng.uniform(0.5, 2.5, (m, 2)),
+        user_won=rng.integers(0, 4, users) / 10.0,
+        fairness_weight=delta,
+        resource_ids=np.arange(m),
+        request_ids=np.arange(n),
+    )
+
+
+def welfare(market: SubMarket, choice: np.ndarray) -> float:
+    """``F = sum b + delta * sum_u [g(W_u + X_u) - g(W_u)]``, or -inf if infeasible."""
+    used = np.zeros_like(market.capacity)
+    won = market.user_won.copy()
+    total = 0.0
+    for i, c in enumerate(choice):
+        if c < 0:
+            continue
+        used[market.candidates[i, c]] += market.demand[i]
+        won[market.user[i]] += market.priority[i]
+        total += market.utility[i, c]
+    if np.any(used > market.capacity + 1e-9):
+        return -np.inf
+    return total + market.fairness_weight * float(np.sum(np.log2(1 + won) - np.log2(1 + market.user_won)))
+
+
+def plain_greedy(market: SubMarket) -> np.ndarray:
+    """Textbook greedy: recompute every pair's marginal gain, take the best, repeat."""
+    n, k = market.candidates.shape
+    choice = np.full(n, -1, dtype=np.int64)
+    while True:
+        best, best_gain = None, 0.0
+        base = welfare(market, choice)
+        for i, c in itertools.product(range(n), range(k)):
+            if choice[i] >= 0 or market.candidates[i, c] < 0:
+                continue
+            choice[i] = c
+            gain = welfare(market, choice) - base
+            choice[i] = -1
+            if gain > best_gain + 1e-12:
+                best, best_gain = (i, c), gain
+        if best is None:
+            return choice
+        choice[best[0]] = best[1]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_lazy_greedy_makes_the_picks_of_plain_greedy(seed):
+    market = random_submarket(np.random.default_rng(seed), n=14, m=4, k=3, delta=0.6, users=4)
+    lazy = lazy_greedy(market.candidates, market.utility, market.demand, market.capacity,
+                       market.user, market.priority, market.user_won, market.fairness_weight)
+    assert welfare(market, lazy) == pytest.approx(welfare(market, plain_greedy(market)), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_optimal_matches_brute_force(seed):
+    market = random_submarket(np.random.default_rng(100 + seed), n=6, m=2, k=2, delta=0.5, users=3)
+    best = max(
+        welfare(market, np.array(choice))
+        for choice in itertools.product(*[[-1, *np.flatnonzero(row >= 0)] for row in market.candidates])
+    )
+    alloc = solve_exact(market, time_limit=10)
+    assert alloc.proven_optimal
+    assert welfare(market, alloc.choice) == pytest.approx(best, abs=1e-7)
+    assert alloc.bound == pytest.approx(best, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mohaf", "greedy", "first_price", "second_price", "random", "optimal"])
+def test_every_mechanism_respects_capacity_and_budgets(name):
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        market = random_submarket(rng, n=40, m=6, k=4, delta=0.3, users=8)
+        alloc = create(name).allocate(market, np.random.default_rng(1))
+        served = np.flatnonzero(alloc.choice >= 0)
+        used = np.zeros_like(market.capacity)
+        np.add.at(used, market.candidates[served, alloc.choice[served]], market.demand[served])
+        assert np.all(used <= market.capacity + 1e-9)
+        assert np.all(alloc.payment >= 0) and np.all(alloc.payment <= market.budget + 1e-9)
+        assert np.all(alloc.payment[alloc.choice < 0] == 0)
+
+
+def single_item(reports: list[float]) -> SubMarket:
+    """One resource that fits one request; equal quality 1 and no reserve for everybody."""
+    n = len(reports)
+    return SubMarket(
+        demand=np.ones((n, 2)), budget=np.array(reports, dtype=float), bid_scale=np.ones(n),
+        priority=np.full(n, 0.5), user=np.arange(n), candidates=np.zeros((n, 1), dtype=np.int64),
+        utility=np.ones((n, 1)), reserve=np.zeros((n, 1)), posted=np.zeros((n, 1)),
+        capacity=np.ones((1, 2)), user_won=np.zeros(n), fairness_weight=0.0,
+        resource_ids=np.zeros(1, dtype=np.int64), request_ids=np.arange(n),
+    )
+
+
+def test_second_price_is_vickrey_on_a_single_item():
+    alloc = create("second_price").allocate(single_item([3.0, 7.0, 5.0]), np.random.default_rng(0))
+    assert alloc.choice.tolist() == [-1, 0, -1]
+    assert alloc.payment.tolist() == pytest.approx([0.0, 5.0, 0.0])
+
+
+def test_second_price_winner_pays_the_same_whatever_it_reports():
+    for report in (5.5, 7.0, 100.0):
+        alloc = create("second_price").allocate(single_item([3.0, report, 5.0]), np.random.default_rng(0))
+        assert alloc.choice[1] == 0 and alloc.payment[1] == pytest.approx(5.0)
+
+
+def test_first_price_winner_pays_its_bid():
+    alloc = create("first_price").allocate(single_item([3.0, 7.0, 5.0]), np.random.default_rng(0))
+    assert alloc.choice.tolist() == [-1, 0, -1]
+    assert alloc.payment[1] == pytest.approx(7.0)
+
+
+class NobodyServed(Mechanism):
+    """A user's own mechanism: serves nobody (registered in the test below)."""
+
+    def allocate(self, market: SubMarket, rng: np.random.Generator) -> Allocation:
+        return Allocation.empty(market.n_requests)
+
+
+def test_user_mechanism_registers_and_runs_without_core_changes():
+    register("test_nobody")(NobodyServed)
+    assert "test_nobody" in available()
+    from market.model import MarketModel
+
+    model = MarketModel(load(DATA / "small.toml"), mechanism="test_nobody", rng=1, oracle=False)
+    model.run_for(2)
+    assert [r["n_allocated"] for r in model.round_records] == [0, 0]
+    assert all(r["welfare"] == 0 for r in model.round_records)
+
+
+def test_feasibility_check_rejects_an_overfull_resource():
+    from market.feasibility import InfeasibleAllocationError
+
+    cols = {"cpu": np.array([1.0, 1.0]), "mem": np.array([1.0, 1.0]), "budget": np.array([5.0, 5.0]),
+            "min_reliability": np.zeros(2), "min_availability": np.zeros(2), "max_latency": np.full(2, np.inf),
+            "x": np.zeros(2), "y": np.zeros(2)}
+    res = {"cpu": np.array([1.5]), "mem": np.array([4.0]), "reliability": np.ones(1), "availability": np.ones(1),
+           "x": np.zeros(1), "y": np.zeros(1)}
+    need = np.ones((2, 2))
+    with pytest.raises(InfeasibleAllocationError):
+        check_round(np.array([0, 0]), np.array([1.0, 1.0]), cols, res, need, np.array([[1.5, 4.0]]))
+    check_round(np.array([0, -1]), np.array([1.0, 0.0]), cols, res, need, np.array([[1.5, 4.0]]))
