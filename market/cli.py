@@ -19,6 +19,7 @@ from market.errors import MarketInputError
 COMMANDS = [
     "market.commands",
     "market.sweep",
+    "market.data_cli",
 ]
 
 

@@ -50,6 +50,16 @@ DTYPES: dict[str, str] = {
     "mem": "float64",
 }
 FETCH_HINT = "run: market data fetch google2011"
+#: the parts the project uses, with the sha256 of their *uncompressed* content (a
+#: recompressed copy, e.g. ``.csv.xz``, verifies too), as recorded for the trace copy the
+#: project was developed and tested on
+CONTENT_SHA256: dict[str, str] = {
+    "job_events/part-00000-of-00500.csv": "3062f146891225fc32402a60bae65d9a9e60493ad2931bbd71f22639a282c58b",
+    "job_events/part-00001-of-00500.csv": "dfd2b5ecd0bc0b34cc5e9ba715731faa5b0761f78252f0fa6b1471c63ecf45d5",
+    "task_events/part-00000-of-00500.csv": "c18c344bd193e211a4c22c1989760493bf1291bb6d157d2b80b04bb4e568b580",
+    "task_events/part-00001-of-00500.csv": "9e788fc6a9a9de8bf2e8d09f5456080ffc11e29bf8fb465edeee2a1733f7accd",
+    "machine_events/part-00000-of-00001.csv": "16cfec99fd35336c955ade9ea0b6da3e781660d6cabd6c33409af2c10a4e27f3",
+}
 
 # event types
 SUBMIT, SCHEDULE, EVICT, FAIL, FINISH, KILL, LOST = range(7)
