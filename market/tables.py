@@ -23,17 +23,34 @@ RESOURCE_COLUMNS = [
     "resource_id", "cpu", "mem", "unit_cost", "reliability", "availability", "energy_efficiency", "x", "y",
 ]
 RESOURCE_OPTIONAL = {"owner_id": -1}
+#: suffixes :func:`read_table` reads as Parquet; anything else is read as (possibly compressed) CSV
+PARQUET_SUFFIXES = (".parquet", ".pq")
+#: suffixes a table file may have (CSV may be compressed)
+TABLE_SUFFIXES = (*PARQUET_SUFFIXES, ".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst", ".csv.zip")
 
 #: (column, lower bound, strict?) checks; budgets and capacities must be > 0
 _RANGES = {
     "requests": [("cpu", 0, False), ("mem", 0, False), ("budget", 0, True), ("priority", 0, False),
-                 ("round", 0, False), ("duration", 1, False)],
-    "resources": [("cpu", 0, True), ("mem", 0, False), ("unit_cost", 0, False), ("energy_efficiency", 0, True)],
+                 ("round", 0, False), ("duration", 1, False), ("max_latency", 0, False)],
+    "resources": [("cpu", 0, True), ("mem", 0, True), ("unit_cost", 0, False), ("energy_efficiency", 0, True)],
 }
 _UNIT_INTERVAL = {
     "requests": ["min_reliability", "min_availability"],
     "resources": ["reliability", "availability"],
 }
+#: columns that must hold whole numbers (stored as int64)
+_INTEGER = {
+    "requests": ["request_id", "user_id", "round", "duration"],
+    "resources": ["resource_id", "owner_id"],
+}
+#: columns that may be infinite (an empty cell means "no limit")
+_UNBOUNDED = {"max_latency"}
+
+
+def has_table_suffix(path: str | Path) -> bool:
+    """True if ``path`` names a CSV (possibly compressed) or Parquet file."""
+    name = Path(path).name.lower()
+    return name.endswith(TABLE_SUFFIXES)
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -42,19 +59,69 @@ def read_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise MarketInputError(f"no such file: {path}")
     try:
-        if path.suffix.lower() in {".parquet", ".pq"}:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
             return pd.read_parquet(path)
         return pd.read_csv(path)
     except Exception as exc:  # pandas raises many types; the user needs one line
-        raise MarketInputError(f"{path}: cannot read table: {exc}") from None
+        raise MarketInputError(f"cannot read table: {exc}", source=str(path)) from None
 
 
-def _first_bad(mask: np.ndarray) -> int:
-    return int(np.flatnonzero(mask)[0])
+def _show(value: object) -> str:
+    """A value as the user wrote it (numpy scalars as plain Python values)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
+class _Rows:
+    """Names the first bad row of a table in messages: data row and, for CSV, file line."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.csv = not str(source).lower().endswith(PARQUET_SUFFIXES)
+
+    def fail(self, mask: np.ndarray, text: str, values: pd.Series | np.ndarray | None = None) -> None:
+        """Raise for the first row where ``mask`` is true; ``{value}`` in ``text`` is its value."""
+        row = int(np.flatnonzero(mask)[0])
+        where = f"row {row + 1}" + (f" (line {row + 2})" if self.csv else "")
+        if values is not None:
+            value = values.iloc[row] if isinstance(values, pd.Series) else values[row]
+            text = text.format(value=_show(value))
+        raise MarketInputError(f"{where}: {text}", source=self.source)
+
+
+def _numeric(df: pd.DataFrame, col: str, rows: _Rows) -> pd.Series:
+    """Column ``col`` as numbers: every cell present, numeric, finite (unless unbounded)."""
+    raw = df[col]
+    if pd.api.types.is_bool_dtype(raw):
+        rows.fail(np.ones(len(raw), dtype=bool), f"column {col!r} must be numeric, got {{value}}", raw)
+    try:
+        values = pd.to_numeric(raw, errors="coerce")
+    except (TypeError, ValueError):  # nested values (lists, dicts) in a Parquet column
+        values = pd.Series(np.nan, index=raw.index)
+    if col in _UNBOUNDED:
+        values = values.where(raw.notna(), np.inf)  # an empty cell means "no limit"
+    bad = values.isna().to_numpy()
+    if raw.dtype == object:  # True/False mixed into a column of numbers
+        bad = bad | raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
+    if bad.any():
+        rows.fail(bad, f"column {col!r} has a missing or non-numeric value {{value}}", raw)
+    arr = values.to_numpy(dtype=float)
+    finite = np.isfinite(arr) | ((arr == np.inf) if col in _UNBOUNDED else False)
+    if not finite.all():
+        rows.fail(~finite, f"column {col!r} is not finite ({{value}})", arr)
+    return values
 
 
 def validate(df: pd.DataFrame, kind: str, source: str) -> pd.DataFrame:
     """Check and normalise a requests or resources table.
+
+    Checks, each failing with one line that names the file, the column and the first
+    bad row and value: required columns present; every cell numeric and finite
+    (``max_latency`` may be empty or ``inf``, meaning no limit); ids, ``round``,
+    ``duration`` and ``owner_id`` whole numbers; ranges (budgets and resource
+    capacities > 0, demands, costs, priorities and latencies >= 0, ``duration >= 1``,
+    reliability and availability in [0, 1]); no duplicate ids; at least one resource.
 
     Args:
         df: the raw table.
@@ -62,53 +129,49 @@ def validate(df: pd.DataFrame, kind: str, source: str) -> pd.DataFrame:
         source: the file name used in error messages.
 
     Returns:
-        The table with optional columns filled in, numeric dtypes, in input order.
+        The table with optional columns filled in, numeric dtypes (whole-number columns
+        as int64), in input order.
 
     Raises:
         MarketInputError: naming the file, the column and the first bad row.
     """
+    if kind not in _RANGES:
+        raise ValueError(f"kind must be 'requests' or 'resources', got {kind!r}")
     required = REQUEST_COLUMNS if kind == "requests" else RESOURCE_COLUMNS
     optional = REQUEST_OPTIONAL if kind == "requests" else RESOURCE_OPTIONAL
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise MarketInputError(f"missing column(s) {', '.join(missing)}", source=source)
+    if kind == "resources" and len(df) == 0:
+        raise MarketInputError("the resources table has no rows", source=source)
+    rows = _Rows(source)
     df = df.copy()
     for col, default in optional.items():
         if col not in df.columns:
             df[col] = default
-        elif col == "max_latency":
-            df[col] = df[col].fillna(np.inf)
-    id_col = "request_id" if kind == "requests" else "resource_id"
     for col in [*required, *optional]:
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = values.isna().to_numpy() | (df[col].isna().to_numpy())
-        if col == "max_latency":
-            bad = values.isna().to_numpy()
+        df[col] = _numeric(df, col, rows)
+    for col in _INTEGER[kind]:
+        arr = df[col].to_numpy(dtype=float)
+        bad = arr != np.round(arr)
         if bad.any():
-            row = _first_bad(bad)
-            raise MarketInputError(f"row {row + 2}: column {col!r} has a missing or non-numeric value {df[col].iloc[row]!r}", source=source)
-        arr = values.to_numpy(dtype=float)
-        if col != "max_latency" and not np.all(np.isfinite(arr)):
-            row = _first_bad(~np.isfinite(arr))
-            raise MarketInputError(f"row {row + 2}: column {col!r} is not finite ({arr[row]})", source=source)
-        df[col] = values
+            rows.fail(bad, f"column {col!r} must hold whole numbers, got {{value}}", arr)
+        df[col] = df[col].astype(np.int64)
     for col, low, strict in _RANGES[kind]:
         arr = df[col].to_numpy(dtype=float)
         bad = arr <= low if strict else arr < low
         if bad.any():
-            row = _first_bad(bad)
             rel = ">" if strict else ">="
-            raise MarketInputError(f"row {row + 2}: column {col!r} must be {rel} {low}, got {arr[row]}", source=source)
+            rows.fail(bad, f"column {col!r} must be {rel} {low}, got {{value}}", arr)
     for col in _UNIT_INTERVAL[kind]:
         arr = df[col].to_numpy(dtype=float)
         bad = (arr < 0) | (arr > 1)
         if bad.any():
-            row = _first_bad(bad)
-            raise MarketInputError(f"row {row + 2}: column {col!r} must be in [0, 1], got {arr[row]}", source=source)
+            rows.fail(bad, f"column {col!r} must be in [0, 1], got {{value}}", arr)
+    id_col = "request_id" if kind == "requests" else "resource_id"
     dup = df[id_col].duplicated().to_numpy()
     if dup.any():
-        row = _first_bad(dup)
-        raise MarketInputError(f"row {row + 2}: duplicate {id_col} {df[id_col].iloc[row]!r}", source=source)
+        rows.fail(dup, f"duplicate {id_col} {{value}}", df[id_col])
     return df.reset_index(drop=True)
 
 
