@@ -22,7 +22,29 @@ from market.metrics import power, round_metrics
 from market.model import auto_candidates, auto_clusters
 from market.pricing import PriceRule, utilization
 from mechanisms import create
+from mechanisms.optimal import Optimal
 from scenarios.synthetic import generate
+
+
+def oracle_quality(
+    book: OrderBook, matrix: np.ndarray, res: dict, capacity: np.ndarray, hierarchy: object,
+    params: RoundParams, start_won: np.ndarray, welfare: float, time_limit: float,
+) -> dict:
+    """Welfare against the exact optimum (MILP) and the LP upper bound of one round.
+
+    ``alg_opt`` divides by the best proven upper bound: the MILP optimum when proven,
+    else the smaller of the MILP dual bound and the LP bound (so it never flatters).
+    """
+    rng = np.random.default_rng(0)
+    lp = clear_round(book, matrix, res, capacity, hierarchy, Optimal(time_limit, relax=True), rng, params, start_won)
+    opt = clear_round(book, matrix, res, capacity, hierarchy, Optimal(time_limit), rng, params, start_won)
+    bounds = [b for b in (lp.bound, opt.bound) if b is not None and np.isfinite(b)]
+    bound = opt.welfare if opt.proven_optimal else max(min(bounds, default=np.inf), opt.welfare)
+    return {
+        "lp_bound": round(float(lp.bound), 6), "opt_welfare": round(opt.welfare, 6),
+        "opt_proven": bool(opt.proven_optimal), "upper_bound": round(float(bound), 6),
+        "alg_opt": round(welfare / bound, 6) if np.isfinite(bound) and bound > 0 else None,
+    }
 
 
 def bench(
@@ -33,13 +55,28 @@ def bench(
     candidates: int = 0,
     clusters: int = 0,
     seed: int = 0,
+    oracle: float = 0.0,
+    params: dict | None = None,
 ) -> dict:
     """Time ``rounds`` rounds and return the figures as a dict (see DESIGN.md §5.5).
+
+    Args:
+        requests: requests in the order book every round.
+        resources: resources.
+        mechanism: registered mechanism name.
+        rounds: timed rounds (after one untimed warm-up round).
+        candidates: K (0 = automatic, as the model does).
+        clusters: clusters (0 = automatic).
+        seed: market and clustering seed.
+        params: the mechanism's parameters.
+        oracle: if > 0, solve the last round's market exactly (MILP, this many seconds,
+            not timed) and report the quality ``alg_opt`` = welfare / proven upper bound.
 
     Returns:
         ``requests, resources, candidates, clusters, mechanism, round_s`` (median
         seconds per round), ``round_s_all``, ``phases`` (median share of each phase),
-        ``welfare``, ``allocated`` and ``peak_rss_mb``.
+        ``welfare``, ``allocated`` and ``peak_rss_mb``; with ``oracle`` also
+        ``opt_bound``, ``opt_proven`` and ``alg_opt``.
     """
     rng = np.random.default_rng(seed)
     market = generate(
@@ -59,7 +96,7 @@ def bench(
     energy = res["energy_efficiency"]
     energy_norm = (energy - energy.min()) / max(float(np.ptp(energy)), 1e-12)
     features = np.column_stack([res[c] for c in FEATURES])
-    mech = create(mechanism)
+    mech = create(mechanism, **(params or {}))
     params = RoundParams(candidates=k)
     rule = PriceRule(eta=0.02)
     price = res["unit_cost"].copy()
@@ -93,6 +130,10 @@ def bench(
             "settle_pricing": t3 - t2,
             "metrics": t4 - t3,
         })
+    quality = {}
+    if oracle > 0:
+        # the same market state the last timed round saw: its prices, empty capacity
+        quality = oracle_quality(book, matrix, res, capacity, hierarchy, params, start_won, outcome.welfare, oracle)
     median = statistics.median(times)
     share = {name: round(statistics.median(p[name] for p in phases) / median, 4) for name in phases[0]}
     return {
@@ -107,5 +148,6 @@ def bench(
         "phases": share,
         "welfare": round(outcome.welfare, 6),
         "allocated": int((outcome.resource >= 0).sum()),
+        **quality,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

@@ -45,6 +45,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", type=int, default=0, help="K (0 = automatic)")
     p.add_argument("--clusters", type=int, default=0, help="clusters (0 = automatic)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="mechanism parameter (repeatable), e.g. rank=density")
+    p.add_argument("--oracle", type=float, default=0.0, metavar="SECONDS",
+                   help="also solve the last round exactly (MILP time limit) and report alg_opt")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_bench)
 
@@ -105,13 +109,30 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _params(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` strings to a dict, values parsed as TOML scalars when they can be."""
+    import tomllib
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise MarketInputError(f"--param expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value
+    return out
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """``market bench``."""
     from market.bench import bench
 
     result = bench(
         requests=args.requests, resources=args.resources, mechanism=args.mechanism, rounds=args.rounds,
-        candidates=args.candidates, clusters=args.clusters, seed=args.seed,
+        candidates=args.candidates, clusters=args.clusters, seed=args.seed, oracle=args.oracle,
+        params=_params(args.param),
     )
     if args.json:
         print(json.dumps(result))

@@ -69,8 +69,12 @@ def lazy_greedy(
     prio: np.ndarray,
     user_won: np.ndarray,
     delta: float,
+    size: np.ndarray,
 ) -> np.ndarray:
     """Greedy on marginal gains of ``F(S) = sum b + delta * sum_u log2(1 + X_u)``.
+
+    Requests are ranked by ``gain / size_i``: ``size = 1`` is plain greedy on gains;
+    a request's share of the capacity makes it greedy on gain per unit of capacity.
 
     The gain of pair (i, j) is ``b_ij + delta * (g(X_u + p_i) - g(X_u))``. The fairness
     part is the same for all of a request's pairs, so a request's best pair is its
@@ -90,21 +94,21 @@ def lazy_greedy(
     ok = cand >= 0
     keys = np.empty(n)
     idx = np.empty(n, dtype=np.int64)
-    size = 0
+    top = 0
     for i in range(n):
         c = _best_column(i, base, cand, ok, demand, res)
         if c >= 0:
             u = user[i]
-            keys[size] = base[i, c] + delta * (_log2p1(won[u] + prio[i]) - _log2p1(won[u]))
-            idx[size] = i * k + c
-            size += 1
-    _heapify(keys, idx, size)
-    while size > 0:
+            keys[top] = (base[i, c] + delta * (_log2p1(won[u] + prio[i]) - _log2p1(won[u]))) / size[i]
+            idx[top] = i * k + c
+            top += 1
+    _heapify(keys, idx, top)
+    while top > 0:
         i = idx[0] // k
-        size -= 1
-        keys[0] = keys[size]
-        idx[0] = idx[size]
-        _sift_down(keys, idx, size, 0)
+        top -= 1
+        keys[0] = keys[top]
+        idx[0] = idx[top]
+        _sift_down(keys, idx, top, 0)
         c = _best_column(i, base, cand, ok, demand, res)
         if c < 0:
             continue
@@ -113,17 +117,18 @@ def lazy_greedy(
         if gain <= 0.0:
             continue
         e = i * k + c
-        if size == 0 or _above(gain, e, keys[0], idx[0]):
+        rank = gain / size[i]
+        if top == 0 or _above(rank, e, keys[0], idx[0]):
             j = cand[i, c]
             choice[i] = c
             res[j, 0] -= demand[i, 0]
             res[j, 1] -= demand[i, 1]
             won[u] += prio[i]
         else:  # stale key: push back with the fresh gain
-            pos = size
-            keys[pos] = gain
+            pos = top
+            keys[pos] = rank
             idx[pos] = e
-            size += 1
+            top += 1
             while pos > 0:
                 parent = (pos - 1) // 2
                 if _above(keys[pos], idx[pos], keys[parent], idx[parent]):

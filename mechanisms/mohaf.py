@@ -23,12 +23,31 @@ def paid(market: SubMarket, choice: np.ndarray, price: np.ndarray) -> np.ndarray
     return payment
 
 
+def capacity_share(market: SubMarket) -> np.ndarray:
+    """Each request's size: its largest demand share of the sub-market's mean capacity."""
+    mean_cap = market.capacity.mean(axis=0) if market.capacity.size else np.ones(2)
+    share = market.demand / np.where(mean_cap > 0, mean_cap, 1.0)
+    return np.maximum(share.max(axis=1), 1e-9)
+
+
 @register("mohaf")
 class MOHAF(Mechanism):
-    """Multi-objective hierarchical auction (consistent mode): lazy greedy, posted prices."""
+    """Multi-objective hierarchical auction (consistent mode): lazy greedy, posted prices.
+
+    Args:
+        rank: ``"gain"`` (MOHAF_SPEC §3.5: greedy on marginal gains) or ``"density"``
+            (marginal gain per unit of capacity the request takes, which packs
+            capacity-constrained markets better; see the README's quality table).
+    """
+
+    def __init__(self, rank: str = "gain") -> None:
+        if rank not in ("gain", "density"):
+            raise ValueError(f"rank must be 'gain' or 'density', got {rank!r}")
+        self.rank = rank
 
     def allocate(self, market: SubMarket, rng: np.random.Generator) -> Allocation:
         """Lazy greedy on marginal gains; winners pay the posted price."""
+        size = capacity_share(market) if self.rank == "density" else np.ones(market.n_requests)
         choice = lazy_greedy(
             market.candidates,
             market.utility,
@@ -38,5 +57,6 @@ class MOHAF(Mechanism):
             market.priority,
             market.user_won,
             float(market.fairness_weight),
+            size,
         )
         return Allocation(choice, paid(market, choice, market.posted))

@@ -67,13 +67,17 @@ def _fairness_cuts(start: float, top: float, unit: float | None) -> tuple[np.nda
     return values - slopes * points, slopes, False
 
 
-def solve_exact(market: SubMarket, time_limit: float = 30.0, mip_rel_gap: float = 1e-9) -> Allocation:
+def solve_exact(
+    market: SubMarket, time_limit: float = 30.0, mip_rel_gap: float = 1e-9, relax: bool = False
+) -> Allocation:
     """Solve the sub-market's welfare maximisation exactly (within a time limit).
 
     Args:
         market: the sub-market (all candidate pairs are variables).
         time_limit: seconds for HiGHS.
         mip_rel_gap: relative gap at which HiGHS stops.
+        relax: solve the LP relaxation instead: ``bound`` is then the LP upper bound
+            (fast, always valid) and the returned allocation serves nobody.
 
     Returns:
         The best allocation found (winners pay the posted price), with ``bound`` a
@@ -142,7 +146,7 @@ def solve_exact(market: SubMarket, time_limit: float = 30.0, mip_rel_gap: float 
         matrix = csr_array((v, (r, c)), shape=(lo.size, n_var))
         constraints.append(LinearConstraint(matrix, lo, hi))
     integrality = np.zeros(n_var)
-    integrality[:n_pairs] = 1
+    integrality[:n_pairs] = 0 if relax else 1
     upper = np.ones(n_var)
     upper[n_pairs:] = np.inf
     result = milp(
@@ -153,6 +157,12 @@ def solve_exact(market: SubMarket, time_limit: float = 30.0, mip_rel_gap: float 
         options={"time_limit": float(time_limit), "mip_rel_gap": mip_rel_gap, "disp": False},
     )
     choice = np.full(n, -1, dtype=np.int64)
+    if relax:
+        alloc = Allocation.empty(n)
+        alloc.bound = -float(result.fun) if result.status == 0 else math.inf
+        alloc.proven_optimal = False
+        alloc.info = {"status": int(result.status), "message": str(result.message), "exact_model": exact}
+        return alloc
     if result.x is not None:
         chosen = np.flatnonzero(result.x[:n_pairs] > 0.5)
         choice[rows[chosen]] = cols[chosen]
@@ -191,14 +201,17 @@ class Optimal(Mechanism):
     Args:
         time_limit: seconds per solve; on timeout the incumbent is used and
             ``proven_optimal`` is False.
+        relax: solve only the LP relaxation (serves nobody; ``bound`` is the LP
+            bound). For quality measurements, not for running markets.
     """
 
     #: solve the whole round at once: clustering would break optimality
     flat = True
 
-    def __init__(self, time_limit: float = 30.0) -> None:
+    def __init__(self, time_limit: float = 30.0, relax: bool = False) -> None:
         self.time_limit = float(time_limit)
+        self.relax = bool(relax)
 
     def allocate(self, market: SubMarket, rng: np.random.Generator) -> Allocation:
         """Solve the sub-market exactly; winners pay the posted price."""
-        return solve_exact(market, self.time_limit)
+        return solve_exact(market, self.time_limit, relax=self.relax)

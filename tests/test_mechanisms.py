@@ -87,7 +87,8 @@ def plain_greedy(market: SubMarket) -> np.ndarray:
 def test_lazy_greedy_makes_the_picks_of_plain_greedy(seed):
     market = random_submarket(np.random.default_rng(seed), n=14, m=4, k=3, delta=0.6, users=4)
     lazy = lazy_greedy(market.candidates, market.utility, market.demand, market.capacity,
-                       market.user, market.priority, market.user_won, market.fairness_weight)
+                       market.user, market.priority, market.user_won, market.fairness_weight,
+                       np.ones(market.n_requests))
     assert welfare(market, lazy) == pytest.approx(welfare(market, plain_greedy(market)), abs=1e-12)
 
 
