@@ -1,0 +1,468 @@
+"""The browser dashboard: Mesa SolaraViz over :class:`market.model.MarketModel`.
+
+Serve it with ``market dashboard`` (loopback, port 8765) or ``solara run
+market/dashboard.py``. The sidebar picks the scenario and the mechanism and sets the
+utility weights, the pricing step and target, the number of clusters, the market size
+and the seed; **Reset** rebuilds the market with them, **Step** clears one round and
+**Play** keeps clearing. The page shows the planner hierarchy (root, cluster planners,
+resources) coloured by utilisation or price, per-round plots, a comparison of every
+mechanism on the current round's order book, and the distribution of the utility users
+have received.
+
+:class:`DashboardModel` is a :class:`MarketModel` with flat, slider-friendly parameters
+(SolaraViz's Reset calls ``DashboardModel(**params)``). Before each round it clears the
+same order book, in the same state, with every other mechanism (nothing is settled), so
+the comparison never changes the run: a dashboard run equals a plain ``MarketModel`` run
+with the same settings. Each view is memoised on (model, round) and draws from arrays
+aggregated before plotting, so a step only redraws what changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import solara
+from mesa.visualization import SolaraViz
+from mesa.visualization.utils import update_counter
+
+from market.engine import OrderBook, RoundOutcome
+from market.metrics import power, round_metrics
+from market.model import MarketModel, _stream
+from market.pricing import utilization
+from mechanisms import available, create
+from mechanisms.optimal import Optimal
+from scenarios import config as scenario_config
+from scenarios.config import Scenario
+
+#: market keys scaled by the "market size" slider (synthetic markets)
+SIZE_KEYS = ("resources", "users", "requests")
+#: columns of the mechanism comparison table, in order
+COMPARISON = [
+    "n_allocated", "efficiency", "welfare", "satisfaction", "jain", "jain_winners", "utilization",
+    "revenue", "ir_violations", "alloc_ms",
+]
+#: per-round panels: title -> (metric, label) lines
+PANELS = {
+    "Efficiency": [("efficiency", "efficiency")],
+    "Jain's index": [("jain", "all requests"), ("jain_winners", "winners only")],
+    "Utilisation (cpu)": [("utilization", "utilisation")],
+    "Revenue": [("revenue", "revenue")],
+    "Mean price": [("mean_price", "mean price")],
+    "Satisfaction": [("satisfaction", "served share")],
+}
+#: at most this many resource nodes are drawn (larger markets aggregate neighbours)
+MAX_NODES = 1500
+COLOUR_MODES = ["utilisation", "price"]
+VIRIDIS = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"]
+#: short column headers of the comparison table
+HEADERS = {
+    "n_allocated": "served", "efficiency": "eff.", "satisfaction": "sat.", "jain": "Jain",
+    "jain_winners": "Jain win.", "utilization": "util.", "revenue": "revenue", "ir_violations": "IR viol.",
+    "alloc_ms": "ms", "welfare_vs_opt": "/OPT",
+}
+DIVERGING = ["#3b4cc0", "#8db0fe", "#f2f2f2", "#f49a7b", "#b40426"]
+
+
+def scale_market(scenario: Scenario, size: float) -> Scenario:
+    """The scenario with a synthetic market scaled by ``size`` (others unchanged).
+
+    Args:
+        scenario: the scenario.
+        size: factor applied to the numbers of resources, users and requests.
+
+    Returns:
+        A copy with the scaled ``[market]`` table, or ``scenario`` itself when
+        ``size == 1`` or the market is not synthetic.
+    """
+    if size == 1 or scenario.market.get("source") != "synthetic":
+        return scenario
+    from scenarios.synthetic import DEFAULTS
+
+    market = dict(scenario.market)
+    for key in SIZE_KEYS:
+        market[key] = max(1, round(float(market.get(key, DEFAULTS[key])) * size))
+    return scenario.with_overrides(market=market)
+
+
+def effective_weights(weights: tuple[float, ...]) -> tuple[float, float, float, float]:
+    """Non-negative weights scaled down to sum to 1 if they sum to more (utility in [0, 1])."""
+    w = np.clip(np.asarray(weights, dtype=float), 0.0, None)
+    total = float(w.sum())
+    if total > 1.0:
+        w = w / total
+    return tuple(float(x) for x in w)  # type: ignore[return-value]
+
+
+class DashboardModel(MarketModel):
+    """A :class:`MarketModel` with flat parameters for SolaraViz, plus a mechanism comparison.
+
+    Args:
+        scenario_name: shipped scenario name or scenario file.
+        mechanism: the mechanism that clears the market.
+        rng: integer seed (a text seed from the browser is converted).
+        w_cost: weight of the cost utility (alpha).
+        w_qos: weight of the QoS utility (beta).
+        w_energy: weight of the energy utility (gamma).
+        w_fairness: weight of the fairness utility (delta). Weights summing to more
+            than 1 are scaled to sum to 1.
+        eta: pricing step.
+        target: target utilisation of the pricing rule.
+        clusters: number of cluster planners (0 = the scenario's setting).
+        size: market size as a multiple of the scenario's (synthetic markets).
+        compare: compare every mechanism on each round's order book.
+        optimum: include the exact optimum (``optimal``) in the comparison.
+
+    Attributes:
+        comparison: the current round's comparison, one row per mechanism
+            (:data:`COMPARISON` columns, plus ``welfare_vs_opt`` with ``optimum``).
+    """
+
+    def __init__(
+        self,
+        scenario_name: str = "default",
+        mechanism: str = "mohaf",
+        rng: int | str | None = 1,
+        w_cost: float = 0.4,
+        w_qos: float = 0.3,
+        w_energy: float = 0.1,
+        w_fairness: float = 0.2,
+        eta: float = 0.02,
+        target: float = 0.8,
+        clusters: int = 0,
+        size: float = 1.0,
+        compare: bool = True,
+        optimum: bool = False,
+    ) -> None:
+        base = scale_market(scenario_config.load(scenario_name), float(size))
+        super().__init__(
+            base, mechanism, rng, weights=effective_weights((w_cost, w_qos, w_energy, w_fairness)),
+            eta=eta, target=target, clusters=int(clusters), oracle=False, compare_flat=False,
+        )
+        self.scenario_name = scenario_name
+        self.size = float(size)
+        self.optimum = bool(optimum)
+        names = [n for n in available() if n != "optimal" or self.optimum] if compare else []
+        self.compare_names = sorted({*names, mechanism})
+        self.comparison = pd.DataFrame(columns=COMPARISON, index=pd.Index([], name="mechanism"))
+        self.running = self.round < self.config.rounds
+
+    def step(self) -> None:
+        """Compare every mechanism on this round's order book, then clear the round."""
+        t = self.round
+        self._release_finished(t)  # idempotent: step() finds nothing left to release
+        _, book = self.order_book(t)
+        start_won = self.user_memory * float(self.config.settlement["fairness_memory"])
+        rows: dict[str, dict[str, float]] = {}
+        for name in self.compare_names:
+            if name == self.mechanism_name:
+                continue
+            outcome = self.clear(book, self._mechanism(name), self.hierarchy, _stream(self.seed, "compare", name, str(t)), start_won)
+            rows[name] = self.outcome_metrics(book, outcome)
+        super().step()
+        rows[self.mechanism_name] = {k: self.metrics[k] for k in COMPARISON[:-1]} | {
+            "alloc_ms": self.timings.get("alloc_ms", 0.0),
+        }
+        table = pd.DataFrame.from_dict(rows, orient="index")[COMPARISON].sort_index()
+        table.index.name = "mechanism"
+        if "optimal" in table.index:
+            opt = float(table.at["optimal", "welfare"])
+            table["welfare_vs_opt"] = table["welfare"] / opt if opt > 0 else 1.0
+        self.comparison = table
+        self.running = self.round < self.config.rounds
+
+    def _mechanism(self, name: str) -> Any:
+        if name == "optimal":  # the oracle's time limit, as the model's own oracle uses
+            return Optimal(float(self.config.oracle_params["time_limit"]))
+        return create(name, **self.config.mechanism_params.get(name, {}))
+
+    def outcome_metrics(self, book: OrderBook, outcome: RoundOutcome) -> dict[str, float]:
+        """The round's metrics had ``outcome`` been settled in the current state.
+
+        Uses the model's own formulas (:func:`market.metrics.round_metrics`) with the
+        load the allocation would add, so the model's mechanism gets the same numbers
+        as its recorded round.
+        """
+        served = outcome.resource >= 0
+        used = self.used_real.copy()
+        real = np.column_stack([book.columns["cpu"][served], book.columns["mem"][served]])
+        np.add.at(used, outcome.resource[served], real)
+        capacity = np.column_stack([self.resource_columns["cpu"], self.resource_columns["mem"]])
+        load = utilization(used, capacity)
+        energy = power(load, self.resource_columns["energy_efficiency"])
+        value = book.columns["budget"] * outcome.base_utility
+        metrics = round_metrics(
+            outcome.utility, served, outcome.payment, value, book.user, used[:, 0],
+            self.resource_columns["cpu"], load, energy, self.price,
+        )
+        return {k: metrics[k] for k in COMPARISON[:-1]} | {"alloc_ms": outcome.timings.get("alloc_ms", 0.0)}
+
+
+# --- drawing: ECharts options (rendered in the browser; plain dicts, testable headless) ---
+@dataclass(frozen=True)
+class TreeLayout:
+    """Radial positions of the planner tree: root in the centre, clusters, resources outside.
+
+    Markets with more than ``max_nodes`` resources draw consecutive resources of a cluster
+    as one aggregated node (their mean value), so the page stays light.
+    """
+
+    names: list[str]
+    pos: np.ndarray  # (n, 2)
+    kind: np.ndarray  # (n,) "root" | "cluster" | "resource"
+    size: np.ndarray  # (n,) resources behind each node (root and clusters: their members)
+    edges: np.ndarray  # (E, 2) node indices, parent first
+    node_of_resource: np.ndarray  # (M,) drawn node of each resource
+    cluster_node: np.ndarray  # (C,) node of each cluster planner
+
+
+def tree_layout(graph: nx.DiGraph, max_nodes: int = MAX_NODES) -> TreeLayout:
+    """Lay out the ``root -> cluster-c -> resource-j`` tree of :meth:`Hierarchy.graph`.
+
+    Each cluster gets an angular sector proportional to its number of resources.
+    """
+    clusters = sorted(graph.successors("root"), key=_node_number)
+    members = [sorted(_node_number(r) for r in graph.successors(c)) for c in clusters]
+    m = sum(len(r) for r in members)
+    group = max(1, -(-m // max_nodes))  # resources per drawn node
+    names, pos, kind, size, edges = ["root"], [(0.0, 0.0)], ["root"], [m], []
+    node_of_resource = np.zeros(m, dtype=np.int64)
+    cluster_node = np.zeros(len(clusters), dtype=np.int64)
+    start = 0.0
+    for c, res in enumerate(members):
+        width = 2 * np.pi * max(len(res), 1) / max(m, 1)
+        mid = start + width / 2
+        cluster_node[c] = len(names)
+        edges.append((0, len(names)))
+        names.append(f"cluster-{c}")
+        pos.append((np.cos(mid), np.sin(mid)))
+        kind.append("cluster")
+        size.append(len(res))
+        chunks = [res[i : i + group] for i in range(0, len(res), group)]
+        for k, chunk in enumerate(chunks):
+            angle = start + width * (k + 0.5) / len(chunks)
+            radius = 2.0 + 0.3 * (k % 3)  # three rings keep dense sectors legible
+            node_of_resource[chunk] = len(names)
+            edges.append((int(cluster_node[c]), len(names)))
+            label = f"resource-{chunk[0]}" if len(chunk) == 1 else f"resources {chunk[0]}..{chunk[-1]} ({len(chunk)})"
+            names.append(label)
+            pos.append((radius * np.cos(angle), radius * np.sin(angle)))
+            kind.append("resource")
+            size.append(len(chunk))
+        start += width
+    return TreeLayout(
+        names, np.array(pos, dtype=float), np.array(kind), np.array(size, dtype=np.int64),
+        np.array(edges, dtype=np.int64).reshape(-1, 2), node_of_resource, cluster_node,
+    )
+
+
+def _node_number(name: str) -> int:
+    return int(name.rsplit("-", 1)[1])
+
+
+def node_values(model: MarketModel, layout: TreeLayout, mode: str) -> np.ndarray:
+    """Colour value of each node: utilisation, or price over unit cost.
+
+    Planners (and aggregated resource nodes) show the mean over their resources.
+    """
+    if mode == "price":
+        per_resource = model.price / np.maximum(model.resource_columns["unit_cost"], 1e-12)
+    else:
+        per_resource = model.load
+    n = len(layout.names)
+    sums = np.bincount(layout.node_of_resource, weights=per_resource, minlength=n)
+    values = sums / np.maximum(layout.size, 1)
+    labels = model.hierarchy.labels
+    c_sums = np.bincount(labels, weights=per_resource, minlength=layout.cluster_node.size)
+    values[layout.cluster_node] = c_sums / np.maximum(layout.size[layout.cluster_node], 1)
+    values[0] = float(per_resource.mean()) if per_resource.size else 0.0
+    return values
+
+
+def hierarchy_option(model: MarketModel, layout: TreeLayout, mode: str) -> dict[str, Any]:
+    """ECharts option: the planner tree, nodes coloured by ``mode`` (utilisation or price)."""
+    values = node_values(model, layout, mode)
+    if mode == "price":  # diverging around "price = unit cost"
+        half = max(float(np.abs(values - 1.0).max(initial=0.0)), 0.01)
+        lo, hi, colours, label = 1.0 - half, 1.0 + half, DIVERGING, "price / unit cost"
+    else:
+        lo, hi, colours, label = 0.0, max(1.0, float(values.max(initial=0.0))), VIRIDIS, "utilisation"
+    symbol = {"root": 26, "cluster": 16, "resource": 6}
+    nodes = [
+        {"name": name, "x": round(float(x), 4), "y": round(float(-y), 4), "value": round(float(v), 4),
+         "symbolSize": symbol[k] + (2 if k == "resource" and s > 1 else 0)}
+        for name, (x, y), v, k, s in zip(layout.names, layout.pos, values, layout.kind, layout.size)
+    ]
+    links = [{"source": int(a), "target": int(b)} for a, b in layout.edges]
+    return {
+        "animation": False,
+        "title": {"text": f"Planner hierarchy: root, {layout.cluster_node.size} cluster planners, "
+                          f"{model.n_resources} resources", "textStyle": {"fontSize": 13}},
+        "tooltip": {"trigger": "item"},
+        "visualMap": {"type": "continuous", "min": round(lo, 4), "max": round(hi, 4), "calculable": False,
+                      "inRange": {"color": colours}, "text": [label, ""], "right": 0, "bottom": 10,
+                      "itemHeight": 120, "seriesIndex": 0},
+        "series": [{
+            "type": "graph", "layout": "none", "roam": True, "data": nodes, "links": links,
+            "lineStyle": {"color": "#bbbbbb", "width": 0.6}, "emphasis": {"focus": "adjacency"},
+            "itemStyle": {"borderColor": "#333333", "borderWidth": 0.5}, "left": 10, "right": 90,
+            "top": 40, "bottom": 10,
+        }],
+    }
+
+
+def round_option(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """ECharts option: per-round plots of :data:`PANELS` (one small grid each)."""
+    rounds = [int(r["round"]) for r in records]
+    titles, grids, xs, ys, series = [], [], [], [], []
+    for i, (title, lines) in enumerate(PANELS.items()):
+        col, row = i % 3, i // 3
+        left, top = 2 + 33 * col, 30 + 165 * row  # percent across, pixels down
+        titles.append({"text": title, "left": f"{left + 14}%", "top": top - 24, "textStyle": {"fontSize": 12}})
+        grids.append({"left": f"{left + 7}%", "top": top, "width": "24%", "height": 110})
+        xs.append({"type": "value", "gridIndex": i, "min": 0, "minInterval": 1, "name": "round" if row else "",
+                   "nameLocation": "middle", "nameGap": 20, "axisLabel": {"fontSize": 9}})
+        ys.append({"type": "value", "gridIndex": i, "scale": True, "splitNumber": 3, "axisLabel": {"fontSize": 9}})
+        for metric, label in lines:
+            series.append({
+                "type": "line", "name": label, "xAxisIndex": i, "yAxisIndex": i, "showSymbol": True,
+                "symbolSize": 4, "data": [[t, round(float(r[metric]), 6)] for t, r in zip(rounds, records)],
+            })
+    return {
+        "animation": False, "title": titles, "grid": grids, "xAxis": xs, "yAxis": ys, "series": series,
+        "tooltip": {"trigger": "axis"},
+        "legend": {"data": [label for _, label in PANELS["Jain's index"]], "bottom": 0, "left": "center",
+                   "textStyle": {"fontSize": 11}},
+    }
+
+
+def utility_option(user_utility: np.ndarray, bins: int = 20) -> dict[str, Any]:
+    """ECharts option: histogram of the utility each user has received so far."""
+    counts, edges = np.histogram(user_utility, bins=bins)
+    labels = [f"{a:.2f}-{b:.2f}" for a, b in pairwise(edges)]
+    return {
+        "animation": False,
+        "title": {"text": f"Users' received utility ({user_utility.size} users, sum over rounds)",
+                  "left": "center", "textStyle": {"fontSize": 13}},
+        "tooltip": {"trigger": "axis"},
+        "grid": {"left": 50, "right": 20, "top": 50, "bottom": 65},
+        "xAxis": {"type": "category", "data": labels, "name": "utility received", "nameLocation": "middle",
+                  "nameGap": 45, "axisLabel": {"rotate": 45, "fontSize": 9}},
+        "yAxis": {"type": "value", "name": "users", "nameLocation": "middle", "nameGap": 35, "minInterval": 1},
+        "series": [{"type": "bar", "name": "users", "data": [int(c) for c in counts], "barCategoryGap": "5%"}],
+    }
+
+
+def comparison_markdown(table: pd.DataFrame, current: str) -> str:
+    """The comparison table as Markdown; the model's own mechanism is in bold."""
+    if table.empty:
+        return "_Step once to compare every mechanism on the round's order book._"
+    cols = list(table.columns)
+    lines = ["| mechanism | " + " | ".join(HEADERS.get(c, c) for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, row in table.iterrows():
+        cells = [f"{int(row[c])}" if c in ("n_allocated", "ir_violations") else f"{row[c]:.3g}" for c in cols]
+        label = f"**{name}**" if name == current else str(name)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary_markdown(model: DashboardModel) -> str:
+    """Round counter, the market's settings and where its requests stand."""
+    w = model.round_params.weights
+    done = " (finished)" if not model.running else ""
+    rows, _ = model.order_book(model.round)
+    return (
+        f"### Round {model.round} of {model.config.rounds}{done}\n\n"
+        f"**{model.scenario_name}** market, seed {model.seed}: {model.n_resources} resources in "
+        f"{model.hierarchy.n_clusters} clusters, {model.request_ids.size} requests from "
+        f"{len(model.user_agents)} users. Served so far {int(np.sum(model.status == 1))}, gave up "
+        f"{int(np.sum(model.status == 2))}, next order book {rows.size}. "
+        f"Weights (cost, QoS, energy, fairness) ({w[0]:.2f}, {w[1]:.2f}, {w[2]:.2f}, {w[3]:.2f}), "
+        f"pricing step {model.price_rule.eta:g}, target utilisation {model.price_rule.target:g}."
+    )
+
+
+# --- Solara components ------------------------------------------------------------------
+# Mesa lays the components out on a grid of 390 px high cells; each one fits its cell.
+@solara.component
+def RoundSummary(model: DashboardModel) -> None:
+    """Round counter, settings, and every mechanism on the last round's order book."""
+    update_counter.get()
+    text = solara.use_memo(lambda: summary_markdown(model), [model, model.round])
+    table = solara.use_memo(lambda: comparison_markdown(model.comparison, model.mechanism_name), [model, model.round])
+    with solara.Column(style={"font-size": "13px"}):
+        solara.Markdown(text)
+        solara.Markdown(f"**Mechanisms on round {max(model.round - 1, 0)}'s order book** "
+                        f"(bold: **{model.mechanism_name}**, the one clearing the market)\n\n{table}")
+
+
+@solara.component
+def HierarchyView(model: DashboardModel) -> None:
+    """The planner tree, coloured by utilisation or price."""
+    update_counter.get()
+    mode, set_mode = solara.use_state(COLOUR_MODES[0])
+    layout = solara.use_memo(lambda: tree_layout(model.hierarchy_graph), [model])
+    option = solara.use_memo(lambda: hierarchy_option(model, layout, mode), [model, model.round, mode])
+    with solara.Column(gap="4px"):
+        solara.ToggleButtonsSingle(value=mode, values=COLOUR_MODES, on_value=set_mode, dense=True)
+        solara.FigureEcharts(option, attributes={"id": "hierarchy-view", "style": "height: 340px; width: 100%;"})
+
+
+@solara.component
+def RoundPlots(model: DashboardModel) -> None:
+    """Per-round efficiency, Jain, utilisation, revenue, mean price and satisfaction."""
+    update_counter.get()
+    option = solara.use_memo(lambda: round_option(model.round_records), [model, model.round])
+    solara.FigureEcharts(option, attributes={"id": "round-plots", "style": "height: 375px; width: 100%;"})
+
+
+@solara.component
+def UtilityHistogram(model: DashboardModel) -> None:
+    """Distribution of the utility users have received."""
+    update_counter.get()
+    option = solara.use_memo(lambda: utility_option(model.user_utility), [model, model.round])
+    solara.FigureEcharts(option, attributes={"id": "utility-histogram", "style": "height: 375px; width: 100%;"})
+
+
+def model_params() -> dict[str, dict[str, Any]]:
+    """The sidebar controls (every one a ``DashboardModel`` parameter)."""
+    scenarios = [name for name, _ in scenario_config.shipped()]
+    return {
+        "scenario_name": {"type": "Select", "value": "default", "values": scenarios, "label": "Scenario"},
+        "mechanism": {"type": "Select", "value": "mohaf", "values": available(), "label": "Mechanism"},
+        "rng": {"type": "SliderInt", "value": 1, "min": 0, "max": 999, "step": 1, "label": "Seed"},
+        "w_cost": {"type": "SliderFloat", "value": 0.4, "min": 0.0, "max": 1.0, "step": 0.05, "label": "Weight: cost"},
+        "w_qos": {"type": "SliderFloat", "value": 0.3, "min": 0.0, "max": 1.0, "step": 0.05, "label": "Weight: QoS"},
+        "w_energy": {"type": "SliderFloat", "value": 0.1, "min": 0.0, "max": 1.0, "step": 0.05, "label": "Weight: energy"},
+        "w_fairness": {"type": "SliderFloat", "value": 0.2, "min": 0.0, "max": 1.0, "step": 0.05, "label": "Weight: fairness"},
+        "eta": {"type": "SliderFloat", "value": 0.02, "min": 0.0, "max": 0.2, "step": 0.005, "label": "Pricing step eta"},
+        "target": {"type": "SliderFloat", "value": 0.8, "min": 0.05, "max": 1.0, "step": 0.05, "label": "Target utilisation"},
+        "clusters": {"type": "SliderInt", "value": 0, "min": 0, "max": 20, "step": 1, "label": "Clusters (0 = scenario's)"},
+        "size": {"type": "SliderFloat", "value": 1.0, "min": 0.25, "max": 4.0, "step": 0.25, "label": "Market size (x scenario)"},
+        "compare": {"type": "Checkbox", "value": True, "label": "Compare all mechanisms each round"},
+        "optimum": {"type": "Checkbox", "value": False, "label": "... and the exact optimum (slow)"},
+    }
+
+
+COMPONENTS = [RoundSummary, HierarchyView, RoundPlots, UtilityHistogram]
+
+
+def make_page(model: DashboardModel | solara.Reactive[DashboardModel] | None = None) -> Any:
+    """The SolaraViz page for ``model`` (a default-settings model if None).
+
+    Pass a ``solara.reactive(model)`` to follow the model that Reset builds.
+    """
+    return SolaraViz(
+        model if model is not None else DashboardModel(),
+        components=list(COMPONENTS),
+        model_params=model_params(),
+        name="Market allocation",
+        play_interval=150,
+    )
+
+
+page = make_page()

@@ -1,0 +1,357 @@
+"""The SolaraViz dashboard: model hooks, headless Solara rendering, the CLI, a real browser."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import ipyvuetify
+import numpy as np
+import pytest
+import solara
+
+from market import dashboard_cli
+from market.dashboard import (
+    COMPARISON,
+    DashboardModel,
+    effective_weights,
+    make_page,
+    node_values,
+    round_option,
+    scale_market,
+    summary_markdown,
+    tree_layout,
+)
+from market.model import MarketModel
+from scenarios.config import load
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+
+
+# --- the model behind the dashboard ---------------------------------------------------
+def test_dashboard_run_equals_plain_model_run():
+    """Comparing mechanisms before each round must not change the run itself."""
+    dash = DashboardModel("default", "mohaf", rng=3, w_cost=0.5, w_qos=0.2, w_energy=0.1, w_fairness=0.2, eta=0.05, target=0.7, clusters=3)
+    plain = MarketModel("default", "mohaf", rng=3, weights=(0.5, 0.2, 0.1, 0.2), eta=0.05, target=0.7, clusters=3, oracle=False)
+    for _ in range(4):
+        dash.step()
+        plain.step()
+    assert dash.round_records == plain.round_records
+    assert np.array_equal(dash.price, plain.price)
+    assert dash.hierarchy.n_clusters == 3
+
+
+def test_comparison_rows_match_each_mechanisms_own_run():
+    """Round 0 starts from the same state for every mechanism: the comparison row of a
+    deterministic mechanism equals that mechanism's own recorded round 0."""
+    dash = DashboardModel("default", "mohaf", rng=2)
+    dash.step()
+    table = dash.comparison
+    assert set(table.index) == {"first_price", "greedy", "mohaf", "random", "second_price"}
+    assert list(table.columns) == COMPARISON
+    for name in ("greedy", "first_price", "second_price"):
+        own = MarketModel("default", name, rng=2, oracle=False)
+        own.step()
+        for col in COMPARISON[:-1]:
+            assert table.at[name, col] == pytest.approx(own.metrics[col], rel=1e-12, abs=1e-12), (name, col)
+    for col in COMPARISON[:-1]:
+        assert table.at["mohaf", col] == dash.metrics[col]
+    # mechanisms differ on this book: the table is not one row repeated
+    assert table["welfare"].nunique() > 1
+
+
+def test_comparison_with_exact_optimum_bounds_every_mechanism():
+    dash = DashboardModel("tight", "greedy", rng=1, size=0.25, optimum=True)
+    dash.step()
+    table = dash.comparison
+    assert "optimal" in table.index
+    assert (table["welfare_vs_opt"] <= 1 + 1e-6).all()
+    assert table.at["optimal", "welfare_vs_opt"] == 1.0
+
+
+def test_overrides_size_weights_and_end_of_run():
+    cfg = load("default")
+    big = scale_market(cfg, 2.0)
+    assert [big.market[k] for k in ("resources", "users", "requests")] == [400, 200, 6000]
+    assert scale_market(cfg, 1.0) is cfg
+    assert effective_weights((1.0, 1.0, 0.0, 0.0)) == (0.5, 0.5, 0.0, 0.0)
+    assert effective_weights((0.1, 0.2, 0.3, 0.1)) == (0.1, 0.2, 0.3, 0.1)
+    half = DashboardModel("default", rng=1, size=0.5, w_cost=0.8, w_qos=0.8, w_energy=0.2, w_fairness=0.2)
+    assert half.n_resources == 100 and half.request_ids.size == 1500
+    assert half.round_params.weights == pytest.approx((0.4, 0.4, 0.1, 0.1))
+    small = DashboardModel(str(DATA / "small.toml"), "greedy", rng=1, compare=False)
+    assert small.running
+    for _ in range(small.config.rounds):
+        small.step()
+    assert not small.running  # Play stops after the scenario's rounds
+    assert "(finished)" in summary_markdown(small)
+    assert list(small.comparison.index) == ["greedy"]
+
+
+def test_tree_layout_and_colours_follow_the_hierarchy():
+    model = DashboardModel("default", rng=1)
+    for _ in range(3):
+        model.step()
+    graph = model.hierarchy_graph
+    layout = tree_layout(graph)
+    assert len(layout.names) == graph.number_of_nodes() == 1 + model.hierarchy.n_clusters + model.n_resources
+    assert layout.edges.shape == (graph.number_of_edges(), 2)
+    assert sorted(layout.node_of_resource.tolist()) == sorted(set(layout.node_of_resource.tolist()))
+    util = node_values(model, layout, "utilisation")
+    for c, node in enumerate(layout.cluster_node):
+        assert util[node] == pytest.approx(model.load[model.hierarchy.members(c)].mean())
+    assert util[0] == pytest.approx(model.load.mean())
+    j = 17
+    assert util[layout.node_of_resource[j]] == pytest.approx(model.load[j])
+    price = node_values(model, layout, "price")
+    assert price[layout.node_of_resource[j]] == pytest.approx(model.price[j] / model.resource_columns["unit_cost"][j])
+    # a big market is drawn with aggregated resource nodes, each the mean of its members
+    agg = tree_layout(graph, max_nodes=50)
+    n_resource_nodes = int((agg.kind == "resource").sum())
+    assert n_resource_nodes <= 50 + model.hierarchy.n_clusters
+    values = node_values(model, agg, "utilisation")
+    node = agg.node_of_resource[j]
+    members = np.flatnonzero(agg.node_of_resource == node)
+    assert members.size > 1
+    assert values[node] == pytest.approx(model.load[members].mean())
+
+
+def test_round_option_has_one_point_per_round():
+    model = DashboardModel("default", rng=1)
+    for _ in range(5):
+        model.step()
+    option = round_option(model.round_records)
+    jain = [s for s in option["series"] if s["name"] in ("all requests", "winners only")]
+    assert len(jain) == 2
+    assert [p[0] for p in jain[0]["data"]] == [0, 1, 2, 3, 4]
+    assert [p[1] for p in jain[1]["data"]] == pytest.approx([r["jain_winners"] for r in model.round_records])
+
+
+# --- headless Solara rendering ---------------------------------------------------------
+def _render(model: DashboardModel):
+    reactive = solara.reactive(model)
+
+    @solara.component
+    def Root():
+        with solara.AppLayout():  # without it the sidebar is not rendered
+            make_page(reactive)
+
+    _, rc = solara.render(Root(), handle_error=False)
+    return reactive, rc
+
+
+def _widgets(rc) -> list:
+    """Every widget of the page (rc.find stops descending at its first match)."""
+    import ipywidgets
+
+    seen: dict[int, ipywidgets.Widget] = {}
+    queue = list(rc.find(ipywidgets.Widget).widgets)
+    while queue:
+        value = queue.pop()
+        if isinstance(value, ipywidgets.Widget):
+            if id(value) in seen:
+                continue
+            seen[id(value)] = value
+            queue.extend(getattr(value, k) for k in value.keys)
+        elif isinstance(value, list | tuple):
+            queue.extend(value)
+        elif isinstance(value, dict):
+            queue.extend(value.values())
+    return list(seen.values())
+
+
+def _texts(rc) -> str:
+    """The HTML of every Markdown block on the page."""
+    out = []
+    for w in _widgets(rc):
+        if type(w) is ipyvuetify.VuetifyTemplate:
+            template = w.template
+            out.append(str(getattr(template, "template", template)))
+    return "\n".join(out)
+
+
+def _echarts(rc, element_id: str):
+    from solara.components.echarts import EchartsWidget
+
+    found = [w for w in _widgets(rc) if isinstance(w, EchartsWidget) and (w.attributes or {}).get("id") == element_id]
+    assert len(found) == 1, element_id
+    return found[0]
+
+
+def test_render_step_and_reset():
+    reactive, rc = _render(DashboardModel("default", "mohaf", rng=1))
+    step = rc.find(ipyvuetify.Btn, children=["Step"])
+    for _ in range(3):
+        step.widget.click()
+    model = reactive.value
+    assert model.round == 3 and len(model.round_records) == 3
+    assert "Round 3 of 30" in _texts(rc)
+    plots = _echarts(rc, "round-plots")
+    assert [p[0] for p in plots.option["series"][0]["data"]] == [0, 1, 2]
+    assert not model.comparison.empty
+    rc.find(ipyvuetify.Btn, children=["Reset"]).widget.click()
+    fresh = reactive.value
+    assert fresh is not model and fresh.round == 0 and fresh.round_records == []
+    assert "Round 0 of 30" in _texts(rc)
+    assert _echarts(rc, "round-plots").option["series"][0]["data"] == []
+    # same settings after Reset: the same market
+    assert fresh.seed == model.seed and fresh.n_resources == model.n_resources
+
+
+def test_reset_rebuilds_with_changed_controls():
+    reactive, rc = _render(DashboardModel())
+    rc.find(ipyvuetify.Slider, label="Clusters (0 = scenario's)").widget.v_model = 6
+    rc.find(ipyvuetify.Slider, label="Market size (x scenario)").widget.v_model = 0.5
+    rc.find(ipyvuetify.Slider, label="Pricing step eta").widget.v_model = 0.1
+    rc.find(ipyvuetify.Slider, label="Weight: cost").widget.v_model = 0.6
+    rc.find(ipyvuetify.Slider, label="Seed").widget.v_model = 7
+    rc.find(ipyvuetify.Select, label="Mechanism").widget.v_model = "greedy"
+    rc.find(ipyvuetify.Select, label="Scenario").widget.v_model = "tight"
+    assert reactive.value.hierarchy.n_clusters == 4  # nothing changes before Reset
+    rc.find(ipyvuetify.Btn, children=["Reset"]).widget.click()
+    model = reactive.value
+    assert model.scenario_name == "tight" and model.mechanism_name == "greedy" and model.seed == 7
+    assert model.hierarchy.n_clusters == 6
+    assert model.n_resources == 60  # tight has 120 resources
+    assert model.price_rule.eta == pytest.approx(0.1)
+    assert model.round_params.weights == pytest.approx((0.5, 0.25, 0.1 / 1.2, 0.2 / 1.2))  # 0.6 + 0.3 + 0.1 + 0.2 > 1
+    rc.find(ipyvuetify.Btn, children=["Step"]).widget.click()
+    assert model.round == 1 and model.comparison.loc["greedy", "n_allocated"] == model.metrics["n_allocated"]
+    assert "tight" in _texts(rc)
+
+
+def test_colour_toggle_switches_the_network_to_prices():
+    reactive, rc = _render(DashboardModel())
+    rc.find(ipyvuetify.Btn, children=["Step"]).widget.click()
+    view = _echarts(rc, "hierarchy-view")
+    assert view.option["visualMap"]["text"][0] == "utilisation"
+    toggle = rc.find(ipyvuetify.BtnToggle).widget
+    toggle.v_model = 1  # the "price" button
+    view = _echarts(rc, "hierarchy-view")
+    assert view.option["visualMap"]["text"][0] == "price / unit cost"
+    nodes = view.option["series"][0]["data"]
+    model = reactive.value
+    assert len(nodes) == 1 + model.hierarchy.n_clusters + model.n_resources
+
+
+# --- command line ------------------------------------------------------------------------
+def test_cli_command_and_errors():
+    cmd = dashboard_cli.server_command("127.0.0.1", 8765)
+    assert cmd[:4] == [sys.executable, "-m", "solara", "run"]
+    assert Path(cmd[4]) == ROOT / "market" / "dashboard.py"
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "8765"
+    assert "--no-open" in cmd and "--production" in cmd
+    out = subprocess.run([sys.executable, "-m", "market", "dashboard", "--help"], capture_output=True, text=True, check=True)
+    assert "--host" in out.stdout and "--port" in out.stdout
+
+
+def test_cli_fails_in_one_line_on_a_busy_or_bad_port(capsys):
+    from market.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["dashboard", "--port", str(port)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: cannot serve on 127.0.0.1:{port}: Address already in use"]
+    with pytest.raises(SystemExit) as exc:
+        main(["dashboard", "--port", "70000"])
+    assert exc.value.code == 2 and "1..65535" in capsys.readouterr().err
+
+
+# --- a real browser ----------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dashboard_server():
+    """``market dashboard`` on a free loopback port, in its own process group."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "market", "dashboard", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"dashboard server exited with {proc.returncode}:\n{proc.stdout.read()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.25)
+        else:
+            pytest.fail("dashboard server did not open its port within 90 s")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        proc.stdout.close()
+
+
+def _wait_changed(locator, before: bytes, timeout: float = 15.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        now = locator.screenshot()
+        if now != before or time.monotonic() > deadline:
+            return now
+        time.sleep(0.2)
+
+
+def test_browser_steps_the_market(dashboard_server):
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: the browser test needs Debian's chromium "
+                    "(apt-get install -y chromium; .ci/run installs it in CI)")
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1250})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(dashboard_server, timeout=60_000)
+            step = page.get_by_role("button", name="Step")
+            expect(step).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("Round 0 of 30")).to_be_visible(timeout=30_000)
+            plots = page.locator("#round-plots")
+            expect(plots.locator("canvas")).to_have_count(1, timeout=30_000)
+            expect(page.locator("#hierarchy-view canvas")).to_have_count(1, timeout=30_000)
+            before = plots.screenshot()
+            for k in range(1, 4):
+                step.click()
+                expect(page.get_by_text(f"Round {k} of 30")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text(re.compile(r"^Time: 3\.0$"))).to_be_visible()
+            after = _wait_changed(plots, before)
+            assert after != before, "the per-round plots did not change after three steps"
+            expect(page.get_by_text("Mechanisms on round 2's order book", exact=False)).to_be_visible()
+            expect(page.locator("table").filter(has_text="second_price")).to_have_count(1)
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            page.get_by_role("button", name="Reset").click()
+            expect(page.get_by_text("Round 0 of 30")).to_be_visible(timeout=30_000)
+        finally:
+            browser.close()
+    assert not [e for e in errors if "GlobalVue" in e or "is not a function" in e], errors
