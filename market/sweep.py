@@ -105,11 +105,14 @@ class Task:
         return out / "runs" / self.scenario.name / self.mechanism / f"seed={self.seed}"
 
     def fingerprint(self) -> str:
-        """sha256 of what determines the task's tables (scenario, mechanism, seed, version)."""
+        """sha256 of what determines the task's tables (scenario, mechanism, seed, version).
+
+        The scenario's lists of seeds and mechanisms, its description and file path are left
+        out: a run depends on its own seed and mechanism only, so a grid can grow and reuse.
+        """
         scenario = self.scenario.to_dict()
-        scenario.pop("path")
-        if self.mechanism is None:  # the market does not depend on the mechanisms run on it
-            scenario.pop("mechanisms")
+        for key in ("path", "description", "seeds", "mechanisms"):
+            scenario.pop(key)
         key = {"scenario": scenario, "mechanism": self.mechanism, "seed": self.seed, "version": __version__}
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -255,8 +258,12 @@ def open_executor(kind: str = "local", address: str | None = None, workers: int 
         if n == 1:
             yield None
             return
-        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        pool = ProcessPoolExecutor(n, mp_context=mp.get_context(method))
+        if "forkserver" in mp.get_all_start_methods():
+            context = mp.get_context("forkserver")
+            context.set_forkserver_preload(["market.runner"])  # workers fork with it imported
+        else:
+            context = mp.get_context("spawn")
+        pool = ProcessPoolExecutor(n, mp_context=context)
         try:
             yield pool
         finally:

@@ -1,0 +1,217 @@
+"""Crash safety: SIGKILL ``market run`` and ``market sweep`` mid-way, then run again.
+
+After a kill, nothing may look complete that is not: a run directory exists only with
+its manifest and every table matching the manifest's sha256; a sweep's task folders all
+verify against their sidecars; a sweep manifest always matches ``results.parquet``;
+anything else is a hidden ``.<name>.tmp-<pid>`` / ``.<name>.old-<pid>`` temporary. A
+re-run then gives the same result hash as an uninterrupted run, and removes the
+temporaries of the killed process.
+
+Kills land either at a chosen write (a child process that SIGKILLs itself just before
+a given ``os.replace``: deterministic) or at a moment seen from outside (the real
+command with a process pool, killed with its whole process group).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from market.cli import main
+from market.io import sha256_file
+from market.sweep import load_sweep, verified
+from tests.conftest import DATA
+
+SWEEPS = DATA / "sweep"
+TINY = SWEEPS / "tiny.toml"
+GRID = SWEEPS / "grid.toml"
+LONG = SWEEPS / "long.toml"
+TEMPORARY = re.compile(r"\..+\.(tmp|old)-\d+")
+RUN_ARGS = ["--mechanisms", "greedy,mohaf", "--seeds", "1,2", "--quiet"]
+
+# Runs the `market` command line, but SIGKILLs itself just before the n-th os.replace
+# whose destination name matches a pattern (the writer's commit points).
+KILL_AT_REPLACE = """
+import os, re, signal, sys
+pattern, nth = re.compile(sys.argv[1]), int(sys.argv[2])
+real, seen = os.replace, [0]
+def replace(src, dst, **kw):
+    if pattern.fullmatch(os.path.basename(os.fspath(dst))):
+        seen[0] += 1
+        if seen[0] == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst, **kw)
+os.replace = replace
+from market.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def killed_at(pattern: str, nth: int, argv: list[str]) -> None:
+    """Run ``market argv`` in a child that SIGKILLs itself at the chosen replace."""
+    proc = subprocess.run([sys.executable, "-c", KILL_AT_REPLACE, pattern, str(nth), *argv],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+def temporaries(folder: Path) -> list[Path]:
+    """Hidden entries under ``folder``; each must be clearly a temporary."""
+    hidden = list(folder.rglob(".*")) if folder.exists() else []
+    for p in hidden:
+        assert TEMPORARY.fullmatch(p.name) or any(TEMPORARY.fullmatch(q.name) for q in p.parents), p
+    return [p for p in hidden if TEMPORARY.fullmatch(p.name)]
+
+
+def assert_run_complete_or_absent(out: Path) -> str | None:
+    """``out`` is absent, or a complete run; return its results hash."""
+    temporaries(out.parent)
+    if not out.exists():
+        return None
+    manifest = json.loads((out / "manifest.json").read_text())
+    tables = manifest["sha256"]["tables"]
+    assert {p.name for p in out.iterdir()} == {*tables, "timings.parquet", "manifest.json"}
+    for name, digest in tables.items():
+        assert sha256_file(out / name) == digest, name
+    return manifest["sha256"]["results"]
+
+
+def assert_sweep_consistent(out: Path, sweep_file: Path) -> int:
+    """Every task folder verifies; a manifest matches results.parquet. Returns tasks persisted."""
+    tasks = {t.folder(out): t for t in load_sweep(sweep_file).tasks()}
+    leaves = [p for p in out.rglob("seed=*") if p.is_dir() and not any(TEMPORARY.fullmatch(q.name) for q in (p, *p.parents))]
+    for folder in leaves:
+        assert verified(tasks[folder], out), folder
+    temporaries(out)
+    if (out / "manifest.json").exists():
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert sha256_file(out / "results.parquet") == manifest["sha256"]["results"]
+        assert len(leaves) == len(tasks)
+    return len(leaves)
+
+
+@pytest.fixture(scope="module")
+def run_reference(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("ref") / "run"
+    assert main(["run", str(TINY), "--out", str(out), *RUN_ARGS]) == 0
+    return assert_run_complete_or_absent(out)
+
+
+@pytest.mark.parametrize(("pattern", "nth", "what"), [
+    (r"allocations\.parquet", 1, "two tables written, the third half-way"),
+    (r"manifest\.json", 1, "every table written, no manifest yet"),
+    (r"run", 1, "old output moved aside, new not yet in place"),
+])
+def test_run_killed_at_each_commit_point(tmp_path, run_reference, pattern, nth, what):
+    out = tmp_path / "run"
+    argv = ["run", str(TINY), "--out", str(out), *RUN_ARGS]
+    assert main(argv) == 0  # a previous, complete output
+    killed_at(pattern, nth, argv)
+    left = assert_run_complete_or_absent(out)
+    # a kill never leaves a partial directory under the final name: the old one, or none
+    assert left == (None if pattern == "run" else run_reference), what
+    assert temporaries(tmp_path), "the killed writer left its temporary directory"
+    assert main(argv) == 0
+    assert assert_run_complete_or_absent(out) == run_reference
+    assert temporaries(tmp_path) == [], "the re-run removes the killed process's temporaries"
+
+
+def sweep_reference(out: Path, sweep_file: Path, tasks: int) -> str:
+    assert main(["sweep", str(sweep_file), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert assert_sweep_consistent(out, sweep_file) == tasks
+    return sha256_file(out / "results.parquet")
+
+
+@pytest.fixture(scope="module")
+def grid_reference(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return sweep_reference(tmp_path_factory.mktemp("ref") / "grid", GRID, 16)
+
+
+@pytest.fixture(scope="module")
+def long_reference(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return sweep_reference(tmp_path_factory.mktemp("ref") / "long", LONG, 40)
+
+
+@pytest.mark.parametrize(("pattern", "nth", "persisted"), [
+    (r"allocations\.parquet", 5, 4),   # inside the 5th run's folder
+    (r"seed=\d+", 7, 6),               # the 7th run complete in its temporary, not yet renamed
+    (r"manifest\.json", 1, 16),        # results.parquet written, manifest not yet
+])
+def test_sweep_killed_at_each_commit_point(tmp_path, grid_reference, pattern, nth, persisted):
+    out = tmp_path / "sweep"
+    argv = ["sweep", str(GRID), "--out", str(out), "--workers", "1", "--quiet"]
+    killed_at(pattern, nth, argv)
+    assert assert_sweep_consistent(out, GRID) == persisted
+    assert not (out / "manifest.json").exists()
+    assert temporaries(out), "the killed writer left its temporary"
+    assert main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tasks"] == {"total": 16, "executed": 16 - persisted, "reused": persisted}
+    assert manifest["sha256"]["results"] == grid_reference
+    assert temporaries(out) == []
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, "finished before it could be killed"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the command and every process it started (its own session), then reap."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while True:  # the pool's workers and fork server die with it
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, "processes of the killed command still run"
+        time.sleep(0.05)
+
+
+def test_sweep_on_a_process_pool_killed_from_outside_then_resumed(tmp_path, long_reference):
+    out = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "market", "sweep", str(LONG), "--out", str(out), "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(list(out.glob("runs/*/*/seed=*/sha256.json"))) >= 3, proc)
+    finally:
+        kill_group(proc)
+    persisted = assert_sweep_consistent(out, LONG)
+    assert 3 <= persisted < 40 and not (out / "results.parquet").exists()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tasks"] == {"total": 40, "executed": 40 - persisted, "reused": persisted}, done.stdout
+    assert manifest["sha256"]["results"] == long_reference
+    assert assert_sweep_consistent(out, LONG) == 40 and temporaries(out) == []
+
+
+def test_run_killed_from_outside_mid_way_keeps_the_previous_output(tmp_path, run_reference):
+    out = tmp_path / "run"
+    argv = ["run", str(TINY), "--out", str(out), "--mechanisms", "greedy,mohaf,first_price",
+            "--seeds", ",".join(map(str, range(1, 9))), "--rounds", "6"]
+    assert main([*argv, "--quiet"]) == 0
+    full = assert_run_complete_or_absent(out)
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "market", *argv], start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        try:  # the progress bar shows some runs done, not all
+            wait_for(lambda: any(0 < int(n) < 24 for n in re.findall(r"\| (\d+)/24 ", log.read_text())), proc)
+        finally:
+            kill_group(proc)
+    assert assert_run_complete_or_absent(out) == full
+    assert main([*argv, "--quiet"]) == 0
+    assert assert_run_complete_or_absent(out) == full
