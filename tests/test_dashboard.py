@@ -280,6 +280,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture
+def chromium() -> Path:
+    """Debian's chromium; missing, the test fails (never skips): CI installs it in .ci/run."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: the browser test needs Debian's chromium "
+                    "(apt-get install -y chromium; .ci/run installs it in CI)")
+    return CHROMIUM
+
+
+@pytest.fixture
 def dashboard_server():
     """``market dashboard`` on a free loopback port, in its own process group."""
     port = _free_port()
@@ -319,16 +328,13 @@ def _wait_changed(locator, before: bytes, timeout: float = 15.0) -> bytes:
         time.sleep(0.2)
 
 
-def test_browser_steps_the_market(dashboard_server):
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: the browser test needs Debian's chromium "
-                    "(apt-get install -y chromium; .ci/run installs it in CI)")
+def test_browser_steps_the_market(chromium, dashboard_server):
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1250})
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
