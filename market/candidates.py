@@ -101,6 +101,57 @@ def _sort_row(util: np.ndarray, cand: np.ndarray, i: int, n: int) -> None:
         util[i, p], cand[i, p] = b, j
 
 
+@nb.njit(cache=True, inline="always")
+def pair_components(rq: np.ndarray, i: int, rs: np.ndarray, j: int, d_max: float) -> tuple[float, float, float, float, float]:
+    """The utility terms of pair ``(i, j)`` (the one copy of MOHAF_SPEC §3.2's formulas).
+
+    Args:
+        rq: ``(N, 9)`` request columns in the kernel's order (x, y, cpu, mem, duration, budget, ...).
+        i: request row.
+        rs: ``(M, 8)`` resource columns in the kernel's order (x, y, cap_cpu, cap_mem, price,
+            reliability, availability, energy_norm), ``price`` being the round's unit price.
+        j: resource row.
+        d_max: distance at which the proximity utility reaches 0.
+
+    Returns:
+        ``(dist, reserve, u_cost, u_qos, u_en)``: distance, reserve price ``rho_j cpu_i dur_i``
+        and the three utility terms (each in [0, 1]).
+    """
+    dist = math.sqrt((rs[j, 0] - rq[i, 0]) ** 2 + (rs[j, 1] - rq[i, 1]) ** 2)
+    cost = rs[j, 4] * rq[i, 2] * rq[i, 4]
+    u_cost = min(1.0, max(0.0, 1.0 - cost / rq[i, 5]))
+    u_qos = 0.25 * (rs[j, 5] + rs[j, 6]) + 0.5 * max(0.0, 1.0 - dist / d_max)
+    return dist, cost, u_cost, u_qos, rs[j, 7]
+
+
+@nb.njit(cache=True, inline="always")
+def weighted_utility(u_cost: float, u_qos: float, u_en: float, alpha: float, beta: float, gamma: float) -> float:
+    """``b_ij = alpha u_cost + beta u_qos + gamma u_en`` (summed in this order)."""
+    return alpha * u_cost + beta * u_qos + gamma * u_en
+
+
+@nb.njit(cache=True)
+def pair_terms(rq: np.ndarray, rs: np.ndarray, req: np.ndarray, res: np.ndarray, d_max: float) -> np.ndarray:
+    """``(P, 3)`` terms ``u_cost, u_qos, u_en`` of the pairs ``(req[p], res[p])``.
+
+    The same arithmetic as the candidate kernel (:func:`pair_components`), so that an
+    allocation can be rescored under any weights (:func:`pair_utility`).
+    """
+    out = np.empty((req.size, 3))
+    for p in range(req.size):
+        _, _, out[p, 0], out[p, 1], out[p, 2] = pair_components(rq, req[p], rs, res[p], d_max)
+    return out
+
+
+@nb.njit(cache=True)
+def pair_utility(terms: np.ndarray, alpha: float, beta: float, gamma: float) -> np.ndarray:
+    """``(P,)`` static utility ``b`` of pairs from their :func:`pair_terms`, as the kernel sums it."""
+    out = np.empty(terms.shape[0])
+    for p in range(terms.shape[0]):
+        out[p] = weighted_utility(terms[p, 0], terms[p, 1], terms[p, 2], alpha, beta, gamma)
+    return out
+
+
 @nb.njit(parallel=True, cache=True)
 def _candidate_kernel(
     rq: np.ndarray,  # (N, 9): x, y, cpu, mem, duration, budget, min_rel, min_avail, max_lat
@@ -122,7 +173,7 @@ def _candidate_kernel(
     reserve = np.zeros((n, k))
     posted = np.zeros((n, k))
     for i in nb.prange(n):
-        x, y, cpu, mem, dur, budget = rq[i, 0], rq[i, 1], rq[i, 2], rq[i, 3], rq[i, 4], rq[i, 5]
+        cpu, mem, dur, budget = rq[i, 2], rq[i, 3], rq[i, 4], rq[i, 5]
         min_rel, min_av, max_lat = rq[i, 6], rq[i, 7], rq[i, 8]
         count = 0
         for s in range(routes.shape[1]):
@@ -137,15 +188,10 @@ def _candidate_kernel(
                     continue
                 if rs[j, 5] < min_rel or rs[j, 6] < min_av:
                     continue
-                dist = math.sqrt((rs[j, 0] - x) ** 2 + (rs[j, 1] - y) ** 2)
-                if dist > max_lat:
+                dist, cost, u_cost, u_qos, u_en = pair_components(rq, i, rs, j, d_max)
+                if dist > max_lat or cost > budget:
                     continue
-                cost = rs[j, 4] * cpu * dur
-                if cost > budget:
-                    continue
-                u_cost = min(1.0, max(0.0, 1.0 - cost / budget))
-                u_qos = 0.25 * (rs[j, 5] + rs[j, 6]) + 0.5 * max(0.0, 1.0 - dist / d_max)
-                b = alpha * u_cost + beta * u_qos + gamma * rs[j, 7]
+                b = weighted_utility(u_cost, u_qos, u_en, alpha, beta, gamma)
                 price = cost * (0.8 + 0.4 * b)
                 if price > budget:
                     continue
