@@ -20,6 +20,8 @@ COMMANDS = [
     "market.commands",
     "market.sweep",
     "market.data_cli",
+    "market.report",
+    "market.scaling",
     "market.dashboard_cli",
 ]
 
