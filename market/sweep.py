@@ -44,15 +44,16 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_complet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from market import __version__
 from market.errors import MarketInputError
-from market.io import atomic_directory, sha256_file, write_json, write_table
-from market.runner import RunTables, _versions, combine, market_tables, run_one
-from scenarios.config import Scenario, load
+
+if TYPE_CHECKING:  # the runner, pandas and numba load only when a sweep runs (fast --help)
+    import pandas as pd
+
+    from market.runner import RunTables
+    from scenarios.config import Scenario
 
 SIDECAR = "sha256.json"
 RUN_TABLES = ("rounds", "timings", "allocations")
@@ -118,6 +119,8 @@ class Task:
 
     def call(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         """The function computing the task and its arguments (the runner's, unchanged)."""
+        from market.runner import market_tables, run_one
+
         if self.mechanism is None:
             return market_tables, (self.scenario, [self.seed])
         return run_one, (self.scenario, self.mechanism, self.seed)
@@ -190,6 +193,8 @@ def _overrides(raw: dict[str, Any], source: str) -> dict[str, Any]:
 
 def _scenario(entry: str, base: Path, source: str) -> Scenario:
     """A scenario named in a sweep: a path relative to the sweep file, else a shipped name."""
+    from scenarios.config import load
+
     local = base / entry
     if local.is_file():
         return load(local)
@@ -200,6 +205,8 @@ def _scenario(entry: str, base: Path, source: str) -> Scenario:
 
 def verified(task: Task, out: Path) -> bool:
     """Whether ``task``'s persisted tables are complete, current and intact (sha256 recomputed)."""
+    from market.io import sha256_file
+
     folder = task.folder(out)
     try:
         side = json.loads((folder / SIDECAR).read_text())
@@ -213,6 +220,8 @@ def verified(task: Task, out: Path) -> bool:
 
 def persist(task: Task, result: RunTables | tuple[pd.DataFrame, pd.DataFrame], out: Path) -> None:
     """Write one task's tables and sidecar atomically (the folder appears complete or not at all)."""
+    from market.io import atomic_directory, sha256_file, write_json, write_table
+
     frames = dict(zip(MARKET_TABLES, result)) if task.mechanism is None else {
         t: getattr(result, t) for t in RUN_TABLES}
     with atomic_directory(task.folder(out)) as tmp:
@@ -223,6 +232,10 @@ def persist(task: Task, result: RunTables | tuple[pd.DataFrame, pd.DataFrame], o
 
 def results_table(sweep: Sweep, out: Path) -> pd.DataFrame:
     """Every run's ``rounds`` from the persisted tables, in the fixed order, scenario first."""
+    import pandas as pd
+
+    from market.runner import RunTables, combine
+
     frames = []
     for sc in sweep.scenarios:
         parts = []
@@ -263,7 +276,8 @@ def open_executor(kind: str = "local", address: str | None = None, workers: int 
             context.set_forkserver_preload(["market.runner"])  # workers fork with it imported
         else:
             context = mp.get_context("spawn")
-        pool = ProcessPoolExecutor(n, mp_context=context)
+        threads = max(1, (os.cpu_count() or 1) // n)  # runs in parallel, not numba threads in each
+        pool = ProcessPoolExecutor(n, mp_context=context, initializer=_numba_threads, initargs=(threads,))
         try:
             yield pool
         finally:
@@ -286,6 +300,13 @@ def open_executor(kind: str = "local", address: str | None = None, workers: int 
         client.close()
 
 
+def _numba_threads(threads: int) -> None:
+    """Pool worker start-up: share the CPUs between workers (no oversubscribed prange)."""
+    import numba
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
 def run_sweep(
     sweep: Sweep,
     out: Path,
@@ -305,6 +326,9 @@ def run_sweep(
     Returns:
         The manifest, plus ``tasks`` counts: ``total``, ``executed`` and ``reused``.
     """
+    from market.io import sha256_file, write_json, write_table
+    from market.runner import _versions
+
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
