@@ -285,6 +285,8 @@ def loglog_fit(
         xs = np.geomspace(lo, hi, 50)
         ax.plot(xs, 10**intercept * xs**slope, color=colour, linestyle=line, linewidth=1.4)
         label = f"{name}: slope {slope:.2f}"
-    ax.plot(x, y, "o", color=colour, markersize=5, label=label)
+    ax.plot(x, y, "o", color=colour, markersize=5)
+    ax.plot([], [], color=colour, linestyle=line if fit is not None else "none", marker="o", markersize=5,
+            label=label)  # legend entry: marker and fitted line together
     ax.set_xscale("log")
     ax.set_yscale("log")

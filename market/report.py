@@ -298,7 +298,7 @@ def _markdown(run: Run, summary: pd.DataFrame, figures: dict[str, str], band: st
             cells = [f"**{c}**" if m in ties else c for m, c in zip(run.mechanisms, cells)]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if run.has_oracle and "opt_proven" in run.rounds:
-        proven = run.rounds.groupby("mechanism", sort=False)["opt_proven"].apply(lambda s: s.astype(bool).mean())
+        proven = run.rounds.groupby("mechanism", sort=False)["opt_proven"].apply(lambda s: s.dropna().astype(bool).mean())
         lines += ["", "ALG/OPT divides each round's welfare by the exact oracle's value in the same market "
                   "state. Share of rounds where the oracle proved optimality (elsewhere OPT is an upper bound, "
                   "so ALG/OPT is a lower bound): "

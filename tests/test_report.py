@@ -86,6 +86,21 @@ def test_csv_run_gives_the_same_report(report, small_run, tmp_path):
         assert (tmp_path / "report" / name).read_bytes() == (out / name).read_bytes(), name
 
 
+def test_single_seed_has_no_interval(report, tmp_path):
+    _, tables = report
+    run = tmp_path / "one_seed"
+    run.mkdir()
+    rounds = tables["rounds"]
+    rounds[(rounds["seed"] == rounds["seed"].min()) & rounds["mechanism"].isin(["mohaf", "random"])].to_csv(
+        run / "rounds.csv", index=False)
+    figures = write_report(run, tmp_path / "report")
+    assert "timing" not in figures and "alg_opt" in figures  # no timings table; the oracle ran
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert set(summary["mechanism"]) == {"mohaf", "random"} and (summary["n_seeds"] == 1).all()
+    assert summary["ci_low"].isna().all() and summary["ci_high"].isna().all()
+    assert "one seed: no interval" in (tmp_path / "report" / "summary.md").read_text()
+
+
 def _error(capsys, argv) -> str:
     assert main(argv) == 2
     err = capsys.readouterr().err
