@@ -399,20 +399,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     sweep = load_sweep(args.sweep)
-    bar = tqdm(desc=sweep.name, unit="run", disable=args.quiet, file=sys.stderr)
+    bars: list[tqdm] = []
 
     def on_start(todo: int, reused: int) -> None:
-        bar.reset(total=todo)
-        if reused:
-            bar.write(f"reusing {reused} verified task(s) under {args.out}", file=sys.stderr)
+        if reused and not args.quiet:
+            print(f"reusing {reused} verified task(s) under {args.out}", file=sys.stderr)
+        bars.append(tqdm(total=todo, desc=sweep.name, unit="run", disable=args.quiet or not todo, file=sys.stderr))
 
     def progress(task: Task) -> None:
-        bar.set_postfix_str(task.label, refresh=False)
-        bar.update(1)
+        bars[0].set_postfix_str(task.label, refresh=False)
+        bars[0].update(1)
 
-    with open_executor(args.executor, args.address, args.workers) as executor:
-        manifest = run_sweep(sweep, args.out, executor, progress, on_start)
-    bar.close()
+    try:
+        with open_executor(args.executor, args.address, args.workers) as executor:
+            manifest = run_sweep(sweep, args.out, executor, progress, on_start)
+    finally:
+        for bar in bars:
+            bar.close()
     tasks = manifest["tasks"]
     print(
         f"wrote {args.out / 'results.parquet'} ({manifest['runs']} runs; {tasks['executed']} task(s) executed, "
