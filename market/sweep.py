@@ -225,8 +225,10 @@ def persist(task: Task, result: RunTables | tuple[pd.DataFrame, pd.DataFrame], o
     frames = dict(zip(MARKET_TABLES, result)) if task.mechanism is None else {
         t: getattr(result, t) for t in RUN_TABLES}
     with atomic_directory(task.folder(out)) as tmp:
-        files = {write_table(df, tmp / name, "parquet").name: "" for name, df in frames.items()}
-        files = {name: sha256_file(tmp / name) for name in files}
+        files = {}
+        for name, df in frames.items():
+            path = write_table(df, tmp / name, "parquet")
+            files[path.name] = sha256_file(path)
         write_json({"task": task.label, "fingerprint": task.fingerprint(), "sha256": files}, tmp / SIDECAR)
 
 
