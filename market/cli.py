@@ -23,6 +23,7 @@ COMMANDS = [
     "market.report",
     "market.scaling",
     "market.dashboard_cli",
+    "market.ablation",
 ]
 
 
