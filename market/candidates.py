@@ -18,6 +18,7 @@ its budget. Output is the ELL layout ``(N, K)``, padded with -1, ordered by util
 from __future__ import annotations
 
 import math
+import types
 from dataclasses import dataclass
 
 import numba as nb
@@ -152,8 +153,7 @@ def pair_utility(terms: np.ndarray, alpha: float, beta: float, gamma: float) -> 
     return out
 
 
-@nb.njit(parallel=True, cache=True)
-def _candidate_kernel(
+def _candidate_rows(
     rq: np.ndarray,  # (N, 9): x, y, cpu, mem, duration, budget, min_rel, min_avail, max_lat
     need: np.ndarray,  # (N, 2) demand in the allocation's capacity units
     rs: np.ndarray,  # (M, 8): x, y, cap_cpu, cap_mem, price, reliability, availability, energy_norm
@@ -211,6 +211,16 @@ def _candidate_kernel(
     return cand, util, reserve, posted
 
 
+# The same kernel compiled twice: threads pay off only on big order books, and a
+# parallel launch costs milliseconds when the other core is busy (the dashboard, tests).
+# (The serial one is a renamed copy: numba names its cache files after the function.)
+_candidate_kernel_parallel = nb.njit(parallel=True, cache=True)(_candidate_rows)
+_serial_rows = types.FunctionType(_candidate_rows.__code__, _candidate_rows.__globals__, "_candidate_rows_serial")
+_serial_rows.__qualname__ = "_candidate_rows_serial"
+_candidate_kernel_serial = nb.njit(cache=True)(_serial_rows)
+PARALLEL_MIN_ROWS = 20_000
+
+
 def find_candidates(
     requests: np.ndarray,
     need: np.ndarray,
@@ -245,7 +255,7 @@ def find_candidates(
         z = np.zeros((0, k))
         return Candidates(np.zeros((0, k), dtype=np.int64), z, z, z)
     return Candidates(
-        *_candidate_kernel(
+        *(_candidate_kernel_parallel if requests.shape[0] >= PARALLEL_MIN_ROWS else _candidate_kernel_serial)(
             np.ascontiguousarray(requests), np.ascontiguousarray(need), np.ascontiguousarray(resources),
             np.ascontiguousarray(free), order, start, np.ascontiguousarray(routes), int(k),
             float(alpha), float(beta), float(gamma), float(d_max),
