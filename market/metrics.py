@@ -28,7 +28,8 @@ def jain(x: np.ndarray) -> float:
     sq = float(np.dot(x, x))
     if x.size == 0 or sq == 0.0:
         return 1.0
-    return float(x.sum() ** 2 / (x.size * sq))
+    # equal values give exactly 1 in exact arithmetic; round-off may overshoot it
+    return min(1.0, float(x.sum() ** 2 / (x.size * sq)))
 
 
 def gini(x: np.ndarray) -> float:
@@ -40,7 +41,13 @@ def gini(x: np.ndarray) -> float:
         return 0.0
     # sum_ab |xa - xb| = 2 sum_i (2i - n - 1) x_(i), i = 1..n
     ranks = np.arange(1, n + 1)
-    return float(np.dot(2 * ranks - n - 1, x) / (n * total))
+    # equal values give 0 up to round-off, which may be slightly negative
+    return max(0.0, float(np.dot(2 * ranks - n - 1, x) / (n * total)))
+
+
+def share(part: float, whole: float) -> float:
+    """``part / whole``, 0 when ``whole`` is 0 (no capacity: nothing is used)."""
+    return part / whole if whole > 0 else 0.0
 
 
 def power(utilization: np.ndarray, energy_efficiency: np.ndarray) -> np.ndarray:
@@ -95,7 +102,7 @@ def round_metrics(
         "jain_users": jain(user_utility),
         "gini": gini(user_utility),
         "gini_requests": gini(utility),
-        "utilization": float(used_cpu.sum() / capacity_cpu.sum()) if capacity_cpu.size else 0.0,
+        "utilization": share(float(used_cpu.sum()), float(capacity_cpu.sum())),
         "resource_share": float(np.mean(load > 0)) if load.size else 0.0,
         "revenue": float(payment.sum()),
         "energy": float(energy.sum()),
