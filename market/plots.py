@@ -222,7 +222,13 @@ def ci_bars(
     ax.set_xlim(left - 0.04 * (span - left) if left < 0 else 0.0, 1.18 * span)
 
 
-def distribution(ax: Axes, groups: Mapping[str, np.ndarray], ylabel: str, reference: float | None = None) -> None:
+def distribution(
+    ax: Axes,
+    groups: Mapping[str, np.ndarray],
+    ylabel: str,
+    reference: float | None = None,
+    top: float | None = None,
+) -> None:
     """Box plot per mechanism with every observation overlaid as a jittered dot.
 
     Args:
@@ -230,6 +236,8 @@ def distribution(ax: Axes, groups: Mapping[str, np.ndarray], ylabel: str, refere
         groups: mechanism name -> observations (drawn left to right).
         ylabel: the value axis label.
         reference: draw a horizontal line at this value (e.g. 1 for ALG/OPT).
+        top: cut the axis here; observations above it are drawn as triangles at the top
+            edge with their count, so that a few wild values do not flatten the rest.
     """
     names = list(groups)
     styles = mechanism_styles(names)
@@ -241,8 +249,17 @@ def distribution(ax: Axes, groups: Mapping[str, np.ndarray], ylabel: str, refere
         patch.set_alpha(0.35)
     jitter = np.random.default_rng(0)  # fixed: the same data give the same picture
     for i, (name, values) in enumerate(zip(names, data), start=1):
-        ax.scatter(i + jitter.uniform(-0.18, 0.18, values.size), values, s=9, color=styles[name][0],
-                   alpha=0.6, linewidths=0)
+        offsets = i + jitter.uniform(-0.18, 0.18, values.size)
+        above = values > top if top is not None else np.zeros(values.size, dtype=bool)
+        ax.scatter(offsets[~above], values[~above], s=9, color=styles[name][0], alpha=0.6, linewidths=0)
+        if above.any():
+            ax.scatter(offsets[above], np.full(int(above.sum()), top), marker="^", s=28, color=styles[name][0],
+                       clip_on=False, zorder=3)
+            ax.annotate(f"{int(above.sum())} above", (i, top), xytext=(0, 8), textcoords="offset points",
+                        ha="center", fontsize=8)
+    if top is not None and any((v > top).any() for v in data):
+        low = min(float(v[v <= top].min()) for v in data if (v <= top).any()) if any((v <= top).any() for v in data) else 0.0
+        ax.set_ylim(low - 0.05 * (top - low), top)
     if reference is not None:
         ax.axhline(reference, color="#444444", linestyle=":", linewidth=1)
     ax.set_ylabel(ylabel)

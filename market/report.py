@@ -54,6 +54,8 @@ SUMMARY = [
 #: metrics of the comparison bar chart (those present are drawn)
 COMPARISON = ["efficiency", "satisfaction", "jain", "jain_winners", "utilization", "revenue", "alg_opt"]
 REQUIRED = [*KEYS, *(c for c, _ in TRAJECTORIES)]
+#: the ALG/OPT axis stops here: a valid upper bound on OPT keeps ALG/OPT <= 1
+ALG_OPT_TOP = 1.1
 
 
 @dataclass
@@ -221,7 +223,8 @@ def _alg_opt(run: Run, path: Path) -> Path:
     rounds = run.rounds.dropna(subset=["alg_opt"])
     groups = {m: rounds.loc[rounds["mechanism"] == m, "alg_opt"].to_numpy() for m in run.mechanisms}
     fig, axes = plots.figure(width=max(6.0, 1.1 * len(groups) + 1.5))
-    plots.distribution(axes[0, 0], {m: v for m, v in groups.items() if v.size}, "ALG / OPT per round", reference=1.0)
+    plots.distribution(axes[0, 0], {m: v for m, v in groups.items() if v.size}, "ALG / OPT per round",
+                       reference=1.0, top=ALG_OPT_TOP)
     axes[0, 0].set_title("Welfare relative to the exact optimum (every round and seed)")
     return plots.save(fig, path)
 
@@ -303,6 +306,13 @@ def _markdown(run: Run, summary: pd.DataFrame, figures: dict[str, str], band: st
                   "state. Share of rounds where the oracle proved optimality (elsewhere OPT is an upper bound, "
                   "so ALG/OPT is a lower bound): "
                   + ", ".join(f"{m} {100 * proven.get(m, float('nan')):.0f} %" for m in run.mechanisms) + "."]
+        over = run.rounds[run.rounds["alg_opt"] > 1 + 1e-9]
+        if not over.empty:
+            lines += ["", (f"**Warning:** in {len(over)} of {int(run.rounds['alg_opt'].notna().sum())} rounds "
+                      f"ALG/OPT exceeds 1 (up to {over['alg_opt'].max():.4g}), which a valid upper bound on OPT "
+                      "rules out: there the oracle returned no usable bound (it was not proven optimal in "
+                      f"{int((~over['opt_proven'].astype(bool)).sum())} of them), so ALG/OPT is not reliable for "
+                      "this run; its mean above includes those rounds.")]
     lines += ["", "Numbers for machines: [summary.csv](summary.csv).", "", "## Figures", ""]
     band_text = "range across seeds (min to max)" if band == "minmax" else "95 % t-interval across seeds"
     captions = {

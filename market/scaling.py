@@ -204,7 +204,7 @@ def _figure(measurements: pd.DataFrame, fits: pd.DataFrame, mechanisms: list[str
     time_ax.set_xlabel("requests per round (resources = requests / 4)")
     time_ax.set_ylabel("seconds per round (median)")
     time_ax.set_title("Time per round, fitted power laws")
-    time_ax.legend(loc="upper left")
+    time_ax.legend(loc="lower right")
     unit_ax.set_xscale("log")
     unit_ax.set_yscale("log")
     unit_ax.set_xlabel("requests per round (resources = requests / 4)")
@@ -272,12 +272,15 @@ def _markdown(plan: Plan, measurements: pd.DataFrame, fits: pd.DataFrame, stops:
                                       zip(measurements["round_s"], measurements["censored"].astype(bool))])
     pivot = table.pivot(index="requests", columns="mechanism", values="cell").reindex(
         columns=[m for m in plan.mechanisms if m in set(measurements["mechanism"])])
-    resources = measurements.groupby("requests")["resources"].first()
+    shape = measurements.groupby("requests")[["resources", "clusters", "candidates"]].first()
     lines += ["", "## Measurements (median time per round)", "",
-              "| requests | resources | " + " | ".join(pivot.columns) + " |",
-              "|---:|---:|" + "---:|" * len(pivot.columns)]
+              "Clusters and K (candidates per request) are the automatic choices for the size.", "",
+              "| requests | resources | clusters | K | " + " | ".join(pivot.columns) + " |",
+              "|---:|---:|---:|---:|" + "---:|" * len(pivot.columns)]
     for n, row in pivot.iterrows():
-        lines.append(f"| {n:,} | {resources[n]:,} | " + " | ".join("" if pd.isna(v) else v for v in row) + " |")
+        r = shape.loc[n]
+        lines.append(f"| {n:,} | {r['resources']:,} | {r['clusters']} | {r['candidates']} | "
+                     + " | ".join("" if pd.isna(v) else v for v in row) + " |")
     lines += ["", (f"Peak resident memory of the measuring process: {measurements['peak_rss_mb'].max():.0f} MB "
               "(sizes run in increasing order, so the peak comes from the largest)."), "",
               "Files: [measurements.csv](measurements.csv), [fits.csv](fits.csv), [run.json](run.json).", "",
