@@ -24,6 +24,7 @@ COMMANDS = [
     "market.scaling",
     "market.dashboard_cli",
     "market.ablation",
+    "market.audit",
 ]
 
 

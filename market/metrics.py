@@ -7,9 +7,12 @@
 - ``utilization`` = used cpu / total cpu (running requests included),
   ``resource_share`` = share of resources holding any load;
 - ``revenue`` = sum of payments; ``energy`` from the power model;
-- ``ir_violations`` = winners paying more than their value ``budget * b_ij``;
+- ``ir_violations`` = winners paying more than their value ``budget * b_ij``
+  (individual rationality; 0 for first- and second-price with bids at most the value),
+  ``ir_excess`` = the total they pay above their value, ``user_surplus`` = sum of
+  ``value - payment`` over winners;
   ``budget_balance`` = payments received by resources minus payments made by users
-  (0 when the books balance).
+  (0 when the books balance, up to round-off of the cumulative credits).
 Conventions: Jain of an empty or all-zero vector is 1 (everyone equal); Gini of an
 all-zero vector is 0. No metric is ever NaN.
 """
@@ -90,6 +93,7 @@ def round_metrics(
     n_served = int(served.sum())
     _, per_user = np.unique(user, return_inverse=True)
     user_utility = np.bincount(per_user, weights=utility) if n else np.zeros(0)
+    over = served & (payment > value * (1 + 1e-9) + 1e-9)  # individual rationality broken
     return {
         "n_requests": n,
         "n_allocated": n_served,
@@ -107,6 +111,7 @@ def round_metrics(
         "revenue": float(payment.sum()),
         "energy": float(energy.sum()),
         "mean_price": float(price.mean()) if price.size else 0.0,
-        "ir_violations": int(np.sum(served & (payment > value * (1 + 1e-9) + 1e-9))),
+        "ir_violations": int(np.sum(over)),
+        "ir_excess": float(np.sum(np.where(over, payment - value, 0.0))),
         "user_surplus": float(np.sum(np.where(served, value - payment, 0.0))),
     }
