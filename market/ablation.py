@@ -57,6 +57,7 @@ from market.errors import MarketInputError
 from market.io import atomic_directory, sha256_file, write_json, write_table
 from market.metrics import jain
 from market.model import MarketModel
+from market.runner import _versions
 from scenarios.config import Scenario
 from scenarios.sources import build_market
 
@@ -405,8 +406,8 @@ def _pareto_figure(table: pd.DataFrame, path: Path, title: str) -> Path:
     with plots.report_style():
         fig, axes = plots.figure(1, 1, width=7.5, height=5.2)
         ax = axes[0, 0]
-        pts = ax.scatter(x, y, c=table["alpha"], cmap="viridis", s=22, alpha=0.75, linewidths=0)
-        fig.colorbar(pts, ax=ax, label="alpha (cost weight)")
+        pts = ax.scatter(x, y, c=table["delta"], cmap="viridis", s=22, alpha=0.75, linewidths=0)
+        fig.colorbar(pts, ax=ax, label="delta (fairness weight)")
         order = np.argsort(x[front])
         ax.plot(x[front][order], y[front][order], "-o", color="#d62728", markersize=6, markerfacecolor="none",
                 linewidth=1.4, label="Pareto front")
@@ -443,6 +444,23 @@ def _ci(row: pd.Series, metric: str, digits: int = 4) -> str:
 
 def _weights(row: pd.Series) -> str:
     return "/".join(f"{row[t]:.3g}" for t in TERMS)
+
+
+def _significant(summary: pd.DataFrame, level: float = 0.05) -> list[str]:
+    """Sentences on configurations that differ from Full under the Full weights (paired test)."""
+    if "p_efficiency_common" not in summary:
+        return []
+    rest = summary[(summary["config"] != "Full") & (summary["p_efficiency_common"] < level)]
+    out = []
+    for sign, word in ((1, "higher"), (-1, "lower")):
+        sel = rest[np.sign(rest["d_efficiency_common"]) == sign]
+        if len(sel):
+            items = ", ".join(f"{r['config']} ({r['d_efficiency_common']:+.4g})" for _, r in sel.iterrows())
+            out.append(f"Under the Full weights, {word} efficiency than Full (paired p < {level}): {items}.")
+    same = summary[(summary["config"] != "Full") & ~(summary["p_efficiency_common"] < level)]["config"].tolist()
+    if same:
+        out.append(f"Not distinguishable from Full at that level: {', '.join(same)}.")
+    return out
 
 
 def _markdown(info: dict[str, Any], summary: pd.DataFrame, sweep: pd.DataFrame | None) -> str:
@@ -483,6 +501,7 @@ def _markdown(info: dict[str, Any], summary: pd.DataFrame, sweep: pd.DataFrame |
         "",
         f"Ranking by own-weight efficiency (the paper's way): {' > '.join(own_rank)}.",
         f"Ranking under the Full weights: {' > '.join(com_rank)}.",
+        *_significant(summary),
         "",
         ("Jain's index is over all requests (0 for the unserved) and over winners, both on the Full-weight "
         "utilities. Mean utility terms of the won pairs (u_cost, u_qos, u_en) show what each configuration trades:"),
@@ -518,13 +537,30 @@ def _markdown(info: dict[str, Any], summary: pd.DataFrame, sweep: pd.DataFrame |
         for _, r in front.iterrows():
             lines.append(f"| {_weights(r)} | {r['config']} | {_fmt(r['efficiency_common'])} | {_fmt(r['revenue'])} | "
                          f"{_fmt(r['satisfaction'])} | {_fmt(r['jain_common'])} | {_fmt(r['jain_winners_common'])} |")
+        lines.append("")
         for name in ("Full", "FullRun"):
             sel = sweep[sweep["config"] == name]
             if len(sel):
                 r = sel.iloc[0]
-                lines.append("")
-                lines.append(f"{name} ({_weights(r)}): efficiency {_fmt(r['efficiency_common'])}, revenue "
-                             f"{_fmt(r['revenue'])}, {'on' if r['pareto'] else 'not on'} the front.")
+                better = int(((sweep["efficiency_common"] > r["efficiency_common"])).sum())
+                dominating = int(((sweep["efficiency_common"] >= r["efficiency_common"]) & (sweep["revenue"] >= r["revenue"])
+                                  & ((sweep["efficiency_common"] > r["efficiency_common"]) | (sweep["revenue"] > r["revenue"]))).sum())
+                lines.append(f"- {name} ({_weights(r)}): efficiency {_fmt(r['efficiency_common'])}, revenue "
+                             f"{_fmt(r['revenue'])}; {better} of {len(sweep)} weight vectors score higher under the "
+                             f"Full weights and {dominating} dominate it on both axes.")
+        n = round(1 / info["grid_step"])
+        w = sweep[list(TERMS)].to_numpy()
+        on_grid = np.all(np.abs(w * n - np.round(w * n)) < 1e-9, axis=1)
+        by_delta = sweep[on_grid].groupby("delta")["efficiency_common"].mean()
+        lines += [
+            "- Mean Full-weight efficiency over the grid points with fairness weight delta = "
+            + ", ".join(f"{d:.3g}: {_fmt(v)}" for d, v in by_delta.items()) + ".",
+            f"- Fairness weights on the front: {', '.join(f'{d:.3g}' for d in sorted(front['delta'].unique()))}.",
+            "",
+            ("Revenue is not independent of the weights: the posted price is reserve x (0.8 + 0.4 b) with b "
+            "the configuration's *own* static utility, so weights that make b larger charge more for the same "
+            "match (grid points that produce the same allocation differ in revenue only through this)."),
+        ]
         lines += ["", "![pareto](pareto.png)", "", "The full table is `sweep.csv` (per seed: `sweep_runs.csv`).", ""]
     lines += [
         "## Files",
@@ -624,7 +660,7 @@ def run_ablation(
         info["wall_time_s"] = time.perf_counter() - start
         (tmp / "report.md").write_text(_markdown(info, summary, sweep))
         manifest = {**info, "common_weights": list(common), "configurations": {c.name: list(c.weights) for c in configs},
-                    "scenario_resolved": scenario.to_dict(), "sha256": hashes}
+                    "scenario_resolved": scenario.to_dict(), "versions": _versions(), "sha256": hashes}
         write_json(manifest, tmp / "manifest.json")
     return manifest
 
@@ -663,10 +699,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_ablation(args: argparse.Namespace) -> int:
     """``market ablation``."""
-    from concurrent.futures import ProcessPoolExecutor
-
     from tqdm import tqdm
 
+    from market.sweep import open_executor
     from scenarios.config import load
 
     scenario = load(args.scenario)
@@ -680,8 +715,6 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         raise MarketInputError(f"--sweep-rounds must be >= 1, got {args.sweep_rounds}")
     if args.sweep_seeds is not None:
         scenario.with_overrides(seeds=args.sweep_seeds)  # validates
-    if args.workers < 1:
-        raise MarketInputError(f"--workers must be >= 1, got {args.workers}")
     step = None if args.no_sweep else args.grid_step
     if step is not None:
         simplex_grid(step)  # validates before any work
@@ -691,15 +724,10 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(done - bar.n)
 
-    kwargs = {"grid_step": step, "sweep_seeds": args.sweep_seeds, "sweep_rounds": args.sweep_rounds,
-                  "workers": args.workers, "progress": progress}
-    if args.workers > 1:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("forkserver")) as pool:
-            manifest = run_ablation(scenario, args.out, scenario.seeds, executor=pool, **kwargs)
-    else:
-        manifest = run_ablation(scenario, args.out, scenario.seeds, **kwargs)
+    with open_executor("local", workers=args.workers) as pool:
+        manifest = run_ablation(scenario, args.out, scenario.seeds, grid_step=step, sweep_seeds=args.sweep_seeds,
+                                sweep_rounds=args.sweep_rounds, executor=pool, workers=args.workers,
+                                progress=progress)
     bar.close()
     print(f"wrote {args.out} ({manifest['runs']} runs, {manifest['wall_time_s']:.1f} s)")
     return 0
