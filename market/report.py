@@ -370,7 +370,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report", help="plots and a Markdown summary of a run",
         description="Read a run directory written by 'market run' (Parquet or CSV) and write PNG figures "
-        "(trajectories with seed bands, mechanism comparison with 95 %% confidence intervals, ALG/OPT, "
+        "(trajectories with seed bands, mechanism comparison with 95 % confidence intervals, ALG/OPT, "
         "price convergence, time per round), summary.md and summary.csv to OUT, atomically.",
     )
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="directory written by 'market run'")
