@@ -420,7 +420,8 @@ def _pareto_figure(table: pd.DataFrame, path: Path, title: str) -> Path:
             marker, size, colour = marks.get(name, ("s", 6, "#555555"))
             ax.plot(x[sel], y[sel], marker, markersize=size, color=colour, linestyle="none",
                     label=name if name in marks else None)
-            ax.annotate(name, (x[sel][0], y[sel][0]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+            if name not in marks:  # the marked ones are in the legend
+                ax.annotate(name, (x[sel][0], y[sel][0]), textcoords="offset points", xytext=(6, -10), fontsize=8)
         ax.set_xlabel("efficiency under the Full weights (welfare / requests)")
         ax.set_ylabel("revenue per round")
         ax.set_title(title)
@@ -474,7 +475,8 @@ def _markdown(info: dict[str, Any], summary: pd.DataFrame, sweep: pd.DataFrame |
            f"configurations), seeds {info['sweep_seeds']}, {info['sweep_rounds']} rounds each."
            if sweep is not None else "No sweep."),
         (f"Wall time {info['wall_time_s']:.0f} s with {info['workers']} worker(s) "
-        f"({info['runs']} MOHAF runs, {info['cpus']} CPUs; the machine was shared with other jobs)."),
+         f"({info['runs']} MOHAF runs, {info['cpus']} CPUs, shared with other jobs)."
+         + (f" Command: `{info['command']}`." if info.get("command") else "")),
         "",
         ("Every configuration is scored twice: under **its own** weights (what the paper's Table 2 reports) "
         f"and under the **Full** weights {_weights(full)} (alpha cost, beta QoS, gamma energy, delta fairness), "
@@ -587,6 +589,7 @@ def run_ablation(
     executor: Executor | None = None,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Run the ablation (and the sweep unless ``grid_step`` is None); write ``out`` atomically.
 
@@ -600,6 +603,7 @@ def run_ablation(
         executor: where runs execute (None: here, one after another).
         workers: number of workers (recorded only).
         progress: called with (done, total) runs.
+        command: the command line that reproduces the run (for the report).
 
     Returns:
         The manifest.
@@ -646,7 +650,7 @@ def run_ablation(
         "scenario": scenario.name, "description": scenario.description, "mechanism": "mohaf",
         "seeds": seeds, "rounds": scenario.rounds, "grid_step": grid_step, "grid_points": len(grid),
         "sweep_seeds": sweep_seeds, "sweep_rounds": sweep_scenario.rounds, "workers": workers,
-        "runs": total, "cpus": _cpus(),
+        "runs": total, "cpus": _cpus(), "command": command,
     }
     with atomic_directory(out) as tmp:
         hashes = {}
@@ -697,6 +701,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_ablation)
 
 
+def _command(args: argparse.Namespace, scenario: Scenario, step: float | None) -> str:
+    """The resolved command line (every default spelled out) that reproduces the tables."""
+    seeds = ",".join(map(str, scenario.seeds))
+    parts = ["market ablation", str(args.scenario), f"--out {args.out}", f"--seeds {seeds}", f"--rounds {scenario.rounds}"]
+    if step is None:
+        parts.append("--no-sweep")
+    else:
+        sweep_seeds = ",".join(map(str, args.sweep_seeds)) if args.sweep_seeds else seeds
+        parts += [f"--grid-step {step:g}", f"--sweep-seeds {sweep_seeds}",
+                  f"--sweep-rounds {args.sweep_rounds or scenario.rounds}"]
+    return " ".join([*parts, f"--workers {args.workers}"])
+
+
 def cmd_ablation(args: argparse.Namespace) -> int:
     """``market ablation``."""
     from tqdm import tqdm
@@ -727,7 +744,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     with open_executor("local", workers=args.workers) as pool:
         manifest = run_ablation(scenario, args.out, scenario.seeds, grid_step=step, sweep_seeds=args.sweep_seeds,
                                 sweep_rounds=args.sweep_rounds, executor=pool, workers=args.workers,
-                                progress=progress)
+                                progress=progress, command=_command(args, scenario, step))
     bar.close()
     print(f"wrote {args.out} ({manifest['runs']} runs, {manifest['wall_time_s']:.1f} s)")
     return 0
