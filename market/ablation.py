@@ -612,7 +612,9 @@ def run_ablation(
     seeds = list(seeds)
     common: Weights = scenario.weights
     configs = configurations(common)
-    labels = {c.weights: c.name for c in configs}
+    labels: dict[Weights, str] = {}
+    for c in configs:  # a configuration equal to an earlier one (e.g. NoFairness when delta = 0) runs once
+        labels.setdefault(c.weights, c.name)
     named = list(dict.fromkeys(c.weights for c in configs))
     grid = [tuple(map(float, p)) for p in simplex_grid(grid_step)] if grid_step is not None else []
     sweep_seeds = list(sweep_seeds) if sweep_seeds is not None else seeds
@@ -622,7 +624,8 @@ def run_ablation(
     sweep_keys = [(w, s) for s in sweep_seeds for w in points] if grid else []
     # runs of the same weights, seed and rounds are the same run: do them once
     reuse = sweep_scenario.rounds == scenario.rounds
-    missing = [k for k in sweep_keys if not (reuse and k in set(ablation_keys))]
+    done_keys = set(ablation_keys) if reuse else set()
+    missing = [k for k in sweep_keys if k not in done_keys]
     total = len(ablation_keys) + len(missing)
     done = 0
 
@@ -635,7 +638,8 @@ def run_ablation(
     ablation_res = evaluate(scenario, ablation_keys, common, executor, tick)
     sweep_res = evaluate(sweep_scenario, missing, common, executor, tick) if missing else {}
     if reuse:
-        sweep_res.update({k: v for k, v in ablation_res.items() if k in set(sweep_keys)})
+        wanted = set(sweep_keys)
+        sweep_res.update({k: v for k, v in ablation_res.items() if k in wanted})
     tables: dict[str, pd.DataFrame] = {}
     tables["ablation_rounds"] = round_table(ablation_res, labels, named, seeds)
     tables["ablation_runs"] = per_seed(tables["ablation_rounds"])

@@ -176,3 +176,13 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, capsys, extra):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
     assert not out.exists()
+
+
+def test_a_configuration_equal_to_full_runs_once_as_full(tmp_path: Path):
+    """delta = 0 in the scenario: NoFairness is Full itself, so it is run and reported once."""
+    scenario = load(DATA / "unit_demand.toml").with_overrides(rounds=1)
+    manifest = ablation.run_ablation(scenario, tmp_path / "u", [3, 4], grid_step=None)
+    summary = pd.read_csv(tmp_path / "u" / "ablation.csv")
+    assert summary["config"].tolist() == ["Full", "NoCost", "NoQoS", "NoEnergy", "CostOnly", "FullRun"]
+    assert manifest["runs"] == 6 * 2
+    assert not (tmp_path / "u" / "sweep.csv").exists()
