@@ -36,8 +36,8 @@ from scenarios.sources import build_market
 METRICS = [
     "n_requests", "n_allocated", "efficiency", "efficiency_served", "welfare", "satisfaction",
     "jain", "jain_winners", "jain_users", "gini", "gini_requests", "utilization",
-    "resource_share", "revenue", "energy", "mean_price", "ir_violations", "user_surplus",
-    "budget_balance", "spilled", "price_change",
+    "resource_share", "revenue", "energy", "mean_price", "ir_violations", "ir_excess",
+    "user_surplus", "budget_balance", "spilled", "price_change",
 ]
 ORACLE_METRICS = ["opt_welfare", "alg_opt", "opt_proven"]
 FLAT_METRICS = ["flat_welfare", "cluster_loss"]
@@ -147,6 +147,7 @@ class MarketModel(mesa.Model):
         self.load = np.zeros(m)
         self.resource_energy = np.zeros(m)
         self.resource_revenue = np.zeros(m)
+        self.round_credit = np.zeros(m)
         n_clusters = clusters if clusters else (cfg.clustering["clusters"] or auto_clusters(m))
         features = np.column_stack([cols[c] for c in FEATURES])
         self.hierarchy = build_hierarchy(features, n_clusters, _stream(self.seed, "clusters"))
@@ -235,7 +236,6 @@ class MarketModel(mesa.Model):
         oracle_ms = 1e3 * (time.perf_counter() - t_oracle)
         t_settle = time.perf_counter()
         price_used = self.price.copy()
-        revenue_before = float(self.resource_revenue.sum())
         self._settle(t, rows, book, outcome)
         load = utilization(self.used_real, np.column_stack([self.resource_columns["cpu"], self.resource_columns["mem"]]))
         self.load = load
@@ -249,7 +249,8 @@ class MarketModel(mesa.Model):
             outcome.utility, served, outcome.payment, value, book.user, self.used_real[:, 0],
             self.resource_columns["cpu"], load, energy, price_used,
         )
-        metrics["budget_balance"] = float(self.resource_revenue.sum() - revenue_before - outcome.payment.sum())
+        # this round's credits alone (a difference of running totals would carry their round-off)
+        metrics["budget_balance"] = float(self.round_credit.sum() - outcome.payment.sum())
         metrics["spilled"] = outcome.spilled
         metrics["price_change"] = float(np.abs(self.price - price_used).max()) if self.n_resources else 0.0
         metrics.update(extra)
@@ -290,7 +291,8 @@ class MarketModel(mesa.Model):
         real = np.column_stack([book.columns["cpu"][served], book.columns["mem"][served]])
         np.add.at(self.used_alloc, j, book.need[served])
         np.add.at(self.used_real, j, real)
-        np.add.at(self.resource_revenue, j, outcome.payment[served])
+        self.round_credit = np.bincount(j, outcome.payment[served], minlength=self.n_resources)
+        self.resource_revenue += self.round_credit
         ends = t + book.columns["duration"][served]
         for end in np.unique(ends):
             sel = ends == end
