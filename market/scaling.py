@@ -59,9 +59,9 @@ class Plan:
 
     mechanisms: tuple[str, ...]
     min_requests: int = 100
-    max_requests: int = 100_000
+    max_requests: int = 1_000_000
     per_decade: int = 2
-    max_round_s: float = 30.0
+    max_round_s: float = 20.0
     optimal_min_requests: int = 10
     optimal_max_round_s: float = 5.0
     target_s: float = 2.0
