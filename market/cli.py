@@ -20,6 +20,7 @@ COMMANDS = [
     "market.commands",
     "market.sweep",
     "market.data_cli",
+    "market.reproduce",
     "market.report",
     "market.scaling",
     "market.dashboard_cli",

@@ -28,14 +28,12 @@ from agents import PlannerAgent, ResourceAgent, UserAgent
 from market.metrics import jain
 from mechanisms.kernels import edge_scan, sequential_pick
 from scenarios import google2011
+from scenarios.trace_markets import PAPER_PRIORITY, RESOURCE_DRAWS, class_demand, paper_budget
 
 SEED = 42
-ROWS_PER_PART = 2500
-JOB_PARTS = (0, 1)
 #: weights the authors ran (cost, QoS, energy, fairness); the text lists 0.4/0.3/0.1/0.2
 RUN_WEIGHTS = (0.3, 0.3, 0.2, 0.2)
 TEXT_WEIGHTS = (0.4, 0.3, 0.1, 0.2)
-PRIORITY = 8.0
 MECHANISMS = ("mohaf", "first_price", "greedy", "random")
 #: Table 1 as published (efficiency, revenue, satisfaction, Jain)
 PUBLISHED = {
@@ -90,13 +88,12 @@ class PaperInstance:
 
 def load_jobs(root: Path | None = None) -> pd.DataFrame:
     """The first 2,500 SUBMIT rows of job_events parts 0 and 1, in file order (§2.1)."""
-    cols = ["timestamp", "job_id", "event_type", "user", "scheduling_class"]
-    return google2011.first_submits("job_events", JOB_PARTS, ROWS_PER_PART, columns=cols, root=root)
+    return google2011.mohaf_jobs(root)
 
 
 def draw_resources(m: int, rng: random.Random) -> dict[str, np.ndarray]:
     """Resource draws in the authors' order (§2.3): 7 ``uniform`` per resource."""
-    bounds = [(0.5, 1.0), (0.3, 0.8), (-100.0, 100.0), (-100.0, 100.0), (0.95, 1.0), (0.95, 1.0), (0.6, 0.9)]
+    bounds = [(lo, hi) for _, lo, hi in RESOURCE_DRAWS]
     draws = np.array([[rng.uniform(lo, hi) for lo, hi in bounds] for _ in range(m)]).reshape(m, 7)
     return {
         "capacity": draws[:, 0], "cost": draws[:, 1], "xy": draws[:, 2:4].copy(),
@@ -108,9 +105,9 @@ def build_instance(jobs: pd.DataFrame, rng: random.Random) -> PaperInstance:
     """Requests from the job rows, then resources and locations from ``rng`` (§2.1 to §2.3)."""
     n = len(jobs)
     sc = jobs["scheduling_class"].to_numpy(dtype=float)
-    demand = np.where(np.isnan(sc), 0.3, sc / 3.0)
-    priority = np.full(n, PRIORITY)
-    budget = demand * 20 + priority * 5
+    demand = class_demand(sc)
+    priority = np.full(n, PAPER_PRIORITY)
+    budget = paper_budget(demand, priority)
     codes, names = pd.factorize(jobs["user"], sort=False)
     res = draw_resources(n // 4, rng)
     request_xy = np.array([[rng.uniform(-100, 100), rng.uniform(-100, 100)] for _ in range(n)]).reshape(n, 2)
@@ -243,7 +240,7 @@ def greedy(inst: PaperInstance) -> PaperResult:
     ok = inst.eligible() & (price <= inst.budget[:, None])
     cand = np.ascontiguousarray(np.broadcast_to(np.arange(inst.m, dtype=np.int64), (inst.n, inst.m)))
     choice = sequential_pick(order, -price, ok, cand, _unit_demand(inst.n), _unit_capacity(inst.m))
-    utility = np.full(inst.n, 0.5 + 0.3 * PRIORITY / 10)
+    utility = np.full(inst.n, 0.5 + 0.3 * PAPER_PRIORITY / 10)
     accepted = order[choice[order] >= 0]
     return _result("greedy", choice, price, utility, accepted)
 

@@ -124,3 +124,60 @@ def test_other_streams_stay_in_the_bands(seed):
     assert m["random"]["efficiency"] == pytest.approx(0.1000, abs=0.003)
     assert m["random"]["jain_winners"] == pytest.approx(0.923, abs=0.007)
     assert 95 <= m["random"]["revenue"] <= 110
+
+
+# --- market reproduce mohaf-table1 ---------------------------------------------------
+
+
+def test_lp_bound_is_above_the_proven_optimum():
+    from market.model import MarketModel
+    from market.reproduce import round_bound
+    from scenarios.config import load
+    from tests.conftest import DATA
+
+    for seed in (1, 2):
+        model = MarketModel(load(DATA / "small.toml"), "optimal", rng=seed)
+        bound = round_bound(model)
+        model.step()
+        assert model.last_outcome.proven_optimal
+        opt = model.last_outcome.welfare
+        assert bound.value >= opt - 1e-7
+        assert bound.lp <= bound.value + 1e-9
+        assert bound.value <= 1.25 * opt  # the LP relaxation is not vacuous
+
+
+def test_reproduce_writes_table1_report_and_plots(tmp_path):
+    import pandas as pd
+
+    from market.io import sha256_file
+    from market.reproduce import TABLE1_COLUMNS, reproduce_table1
+
+    out = tmp_path / "t1"
+    manifest = reproduce_table1(out, seeds=[0, 1], rounds=1, mechanisms=["mohaf", "random"], bounds="first")
+    t1 = pd.read_csv(out / "table1.csv")
+    assert list(t1.columns) == TABLE1_COLUMNS
+    assert t1["source"].tolist() == ["published"] * 4 + ["paper"] * 4 + ["consistent"] * 3
+    paper_rows = t1[t1["source"] == "paper"].set_index("mechanism")
+    for mech, (eff, rev, jw) in EXACT.items():
+        assert paper_rows.loc[mech, "efficiency"] == pytest.approx(eff, rel=1e-6)
+        assert paper_rows.loc[mech, "revenue"] == pytest.approx(rev, rel=1e-6)
+        assert paper_rows.loc[mech, "jain_winners"] == pytest.approx(jw, rel=1e-6)
+    assert t1[t1["source"] == "published"]["jain_all"].isna().all()
+    cons = t1[t1["source"] == "consistent"].set_index("mechanism")
+    assert cons.index.tolist() == ["mohaf", "random", "optimal"]
+    # every mechanism is below the upper bound, and jain_all is over all requests
+    assert (cons.loc[["mohaf", "random"], "efficiency"] < cons.loc["optimal", "efficiency"]).all()
+    assert (cons.loc[["mohaf", "random"], "jain_all"] < cons.loc[["mohaf", "random"], "jain_winners"]).all()
+    assert cons.loc["optimal", ["revenue", "satisfaction", "jain_winners", "jain_all"]].isna().all()
+    ci = pd.read_csv(out / "table1_ci.csv")
+    eff = ci[(ci["metric"] == "efficiency")].set_index("mechanism")
+    assert (eff["ci_low"] <= eff["mean"]).all() and (eff["mean"] <= eff["ci_high"]).all() and (eff["n"] == 2).all()
+    assert {"mohaf_margin", "paired_p"} <= set(ci.columns)
+    text = (out / "report.md").read_text()
+    for needle in ("| MOHAF | efficiency | 0.2630 | 0.2625 |", "ALG/UB", "Jain over winners only", "CC-BY 4.0"):
+        assert needle in text
+    for png in ("efficiency.png", "jain.png", "rounds.png"):
+        assert (out / png).stat().st_size > 10_000
+    for name, digest in manifest["sha256"].items():
+        assert sha256_file(out / name) == digest
+    assert not list(tmp_path.glob(".t1*"))  # nothing left behind by the atomic write

@@ -1,0 +1,718 @@
+"""``market reproduce mohaf-table1 --out DIR``: MOHAF's Table 1, published, reproduced, corrected.
+
+Three sources side by side (MOHAF_SPEC §1-3):
+
+- ``published``: the paper's Table 1 as printed.
+- ``paper``: the authors' run replayed bug for bug (:mod:`market.paper`): every number of
+  Table 1 comes out, and the same allocations are re-scored by one common utility.
+- ``consistent``: the corrected model on the same Google instance (scenario
+  ``google2011-mohaf``): every mechanism scored by the same welfare ``F``, enforced cpu
+  capacity, Jain over all requests, the instance re-auctioned for ``rounds`` rounds with
+  dynamic prices; the final round is the result (§3.7), over several seeds with 95 %
+  t-intervals and paired tests against MOHAF.
+
+The exact MILP (mechanism ``optimal``) does not scale to this instance (2.2 M feasible
+pairs; §3.9 limits it to N·M ≤ 5·10^4), so the reference is the LP-relaxation upper bound
+UB of each round's market over *all* feasible pairs (not only the K candidates), solved
+by column generation with HiGHS; its value is certified by weak duality (the bound is
+recomputed from the duals over every pair). ALG/UB is a lower bound on ALG/OPT.
+
+Outputs (written atomically into DIR): ``table1.csv`` (the fixed columns), ``table1_ci.csv``
+(mean, 95 % CI, n per metric), ``consistent_runs.csv`` (per seed and mechanism),
+``consistent_rounds.csv`` (per round), ``paper_common_utility.csv``, ``paper_ablation.csv``,
+``report.md``, PNG plots and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.optimize import linprog
+from scipy.sparse import coo_array
+
+from market import paper
+from market.candidates import find_candidates
+from market.errors import MarketInputError
+from market.io import atomic_directory, sha256_file, write_json
+from market.model import MarketModel
+from mechanisms.optimal import _fairness_cuts, priority_grid
+from scenarios.config import Scenario, load
+
+TARGETS = ("mohaf-table1",)
+SCENARIO = "google2011-mohaf"
+HEURISTICS = ["mohaf", "greedy", "first_price", "second_price", "random"]
+ALL_MECHANISMS = [*HEURISTICS, "optimal"]
+TABLE1_COLUMNS = ["source", "mechanism", "efficiency", "revenue", "satisfaction", "jain_winners", "jain_all"]
+#: round metrics kept per (mechanism, seed, round)
+ROUND_METRICS = [
+    "n_requests", "n_allocated", "welfare", "efficiency", "efficiency_served", "satisfaction", "jain",
+    "jain_winners", "jain_users", "gini", "utilization", "resource_share", "revenue", "energy",
+    "mean_price", "price_change",
+]
+LABELS = {
+    "mohaf": "MOHAF", "greedy": "Greedy", "first_price": "First-Price", "second_price": "Second-Price",
+    "random": "Random", "optimal": "Optimal (LP bound)",
+}
+
+
+# --- the LP-relaxation upper bound of one round -------------------------------------
+
+
+@dataclass(frozen=True)
+class Bound:
+    """An upper bound on a round's optimal welfare.
+
+    Attributes:
+        value: the certified upper bound (weak duality over every feasible pair).
+        lp: the LP optimum over the final working set (<= value, equal at convergence).
+        columns: pairs in the final working set.
+        pairs: feasible pairs in the market.
+        iterations: column-generation rounds.
+    """
+
+    value: float
+    lp: float
+    columns: int
+    pairs: int
+    iterations: int
+
+
+def lp_upper_bound(
+    resource: np.ndarray,
+    utility: np.ndarray,
+    need: np.ndarray,
+    capacity: np.ndarray,
+    user: np.ndarray,
+    priority: np.ndarray,
+    start_won: np.ndarray,
+    delta: float,
+    initial_columns: int = 30,
+    rel_tol: float = 1e-5,
+    max_iterations: int = 30,
+) -> Bound:
+    """LP relaxation of ``max F(S)`` over all feasible pairs, by column generation.
+
+    ``F(S) = sum_S b_ij + delta * sum_u [g(W_u + X_u) - g(W_u)]`` subject to single
+    assignment and capacity (the welfare every mechanism is scored by). The concave
+    term is modelled by the exact chords (or tangents) of
+    :func:`mechanisms.optimal._fairness_cuts`, so the LP relaxes the exact MILP.
+
+    Args:
+        resource: ``(N, K)`` global resource of each feasible pair, -1 = none; columns
+            sorted by utility (the first ``initial_columns`` seed the working set).
+        utility: ``(N, K)`` pair utility ``b_ij``.
+        need: ``(N, 2)`` demand in allocation units.
+        capacity: ``(M, 2)`` free capacity.
+        user: ``(N,)`` user of each request (any integer labels).
+        priority: ``(N,)`` normalised priority ``p~``.
+        start_won: ``(U,)`` priority mass each user carries in, indexed like ``np.unique(user)``.
+        delta: fairness weight.
+        initial_columns: pairs per request in the first working set.
+        rel_tol: stop when the certified bound is within this of the LP value.
+        max_iterations: column-generation rounds at most.
+
+    Returns:
+        The bound (``value`` is valid whatever the stopping point).
+    """
+    n, _ = resource.shape
+    m = capacity.shape[0]
+    valid = resource >= 0
+    res = np.where(valid, resource, 0)
+    users, uidx = np.unique(user, return_inverse=True)
+    n_users = users.size
+    won = np.asarray(start_won, dtype=float)
+    dims = [k for k in range(2) if np.any(need[:, k] > 0)]
+    top = np.bincount(uidx, weights=priority, minlength=n_users)
+    unit = priority_grid(priority)
+    cuts = [_fairness_cuts(float(won[u]), float(top[u]), unit) for u in range(n_users)] if delta > 0 else []
+    cut_user = np.concatenate([np.full(c[1].size, u) for u, c in enumerate(cuts)]) if cuts else np.zeros(0, dtype=np.int64)
+    cut_ic = np.concatenate([c[0] for c in cuts]) if cuts else np.zeros(0)
+    cut_sl = np.concatenate([c[1] for c in cuts]) if cuts else np.zeros(0)
+    n_cut = cut_ic.size
+    gain_top = np.log2(1 + won + top) - np.log2(1 + won) if n_users else np.zeros(0)
+    ws = np.zeros_like(valid)
+    ws[:, :initial_columns] = valid[:, :initial_columns]
+    best = math.inf
+    lp_value = 0.0
+    iterations = 0
+    n_rows = n + len(dims) * m + n_cut
+    b_ub = np.concatenate([np.ones(n), *[capacity[:, k] for k in dims], cut_ic])
+    while iterations < max_iterations:
+        iterations += 1
+        ii, kk = np.nonzero(ws)
+        p = ii.size
+        jj = res[ii, kk]
+        pairs = np.arange(p)
+        r_parts = [ii, *[n + a * m + jj for a in range(len(dims))]]
+        c_parts = [pairs] * (1 + len(dims))
+        v_parts = [np.ones(p), *[need[ii, k] for k in dims]]
+        base = n + len(dims) * m
+        if n_cut:
+            r_parts += [base + np.arange(n_cut)] * 2
+            c_parts += [p + cut_user, p + n_users + cut_user]
+            v_parts += [np.ones(n_cut), -cut_sl]
+        a_ub = coo_array(
+            (np.concatenate(v_parts), (np.concatenate(r_parts), np.concatenate(c_parts))), shape=(n_rows, p + 2 * n_users)
+        ).tocsr()
+        a_eq = coo_array(
+            (np.concatenate([-priority[ii], np.ones(n_users)]),
+             (np.concatenate([uidx[ii], np.arange(n_users)]), np.concatenate([pairs, p + n_users + np.arange(n_users)]))),
+            shape=(n_users, p + 2 * n_users),
+        ).tocsr()
+        cost = np.concatenate([-utility[ii, kk], np.full(n_users, -delta), np.zeros(n_users)])
+        upper = np.concatenate([np.ones(p), gain_top, top])
+        sol = linprog(cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.zeros(n_users),
+                      bounds=np.column_stack([np.zeros(cost.size), upper]), method="highs")
+        if sol.status != 0:
+            raise RuntimeError(f"LP bound: HiGHS status {sol.status}: {sol.message}")
+        lp_value = -float(sol.fun)
+        y = sol.ineqlin.marginals  # <= 0 (minimisation, <= rows)
+        z = sol.eqlin.marginals
+        y_cap = np.zeros((m, 2))
+        for a, k in enumerate(dims):
+            y_cap[:, k] = y[n + a * m : n + (a + 1) * m]
+        # reduced costs of every feasible pair, and of t_u, X_u
+        red = -utility - y[:n, None] - np.einsum("nkd,nd->nk", y_cap[res], need) + (priority * z[uidx])[:, None]
+        red = np.where(valid, red, 0.0)
+        y_cut = y[base:]
+        red_t = -delta - np.bincount(cut_user, weights=y_cut, minlength=n_users)
+        red_x = np.bincount(cut_user, weights=cut_sl * y_cut, minlength=n_users) - z
+        # weak duality: min over the box of the Lagrangian, for all pairs
+        lower = float(y @ b_ub + np.minimum(red, 0).sum() + np.minimum(red_t, 0) @ gain_top + np.minimum(red_x, 0) @ top)
+        best = min(best, -lower)
+        entering = (red < -1e-9) & valid & ~ws
+        if not entering.any() or best - lp_value <= rel_tol * max(1.0, abs(best)):
+            break
+        most = np.argsort(np.where(entering, red, 0.0), axis=1)[:, :10]
+        add = np.zeros_like(ws)
+        np.put_along_axis(add, most, True, axis=1)
+        ws |= add & entering
+    return Bound(best, lp_value, int(ws.sum()), int(valid.sum()), iterations)
+
+
+def round_bound(model: MarketModel) -> Bound:
+    """UB of the market ``model`` is about to clear (round ``model.round``, current prices).
+
+    Round 0 starts with every machine empty, and so does every round of a market whose
+    requests hold their machine for one round (the re-auctioned instance): the bound
+    uses the full capacity.
+
+    Raises:
+        ValueError: after round 0 if some request holds a machine for more than one round.
+    """
+    t = model.round
+    if t > 0 and np.any(model.request_columns["duration"] != 1):
+        raise ValueError("round_bound after round 0 needs one-round requests (every round starts with empty machines)")
+    _, book = model.order_book(t)
+    m = model.n_resources
+    free = model.alloc_capacity
+    everyone = np.zeros((book.size, 1), dtype=np.int64)
+    params = model.round_params
+    cand = find_candidates(
+        book.request_matrix(), book.need, model.resource_matrix(), free, np.arange(m, dtype=np.int64),
+        np.array([0, m], dtype=np.int64), everyone, m, params.weights, params.d_max,
+    )
+    start_won = model.user_memory * float(model.config.settlement["fairness_memory"])
+    users = np.unique(book.user)
+    return lp_upper_bound(
+        cand.resource, cand.utility, book.need, free, book.user, book.columns["priority"], start_won[users],
+        params.weights[3],
+    )
+
+
+# --- the runs ----------------------------------------------------------------------------
+
+
+def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of a Student-t interval (the mean alone for n < 2)."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return mean, mean - half, mean + half
+
+
+def run_consistent(
+    scenario: Scenario, mechanisms: list[str], seeds: list[int], bounds: str,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run every (mechanism, seed) for ``scenario.rounds`` rounds; bound rounds as asked.
+
+    Args:
+        scenario: the consistent-mode scenario.
+        mechanisms: engine mechanisms to run (not ``optimal``).
+        seeds: seeds.
+        bounds: ``"final"`` (UB of round 0 and of each mechanism's final round),
+            ``"first"`` (round 0 only) or ``"none"``.
+        progress: called with a label after each run.
+
+    Returns:
+        ``(rounds, runs)``: per-round metrics; per (mechanism, seed) the final round and
+        round 0 with their bounds.
+    """
+    rounds, runs = [], []
+    last = scenario.rounds - 1
+    for seed in seeds:
+        ub0 = round_bound(MarketModel(scenario, mechanisms[0], rng=seed)) if bounds != "none" else None
+        for mech in mechanisms:
+            model = MarketModel(scenario, mech, rng=seed)
+            ub_final = ub0 if last == 0 else None
+            for t in range(scenario.rounds):
+                if t == last and last > 0 and bounds == "final":
+                    ub_final = round_bound(model)
+                model.step()
+            rec = pd.DataFrame(model.round_records)[["mechanism", "seed", "round", *ROUND_METRICS]]
+            rounds.append(rec)
+            first, final = rec.iloc[0], rec.iloc[-1]
+            row: dict[str, Any] = {"mechanism": mech, "seed": seed, "rounds": scenario.rounds}
+            for name in ROUND_METRICS:
+                row[name] = final[name]
+                row[f"first_{name}"] = first[name]
+            row["ub"] = ub_final.value if ub_final else math.nan
+            row["alg_ub"] = final["welfare"] / ub_final.value if ub_final else math.nan
+            row["first_ub"] = ub0.value if ub0 else math.nan
+            row["first_alg_ub"] = first["welfare"] / ub0.value if ub0 else math.nan
+            runs.append(row)
+            if progress:
+                progress(f"{mech} seed {seed}")
+    return pd.concat(rounds, ignore_index=True), pd.DataFrame(runs)
+
+
+def ci_table(runs: pd.DataFrame, mechanisms: list[str]) -> pd.DataFrame:
+    """Mean, 95 % t-interval and n of every metric per mechanism, plus paired tests vs MOHAF."""
+    metrics = ["efficiency", "revenue", "satisfaction", "jain_winners", "jain", "welfare", "alg_ub",
+               "utilization", "mean_price", "first_efficiency", "first_welfare", "first_alg_ub", "first_jain",
+               "first_satisfaction", "first_revenue"]
+    out = []
+    base = runs[runs["mechanism"] == "mohaf"].set_index("seed")
+    for mech in mechanisms:
+        mine = runs[runs["mechanism"] == mech].set_index("seed")
+        for metric in metrics:
+            values = mine[metric].to_numpy(dtype=float)
+            mean, lo, hi = t_interval(values)
+            row = {"mechanism": mech, "metric": "jain_all" if metric == "jain" else metric, "mean": mean,
+                   "ci_low": lo, "ci_high": hi, "n": int(np.isfinite(values).sum())}
+            if mech != "mohaf" and metric in ("efficiency", "first_efficiency") and len(mine) > 1:
+                common = base.index.intersection(mine.index)
+                diff = base.loc[common, metric].to_numpy() / mine.loc[common, metric].to_numpy() - 1
+                m_mean, m_lo, m_hi = t_interval(diff)
+                p = float(stats.ttest_rel(base.loc[common, metric], mine.loc[common, metric]).pvalue)
+                row |= {"mohaf_margin": m_mean, "margin_low": m_lo, "margin_high": m_hi, "paired_p": p}
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def table1(paper_model: paper.PaperModel, runs: pd.DataFrame, mechanisms: list[str]) -> pd.DataFrame:
+    """``table1.csv``: published, paper and consistent rows with the fixed columns."""
+    rows = []
+    for mech in paper.MECHANISMS:
+        eff, rev, sat, jw = paper.PUBLISHED[mech]
+        rows.append({"source": "published", "mechanism": mech, "efficiency": eff, "revenue": rev,
+                     "satisfaction": sat, "jain_winners": jw, "jain_all": math.nan})
+    for mech in paper.MECHANISMS:
+        m = paper_model.results[mech].metrics(paper_model.instance)
+        rows.append({"source": "paper", "mechanism": mech, **{c: m[c] for c in TABLE1_COLUMNS[2:]}})
+    means = runs.groupby("mechanism")[["efficiency", "revenue", "satisfaction", "jain_winners", "jain", "ub", "first_ub"]].mean()
+    n_requests = runs.groupby("mechanism")["n_requests"].mean()
+    for mech in mechanisms:
+        r = means.loc[mech]
+        rows.append({"source": "consistent", "mechanism": mech, "efficiency": r["efficiency"], "revenue": r["revenue"],
+                     "satisfaction": r["satisfaction"], "jain_winners": r["jain_winners"], "jain_all": r["jain"]})
+    if runs["first_ub"].notna().any():
+        ub = runs.drop_duplicates("seed")["first_ub"].mean() / n_requests.mean()
+        rows.append({"source": "consistent", "mechanism": "optimal", "efficiency": ub, "revenue": math.nan,
+                     "satisfaction": math.nan, "jain_winners": math.nan, "jain_all": math.nan})
+    return pd.DataFrame(rows, columns=TABLE1_COLUMNS)
+
+
+# --- plots and report --------------------------------------------------------------------
+
+
+def _plots(out: Path, t1: pd.DataFrame, ci: pd.DataFrame, common: pd.DataFrame, per_round: pd.DataFrame) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    mechs = [m for m in ALL_MECHANISMS if m in set(t1["mechanism"])]
+    x = np.arange(len(mechs))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    series = [("published", "published (own fields)"), ("paper", "paper mode (own fields)"), ("consistent", "consistent (common F)")]
+    width = 0.2
+    for s, (source, label) in enumerate(series):
+        part = t1[t1["source"] == source].set_index("mechanism")
+        vals = [part["efficiency"].get(m, np.nan) for m in mechs]
+        err = None
+        if source == "consistent":
+            c = ci[ci["metric"] == "efficiency"].set_index("mechanism")
+            err = np.array([[vals[k] - c["ci_low"].get(m, np.nan), c["ci_high"].get(m, np.nan) - vals[k]] for k, m in enumerate(mechs)]).T
+            err = np.nan_to_num(err)
+        ax.bar(x + (s - 1.5) * width, vals, width, yerr=err, capsize=3, label=label)
+    cu = common.set_index("mechanism")["efficiency_common"]
+    ax.bar(x + 1.5 * width, [cu.get(m, np.nan) for m in mechs], width, label="paper mode, re-scored by MOHAF's U")
+    ax.set_xticks(x, [LABELS[m] for m in mechs], rotation=15)
+    ax.set_ylabel("efficiency = welfare / N")
+    ax.set_title("MOHAF Table 1: published, reproduced, corrected")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "efficiency.png", dpi=120)
+    plt.close(fig)
+    names.append("efficiency.png")
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for s, (source, col, label) in enumerate([
+        ("published", "jain_winners", "published (winners only)"), ("paper", "jain_winners", "paper mode, winners only"),
+        ("paper", "jain_all", "paper mode, all requests"), ("consistent", "jain_all", "consistent, all requests"),
+    ]):
+        part = t1[t1["source"] == source].set_index("mechanism")
+        ax.bar(x + (s - 1.5) * width, [part[col].get(m, np.nan) for m in mechs], width, label=label)
+    ax.set_xticks(x, [LABELS[m] for m in mechs], rotation=15)
+    ax.set_ylabel("Jain's index")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Fairness: Jain over winners (as published) vs over all requests")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "jain.png", dpi=120)
+    plt.close(fig)
+    names.append("jain.png")
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    means = per_round.groupby(["mechanism", "round"])[["efficiency", "mean_price", "utilization"]].mean().reset_index()
+    for mech in HEURISTICS:
+        part = means[means["mechanism"] == mech]
+        if part.empty:
+            continue
+        for ax, col in zip(axes, ["efficiency", "mean_price", "utilization"]):
+            ax.plot(part["round"], part[col], marker="o", ms=3, label=LABELS[mech])
+    for ax, col in zip(axes, ["efficiency (common F)", "mean posted unit price", "cpu utilisation"]):
+        ax.set_xlabel("round")
+        ax.set_title(col)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Consistent mode: the instance re-auctioned each round, prices step towards 80 % utilisation")
+    fig.tight_layout()
+    fig.savefig(out / "rounds.png", dpi=120)
+    plt.close(fig)
+    names.append("rounds.png")
+
+    c = ci[ci["metric"] == "alg_ub"].set_index("mechanism").reindex(HEURISTICS).dropna(subset=["mean"])
+    if len(c):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        err = np.nan_to_num(np.vstack([c["mean"] - c["ci_low"], c["ci_high"] - c["mean"]]))
+        ax.bar([LABELS[m] for m in c.index], c["mean"], yerr=err, capsize=4, color="tab:gray")
+        ax.set_ylabel("ALG / UB (final round)")
+        ax.set_ylim(0, 1)
+        ax.set_title("Welfare against the LP-relaxation upper bound")
+        fig.tight_layout()
+        fig.savefig(out / "alg_ub.png", dpi=120)
+        plt.close(fig)
+        names.append("alg_ub.png")
+    return names
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _ci(ci: pd.DataFrame, mech: str, metric: str, digits: int = 4) -> str:
+    row = ci[(ci["mechanism"] == mech) & (ci["metric"] == metric)]
+    if row.empty or not np.isfinite(row["mean"].iloc[0]):
+        return ""
+    r = row.iloc[0]
+    if not np.isfinite(r["ci_low"]):
+        return _fmt(r["mean"], digits)
+    return f"{r['mean']:.{digits}f} ± {(r['ci_high'] - r['ci_low']) / 2:.{digits}f}"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def report(
+    t1: pd.DataFrame, ci: pd.DataFrame, common: pd.DataFrame, ablation: pd.DataFrame, runs: pd.DataFrame,
+    paper_model: paper.PaperModel, scenario: Scenario, seeds: list[int], plots: list[str],
+) -> str:
+    """The Markdown report."""
+    inst = paper_model.instance
+    pm = {name: r.metrics(inst) for name, r in paper_model.results.items()}
+    cu = common.set_index("mechanism")
+    mechs = [m for m in ALL_MECHANISMS if m in set(t1["mechanism"])]
+    get = {src: t1[t1["source"] == src].set_index("mechanism") for src in ("published", "paper", "consistent")}
+    rows = []
+    for mech in mechs:
+        for metric, digits in (("efficiency", 4), ("revenue", 2), ("satisfaction", 4), ("jain_winners", 4), ("jain_all", 4)):
+            vals = [_fmt(get[src][metric].get(mech, math.nan), digits) if mech in get[src].index else "" for src in get]
+            ci_metric = "jain_all" if metric == "jain_all" else metric
+            rows.append([LABELS[mech], metric, *vals, _ci(ci, mech, ci_metric, digits)])
+    side = _md_table(["mechanism", "metric", "published", "paper (reproduced)", "consistent (mean)", "consistent mean ± 95 % CI"], rows)
+    opt = cu.loc["hungarian_opt"]
+    margin_rows = []
+    for mech in HEURISTICS[1:]:
+        for prefix, label in (("", "final round"), ("first_", "round 0")):
+            r = ci[(ci["mechanism"] == mech) & (ci["metric"] == f"{prefix}efficiency")]
+            if r.empty or "mohaf_margin" not in r or not np.isfinite(r["mohaf_margin"].iloc[0]):
+                continue
+            r = r.iloc[0]
+            margin_rows.append([f"MOHAF vs {LABELS[mech]}", label, f"{100 * r['mohaf_margin']:+.2f} %",
+                                f"[{100 * r['margin_low']:+.2f} %, {100 * r['margin_high']:+.2f} %]", f"{r['paired_p']:.3g}"])
+    paper_margin = [
+        [f"MOHAF vs {LABELS[m]}", f"{100 * (pm['mohaf']['efficiency'] / pm[m]['efficiency'] - 1):+.1f} %",
+         f"{100 * (cu.loc['mohaf', 'efficiency_common'] / cu.loc[m, 'efficiency_common'] - 1):+.2f} %"]
+        for m in ("greedy", "first_price", "random")
+    ]
+    alg_rows = [[LABELS[m], _ci(ci, m, "first_alg_ub"), _ci(ci, m, "alg_ub")] for m in HEURISTICS]
+    abl_rows = [[r["variant"], r["weights"], f"{r['efficiency']:.6f}"] for _, r in ablation.iterrows()]
+    cons = runs.groupby("mechanism")[["n_requests", "n_allocated", "price_change"]].mean()
+    n_req = int(cons["n_requests"].iloc[0]) if len(cons) else 0
+    price_move = float(runs["price_change"].max()) if len(runs) else math.nan
+    ub0 = runs.drop_duplicates("seed")["first_ub"]
+    images = "\n".join(f"![{p}]({p})" for p in plots)
+    ranking = runs.groupby("mechanism")["efficiency"].mean().sort_values(ascending=False)
+    best = ", ".join(f"{LABELS[m]} {v:.4f}" for m, v in ranking.items())
+    return f"""# MOHAF Table 1: published, reproduced, corrected
+
+Generated by `market reproduce mohaf-table1`. Instance: Google cluster trace clusterdata-2011-2
+(CC-BY 4.0; C. Reiss, J. Wilkes, J. L. Hellerstein, "Google cluster-usage traces: format +
+schema", Google, 2011): the first 2,500 SUBMIT rows of `job_events` parts 0 and 1 =
+{inst.n:,} requests, {inst.m} resources.
+
+- **published**: Table 1 as printed.
+- **paper**: the authors' run replayed bug for bug (`market/paper.py`, one `random.Random(42)`
+  stream, MOHAF_SPEC §2). Every published number is reproduced (to the printed digits; to
+  1e-6 against the spec's verified values).
+- **consistent**: the corrected model on the same instance (scenario `{scenario.name}`):
+  weights {tuple(scenario.weights)}, D_max = {scenario.utility['d_max']:.1f}, cpu capacity enforced (sum of
+  demands ≤ capacity, class-0 demand lifted to 0.05), {scenario.clustering['clusters']} clusters, K = {scenario.clustering['candidates']}
+  candidates, spill-over, posted prices, pricing η = {scenario.pricing['eta']}, τ = {scenario.pricing['target']}.
+  The instance is re-auctioned for {scenario.rounds} rounds (allocation reset, prices kept);
+  the final round is the result. Seeds {seeds}; ± is the 95 % Student-t half-width over seeds.
+  Every mechanism is scored by the same welfare F (§3.3); Jain is over all {n_req:,} requests.
+
+## Side by side
+
+{side}
+
+The `optimal` row of `table1.csv` (consistent) holds the LP-relaxation upper bound UB/N of
+round 0 (mean over seeds, {_fmt(float(ub0.mean()) if len(ub0) else math.nan, 2)} welfare): an upper bound, not an allocation, so
+its other columns are empty (see "ALG/OPT" below).
+
+## Why the numbers differ
+
+**1. Efficiency: each baseline was scored by its own made-up utility.** In the authors' code
+efficiency is Σ of each mechanism's *own* utility field / N. Greedy stores the constant
+0.74 (888 x 0.74 / 3,553 = {pm['greedy']['efficiency']:.6f}); First-Price and Random store
+U(0.3, 0.8) and U(0.2, 0.6) draws. Re-scoring the *same* allocations by MOHAF's U:
+
+{_md_table(["mechanism", "published eff.", "paper eff. (own field)", "paper eff. under MOHAF's U", "Jain all (MOHAF's U)", "E_eff"],
+           [[LABELS[m], _fmt(paper.PUBLISHED[m][0], 3), _fmt(pm[m]['efficiency'], 6), _fmt(cu.loc[m, 'efficiency_common'], 6),
+             _fmt(cu.loc[m, 'jain_all_common'], 4), _fmt(cu.loc[m, 'energy_eff'], 6)] for m in paper.MECHANISMS])}
+
+{_md_table(["comparison", "claimed (own fields)", "under one common U"], paper_margin)}
+
+The claimed +42 % / +91 % shrink to about +8 % once everyone is scored alike, and the energy
+efficiency E_eff is identical for every mechanism (every resource is used once).
+
+**2. ALG/OPT.** The paper's problem is a static modular weight on a bipartite unit matching: the
+Hungarian optimum is ΣU = {opt['welfare_common']:.5f}, and MOHAF's sorted greedy reaches
+{100 * cu.loc['mohaf', 'common_over_opt']:.3f} % of it, so the "1 - 1/e guarantee" is moot (greedy guarantees
+only 1/2 here and the optimum is polynomial). In the consistent model the problem is a
+GAP-like packing with a concave fairness term; the exact MILP does not scale to its
+{int(runs['n_requests'].iloc[0]) if len(runs) else 0:,} x {inst.m} pairs, so each mechanism is compared with the LP-relaxation
+upper bound of the round it faced (all feasible pairs, column generation, certified by weak
+duality). ALG/UB is a *lower* bound on ALG/OPT; the LP lets requests split across machines,
+so the true optimum lies between the best mechanism and UB:
+
+{_md_table(["mechanism", "ALG/UB round 0", "ALG/UB final round"], alg_rows)}
+
+**3. Jain over winners only.** The paper computes Jain over served requests on those own
+fields: 1 for a constant, 0.935 / 0.923 for uniform draws. Over all requests (0 if unserved),
+every mechanism scores ≈ served share (paper mode: {', '.join(f"{LABELS[m]} {pm[m]['jain_all']:.4f}" for m in paper.MECHANISMS)}),
+because only a quarter of the requests can be served. The consistent `jain_all` column is
+the headline; `jain_winners` is kept for comparison.
+
+**4. Revenue.** The paper's revenue Σπ·d counts demand twice, and the cost-priced baselines
+give the same {pm['greedy']['revenue']:.5f} by construction ((4/9)·Σ_(C≥2/3) cost + (1/9)·Σ_(C<2/3) cost). In the consistent
+model revenue is Σ payments: posted prices for MOHAF, the posted cost for Greedy and Random,
+the bid (B·b) for First-Price and the critical value for Second-Price, which is why the
+auction formats collect far more.
+
+**5. Satisfaction.** In paper mode every mechanism serves exactly 888 of 3,553 (one request
+per resource, "C ≥ d"): 0.2499. With real cpu packing, several small requests share a
+machine, so the consistent satisfaction is higher and differs by mechanism.
+
+**6. MOHAF's real margin.** Under one welfare, paired over seeds:
+
+{_md_table(["comparison", "round", "MOHAF / other - 1", "95 % CI", "paired t-test p"], margin_rows)}
+
+Consistent final-round efficiency, best first: {best}. MOHAF ranks by b_ij (value per
+request) and not by value per unit of capacity, so under real packing it can serve fewer
+requests than mechanisms that happen to favour small demands; the margin above is what
+remains of the published +42 %.
+
+**7. Pricing.** With the spec's η = {scenario.pricing['eta']} prices move by at most
+{_fmt(price_move, 4)} per round, so after {scenario.rounds} rounds the market is far from the
+stopping rules of §3.7 (|Δρ| < 1e-6 or all |util - τ| < 0.05); the paper's "convergence figure"
+was simulated (§1 item 4). `consistent_rounds.csv` and `rounds.png` show the paths.
+
+**8. Ablation on the Google instance** (MOHAF as run, listed weights renormalised after
+dropping a term; MOHAF_SPEC §1 item 8 reports Full 0.268620, NoCost 0.281170, NoQoS 0.228668,
+CostOnly 0.249775; Full and CostOnly are reproduced to 1e-6, NoCost and NoQoS are not under
+this renormalisation, and the spec does not say how it dropped a term):
+
+{_md_table(["variant", "weights", "efficiency"], abl_rows)}
+
+## Files
+
+`table1.csv` (columns fixed: source, mechanism, efficiency, revenue, satisfaction,
+jain_winners, jain_all), `table1_ci.csv` (mean, 95 % CI, n, paired margin vs MOHAF),
+`consistent_runs.csv` (every seed and mechanism: final round and round 0, UB),
+`consistent_rounds.csv` (every round), `paper_common_utility.csv`, `paper_ablation.csv`,
+`manifest.json`.
+
+{images}
+"""
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("market-alloc", "numpy", "scipy", "pandas", "mesa", "numba", "matplotlib"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def reproduce_table1(
+    out: Path,
+    seeds: list[int] | None = None,
+    rounds: int | None = None,
+    mechanisms: list[str] | None = None,
+    bounds: str = "final",
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run paper mode and consistent mode and write every output into ``out`` atomically.
+
+    Args:
+        out: the output folder (replaced as a whole).
+        seeds: consistent-mode seeds (default: the scenario's).
+        rounds: consistent-mode rounds (default: the scenario's).
+        mechanisms: engine mechanisms for consistent mode (default all but ``optimal``,
+            which is replaced by the LP bound; ``mohaf`` is always run).
+        bounds: ``final``, ``first`` or ``none`` (see :func:`run_consistent`).
+        progress: called with a label after each step.
+
+    Returns:
+        The manifest.
+    """
+    start = time.perf_counter()
+    scenario = load(SCENARIO)
+    changes: dict[str, Any] = {}
+    if seeds:
+        changes["seeds"] = list(seeds)
+    if rounds is not None:
+        if rounds < 1:
+            raise MarketInputError(f"--rounds must be >= 1, got {rounds}")
+        changes["rounds"] = rounds
+    scenario = scenario.with_overrides(**changes)
+    mechs = [m for m in (mechanisms or HEURISTICS) if m != "optimal"]
+    if "mohaf" not in mechs:
+        mechs = ["mohaf", *mechs]
+    mechs = [m for m in HEURISTICS if m in mechs] + [m for m in mechs if m not in HEURISTICS]
+    if bounds not in ("final", "first", "none"):
+        raise MarketInputError(f"--bounds must be final, first or none, got {bounds!r}")
+    paper_model = paper.run()
+    common = paper.common_scores(paper_model.instance, paper_model.results, paper.pair_utility(paper_model.instance))
+    ablation = paper.ablation(paper_model.instance)
+    if progress:
+        progress("paper mode")
+    per_round, runs = run_consistent(scenario, mechs, list(scenario.seeds), bounds, progress)
+    ci = ci_table(runs, mechs)
+    t1 = table1(paper_model, runs, mechs)
+    paper_table = paper_model.table()
+    with atomic_directory(out) as tmp:
+        files = {
+            "table1": t1, "table1_ci": ci, "consistent_runs": runs, "consistent_rounds": per_round,
+            "paper_common_utility": common, "paper_ablation": ablation, "paper_metrics": paper_table,
+        }
+        hashes = {}
+        for name, df in files.items():
+            path = tmp / f"{name}.csv"
+            df.to_csv(path, index=False)  # shortest round-trip floats: exact and readable
+            hashes[path.name] = sha256_file(path)
+        plots = _plots(tmp, t1, ci, common, per_round)
+        text = report(t1, ci, common, ablation, runs, paper_model, scenario, list(scenario.seeds), plots)
+        (tmp / "report.md").write_text(text)
+        manifest = {
+            "target": "mohaf-table1",
+            "scenario": scenario.to_dict(),
+            "mechanisms": mechs,
+            "seeds": list(scenario.seeds),
+            "rounds": scenario.rounds,
+            "bounds": bounds,
+            "versions": _versions(),
+            "wall_time_s": round(time.perf_counter() - start, 1),
+            "sha256": hashes,
+        }
+        write_json(manifest, tmp / "manifest.json")
+    return manifest
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``market reproduce``."""
+    p = sub.add_parser(
+        "reproduce", help="reproduce a published result (mohaf-table1)",
+        description="mohaf-table1: MOHAF's Table 1 as published, replayed bug for bug (paper mode) and in the "
+        "corrected model on the same Google 2011 instance (consistent mode, several seeds, 95 %% CIs, LP upper "
+        "bound). Writes DIR/table1.csv, table1_ci.csv, report.md, plots and manifest.json atomically.",
+    )
+    p.add_argument("target", choices=TARGETS)
+    p.add_argument("--out", required=True, type=Path, help="output directory (replaced atomically)")
+    p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",") if x.strip()], help="consistent-mode seeds, e.g. 0,1,2")
+    p.add_argument("--rounds", type=int, help="consistent-mode rounds")
+    p.add_argument("--mechanisms", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], help="consistent-mode mechanisms")
+    p.add_argument("--bounds", choices=["final", "first", "none"], default="final",
+                   help="LP upper bounds: round 0 and every final round (default), round 0 only, or none")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_reproduce)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """``market reproduce``."""
+    from tqdm import tqdm
+
+    from mechanisms import mechanism_class
+
+    for m in args.mechanisms or []:
+        mechanism_class(m)
+    scenario = load(SCENARIO)
+    n_seeds = len(args.seeds or scenario.seeds)
+    n_mechs = len([m for m in (args.mechanisms or HEURISTICS) if m != "optimal"] or HEURISTICS)
+    bar = tqdm(total=1 + n_seeds * max(1, n_mechs), desc="mohaf-table1", unit="run", disable=args.quiet, file=sys.stderr)
+
+    def progress(label: str) -> None:
+        bar.set_postfix_str(label, refresh=False)
+        bar.update(1)
+
+    manifest = reproduce_table1(args.out, args.seeds, args.rounds, args.mechanisms, args.bounds, progress)
+    bar.close()
+    print(f"wrote {args.out}/table1.csv and report.md ({manifest['wall_time_s']} s)")
+    return 0
