@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell md5sum pyproject.toml 2>/dev/null | cut -c1-8)
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
 OUT ?= runs/default
+WORKERS ?= 2
 
 # First interpreter >= 3.12 among PATH names and pyenv versions.
 find-python = for c in "$$PYTHON" python3.13 python3.12 python3 \
@@ -26,7 +27,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*; touch $@
 
 run: setup
-	$(VENV)/bin/market run scenarios/default.toml --out $(OUT)
+	$(VENV)/bin/market run scenarios/default.toml --out $(OUT) --workers $(WORKERS)
 
 test: setup
 	$(VENV)/bin/ruff check .

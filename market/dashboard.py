@@ -177,7 +177,8 @@ class DashboardModel(MarketModel):
 
     def _mechanism(self, name: str) -> Any:
         if name == "optimal":  # the oracle's time limit, as the model's own oracle uses
-            return Optimal(float(self.config.oracle_params["time_limit"]))
+            params = self.config.oracle_params
+            return Optimal(float(params["time_limit"]), node_limit=int(params["node_limit"]))
         return create(name, **self.config.mechanism_params.get(name, {}))
 
     def outcome_metrics(self, book: OrderBook, outcome: RoundOutcome) -> dict[str, float]:

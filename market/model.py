@@ -271,16 +271,27 @@ class MarketModel(mesa.Model):
 
     # --- helpers ----------------------------------------------------------------------
     def _oracle(self, book: OrderBook, outcome: RoundOutcome, start_won: np.ndarray) -> dict[str, float]:
+        """The round's optimum, or when it is not proven, a proven upper bound on it.
+
+        Only deterministic figures enter the table: a proven optimum (the search is
+        capped by nodes, not seconds), else the LP relaxation's bound; ``alg_opt`` is
+        then a lower bound on the true ratio. NaN if no bound could be computed.
+        """
+        params = self.config.oracle_params
+        limit, nodes = float(params["time_limit"]), int(params["node_limit"])
+        rng = _stream(self.seed, "oracle")
         if isinstance(self.mechanism, Optimal):
             opt = outcome
         else:
-            limit = float(self.config.oracle_params["time_limit"])
-            opt = self.clear(book, Optimal(limit), self.hierarchy, _stream(self.seed, "oracle"), start_won)
-        bound = opt.bound if opt.bound is not None and math.isfinite(opt.bound) else opt.welfare
-        opt_welfare = max(bound, opt.welfare)
+            opt = self.clear(book, Optimal(limit, node_limit=nodes), self.hierarchy, rng, start_won)
+        if opt.proven_optimal:
+            bound = opt.welfare
+        else:
+            lp = self.clear(book, Optimal(limit, relax=True), self.hierarchy, rng, start_won)
+            bound = max(lp.bound, outcome.welfare) if lp.bound is not None and math.isfinite(lp.bound) else math.nan
         return {
-            "opt_welfare": opt_welfare,
-            "alg_opt": outcome.welfare / opt_welfare if opt_welfare > 0 else 1.0,
+            "opt_welfare": bound,
+            "alg_opt": outcome.welfare / bound if bound > 0 else (1.0 if bound == 0 else math.nan),
             "opt_proven": bool(opt.proven_optimal),
         }
 

@@ -68,7 +68,8 @@ def _fairness_cuts(start: float, top: float, unit: float | None) -> tuple[np.nda
 
 
 def solve_exact(
-    market: SubMarket, time_limit: float = 30.0, mip_rel_gap: float = 1e-9, relax: bool = False
+    market: SubMarket, time_limit: float = 30.0, mip_rel_gap: float = 1e-9, relax: bool = False,
+    node_limit: int | None = None,
 ) -> Allocation:
     """Solve the sub-market's welfare maximisation exactly (within a time limit).
 
@@ -78,6 +79,9 @@ def solve_exact(
         mip_rel_gap: relative gap at which HiGHS stops.
         relax: solve the LP relaxation instead: ``bound`` is then the LP upper bound
             (fast, always valid) and the returned allocation serves nobody.
+        node_limit: branch-and-bound nodes for HiGHS. Unlike the time limit it stops
+            the search at the same point on every machine, so results stay
+            reproducible; the time limit is only a safety net.
 
     Returns:
         The best allocation found (winners pay the posted price), with ``bound`` a
@@ -154,7 +158,10 @@ def solve_exact(
         constraints=constraints,
         integrality=integrality,
         bounds=Bounds(np.zeros(n_var), upper),
-        options={"time_limit": float(time_limit), "mip_rel_gap": mip_rel_gap, "disp": False},
+        options={
+            "time_limit": float(time_limit), "mip_rel_gap": mip_rel_gap, "disp": False,
+            **({"node_limit": int(node_limit)} if node_limit is not None and not relax else {}),
+        },
     )
     choice = np.full(n, -1, dtype=np.int64)
     if relax:
@@ -203,15 +210,18 @@ class Optimal(Mechanism):
             ``proven_optimal`` is False.
         relax: solve only the LP relaxation (serves nobody; ``bound`` is the LP
             bound). For quality measurements, not for running markets.
+        node_limit: branch-and-bound nodes per solve (deterministic, unlike the time
+            limit, which is a safety net: a run that hits it may differ by machine).
     """
 
     #: solve the whole round at once: clustering would break optimality
     flat = True
 
-    def __init__(self, time_limit: float = 30.0, relax: bool = False) -> None:
+    def __init__(self, time_limit: float = 60.0, relax: bool = False, node_limit: int | None = 1000) -> None:
         self.time_limit = float(time_limit)
         self.relax = bool(relax)
+        self.node_limit = None if node_limit is None else int(node_limit)
 
     def allocate(self, market: SubMarket, rng: np.random.Generator) -> Allocation:
         """Solve the sub-market exactly; winners pay the posted price."""
-        return solve_exact(market, self.time_limit, relax=self.relax)
+        return solve_exact(market, self.time_limit, relax=self.relax, node_limit=self.node_limit)

@@ -42,7 +42,7 @@ _TABLES: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "capacity": {"mode": (str, "sum"), "slots": (int, 1), "min_cpu": (_NUMBER, 0.0)},
     "settlement": {"patience": (int, 2), "fairness_memory": (_NUMBER, 0.0)},
     "users": {"shading_share": (_NUMBER, 0.0), "shading_factor": (_NUMBER, 0.8)},
-    "oracle_params": {"time_limit": (_NUMBER, 20.0)},
+    "oracle_params": {"time_limit": (_NUMBER, 60.0), "node_limit": (int, 1000)},
 }
 #: numeric ranges ``key -> (low, high, low_open, high_open)``; ``None`` = unbounded
 _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
@@ -63,6 +63,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "users.shading_share": (0, 1, False, False),
     "users.shading_factor": (0, 1, True, False),
     "oracle_params.time_limit": (0, None, True, False),
+    "oracle_params.node_limit": (1, None, False, False),
 }
 _CHOICES = {"pricing.schedule": ("constant", "sqrt"), "capacity.mode": ("sum", "slots")}
 #: keys of ``[market]`` for each source that this module checks (google2011: its loader does)
