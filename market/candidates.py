@@ -218,7 +218,7 @@ _candidate_kernel_parallel = nb.njit(parallel=True, cache=True)(_candidate_rows)
 _serial_rows = types.FunctionType(_candidate_rows.__code__, _candidate_rows.__globals__, "_candidate_rows_serial")
 _serial_rows.__qualname__ = "_candidate_rows_serial"
 _candidate_kernel_serial = nb.njit(cache=True)(_serial_rows)
-PARALLEL_MIN_ROWS = 20_000
+PARALLEL_MIN_ROWS = 2_000
 
 
 def find_candidates(
