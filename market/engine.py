@@ -131,10 +131,13 @@ def _compact(ids: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def submarket(
-    rows: np.ndarray, cand: Candidates, book: OrderBook, free: np.ndarray, won: np.ndarray, delta: float,
-    aligned: bool = False,
+    rows: np.ndarray, cand: Candidates, book: OrderBook, free: np.ndarray, won: np.ndarray,
+    weights: tuple[float, float, float, float], aligned: bool = False,
 ) -> SubMarket:
     """The sub-market of order-book ``rows`` over their candidates (local indices).
+
+    ``weights`` are the round's ``(alpha, beta, gamma, delta)``: the sub-market carries
+    delta (the fairness term) and alpha (the cost weight, which truthful payments need).
 
     ``aligned`` says that ``cand``'s rows are exactly ``rows`` (candidates computed for
     these requests only), so its arrays are used as they are, without a copy.
@@ -158,9 +161,10 @@ def submarket(
         posted=pick(cand.posted),
         capacity=free[resource_ids],
         user_won=won[users],
-        fairness_weight=delta,
+        fairness_weight=float(weights[3]),
         resource_ids=resource_ids,
         request_ids=rows,
+        cost_weight=float(weights[0]),
     )
 
 
@@ -241,7 +245,7 @@ def clear_round(
         # one market over every pair a request could reach, priced on the same free capacity
         union = Candidates.concat(primary, candidates(everyone, routes[:, 1:])) if spill else primary
         t1 = time.perf_counter()
-        sub = submarket(everyone, union, book, free, won, delta, aligned=True)
+        sub = submarket(everyone, union, book, free, won, params.weights, aligned=True)
         alloc = mechanism.allocate(sub, children[0])
         _apply(alloc, sub, union, book, free, won, out, aligned=True)
         out.proven_optimal, out.bound = alloc.proven_optimal, alloc.bound
@@ -253,7 +257,7 @@ def clear_round(
             rows = order[bounds[c + 1] : bounds[c + 2]]
             if rows.size == 0:
                 continue
-            sub = submarket(rows, primary, book, free, won, delta)
+            sub = submarket(rows, primary, book, free, won, params.weights)
             _apply(mechanism.allocate(sub, children[c]), sub, primary, book, free, won, out)
         # spill-over: the root re-auctions what is left on the neighbouring clusters'
         # remaining capacity; only unserved requests need candidates there
@@ -262,7 +266,7 @@ def clear_round(
             t_spill = time.perf_counter()
             secondary = candidates(left, routes[left, 1:])
             t1 += time.perf_counter() - t_spill
-            sub = submarket(left, secondary, book, free, won, delta, aligned=True)
+            sub = submarket(left, secondary, book, free, won, params.weights, aligned=True)
             before = int(np.sum(out.resource >= 0))
             alloc = mechanism.allocate(sub, children[hierarchy.n_clusters])
             _apply(alloc, sub, secondary, book, free, won, out, aligned=True)

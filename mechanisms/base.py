@@ -40,6 +40,8 @@ class SubMarket:
         fairness_weight: ``delta``, weight of the concave fairness term.
         resource_ids: ``(M,)`` global index of each local resource (for reporting).
         request_ids: ``(N,)`` global row of each request in the order book.
+        cost_weight: ``alpha``, weight of the cost term ``alpha * (1 - reserve / budget)``
+            in ``utility``; truthful payments use it to take the budget back out.
     """
 
     demand: np.ndarray
@@ -56,6 +58,7 @@ class SubMarket:
     fairness_weight: float
     resource_ids: np.ndarray
     request_ids: np.ndarray
+    cost_weight: float = 0.0
 
     @property
     def n_requests(self) -> int:

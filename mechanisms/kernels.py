@@ -309,3 +309,37 @@ def myerson_ladder(
         res[j, 0] -= demand[i, 0]
         res[j, 1] -= demand[i, 1]
     return choice, payment
+
+
+@nb.njit(cache=True)
+def upgrade_reserve(cand: np.ndarray, slope: np.ndarray, cost: np.ndarray, threshold: np.ndarray, weight: float) -> np.ndarray:
+    """Reserves that open a pair only where it beats every lower-slope pair of the request.
+
+    Pair ``j`` opens at the report ``t`` where ``t s_j - weight c_j`` reaches both
+    ``threshold_j`` and ``t s_l - weight c_l`` for every candidate ``l`` of lower slope,
+    i.e. at ``max(threshold_j, max_l weight (c_j - c_l) / (s_j - s_l))`` (a pair no
+    cheaper than another of equal slope never opens). The reserves use only the request's
+    own static data, never its report, so a ladder on them stays truthful; and each step
+    ``l -> j`` of the Myerson payment is charged at least ``weight (c_j - c_l)``, so the
+    steps add up to at least ``weight`` times the winning pair's cost (with
+    ``weight = alpha``: what the payment of :mod:`mechanisms.second_price` takes off).
+
+    Returns:
+        ``(N, K)`` reserve for :func:`myerson_ladder` (``report * slope >= reserve``).
+    """
+    n, k = cand.shape
+    out = np.full((n, k), np.inf)
+    for i in range(n):
+        for c in range(k):
+            if cand[i, c] < 0 or slope[i, c] <= 0.0:
+                continue
+            opens = threshold[i, c]
+            for o in range(k):
+                if o == c or cand[i, o] < 0 or slope[i, o] > slope[i, c] or cost[i, o] >= cost[i, c]:
+                    continue
+                if slope[i, o] == slope[i, c]:
+                    opens = np.inf  # a cheaper pair of the same slope: never worth it
+                    break
+                opens = max(opens, weight * (cost[i, c] - cost[i, o]) / (slope[i, c] - slope[i, o]))
+            out[i, c] = opens * slope[i, c]
+    return out

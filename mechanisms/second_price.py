@@ -1,14 +1,31 @@
 """Truthful auction with critical-value (Myerson) payments.
 
-Each request reports a budget ``z_i`` (its true budget times its bid scale, never more
-than it has). Requests are served in descending report; each takes its fitting
-candidate of highest utility ``b_ij`` among those whose posted cost its report covers
-(``z_i * b_ij >= reserve_ij``). The utility a request receives is non-decreasing in its
-report, so the payment ``z q(z) - integral_0^z q(t) dt`` (the critical value,
-generalised to quality levels) makes reporting the true budget a dominant strategy
-when a user's value is ``budget * b_ij`` and it has one request in the sub-market.
-This is the mechanism the spec calls ``second_price``: on a single item it is exactly
-the Vickrey auction (the winner pays the runner-up's report times the quality).
+A user's value for pair (i, j) is ``B_i * b_ij`` with the budget ``B_i`` inside ``b_ij``
+too, through the cost term ``alpha * (1 - c_ij / B_i)`` (``c_ij`` is the posted cost
+``reserve``). For any affordable pair that value is affine in the budget:
+
+    ``B * b_ij = B * s_ij - alpha * c_ij``, with the budget-free slope
+    ``s_ij = b_ij + alpha * c_ij / B``.
+
+So the whole private type is one number, and each request reports one: ``z_i`` (its
+budget times its bid scale, never more than it has). Requests are served in descending
+report; each takes the fitting candidate of highest slope among those open to its
+report. Pair j opens at ``z >= max((1 + alpha) c_ij / s_ij, 1.2 c_ij)`` (its value then
+covers the posted cost, and the posted price ``c_ij (0.8 + 0.4 b_ij)`` is within the
+report, so a budget report never changes the candidate set of an open pair) and once
+``z s_ij - alpha c_ij`` is at least that of every lower-slope candidate (so at the true
+budget a request takes its best free pair by ``b_ij``, as a ladder on ``b_ij`` would).
+The slope a request gets is non-decreasing in its report, and by Myerson's lemma with an
+allocation-dependent offset the payment
+
+    ``p(z) = z s(z) - integral_0^z s(t) dt - alpha * c(z)``
+
+makes reporting the true budget a dominant strategy, whether the misreport is called a
+bid or a budget. Each upgrade ``l -> j`` on the way is charged at least
+``alpha (c_ij - c_il)``, so ``p >= 0``; and ``p <= z b_ij(z) <= z``. Truthfulness needs
+one request per user in the sub-market and a candidate set that does not hinge on the
+budget (K at least the affordable resources). On a single item with no cost term this
+is exactly the Vickrey auction.
 """
 
 from __future__ import annotations
@@ -16,27 +33,38 @@ from __future__ import annotations
 import numpy as np
 
 from mechanisms.base import Allocation, Mechanism, SubMarket
-from mechanisms.kernels import myerson_ladder
+from mechanisms.kernels import myerson_ladder, upgrade_reserve
 from mechanisms.registry import register
+
+#: the posted price is at most this multiple of the posted cost (market/candidates.py)
+POSTED_MARKUP_MAX = 1.2
 
 
 @register("second_price")
 class SecondPrice(Mechanism):
-    """Request-ordered quality ladder with exact Myerson critical-value payments."""
+    """Request-ordered ladder on budget-free slopes with exact critical-value payments."""
 
     truthful = True
 
     def allocate(self, market: SubMarket, rng: np.random.Generator) -> Allocation:
         """Serve by descending reported budget; charge each winner its critical value."""
+        alpha = market.cost_weight
+        cost = market.reserve
         report = np.minimum(market.bid_scale, 1.0) * market.budget
+        slope = market.utility + alpha * np.minimum(cost / market.budget[:, None], 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):  # padding pairs: 0 / 0
+            threshold = np.maximum((1.0 + alpha) * cost / slope, POSTED_MARKUP_MAX * cost)
         order = np.argsort(-report, kind="stable")
-        choice, payment = myerson_ladder(
+        choice, critical = myerson_ladder(
             order,
             report,
-            market.utility,
-            market.reserve,
+            slope,
+            upgrade_reserve(market.candidates, slope, cost, threshold, alpha),
             market.candidates,
             market.demand,
             market.capacity,
         )
+        won = np.flatnonzero(choice >= 0)
+        payment = np.zeros(choice.size)
+        payment[won] = np.clip(critical[won] - alpha * cost[won, choice[won]], 0.0, report[won])
         return Allocation(choice, payment)

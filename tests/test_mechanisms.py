@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from market.feasibility import check_round
 from mechanisms import available, create, register
@@ -141,6 +144,66 @@ def test_second_price_winner_pays_the_same_whatever_it_reports():
     for report in (5.5, 7.0, 100.0):
         alloc = create("second_price").allocate(single_item([3.0, report, 5.0]), np.random.default_rng(0))
         assert alloc.choice[1] == 0 and alloc.payment[1] == pytest.approx(5.0)
+
+
+def budget_market(rest: np.ndarray, cost: np.ndarray, alpha: float, budget: np.ndarray, scale: np.ndarray) -> SubMarket:
+    """A one-slot-per-resource market as candidate generation builds it from *reported* budgets.
+
+    ``b_ij = alpha * clip(1 - cost / budget, 0, 1) + rest_ij`` at the budget the market
+    sees, and a pair is a candidate only when its cost and posted price fit that budget.
+    """
+    n, m = rest.shape
+    b = alpha * np.clip(1.0 - cost / budget[:, None], 0.0, 1.0) + rest
+    posted = cost * (0.8 + 0.4 * b)
+    ok = (cost <= budget[:, None]) & (posted <= budget[:, None])
+    return SubMarket(
+        demand=np.ones((n, 2)), budget=budget, bid_scale=scale, priority=np.full(n, 0.5), user=np.arange(n),
+        candidates=np.where(ok, np.arange(m), -1), utility=np.where(ok, b, 0.0), reserve=np.where(ok, cost, 0.0),
+        posted=np.where(ok, posted, 0.0), capacity=np.ones((m, 2)), user_won=np.zeros(n), fairness_weight=0.0,
+        resource_ids=np.arange(m), request_ids=np.arange(n), cost_weight=alpha,
+    )
+
+
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), derandomize=True, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 7), m=st.integers(1, 4), alpha=st.floats(0.0, 0.7))
+def test_second_price_is_truthful_in_the_budget_it_reports(seed, n, m, alpha):
+    """No user gains by reporting another budget, as a bid or as the budget itself.
+
+    The true value of pair (i, j) is ``B_i * b_ij`` with ``b_ij`` at the true budget, so the
+    report moves both the bid and the cost term of the utility; every payment lies between
+    0 and the reported value.
+    """
+    rng = np.random.default_rng(seed)
+    rest = rng.uniform(0.0, 1.0 - alpha, (n, m))
+    cost = rng.uniform(0.0, 3.0, (n, m))
+    budget = rng.uniform(0.5, 6.0, n)
+    ones = np.ones(n)
+
+    def true_utility(user: int, market: SubMarket) -> float:
+        alloc = create("second_price").allocate(market, np.random.default_rng(0))
+        won = np.flatnonzero(alloc.choice >= 0)
+        reported = market.bid_scale[won] * market.budget[won]
+        assert np.all(alloc.payment[won] >= 0)
+        assert np.all(alloc.payment[won] <= reported * market.utility[won, alloc.choice[won]] + 1e-9)
+        if alloc.choice[user] < 0:
+            return 0.0
+        c = cost[user, market.candidates[user, alloc.choice[user]]]
+        b = alpha * np.clip(1.0 - c / budget[user], 0.0, 1.0) + rest[user, market.candidates[user, alloc.choice[user]]]
+        return budget[user] * b - alloc.payment[user]
+
+    for user in range(n):
+        truthful = true_utility(user, budget_market(rest, cost, alpha, budget, ones))
+        assert truthful >= -1e-9
+        for factor in (0.3, 0.6, 0.9, 0.99, 1.01, 1.1, 1.5, 3.0):
+            seen = budget.copy()
+            seen[user] *= factor
+            lied = true_utility(user, budget_market(rest, cost, alpha, seen, ones))
+            assert lied <= truthful + 1e-9 * max(1.0, budget[user]), ("budget", user, factor)
+            if factor < 1:
+                scale = ones.copy()
+                scale[user] = factor
+                lied = true_utility(user, budget_market(rest, cost, alpha, budget, scale))
+                assert lied <= truthful + 1e-9 * max(1.0, budget[user]), ("bid", user, factor)
 
 
 def test_first_price_winner_pays_its_bid():
