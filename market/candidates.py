@@ -34,6 +34,14 @@ class Candidates:
     reserve: np.ndarray
     posted: np.ndarray
 
+    def rows(self, block: slice) -> Candidates:
+        """The candidates of a block of rows (views, no copy)."""
+        return Candidates(self.resource[block], self.utility[block], self.reserve[block], self.posted[block])
+
+    def take(self, rows: np.ndarray) -> Candidates:
+        """The candidates of ``rows``, in that order (copies)."""
+        return Candidates(self.resource[rows], self.utility[rows], self.reserve[rows], self.posted[rows])
+
     @staticmethod
     def concat(a: Candidates, b: Candidates) -> Candidates:
         """Columns of ``a`` then ``b`` (pairs present in both are kept once, from ``a``)."""

@@ -130,6 +130,20 @@ def _compact(ids: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return distinct, lookup[ids]
 
 
+def _with_room(hierarchy: Hierarchy, free: np.ndarray, need: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster membership (``order``, ``start``) restricted to resources with room left.
+
+    A resource whose free capacity is below the smallest demand of ``need`` is no
+    candidate of any of those requests (the candidate kernel's own test, same
+    tolerance), so leaving it out changes nothing but the time: after the cluster
+    auctions of a contended market most resources are full, and the spill-over pass
+    would otherwise scan them all again for every unserved request.
+    """
+    room = np.all(free[hierarchy.order] + 1e-12 >= need.min(axis=0), axis=1)
+    kept = np.concatenate([[0], np.cumsum(room)])
+    return hierarchy.order[room], kept[hierarchy.start]
+
+
 def submarket(
     rows: np.ndarray, cand: Candidates, book: OrderBook, free: np.ndarray, won: np.ndarray,
     weights: tuple[float, float, float, float], aligned: bool = False,
@@ -229,19 +243,18 @@ def clear_round(
     routes = route(hierarchy, xy, book.need, free, params.spill_neighbors)
     matrix = book.request_matrix()
 
-    def candidates(rows: np.ndarray, clusters: np.ndarray) -> Candidates:
+    def candidates(rows: np.ndarray, clusters: np.ndarray, members: tuple[np.ndarray, np.ndarray] | None = None) -> Candidates:
+        order, start = members or (hierarchy.order, hierarchy.start)
         return find_candidates(
-            matrix[rows], book.need[rows], resource_matrix, free, hierarchy.order, hierarchy.start,
+            matrix[rows], book.need[rows], resource_matrix, free, order, start,
             clusters, params.candidates, params.weights, params.d_max,
         )
 
     everyone = np.arange(n)
-    primary = candidates(everyone, routes[:, :1])
     spill = routes.shape[1] > 1
-    flat = getattr(mechanism, "flat", False)
-    t1 = time.perf_counter()
     children = rng.spawn(hierarchy.n_clusters + 1)  # one stream per cluster planner
-    if flat:
+    if getattr(mechanism, "flat", False):
+        primary = candidates(everyone, routes[:, :1])
         # one market over every pair a request could reach, priced on the same free capacity
         union = Candidates.concat(primary, candidates(everyone, routes[:, 1:])) if spill else primary
         t1 = time.perf_counter()
@@ -252,19 +265,28 @@ def clear_round(
     else:
         home = routes[:, 0]
         order = np.argsort(home, kind="stable")
+        # candidates in cluster order: a cluster's requests are scanned one after another
+        # while its resources are in cache, and each planner gets its block as views
+        primary = candidates(order, routes[order, :1])
+        t1 = time.perf_counter()
         bounds = np.searchsorted(home[order], np.arange(-1, hierarchy.n_clusters + 1))
         for c in range(hierarchy.n_clusters):
-            rows = order[bounds[c + 1] : bounds[c + 2]]
-            if rows.size == 0:
+            block = slice(bounds[c + 1], bounds[c + 2])
+            if block.start == block.stop:
                 continue
-            sub = submarket(rows, primary, book, free, won, params.weights)
-            _apply(mechanism.allocate(sub, children[c]), sub, primary, book, free, won, out)
+            mine = primary.rows(block)
+            sub = submarket(order[block], mine, book, free, won, params.weights, aligned=True)
+            _apply(mechanism.allocate(sub, children[c]), sub, mine, book, free, won, out, aligned=True)
         # spill-over: the root re-auctions what is left on the neighbouring clusters'
         # remaining capacity; only unserved requests need candidates there
         left = np.flatnonzero((out.resource < 0) & (routes[:, 1] >= 0)) if spill else everyone[:0]
         if left.size:
             t_spill = time.perf_counter()
-            secondary = candidates(left, routes[left, 1:])
+            # scanned grouped by first spill-over cluster (cache), handed over in row order
+            by_cluster = np.argsort(routes[left, 1], kind="stable")
+            grouped = left[by_cluster]
+            secondary = candidates(grouped, routes[grouped, 1:], _with_room(hierarchy, free, book.need[left]))
+            secondary = secondary.take(np.argsort(by_cluster))
             t1 += time.perf_counter() - t_spill
             sub = submarket(left, secondary, book, free, won, params.weights, aligned=True)
             before = int(np.sum(out.resource >= 0))

@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass
 
 import networkx as nx
+import numba as nb
 import numpy as np
 from scipy.cluster.vq import kmeans2, vq
 from scipy.spatial import cKDTree
@@ -125,10 +126,35 @@ def route(
     room = np.zeros((c_total, 2))
     np.maximum.at(room, hierarchy.labels, free)
     probe = c_total if spill_neighbors < 0 else min(c_total, 2 * width + 6)
-    _, near = cKDTree(hierarchy.centres).query(xy, k=probe, workers=-1 if n > 50_000 else 1)
-    near = near.reshape(n, probe)
-    ok = np.all(room[near] + 1e-12 >= need[:, None, :], axis=2)
-    # stable: keep distance order among feasible clusters
-    rank = np.argsort(~ok, axis=1, kind="stable")[:, :width]
-    routes = np.take_along_axis(near, rank, axis=1)
-    return np.where(np.take_along_axis(ok, rank, axis=1), routes, -1).astype(np.int64)
+    tree = cKDTree(hierarchy.centres)
+    workers = -1 if n > 50_000 else 1
+    # the `width` nearest clusters usually all have room; look further only where not
+    _, near = tree.query(xy, k=width, workers=workers)
+    routes, short = _first_with_room(near.reshape(n, width), room, need, width)
+    redo = np.flatnonzero(short)
+    if redo.size and probe > width:
+        _, near = tree.query(xy[redo], k=probe, workers=workers)
+        routes[redo] = _first_with_room(near.reshape(redo.size, probe), room, need[redo], width)[0]
+    return routes
+
+
+@nb.njit(cache=True)
+def _first_with_room(near: np.ndarray, room: np.ndarray, need: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the first ``width`` clusters of ``near`` with room for the request (-1 padded).
+
+    Returns:
+        ``(routes, short)``: ``(N, width)`` cluster ids and whether a row found fewer.
+    """
+    n = near.shape[0]
+    routes = np.full((n, width), -1, dtype=np.int64)
+    short = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        found = 0
+        for c in near[i]:
+            if found == width:
+                break
+            if room[c, 0] + 1e-12 >= need[i, 0] and room[c, 1] + 1e-12 >= need[i, 1]:
+                routes[i, found] = c
+                found += 1
+        short[i] = found < width
+    return routes, short
