@@ -312,34 +312,50 @@ def myerson_ladder(
 
 
 @nb.njit(cache=True)
-def upgrade_reserve(cand: np.ndarray, slope: np.ndarray, cost: np.ndarray, threshold: np.ndarray, weight: float) -> np.ndarray:
-    """Reserves that open a pair only where it beats every lower-slope pair of the request.
+def ladder_reserve(cand: np.ndarray, slope: np.ndarray, cost: np.ndarray, threshold: np.ndarray, weight: float) -> np.ndarray:
+    """Reserves under which every upgrade of a request's slope ladder pays for itself.
 
-    Pair ``j`` opens at the report ``t`` where ``t s_j - weight c_j`` reaches both
-    ``threshold_j`` and ``t s_l - weight c_l`` for every candidate ``l`` of lower slope,
-    i.e. at ``max(threshold_j, max_l weight (c_j - c_l) / (s_j - s_l))`` (a pair no
-    cheaper than another of equal slope never opens). The reserves use only the request's
-    own static data, never its report, so a ladder on them stays truthful; and each step
-    ``l -> j`` of the Myerson payment is charged at least ``weight (c_j - c_l)``, so the
-    steps add up to at least ``weight`` times the winning pair's cost (with
-    ``weight = alpha``: what the payment of :mod:`mechanisms.second_price` takes off).
+    On a ladder (highest slope among the pairs open to the report), a request moves
+    from pair ``l`` to a pair ``j`` of higher slope at a report ``t`` where both are
+    open. Its Myerson payment grows by ``t (s_j - s_l)``; the step is paid for when
+    that is at least ``weight (c_j - c_l)``, i.e. ``t >= u_lj = weight (c_j - c_l) /
+    (s_j - s_l)``, the report from which ``t s_j - weight c_j`` beats ``t s_l - weight
+    c_l``. So ``j`` opens at the largest of its own ``threshold`` and ``u_lj`` over the
+    cheaper, lower-slope pairs ``l`` that open below ``u_lj``; of two pairs with equal
+    slope only the cheaper opens. Summed over the steps, the payment is at least
+    ``weight`` times the winning pair's cost.
+
+    A pair's opening depends only on its own data and on cheaper pairs', never on the
+    report: a pair that is no candidate at some report (too dear for it) moves no
+    pair that could open there, so the ladder stays truthful even when the candidate
+    set is built from the reported budget.
+
+    Args:
+        cand: ``(N, K)`` candidate resources, -1 = padding.
+        slope: ``(N, K)`` budget-free slope ``s_ij`` of each pair's value.
+        cost: ``(N, K)`` posted cost ``c_ij``.
+        threshold: ``(N, K)`` report from which each pair opens by itself; at least
+            the report from which the pair is surely a candidate.
+        weight: ``alpha``, the cost term's weight in the value.
 
     Returns:
-        ``(N, K)`` reserve for :func:`myerson_ladder` (``report * slope >= reserve``).
+        ``(N, K)`` reserve for :func:`myerson_ladder` (``report * slope >= reserve``),
+        inf for padding and closed pairs.
     """
     n, k = cand.shape
-    out = np.full((n, k), np.inf)
+    valid = (cand >= 0) & (slope > 0.0)
+    opens = np.where(valid, threshold, np.inf)
     for i in range(n):
-        for c in range(k):
-            if cand[i, c] < 0 or slope[i, c] <= 0.0:
-                continue
-            opens = threshold[i, c]
-            for o in range(k):
-                if o == c or cand[i, o] < 0 or slope[i, o] > slope[i, c] or cost[i, o] >= cost[i, c]:
+        for j in range(k):
+            for low in range(k):
+                if low == j or not valid[i, j] or not valid[i, low]:
                     continue
-                if slope[i, o] == slope[i, c]:
-                    opens = np.inf  # a cheaper pair of the same slope: never worth it
+                if slope[i, low] > slope[i, j] or cost[i, j] <= cost[i, low]:
+                    continue
+                if slope[i, low] == slope[i, j]:
+                    opens[i, j] = np.inf  # a dearer pair of the same slope never opens
                     break
-                opens = max(opens, weight * (cost[i, c] - cost[i, o]) / (slope[i, c] - slope[i, o]))
-            out[i, c] = opens * slope[i, c]
-    return out
+                cross = weight * (cost[i, j] - cost[i, low]) / (slope[i, j] - slope[i, low])
+                if threshold[i, low] < cross:
+                    opens[i, j] = max(opens[i, j], cross)
+    return np.where(valid, opens * slope, np.inf)

@@ -13,8 +13,8 @@ report; each takes the fitting candidate of highest slope among those open to it
 report. Pair j opens at ``z >= max((1 + alpha) c_ij / s_ij, 1.2 c_ij)`` (its value then
 covers the posted cost, and the posted price ``c_ij (0.8 + 0.4 b_ij)`` is within the
 report, so a budget report never changes the candidate set of an open pair) and once
-``z s_ij - alpha c_ij`` is at least that of every lower-slope candidate (so at the true
-budget a request takes its best free pair by ``b_ij``, as a ladder on ``b_ij`` would).
+``z s_ij - alpha c_ij`` is at least that of every cheaper, lower-slope candidate that is
+open below that point (:func:`mechanisms.kernels.ladder_reserve`).
 The slope a request gets is non-decreasing in its report, and by Myerson's lemma with an
 allocation-dependent offset the payment
 
@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from mechanisms.base import Allocation, Mechanism, SubMarket
-from mechanisms.kernels import myerson_ladder, upgrade_reserve
+from mechanisms.kernels import ladder_reserve, myerson_ladder
 from mechanisms.registry import register
 
 #: the posted price is at most this multiple of the posted cost (market/candidates.py)
@@ -59,7 +59,7 @@ class SecondPrice(Mechanism):
             order,
             report,
             slope,
-            upgrade_reserve(market.candidates, slope, cost, threshold, alpha),
+            ladder_reserve(market.candidates, slope, cost, threshold, alpha),
             market.candidates,
             market.demand,
             market.capacity,

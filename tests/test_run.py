@@ -73,9 +73,16 @@ def test_optimal_beats_everyone_in_the_first_round(small_run, unit_run):
 
 
 def test_greedy_type_mechanisms_reach_half_the_optimum_on_unit_demand(unit_run):
+    """Greedy on utility (mohaf, greedy) or on bids (first_price) keeps half the optimum.
+
+    ``second_price`` is not greedy on welfare: it serves by reported budget and opens a
+    dearer pair only where it is worth its cost to the request (what keeps it truthful
+    with non-negative payments), so the 1/2 bound of greedy matching does not apply; its
+    guarantees are tested in tests/test_mechanisms.py and tests/test_audit.py.
+    """
     out, _ = unit_run
     rounds = read_run(out)["rounds"]
-    for mech in ["mohaf", "greedy", "first_price", "second_price"]:
+    for mech in ["mohaf", "greedy", "first_price"]:
         r = rounds[rounds["mechanism"] == mech]
         assert (r["welfare"] >= 0.5 * r["opt_welfare"] - 1e-9).all(), mech
     # the exact optimum is the optimum: ALG/OPT of `optimal` is 1
