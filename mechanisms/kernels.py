@@ -228,6 +228,16 @@ def _quality_integral(lo: float, hi: float, avail: np.ndarray, quality: np.ndarr
 
 
 @nb.njit(cache=True)
+def _grow(undo_j: np.ndarray, undo_v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The undo log with twice the room, its entries kept."""
+    j = np.empty(2 * undo_j.size, dtype=np.int64)
+    v = np.empty((2 * undo_j.size, 2))
+    j[: undo_j.size] = undo_j
+    v[: undo_j.size] = undo_v
+    return j, v
+
+
+@nb.njit(cache=True)
 def myerson_ladder(
     order: np.ndarray,
     report: np.ndarray,
@@ -259,6 +269,8 @@ def myerson_ladder(
             ok[i, c] = report[i] * quality[i, c] >= reserve[i, c]
     threshold = np.empty(k)
     avail = np.empty(k, dtype=np.bool_)
+    undo_j = np.empty(64, dtype=np.int64)
+    undo_v = np.empty((64, 2))
     for pos in range(n):
         i = order[pos]
         c = _best_column(i, quality, cand, ok, demand, res)
@@ -274,23 +286,31 @@ def myerson_ladder(
             avail[cc] = j >= 0 and _fits(res, j, demand[i, 0], demand[i, 1])
             if avail[cc] and threshold[cc] < floor:
                 floor = threshold[cc]
-        # replay the others after i, without i, on a scratch copy
-        scratch = res.copy()
+        # replay the others after i, without i, in place on res; an undo log puts back
+        # the exact values after (a copy of res per winner costs O(M) each)
         upper = z
         integral = 0.0
+        logged = 0
         for p2 in range(pos + 1, n):
-            if upper <= floor:
-                break
             o = order[p2]
-            co = _best_column(o, quality, cand, ok, demand, scratch)
+            # below the lowest threshold of i's free pairs q(t) = 0 whatever is taken
+            if upper <= floor or report[o] <= floor:
+                break
+            co = _best_column(o, quality, cand, ok, demand, res)
             if co < 0:
                 continue
             jo = cand[o, co]
-            scratch[jo, 0] -= demand[o, 0]
-            scratch[jo, 1] -= demand[o, 1]
+            if logged == undo_j.size:
+                undo_j, undo_v = _grow(undo_j, undo_v)
+            undo_j[logged] = jo
+            undo_v[logged, 0] = res[jo, 0]
+            undo_v[logged, 1] = res[jo, 1]
+            logged += 1
+            res[jo, 0] -= demand[o, 0]
+            res[jo, 1] -= demand[o, 1]
             changed = False
             for cc in range(k):
-                if avail[cc] and cand[i, cc] == jo and not _fits(scratch, jo, demand[i, 0], demand[i, 1]):
+                if avail[cc] and cand[i, cc] == jo and not _fits(res, jo, demand[i, 0], demand[i, 1]):
                     changed = True
             if changed:
                 lo = min(report[o], upper)
@@ -302,6 +322,9 @@ def myerson_ladder(
                         avail[cc] = False
                     if avail[cc] and threshold[cc] < floor:
                         floor = threshold[cc]
+        for u in range(logged - 1, -1, -1):
+            res[undo_j[u], 0] = undo_v[u, 0]
+            res[undo_j[u], 1] = undo_v[u, 1]
         integral += _quality_integral(0.0, upper, avail, quality[i], threshold)
         choice[i] = c
         payment[i] = max(0.0, z * win_q - integral)
