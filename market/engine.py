@@ -135,9 +135,8 @@ def _with_room(hierarchy: Hierarchy, free: np.ndarray, need: np.ndarray) -> tupl
 
     A resource whose free capacity is below the smallest demand of ``need`` is no
     candidate of any of those requests (the candidate kernel's own test, same
-    tolerance), so leaving it out changes nothing but the time: after the cluster
-    auctions of a contended market most resources are full, and the spill-over pass
-    would otherwise scan them all again for every unserved request.
+    tolerance), so leaving it out changes nothing but the time the spill-over pass
+    spends scanning resources the cluster auctions have filled.
     """
     room = np.all(free[hierarchy.order] + 1e-12 >= need.min(axis=0), axis=1)
     kept = np.concatenate([[0], np.cumsum(room)])
