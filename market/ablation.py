@@ -57,7 +57,7 @@ from market.errors import MarketInputError
 from market.io import atomic_directory, sha256_file, write_json, write_table
 from market.metrics import jain
 from market.model import MarketModel
-from market.runner import _versions
+from market.runner import package_versions
 from scenarios.config import Scenario
 from scenarios.sources import build_market
 
@@ -668,7 +668,7 @@ def run_ablation(
         info["wall_time_s"] = time.perf_counter() - start
         (tmp / "report.md").write_text(_markdown(info, summary, sweep))
         manifest = {**info, "common_weights": list(common), "configurations": {c.name: list(c.weights) for c in configs},
-                    "scenario_resolved": scenario.to_dict(), "versions": _versions(), "sha256": hashes}
+                    "scenario_resolved": scenario.to_dict(), "versions": package_versions(), "sha256": hashes}
         write_json(manifest, tmp / "manifest.json")
     return manifest
 

@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +45,7 @@ from market.candidates import find_candidates
 from market.errors import MarketInputError
 from market.io import atomic_directory, sha256_file, write_json
 from market.model import MarketModel
+from market.runner import package_versions
 from mechanisms.optimal import _fairness_cuts, priority_grid
 from scenarios.config import Scenario, load
 
@@ -594,14 +593,6 @@ jain_winners, jain_all), `table1_ci.csv` (mean, 95 % CI, n, paired margin vs MOH
 """
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("market-alloc", "numpy", "scipy", "pandas", "mesa", "numba", "matplotlib"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "absent"
-    return out
 
 
 def reproduce_table1(
@@ -671,7 +662,7 @@ def reproduce_table1(
             "seeds": list(scenario.seeds),
             "rounds": scenario.rounds,
             "bounds": bounds,
-            "versions": _versions(),
+            "versions": package_versions(),
             "wall_time_s": round(time.perf_counter() - start, 1),
             "sha256": hashes,
         }

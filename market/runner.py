@@ -63,9 +63,10 @@ def _seed_first(df: pd.DataFrame) -> pd.DataFrame:
     return df[["seed", *[c for c in df.columns if c != "seed"]]]
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
+    """Versions of this package, Python and the libraries results depend on (for manifests)."""
     out = {"market-alloc": __version__, "python": platform.python_version()}
-    for pkg in ("mesa", "numpy", "scipy", "numba", "pandas", "pyarrow", "networkx"):
+    for pkg in ("mesa", "numpy", "scipy", "numba", "pandas", "pyarrow", "networkx", "matplotlib"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -140,7 +141,7 @@ def run_scenario(
             "rounds": scenario.rounds,
             "format": fmt,
             "metrics": METRICS,
-            "versions": _versions(),
+            "versions": package_versions(),
             "wall_time_s": round(time.perf_counter() - start, 3),
             "sha256": {"tables": hashes, "results": combined},
         }

@@ -41,7 +41,7 @@ from market.bench import bench
 from market.commands import _name_list
 from market.errors import MarketInputError
 from market.io import atomic_directory
-from market.runner import _versions
+from market.runner import package_versions
 
 #: the exact reference: its own grid and budget
 EXACT = "optimal"
@@ -307,7 +307,7 @@ def run_scaling(plan: Plan, out: Path, command: str = "market scaling", log=None
     fits = fit_slopes(measurements, plan.fit_from)
     env = {"command": command, "wall_time_s": round(time.perf_counter() - start, 1), "cpus": os.cpu_count(),
            "machine": f"{platform.system()} {platform.machine()}", "load_before": [round(x, 2) for x in load_before],
-           "load_after": [round(x, 2) for x in os.getloadavg()], "versions": _versions()}
+           "load_after": [round(x, 2) for x in os.getloadavg()], "versions": package_versions()}
     meta = {"plan": asdict(plan), "environment": env, "stops": stops}
     with atomic_directory(Path(out)) as tmp, plots.report_style():
         measurements.to_csv(tmp / "measurements.csv", index=False, float_format="%.17g")

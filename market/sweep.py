@@ -329,7 +329,7 @@ def run_sweep(
         The manifest, plus ``tasks`` counts: ``total``, ``executed`` and ``reused``.
     """
     from market.io import sha256_file, write_json, write_table
-    from market.runner import _versions
+    from market.runner import package_versions
 
     start = time.perf_counter()
     out = Path(out)
@@ -371,7 +371,7 @@ def run_sweep(
         "runs": sum(t.mechanism is not None for t in tasks),
         "tasks": {"total": len(tasks), "executed": len(todo), "reused": len(tasks) - len(todo)},
         "results_rows": len(results),
-        "versions": _versions(),
+        "versions": package_versions(),
         "wall_time_s": round(time.perf_counter() - start, 3),
         "sha256": {"tables": {path.name: digest}, "results": digest},
     }
