@@ -34,13 +34,9 @@ class Candidates:
     reserve: np.ndarray
     posted: np.ndarray
 
-    def rows(self, block: slice) -> Candidates:
-        """The candidates of a block of rows (views, no copy)."""
-        return Candidates(self.resource[block], self.utility[block], self.reserve[block], self.posted[block])
-
-    def take(self, rows: np.ndarray) -> Candidates:
-        """The candidates of ``rows``, in that order (copies)."""
-        return Candidates(self.resource[rows], self.utility[rows], self.reserve[rows], self.posted[rows])
+    def rows(self, index: slice | np.ndarray) -> Candidates:
+        """The candidates of some rows: views for a slice, copies in that order for an index array."""
+        return Candidates(self.resource[index], self.utility[index], self.reserve[index], self.posted[index])
 
     @staticmethod
     def concat(a: Candidates, b: Candidates) -> Candidates:
@@ -53,6 +49,16 @@ class Candidates:
             np.concatenate([a.reserve, b.reserve], axis=1),
             np.concatenate([a.posted, b.posted], axis=1),
         )
+
+
+#: posted price = posted cost x (0.8 + 0.4 b_ij); with b_ij <= 1 at most this multiple
+POSTED_MARKUP_MAX = 1.2
+
+
+@nb.njit(cache=True, inline="always")
+def posted_price(cost: float, b: float) -> float:
+    """The posted price of a pair: its posted cost ``rho_j cpu_i dur_i`` marked up by ``b_ij``."""
+    return cost * (0.8 + 0.4 * b)
 
 
 @nb.njit(cache=True, inline="always")
@@ -200,7 +206,7 @@ def _candidate_rows(
                 if dist > max_lat or cost > budget:
                     continue
                 b = weighted_utility(u_cost, u_qos, u_en, alpha, beta, gamma)
-                price = cost * (0.8 + 0.4 * b)
+                price = posted_price(cost, b)
                 if price > budget:
                     continue
                 # keep the row's top-k in a heap whose root is the worst kept pair
@@ -215,7 +221,7 @@ def _candidate_rows(
         for p in range(count):
             j = cand[i, p]
             reserve[i, p] = rs[j, 4] * cpu * dur
-            posted[i, p] = reserve[i, p] * (0.8 + 0.4 * util[i, p])
+            posted[i, p] = posted_price(reserve[i, p], util[i, p])
     return cand, util, reserve, posted
 
 

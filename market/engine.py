@@ -285,7 +285,7 @@ def clear_round(
             by_cluster = np.argsort(routes[left, 1], kind="stable")
             grouped = left[by_cluster]
             secondary = candidates(grouped, routes[grouped, 1:], _with_room(hierarchy, free, book.need[left]))
-            secondary = secondary.take(np.argsort(by_cluster))
+            secondary = secondary.rows(np.argsort(by_cluster))
             t1 += time.perf_counter() - t_spill
             sub = submarket(left, secondary, book, free, won, params.weights, aligned=True)
             before = int(np.sum(out.resource >= 0))

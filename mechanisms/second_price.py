@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from market.candidates import POSTED_MARKUP_MAX
 from mechanisms.base import Allocation, Mechanism, SubMarket
 from mechanisms.kernels import ladder_reserve, myerson_ladder
 from mechanisms.registry import register
-
-#: the posted price is at most this multiple of the posted cost (market/candidates.py)
-POSTED_MARKUP_MAX = 1.2
 
 
 @register("second_price")
