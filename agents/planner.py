@@ -8,14 +8,14 @@ import mesa
 import numpy as np
 
 if TYPE_CHECKING:
-    from market.model import MarketModel
+    from market.core.model import MarketModel
 
 
 class PlannerAgent(mesa.Agent):
     """A node of the planner hierarchy (a networkx tree kept by the model).
 
     The root routes requests to clusters and runs the spill-over pass; each cluster
-    planner runs the mechanism on its sub-market (see :func:`market.engine.clear_round`).
+    planner runs the mechanism on its sub-market (see :func:`market.core.engine.clear_round`).
 
     Attributes:
         cluster: the cluster index, or None for the root.

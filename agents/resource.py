@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import mesa
 
 if TYPE_CHECKING:
-    from market.model import MarketModel
+    from market.core.model import MarketModel
 
 
 class ResourceAgent(mesa.Agent):

@@ -9,7 +9,7 @@ import mesa
 from agents.strategies import BiddingStrategy, Truthful
 
 if TYPE_CHECKING:
-    from market.model import MarketModel
+    from market.core.model import MarketModel
 
 
 class UserAgent(mesa.Agent):

@@ -2,6 +2,6 @@
 
 import sys
 
-from market.cli import main
+from market.apps.cli import main
 
 sys.exit(main())

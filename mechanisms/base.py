@@ -99,6 +99,23 @@ class Allocation:
         return cls(np.full(n, -1, dtype=np.int64), np.zeros(n))
 
 
+def paid(market: SubMarket, choice: np.ndarray, price: np.ndarray) -> np.ndarray:
+    """Payments of the chosen pairs.
+
+    Args:
+        market: the sub-market.
+        choice: ``(N,)`` chosen candidate column, -1 if unserved.
+        price: ``(N, K)`` price of each pair (e.g. ``market.posted`` or ``market.bids()``).
+
+    Returns:
+        ``(N,)`` the price of each request's chosen pair, 0 where unserved.
+    """
+    rows = np.flatnonzero(choice >= 0)
+    payment = np.zeros(market.n_requests)
+    payment[rows] = price[rows, choice[rows]]
+    return payment
+
+
 class Mechanism(ABC):
     """Base class of all allocation mechanisms.
 

@@ -15,6 +15,18 @@ import numba as nb
 import numpy as np
 
 _EPS = 1e-12
+#: posted price = posted cost x (0.8 + 0.4 b_ij); with b_ij <= 1 at most this multiple
+POSTED_MARKUP_MAX = 1.2
+
+
+@nb.njit(cache=True, inline="always")
+def posted_price(cost: float, b: float) -> float:
+    """The posted price of a pair: its posted cost ``rho_j cpu_i dur_i`` marked up by ``b_ij``.
+
+    The candidate kernel prices every pair with it; mechanisms that reason about the
+    highest posted price use :data:`POSTED_MARKUP_MAX` beside it.
+    """
+    return cost * (0.8 + 0.4 * b)
 
 
 @nb.njit(cache=True, inline="always")

@@ -15,14 +15,6 @@ from mechanisms.kernels import lazy_greedy
 from mechanisms.registry import register
 
 
-def paid(market: SubMarket, choice: np.ndarray, price: np.ndarray) -> np.ndarray:
-    """Payments of the chosen pairs from an ``(N, K)`` price array (0 if unserved)."""
-    rows = np.flatnonzero(choice >= 0)
-    payment = np.zeros(market.n_requests)
-    payment[rows] = price[rows, choice[rows]]
-    return payment
-
-
 def capacity_share(market: SubMarket) -> np.ndarray:
     """Each request's size: its largest demand share of the sub-market's mean capacity."""
     mean_cap = market.capacity.mean(axis=0) if market.capacity.size else np.ones(2)

@@ -21,8 +21,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csr_array
 
-from mechanisms.base import Allocation, Mechanism, SubMarket
-from mechanisms.mohaf import paid
+from mechanisms.base import Allocation, Mechanism, SubMarket, paid
 from mechanisms.registry import register
 
 MAX_GRID_POINTS = 400

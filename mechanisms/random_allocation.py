@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mechanisms.base import Allocation, Mechanism, SubMarket
+from mechanisms.base import Allocation, Mechanism, SubMarket, paid
 from mechanisms.kernels import sequential_pick
-from mechanisms.mohaf import paid
 from mechanisms.registry import register
 
 

@@ -32,9 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from market.candidates import POSTED_MARKUP_MAX
 from mechanisms.base import Allocation, Mechanism, SubMarket
-from mechanisms.kernels import ladder_reserve, myerson_ladder
+from mechanisms.kernels import POSTED_MARKUP_MAX, ladder_reserve, myerson_ladder
 from mechanisms.registry import register
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from market.errors import MarketInputError
-from market.pricing import PriceRule
 
 SCENARIO_DIR = Path(__file__).resolve().parent
 SOURCES = ("synthetic", "tabular", "google2011")
@@ -96,11 +95,6 @@ class Scenario:
     def weights(self) -> tuple[float, float, float, float]:
         """``(alpha, beta, gamma, delta)``."""
         return tuple(float(w) for w in self.utility["weights"])  # type: ignore[return-value]
-
-    @property
-    def price_rule(self) -> PriceRule:
-        """The pricing rule."""
-        return PriceRule(**self.pricing)
 
     def with_overrides(self, **changes: Any) -> Scenario:
         """A copy with top-level fields replaced (``rounds``, ``seeds``, ``mechanisms``).
@@ -317,7 +311,7 @@ def _synthetic(market: dict[str, Any], source: str) -> None:
 
 def _table_path(value: Any, key: str, source: str, base_dir: Path) -> Path:
     """A table path of the scenario, resolved; it must stay inside the scenario's folder."""
-    from market.tables import TABLE_SUFFIXES, has_table_suffix
+    from scenarios.tables import TABLE_SUFFIXES, has_table_suffix
 
     if not isinstance(value, str) or not value.strip():
         raise MarketInputError(f"missing required key {key!r} (a CSV or Parquet path)", source=source)

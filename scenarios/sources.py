@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 
 from market.errors import MarketInputError
-from market.tables import MarketData, read_table, validate
 from scenarios import synthetic
 from scenarios.config import Scenario
+from scenarios.tables import MarketData, read_table, validate
 
 
 def build_market(scenario: Scenario, seed: int) -> MarketData:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from market.errors import MarketInputError
-from market.tables import MarketData
+from scenarios.tables import MarketData
 
 DEFAULTS = {
     "resources": 200,

@@ -46,9 +46,9 @@ import numpy as np
 import pandas as pd
 
 from market.errors import MarketInputError
-from market.tables import MarketData, validate
 from scenarios import google2011
 from scenarios.config import Scenario
+from scenarios.tables import MarketData, validate
 
 VARIANTS = ("mohaf", "real")
 #: the paper's constant priority and the budget rule ``B = 20 d + 5 p``

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from market.runner import run_scenario
+from market.core.runner import run_scenario
 from scenarios.config import load
 
 DATA = Path(__file__).parent / "data"

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market import ablation
-from market.ablation import configurations, pareto_front, run_weights, simplex_grid
-from market.candidates import find_candidates, pair_terms, pair_utility
-from market.cli import main
+from market.apps.cli import main
+from market.core.candidates import find_candidates, pair_terms, pair_utility
+from market.core.model import MarketModel
+from market.core.runner import run_one
 from market.errors import MarketInputError
-from market.model import MarketModel
-from market.runner import run_one
+from market.studies import ablation
+from market.studies.ablation import configurations, pareto_front, run_weights, simplex_grid
 from scenarios.config import load
 
 DATA = Path(__file__).parent / "data"

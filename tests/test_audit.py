@@ -16,16 +16,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market.audit import (
+from market.core.metrics import round_metrics
+from market.core.model import MarketModel
+from market.core.runner import run_one
+from market.studies.audit import (
     AUDIT_COLUMNS,
     DEFAULT_FACTORS,
     RELATIVE_TOLERANCE,
     Auditor,
     true_base_utility,
 )
-from market.metrics import round_metrics
-from market.model import MarketModel
-from market.runner import run_one
 from scenarios.config import load
 from scenarios.sources import build_market
 

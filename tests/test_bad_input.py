@@ -7,7 +7,7 @@ bad value, nothing on stdout, and no ``DIR`` (nor any temporary of it) afterward
 
 One case of each class of bad input (:data:`CLI_CLASSES`) runs through the real
 ``python -m market`` in a subprocess (two at a time, in one module fixture); every case,
-those included, also runs in-process through :func:`market.cli.main`, which is cheap.
+those included, also runs in-process through :func:`market.apps.cli.main`, which is cheap.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market.cli import main
+from market.apps.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -197,7 +197,7 @@ def run_cli(case: Case, root: Path) -> tuple[int, str, str, Path]:
 
 
 def run_main(case: Case, root: Path) -> tuple[int, str, str, Path]:
-    """The same through :func:`market.cli.main` in this process."""
+    """The same through :func:`market.apps.cli.main` in this process."""
     scenario = write_case(case, root / case.name / "scenario")
     out = root / case.name / "out" / "run"
     err, std = io.StringIO(), io.StringIO()

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from market.cli import main
-from market.io import sha256_file
-from market.sweep import load_sweep, verified
+from market.apps.cli import main
+from market.core.io import sha256_file
+from market.studies.sweep import load_sweep, verified
 from tests.conftest import DATA
 
 SWEEPS = DATA / "sweep"
@@ -50,7 +50,7 @@ def replace(src, dst, **kw):
             os.kill(os.getpid(), signal.SIGKILL)
     return real(src, dst, **kw)
 os.replace = replace
-from market.cli import main
+from market.apps.cli import main
 sys.exit(main(sys.argv[3:]))
 """
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import solara
 
-from market import dashboard_cli
-from market.dashboard import (
+from market.apps import dashboard_cli
+from market.apps.dashboard import (
     COMPARISON,
     DashboardModel,
     effective_weights,
@@ -28,7 +28,7 @@ from market.dashboard import (
     summary_markdown,
     tree_layout,
 )
-from market.model import MarketModel
+from market.core.model import MarketModel
 from scenarios.config import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -259,7 +259,7 @@ def test_cli_command_and_errors():
 
 
 def test_cli_fails_in_one_line_on_a_busy_or_bad_port(capsys):
-    from market.cli import main
+    from market.apps.cli import main
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -2,7 +2,7 @@
 
 Random markets (no requests, zero-capacity resources, requests that fit nowhere, many
 ties, huge and tiny numbers, QoS thresholds nobody meets) go through a few rounds of
-:class:`market.model.MarketModel` with each mechanism; random sub-markets go straight
+:class:`market.core.model.MarketModel` with each mechanism; random sub-markets go straight
 into each mechanism's ``allocate``. Checked every time: the engine's own feasibility
 check passes, the written tables pass the independent :func:`check_run_tables`,
 ``0 <= payment <= budget``, metrics are finite and in range, the books balance
@@ -26,12 +26,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
-from market.feasibility import TOL, check_run_tables
-from market.model import MarketModel
-from market.tables import MarketData, validate
+from market.core.feasibility import TOL, check_run_tables
+from market.core.model import MarketModel
 from mechanisms import create
 from mechanisms.base import SubMarket
 from scenarios.config import parse
+from scenarios.tables import MarketData, validate
 
 MECHANISMS = ["mohaf", "greedy", "first_price", "second_price", "random", "optimal"]
 #: mechanisms whose winners never pay more than their value (``budget * b_ij``)

@@ -84,7 +84,7 @@ def _table_part(name):
 
 
 def test_verify_accepts_the_shared_copy_and_rejects_a_corrupted_one(tmp_path):
-    from market.data_cli import verify
+    from market.apps.data_cli import verify
 
     assert [s.status for s in verify()] == ["ok"] * len(google2011.CONTENT_SHA256)
     good = _content(JOB1)
@@ -103,7 +103,7 @@ def test_verify_accepts_the_shared_copy_and_rejects_a_corrupted_one(tmp_path):
 
 
 def test_fetch_from_a_mirror_verifies_and_writes_atomically(tmp_path):
-    from market.data_cli import fetch
+    from market.apps.data_cli import fetch
 
     mirror = tmp_path / "mirror"
     good = _content(JOB1)
@@ -202,8 +202,8 @@ def test_bad_market_keys_are_one_line(tmp_path):
 
 
 def test_real_market_passes_the_independent_feasibility_check(tmp_path):
-    from market.feasibility import check_run_tables
-    from market.runner import run_scenario
+    from market.core.feasibility import check_run_tables
+    from market.core.runner import run_scenario
     from tests.conftest import read_run
 
     sc = _scenario("google2011-real", rounds=4, seeds=[1])
@@ -221,8 +221,8 @@ def test_real_market_passes_the_independent_feasibility_check(tmp_path):
 
 
 def test_mohaf_market_runs_feasibly_with_reauction(tmp_path):
-    from market.feasibility import check_run_tables
-    from market.runner import run_scenario
+    from market.core.feasibility import check_run_tables
+    from market.core.runner import run_scenario
     from tests.conftest import read_run
 
     sc = _scenario("google2011-mohaf", rounds=2, seeds=[0], mechanisms=["mohaf", "greedy", "random"])

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.feasibility import check_round
+from market.core.feasibility import check_round
 from mechanisms import available, create, register
 from mechanisms.base import Allocation, Mechanism, SubMarket
 from mechanisms.kernels import lazy_greedy
@@ -222,7 +222,7 @@ class NobodyServed(Mechanism):
 def test_user_mechanism_registers_and_runs_without_core_changes():
     register("test_nobody")(NobodyServed)
     assert "test_nobody" in available()
-    from market.model import MarketModel
+    from market.core.model import MarketModel
 
     model = MarketModel(load(DATA / "small.toml"), mechanism="test_nobody", rng=1, oracle=False)
     model.run_for(2)
@@ -231,7 +231,7 @@ def test_user_mechanism_registers_and_runs_without_core_changes():
 
 
 def test_feasibility_check_rejects_an_overfull_resource():
-    from market.feasibility import InfeasibleAllocationError
+    from market.core.feasibility import InfeasibleAllocationError
 
     cols = {"cpu": np.array([1.0, 1.0]), "mem": np.array([1.0, 1.0]), "budget": np.array([5.0, 5.0]),
             "min_reliability": np.zeros(2), "min_availability": np.zeros(2), "max_latency": np.full(2, np.inf),

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from market import paper
+from market.studies import paper
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +130,8 @@ def test_other_streams_stay_in_the_bands(seed):
 
 
 def test_lp_bound_is_above_the_proven_optimum():
-    from market.model import MarketModel
-    from market.reproduce import round_bound
+    from market.core.model import MarketModel
+    from market.studies.reproduce import round_bound
     from scenarios.config import load
     from tests.conftest import DATA
 
@@ -149,8 +149,8 @@ def test_lp_bound_is_above_the_proven_optimum():
 def test_reproduce_writes_table1_report_and_plots(tmp_path):
     import pandas as pd
 
-    from market.io import sha256_file
-    from market.reproduce import TABLE1_COLUMNS, reproduce_table1
+    from market.core.io import sha256_file
+    from market.studies.reproduce import TABLE1_COLUMNS, reproduce_table1
 
     out = tmp_path / "t1"
     manifest = reproduce_table1(out, seeds=[0, 1], rounds=1, mechanisms=["mohaf", "random"], bounds="first")

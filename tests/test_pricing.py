@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from market.model import MarketModel
-from market.pricing import PriceRule, utilization
+from market.core.model import MarketModel
+from market.core.pricing import PriceRule, utilization
 from scenarios.config import load
 from tests.conftest import DATA
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from market.cli import main
-from market.report import SUMMARY, TRAJECTORIES, write_report
+from market.apps.cli import main
+from market.apps.report import SUMMARY, TRAJECTORIES, write_report
 from tests.conftest import read_run
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market.feasibility import check_run_tables
-from market.io import sha256_file
+from market.core.feasibility import check_run_tables
+from market.core.io import sha256_file
 from tests.conftest import DATA, read_run
 
 TABLES = {"rounds", "timings", "allocations", "requests", "resources"}
@@ -103,7 +103,7 @@ def test_jain_over_all_requests_beside_winners_only(small_run):
 
 def test_same_scenario_twice_gives_identical_tables(tmp_path, small_run):
     _, manifest = small_run
-    from market.runner import run_scenario
+    from market.core.runner import run_scenario
     from scenarios.config import load
 
     again = run_scenario(load(DATA / "small.toml"), tmp_path / "again")

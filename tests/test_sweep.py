@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from market.cli import main
+from market.apps.cli import main
+from market.core.io import sha256_file
+from market.core.runner import run_one
 from market.errors import MarketInputError
-from market.io import sha256_file
-from market.runner import run_one
-from market.sweep import SIDECAR, Task, load_sweep, open_executor, run_sweep, verified
+from market.studies.sweep import SIDECAR, Task, load_sweep, open_executor, run_sweep, verified
 from tests.conftest import DATA
 
 SWEEPS = DATA / "sweep"

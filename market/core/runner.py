@@ -20,8 +20,8 @@ from typing import Any
 import pandas as pd
 
 from market import __version__
-from market.io import atomic_directory, sha256_file, write_json, write_table
-from market.model import METRICS, MarketModel
+from market.core.io import atomic_directory, sha256_file, write_json, write_table
+from market.core.model import METRICS, MarketModel
 from scenarios.config import Scenario
 from scenarios.sources import build_market, late_requests
 

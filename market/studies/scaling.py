@@ -2,12 +2,12 @@
 
 For each mechanism and each size on a log-spaced grid (requests from ``--min-requests``
 to ``--max-requests``, ``--per-decade`` sizes per decade, resources = requests / 4) this
-times whole rounds with :func:`market.bench.bench` (every phase of a round, after an
+times whole rounds with :func:`market.studies.bench.bench` (every phase of a round, after an
 untimed warm-up round; the median of the timed rounds). It writes:
 
 - ``measurements.csv``: one row per (mechanism, size) measured;
 - ``fits.csv``: per mechanism the least-squares slope and intercept of
-  ``log10 round_s`` on ``log10 requests`` (:func:`market.plots.fit_loglog`) over the
+  ``log10 round_s`` on ``log10 requests`` (:func:`market.studies.plots.fit_loglog`) over the
   rows it names (``fit_min_requests .. fit_max_requests``, censored rows excluded);
 - ``scaling.png`` (log-log, measured points and fitted lines) and ``scaling.md``;
 - ``run.json``: the parameters, machine and versions.
@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from market import plots
-from market.bench import bench
-from market.commands import _name_list
+from market.studies import plots
+from market.apps.commands import _name_list
+from market.core.io import atomic_directory
+from market.core.runner import package_versions
 from market.errors import MarketInputError
-from market.io import atomic_directory
-from market.runner import package_versions
+from market.studies.bench import bench
 
 #: the exact reference: its own grid and budget
 EXACT = "optimal"

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
 from agents import PlannerAgent, ResourceAgent, UserAgent
-from market.metrics import jain
+from market.core.metrics import jain
 from mechanisms.kernels import edge_scan, sequential_pick
 from scenarios import google2011
 from scenarios.trace_markets import PAPER_PRIORITY, RESOURCE_DRAWS, class_demand, paper_budget

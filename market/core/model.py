@@ -3,7 +3,7 @@
 Round ``t`` (DESIGN.md §3): requests that arrived by ``t`` and are still waiting form the
 order book (rows of arrays); the root planner routes them to cluster planners, which run
 the mechanism on their sub-markets, then the root runs a spill-over pass
-(:func:`market.engine.clear_round`); the allocation passes the shared feasibility check;
+(:func:`market.core.engine.clear_round`); the allocation passes the shared feasibility check;
 resources take on the load for each request's duration and collect payments; unserved
 requests retry while their patience lasts; prices move towards the target utilisation;
 metrics go to the DataCollector.
@@ -21,16 +21,16 @@ import numpy as np
 import pandas as pd
 
 from agents import PlannerAgent, ResourceAgent, Shading, Truthful, UserAgent
-from market.engine import OrderBook, RoundOutcome, RoundParams, clear_round
-from market.hierarchy import FEATURES, build_hierarchy
-from market.metrics import power, round_metrics
-from market.pricing import utilization
-from market.tables import MarketData
+from market.core.engine import OrderBook, RoundOutcome, RoundParams, clear_round
+from market.core.hierarchy import FEATURES, build_hierarchy
+from market.core.metrics import power, round_metrics
+from market.core.pricing import PriceRule, utilization
 from mechanisms import create
 from mechanisms.optimal import Optimal
 from scenarios import config as scenario_config
 from scenarios.config import Scenario
 from scenarios.sources import build_market
+from scenarios.tables import MarketData
 
 #: per-round metric columns (rounds.parquet), in order
 METRICS = [
@@ -106,7 +106,7 @@ class MarketModel(mesa.Model):
             pricing["eta"] = float(eta)
         if target is not None:
             pricing["target"] = float(target)
-        self.price_rule = type(cfg.price_rule)(**pricing)
+        self.price_rule = PriceRule(**pricing)
         self._rng_round = _stream(seed, "mechanism", mechanism)
         self._setup_resources(clusters)
         self._setup_requests(w)

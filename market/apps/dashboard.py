@@ -1,4 +1,4 @@
-"""The browser dashboard: Mesa SolaraViz over :class:`market.model.MarketModel`.
+"""The browser dashboard: Mesa SolaraViz over :class:`market.core.model.MarketModel`.
 
 Serve it with ``market dashboard`` (loopback, port 8765) or ``solara run
 market/dashboard.py``. The sidebar picks the scenario and the mechanism and sets the
@@ -30,10 +30,10 @@ import solara
 from mesa.visualization import SolaraViz
 from mesa.visualization.utils import update_counter
 
-from market.engine import OrderBook, RoundOutcome
-from market.metrics import power, round_metrics
-from market.model import MarketModel, _stream
-from market.pricing import utilization
+from market.core.engine import OrderBook, RoundOutcome
+from market.core.metrics import power, round_metrics
+from market.core.model import MarketModel, _stream
+from market.core.pricing import utilization
 from mechanisms import available, create
 from mechanisms.optimal import Optimal
 from scenarios import config as scenario_config
@@ -184,7 +184,7 @@ class DashboardModel(MarketModel):
     def outcome_metrics(self, book: OrderBook, outcome: RoundOutcome) -> dict[str, float]:
         """The round's metrics had ``outcome`` been settled in the current state.
 
-        Uses the model's own formulas (:func:`market.metrics.round_metrics`) with the
+        Uses the model's own formulas (:func:`market.core.metrics.round_metrics`) with the
         load the allocation would add, so the model's mechanism gets the same numbers
         as its recorded round.
         """

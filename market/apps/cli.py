@@ -17,15 +17,15 @@ from market.errors import MarketInputError
 
 #: modules that provide ``add_parser(subparsers)``; each sets ``func`` on its parser
 COMMANDS = [
-    "market.commands",
-    "market.sweep",
-    "market.data_cli",
-    "market.reproduce",
-    "market.report",
-    "market.scaling",
-    "market.dashboard_cli",
-    "market.ablation",
-    "market.audit",
+    "market.apps.commands",
+    "market.studies.sweep",
+    "market.apps.data_cli",
+    "market.studies.reproduce",
+    "market.apps.report",
+    "market.studies.scaling",
+    "market.apps.dashboard_cli",
+    "market.studies.ablation",
+    "market.studies.audit",
 ]
 
 

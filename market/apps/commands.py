@@ -79,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from market.runner import run_scenario
+    from market.core.runner import run_scenario
 
     scenario = resolve(args)
     total = len(scenario.mechanisms) * len(scenario.seeds)
@@ -127,7 +127,7 @@ def _params(pairs: list[str]) -> dict:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """``market bench``."""
-    from market.bench import bench
+    from market.studies.bench import bench
 
     result = bench(
         requests=args.requests, resources=args.resources, mechanism=args.mechanism, rounds=args.rounds,

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from market import plots
+from market.studies import plots
+from market.core.io import atomic_directory
 from market.errors import MarketInputError
-from market.io import atomic_directory
 
 KEYS = ["mechanism", "seed", "round"]
 

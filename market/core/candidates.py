@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from mechanisms.kernels import posted_price
+
 
 @dataclass(frozen=True)
 class Candidates:
@@ -49,16 +51,6 @@ class Candidates:
             np.concatenate([a.reserve, b.reserve], axis=1),
             np.concatenate([a.posted, b.posted], axis=1),
         )
-
-
-#: posted price = posted cost x (0.8 + 0.4 b_ij); with b_ij <= 1 at most this multiple
-POSTED_MARKUP_MAX = 1.2
-
-
-@nb.njit(cache=True, inline="always")
-def posted_price(cost: float, b: float) -> float:
-    """The posted price of a pair: its posted cost ``rho_j cpu_i dur_i`` marked up by ``b_ij``."""
-    return cost * (0.8 + 0.4 * b)
 
 
 @nb.njit(cache=True, inline="always")

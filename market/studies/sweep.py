@@ -9,7 +9,7 @@ A sweep file (TOML) names the grid::
     rounds = 10                        # optional override
     oracle = false                     # optional override
 
-Every (scenario, mechanism, seed) run is :func:`market.runner.run_one`, submitted to a
+Every (scenario, mechanism, seed) run is :func:`market.core.runner.run_one`, submitted to a
 ``concurrent.futures`` executor: a local ``ProcessPoolExecutor`` (forkserver) by default,
 or ``Client(address).get_executor()`` of a Dask cluster. Workers only compute; this
 process writes. Each finished run is persisted at once, atomically, with its own sha256
@@ -52,7 +52,7 @@ from market.errors import MarketInputError
 if TYPE_CHECKING:  # the runner, pandas and numba load only when a sweep runs (fast --help)
     import pandas as pd
 
-    from market.runner import RunTables
+    from market.core.runner import RunTables
     from scenarios.config import Scenario
 
 SIDECAR = "sha256.json"
@@ -119,7 +119,7 @@ class Task:
 
     def call(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         """The function computing the task and its arguments (the runner's, unchanged)."""
-        from market.runner import market_tables, run_one
+        from market.core.runner import market_tables, run_one
 
         if self.mechanism is None:
             return market_tables, (self.scenario, [self.seed])
@@ -205,7 +205,7 @@ def _scenario(entry: str, base: Path, source: str) -> Scenario:
 
 def verified(task: Task, out: Path) -> bool:
     """Whether ``task``'s persisted tables are complete, current and intact (sha256 recomputed)."""
-    from market.io import sha256_file
+    from market.core.io import sha256_file
 
     folder = task.folder(out)
     try:
@@ -220,7 +220,7 @@ def verified(task: Task, out: Path) -> bool:
 
 def persist(task: Task, result: RunTables | tuple[pd.DataFrame, pd.DataFrame], out: Path) -> None:
     """Write one task's tables and sidecar atomically (the folder appears complete or not at all)."""
-    from market.io import atomic_directory, sha256_file, write_json, write_table
+    from market.core.io import atomic_directory, sha256_file, write_json, write_table
 
     frames = dict(zip(MARKET_TABLES, result)) if task.mechanism is None else {
         t: getattr(result, t) for t in RUN_TABLES}
@@ -236,7 +236,7 @@ def results_table(sweep: Sweep, out: Path) -> pd.DataFrame:
     """Every run's ``rounds`` from the persisted tables, in the fixed order, scenario first."""
     import pandas as pd
 
-    from market.runner import RunTables, combine
+    from market.core.runner import RunTables, combine
 
     frames = []
     for sc in sweep.scenarios:
@@ -275,7 +275,7 @@ def open_executor(kind: str = "local", address: str | None = None, workers: int 
             return
         if "forkserver" in mp.get_all_start_methods():
             context = mp.get_context("forkserver")
-            context.set_forkserver_preload(["market.runner"])  # workers fork with it imported
+            context.set_forkserver_preload(["market.core.runner"])  # workers fork with it imported
         else:
             context = mp.get_context("spawn")
         threads = max(1, (os.cpu_count() or 1) // n)  # runs in parallel, not numba threads in each
@@ -328,8 +328,8 @@ def run_sweep(
     Returns:
         The manifest, plus ``tasks`` counts: ``total``, ``executed`` and ``reused``.
     """
-    from market.io import sha256_file, write_json, write_table
-    from market.runner import package_versions
+    from market.core.io import sha256_file, write_json, write_table
+    from market.core.runner import package_versions
 
     start = time.perf_counter()
     out = Path(out)

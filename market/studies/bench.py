@@ -16,11 +16,11 @@ import time
 
 import numpy as np
 
-from market.engine import OrderBook, RoundParams, clear_round
-from market.hierarchy import FEATURES, build_hierarchy
-from market.metrics import power, round_metrics
-from market.model import auto_candidates, auto_clusters
-from market.pricing import PriceRule, utilization
+from market.core.engine import OrderBook, RoundParams, clear_round
+from market.core.hierarchy import FEATURES, build_hierarchy
+from market.core.metrics import power, round_metrics
+from market.core.model import auto_candidates, auto_clusters
+from market.core.pricing import PriceRule, utilization
 from mechanisms import create
 from mechanisms.optimal import Optimal
 from scenarios.synthetic import generate

@@ -1,6 +1,6 @@
 """One round of the market as array code: partition, auction, spill-over, validation.
 
-:func:`clear_round` is the hot path that :class:`market.model.MarketModel` calls from
+:func:`clear_round` is the hot path that :class:`market.core.model.MarketModel` calls from
 its planners and that ``market bench`` times. It knows nothing about Mesa: it takes the
 round's order book and the resources' state as numpy arrays and returns who got what.
 
@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from market.candidates import Candidates, find_candidates
-from market.feasibility import check_round
-from market.hierarchy import Hierarchy, route
+from market.core.candidates import Candidates, find_candidates
+from market.core.feasibility import check_round
+from market.core.hierarchy import Hierarchy, route
 from mechanisms.base import Allocation, Mechanism, SubMarket
 
 

@@ -3,7 +3,7 @@
 Three sources side by side (MOHAF_SPEC §1-3):
 
 - ``published``: the paper's Table 1 as printed.
-- ``paper``: the authors' run replayed bug for bug (:mod:`market.paper`): every number of
+- ``paper``: the authors' run replayed bug for bug (:mod:`market.studies.paper`): every number of
   Table 1 comes out, and the same allocations are re-scored by one common utility.
 - ``consistent``: the corrected model on the same Google instance (scenario
   ``google2011-mohaf``): every mechanism scored by the same welfare ``F``, enforced cpu
@@ -40,12 +40,12 @@ from scipy import stats
 from scipy.optimize import linprog
 from scipy.sparse import coo_array
 
-from market import paper
-from market.candidates import find_candidates
+from market.core.candidates import find_candidates
+from market.core.io import atomic_directory, sha256_file, write_json
+from market.core.model import MarketModel
+from market.core.runner import package_versions
 from market.errors import MarketInputError
-from market.io import atomic_directory, sha256_file, write_json
-from market.model import MarketModel
-from market.runner import package_versions
+from market.studies import paper
 from mechanisms.optimal import _fairness_cuts, priority_grid
 from scenarios.config import Scenario, load
 

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from market.core.io import remove_stale_temporaries
 from market.errors import MarketInputError
-from market.io import remove_stale_temporaries
 from scenarios import google2011
 
 BUCKET = "https://storage.googleapis.com/clusterdata-2011-2"

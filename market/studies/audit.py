@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from market.errors import MarketInputError
-from market.tables import MarketData
+from scenarios.tables import MarketData
 
 #: misreport factors tried by default (1 = truthful is the reference)
 DEFAULT_FACTORS = (0.5, 0.75, 0.9, 0.95, 1.05, 1.1, 1.5, 2.0)
@@ -117,7 +117,7 @@ class Auditor:
 
     def outcome(self, user: int, kind: str = "bid", factor: float = 1.0) -> UserOutcome:
         """Run the market with ``user`` (dense index) misreporting; score it truthfully."""
-        from market.model import MarketModel
+        from market.core.model import MarketModel
 
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -255,7 +255,7 @@ def _md_table(df: pd.DataFrame) -> str:
 
 def write(table: pd.DataFrame, summary: pd.DataFrame, text: str, out: Path) -> None:
     """Write ``audit.csv``, ``summary.csv`` and ``audit.md`` into ``out`` atomically."""
-    from market.io import atomic_directory, write_table
+    from market.core.io import atomic_directory, write_table
 
     with atomic_directory(out) as tmp:
         write_table(table, tmp / "audit", "csv")

@@ -13,14 +13,14 @@ weights ``(alpha, beta, gamma, delta)``; ``NoCost``, ``NoQoS``, ``NoEnergy``,
 ``NoFairness`` set one weight of Full to 0 and renormalise the rest to sum 1;
 ``CostOnly`` = ``(1, 0, 0, 0)``; ``FullRun`` = the weights the authors actually ran,
 ``(0.3, 0.3, 0.2, 0.2)`` (MOHAF_SPEC §3.1 asks to report them too). With the listed
-weights ``(0.4, 0.3, 0.1, 0.2)`` these are the variants of :func:`market.paper.ablation`.
+weights ``(0.4, 0.3, 0.1, 0.2)`` these are the variants of :func:`market.studies.paper.ablation`.
 
 Rescoring needs each won pair's utility terms at the price of the round it was won in.
-:func:`run_weights` drives :class:`~market.model.MarketModel` round by round and takes,
+:func:`run_weights` drives :class:`~market.core.model.MarketModel` round by round and takes,
 before each ``step()``, the order book, the resource matrix (with that round's prices)
 and the users' carried priority mass; after the step it recomputes the won pairs' terms
-with :func:`market.candidates.pair_terms`, the very arithmetic of the candidate kernel,
-and the per-request welfare shares with :func:`market.engine.score`. Under the run's own
+with :func:`market.core.candidates.pair_terms`, the very arithmetic of the candidate kernel,
+and the per-request welfare shares with :func:`market.core.engine.score`. Under the run's own
 weights this must give back the recorded per-request utilities **bit for bit**; any
 difference raises (it would mean the rescoring is not what the auction used).
 
@@ -50,20 +50,20 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from market import plots
-from market.candidates import pair_terms, pair_utility
-from market.engine import score
+from market.studies import plots
+from market.core.candidates import pair_terms, pair_utility
+from market.core.engine import score
+from market.core.io import atomic_directory, sha256_file, write_json, write_table
+from market.core.metrics import jain
+from market.core.model import MarketModel
+from market.core.runner import package_versions
 from market.errors import MarketInputError
-from market.io import atomic_directory, sha256_file, write_json, write_table
-from market.metrics import jain
-from market.model import MarketModel
-from market.runner import package_versions
 from scenarios.config import Scenario
 from scenarios.sources import build_market
 
 Weights = tuple[float, float, float, float]
 
-#: the weights the authors ran (MOHAF_SPEC §1 item 8; :data:`market.paper.RUN_WEIGHTS`)
+#: the weights the authors ran (MOHAF_SPEC §1 item 8; :data:`market.studies.paper.RUN_WEIGHTS`)
 RUN_WEIGHTS: Weights = (0.3, 0.3, 0.2, 0.2)
 #: the weight each ``No<Term>`` configuration drops (index into ``(alpha, beta, gamma, delta)``)
 DROPPED = {"NoCost": 0, "NoQoS": 1, "NoEnergy": 2, "NoFairness": 3}
@@ -684,7 +684,7 @@ def _cpus() -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``market ablation``."""
-    from market.commands import _int_list
+    from market.apps.commands import _int_list
 
     p = sub.add_parser(
         "ablation", help="MOHAF weight ablation and simplex sweep, scored by one common utility",
@@ -722,7 +722,7 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     """``market ablation``."""
     from tqdm import tqdm
 
-    from market.sweep import open_executor
+    from market.studies.sweep import open_executor
     from scenarios.config import load
 
     scenario = load(args.scenario)

@@ -1,4 +1,4 @@
-"""``market dashboard``: serve the browser dashboard (:mod:`market.dashboard`) with Solara.
+"""``market dashboard``: serve the browser dashboard (:mod:`market.apps.dashboard`) with Solara.
 
 The process becomes ``python -m solara run market/dashboard.py`` in production mode (no
 auto-reload), bound to loopback by default, so signals (Ctrl-C, SIGTERM) reach the server

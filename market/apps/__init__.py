@@ -1,0 +1,1 @@
+"""Applications: the command line (one module per command), the dashboard, reports and plots, data fetch/verify."""
