@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mechanisms.base import Allocation, Mechanism, SubMarket
+from mechanisms.base import Allocation, Mechanism, SubMarket, paid
 from mechanisms.kernels import lazy_greedy
 from mechanisms.registry import register
 
