@@ -1,4 +1,9 @@
-"""PlannerAgent: the root planner and one planner per cluster of resources."""
+"""PlannerAgent: the root planner and one planner per cluster of resources.
+
+The engine (:func:`market.core.engine.clear_round`) hands each cluster planner its
+sub-market of the round and the root planner the spill-over market; the planner runs
+the market's mechanism on it and keeps what it cleared (for the dashboard and records).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from typing import TYPE_CHECKING
 import mesa
 import numpy as np
 
+from mechanisms.base import Allocation, Mechanism, SubMarket
+
 if TYPE_CHECKING:
     from market.core.model import MarketModel
 
@@ -14,18 +21,34 @@ if TYPE_CHECKING:
 class PlannerAgent(mesa.Agent):
     """A node of the planner hierarchy (a networkx tree kept by the model).
 
-    The root routes requests to clusters and runs the spill-over pass; each cluster
-    planner runs the mechanism on its sub-market (see :func:`market.core.engine.clear_round`).
-
     Attributes:
         cluster: the cluster index, or None for the root.
         members: global indices of the resources this planner manages.
+        cleared: requests in the last sub-market it cleared.
+        served: requests it served in that sub-market.
     """
 
     def __init__(self, model: MarketModel, cluster: int | None, members: np.ndarray) -> None:
         super().__init__(model)
         self.cluster = cluster
         self.members = np.asarray(members)
+        self.cleared = 0
+        self.served = 0
+
+    def clear(self, mechanism: Mechanism, market: SubMarket, rng: np.random.Generator) -> Allocation:
+        """Clear one sub-market with ``mechanism`` (the root: the spill-over market).
+
+        Args:
+            mechanism: the market's mechanism.
+            market: the sub-market (read-only arrays).
+            rng: this planner's generator for the round.
+
+        Returns:
+            The mechanism's allocation.
+        """
+        alloc = mechanism.allocate(market, rng)
+        self.cleared, self.served = market.n_requests, int(np.count_nonzero(alloc.choice >= 0))
+        return alloc
 
     @property
     def is_root(self) -> bool:
@@ -40,7 +63,8 @@ class PlannerAgent(mesa.Agent):
     @property
     def load(self) -> float:
         """Mean utilisation of its resources."""
-        return float(self.model.load[self.members].mean()) if self.members.size else 0.0
+        load = self.model.resource_ledger.load
+        return float(load[self.members].mean()) if self.members.size else 0.0
 
     @property
     def mean_price(self) -> float:

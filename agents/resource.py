@@ -1,29 +1,152 @@
-"""ResourceAgent: a server, edge node or IoT gateway that sells capacity."""
+"""ResourceAgent: a server, edge node or IoT gateway that sells capacity.
+
+Resources' state lives in one :class:`ResourceLedger` of arrays (row ``j`` = resource
+``j``): the resources settle a round with one vectorised call (new load for each
+request's duration, revenue, energy) and each ResourceAgent reads its own row.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import mesa
+import numpy as np
 
 if TYPE_CHECKING:
     from market.core.model import MarketModel
 
+#: idle share of a server's power when it holds any load (linear power model)
+IDLE_POWER = 0.3
+
+
+def utilization(used: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """``(M,)`` ``max_k used_jk / C_jk`` per resource (dimensions with zero capacity ignored).
+
+    Args:
+        used: ``(M, D)`` amount in use in each dimension.
+        capacity: ``(M, D)`` capacity in each dimension.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(capacity > 0, used / capacity, 0.0)
+    return share.max(axis=1) if share.shape[1] else np.zeros(share.shape[0])
+
+
+def power(utilization: np.ndarray, energy_efficiency: np.ndarray) -> np.ndarray:
+    """``(M,)`` energy of each resource for one round: linear in load, off when idle.
+
+    ``(IDLE_POWER + (1 - IDLE_POWER) * u) / energy_efficiency`` when ``u > 0``, else 0
+    (the linear server power model of Fan, Weber and Barroso, ISCA 2007).
+    """
+    on = utilization > 0
+    return np.where(on, (IDLE_POWER + (1 - IDLE_POWER) * utilization) / energy_efficiency, 0.0)
+
+
+@dataclass
+class ResourceLedger:
+    """Every resource's state, as arrays.
+
+    Attributes:
+        capacity: ``(M, 2)`` capacity in allocation units (cpu and memory, or slots).
+        capacity_real: ``(M, 2)`` cpu and memory capacity.
+        energy_efficiency: ``(M,)`` energy efficiency (> 0).
+        used: ``(M, 2)`` allocation units held by running requests.
+        used_real: ``(M, 2)`` cpu and memory held by running requests.
+        load: ``(M,)`` utilisation after the last round (max over cpu and memory).
+        energy: ``(M,)`` energy used so far.
+        revenue: ``(M,)`` payments collected so far.
+        credit: ``(M,)`` payments collected in the last round.
+        releases: round -> list of ``(resource, need, real)`` that finish then.
+    """
+
+    capacity: np.ndarray
+    capacity_real: np.ndarray
+    energy_efficiency: np.ndarray
+    used: np.ndarray = field(init=False)
+    used_real: np.ndarray = field(init=False)
+    load: np.ndarray = field(init=False)
+    energy: np.ndarray = field(init=False)
+    revenue: np.ndarray = field(init=False)
+    credit: np.ndarray = field(init=False)
+    releases: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Every resource idle: nothing running, nothing earned or used."""
+        m = self.capacity.shape[0]
+        self.used = np.zeros_like(self.capacity, dtype=float)
+        self.used_real = np.zeros_like(self.capacity_real, dtype=float)
+        self.load = np.zeros(m)
+        self.energy = np.zeros(m)
+        self.revenue = np.zeros(m)
+        self.credit = np.zeros(m)
+        self.releases = {}
+
+    def copy(self) -> ResourceLedger:
+        """An independent copy (for what-if rounds); the capacities are shared, read-only."""
+        new = ResourceLedger.__new__(ResourceLedger)
+        new.capacity, new.capacity_real, new.energy_efficiency = self.capacity, self.capacity_real, self.energy_efficiency
+        for name in ("used", "used_real", "load", "energy", "revenue", "credit"):
+            setattr(new, name, getattr(self, name).copy())
+        new.releases = {t: list(items) for t, items in self.releases.items()}
+        return new
+
+    @property
+    def free(self) -> np.ndarray:
+        """``(M, 2)`` free capacity in allocation units."""
+        return self.capacity - self.used
+
+    def release(self, t: int) -> None:
+        """Free the capacity of the requests that finish at the start of round ``t``."""
+        for j, need, real in self.releases.pop(t, []):
+            np.subtract.at(self.used, j, need)
+            np.subtract.at(self.used_real, j, real)
+        np.maximum(self.used, 0.0, out=self.used)
+        np.maximum(self.used_real, 0.0, out=self.used_real)
+
+    def settle(self, t: int, j: np.ndarray, need: np.ndarray, real: np.ndarray, payment: np.ndarray,
+               duration: np.ndarray) -> np.ndarray:
+        """Take on this round's winners and meter the round.
+
+        Args:
+            t: the round.
+            j: ``(S,)`` resource of each served request.
+            need: ``(S, 2)`` allocation units each one holds.
+            real: ``(S, 2)`` cpu and memory each one uses.
+            payment: ``(S,)`` what each one pays its resource.
+            duration: ``(S,)`` rounds each one runs (it finishes at ``t + duration``).
+
+        Returns:
+            ``(M,)`` energy each resource used this round.
+        """
+        np.add.at(self.used, j, need)
+        np.add.at(self.used_real, j, real)
+        self.credit = np.bincount(j, payment, minlength=self.capacity.shape[0])
+        self.revenue += self.credit
+        ends = t + duration
+        for end in np.unique(ends):
+            sel = ends == end
+            self.releases.setdefault(int(end), []).append((j[sel], need[sel], real[sel]))
+        self.load = utilization(self.used_real, self.capacity_real)
+        energy = power(self.load, self.energy_efficiency)
+        self.energy += energy
+        return energy
+
 
 class ResourceAgent(mesa.Agent):
-    """A resource of the market.
-
-    Its state lives in the model's arrays (row ``index``); this agent is the identity that reporters, the dashboard and the planner tree refer to.
+    """A resource of the market: row ``index`` of the model's resource ledger.
 
     Attributes:
         index: row of this resource in the model's resource arrays.
         resource_id: the id from the market table.
     """
 
-    def __init__(self, model: MarketModel, index: int, resource_id: int) -> None:
+    def __init__(self, model: MarketModel, index: int, resource_id: object) -> None:
         super().__init__(model)
         self.index = int(index)
-        self.resource_id = int(resource_id)
+        self.resource_id = resource_id
 
     def _col(self, name: str) -> float:
         return float(self.model.resource_columns[name][self.index])
@@ -66,14 +189,14 @@ class ResourceAgent(mesa.Agent):
     @property
     def load(self) -> float:
         """Utilisation (max over cpu and memory) including running requests."""
-        return float(self.model.load[self.index])
+        return float(self.model.resource_ledger.load[self.index])
 
     @property
     def energy(self) -> float:
         """Energy used so far."""
-        return float(self.model.resource_energy[self.index])
+        return float(self.model.resource_ledger.energy[self.index])
 
     @property
     def revenue(self) -> float:
         """Payments collected so far."""
-        return float(self.model.resource_revenue[self.index])
+        return float(self.model.resource_ledger.revenue[self.index])

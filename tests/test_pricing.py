@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from market.core.model import MarketModel
-from market.core.pricing import PriceRule, utilization
+from agents.resource import utilization
+from market.core.pricing import PriceRule
 from scenarios.config import load
 from tests.conftest import DATA
 

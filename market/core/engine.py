@@ -25,7 +25,9 @@ union of primary and secondary candidates, the same pairs the others can reach.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -33,6 +35,14 @@ from market.core.candidates import Candidates, find_candidates
 from market.core.feasibility import check_round
 from market.core.hierarchy import Hierarchy, route
 from mechanisms.base import Allocation, Mechanism, SubMarket
+
+
+class Planner(Protocol):
+    """Who clears a sub-market (the model's PlannerAgents)."""
+
+    def clear(self, mechanism: Mechanism, market: SubMarket, rng: np.random.Generator) -> Allocation:
+        """Run ``mechanism`` on ``market``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -210,6 +220,7 @@ def clear_round(
     rng: np.random.Generator,
     params: RoundParams,
     start_won: np.ndarray,
+    planners: Sequence[Planner] | None = None,
 ) -> RoundOutcome:
     """Run one round of the hierarchical auction.
 
@@ -224,6 +235,9 @@ def clear_round(
         rng: this round's generator (one child per cluster is spawned from it).
         params: the round parameters.
         start_won: ``(U,)`` priority mass users carry into the round (fairness memory).
+        planners: who clears each sub-market: ``planners[c]`` cluster ``c``'s, and
+            ``planners[-1]`` (the root) the spill-over market and flat mechanisms' whole
+            round (None: the mechanism is called directly).
 
     Returns:
         The outcome, with per-phase timings in milliseconds.
@@ -249,16 +263,21 @@ def clear_round(
             clusters, params.candidates, params.weights, params.d_max,
         )
 
+    def allocate(c: int, sub: SubMarket, rng: np.random.Generator) -> Allocation:
+        if planners is None:
+            return mechanism.allocate(sub, rng)
+        return planners[c].clear(mechanism, sub, rng)
+
     everyone = np.arange(n)
     spill = routes.shape[1] > 1
     children = rng.spawn(hierarchy.n_clusters + 1)  # one stream per cluster planner
-    if getattr(mechanism, "flat", False):
+    if mechanism.flat:
         primary = candidates(everyone, routes[:, :1])
         # one market over every pair a request could reach, priced on the same free capacity
         union = Candidates.concat(primary, candidates(everyone, routes[:, 1:])) if spill else primary
         t1 = time.perf_counter()
         sub = submarket(everyone, union, book, free, won, params.weights, aligned=True)
-        alloc = mechanism.allocate(sub, children[0])
+        alloc = allocate(-1, sub, children[0])
         _apply(alloc, sub, union, book, free, won, out, aligned=True)
         out.proven_optimal, out.bound = alloc.proven_optimal, alloc.bound
     else:
@@ -275,7 +294,7 @@ def clear_round(
                 continue
             mine = primary.rows(block)
             sub = submarket(order[block], mine, book, free, won, params.weights, aligned=True)
-            _apply(mechanism.allocate(sub, children[c]), sub, mine, book, free, won, out, aligned=True)
+            _apply(allocate(c, sub, children[c]), sub, mine, book, free, won, out, aligned=True)
         # spill-over: the root re-auctions what is left on the neighbouring clusters'
         # remaining capacity; only unserved requests need candidates there
         left = np.flatnonzero((out.resource < 0) & (routes[:, 1] >= 0)) if spill else everyone[:0]
@@ -289,7 +308,7 @@ def clear_round(
             t1 += time.perf_counter() - t_spill
             sub = submarket(left, secondary, book, free, won, params.weights, aligned=True)
             before = int(np.sum(out.resource >= 0))
-            alloc = mechanism.allocate(sub, children[hierarchy.n_clusters])
+            alloc = allocate(-1, sub, children[hierarchy.n_clusters])
             _apply(alloc, sub, secondary, book, free, won, out, aligned=True)
             out.spilled = int(np.sum(out.resource >= 0)) - before
     t2 = time.perf_counter()

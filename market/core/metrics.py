@@ -21,10 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 
-#: idle share of a server's power when it holds any load (linear power model)
-IDLE_POWER = 0.3
-
-
 def jain(x: np.ndarray) -> float:
     """Jain's index ``(sum x)^2 / (n sum x^2)`` in [1/n, 1]."""
     x = np.asarray(x, dtype=float)
@@ -51,12 +47,6 @@ def gini(x: np.ndarray) -> float:
 def share(part: float, whole: float) -> float:
     """``part / whole``, 0 when ``whole`` is 0 (no capacity: nothing is used)."""
     return part / whole if whole > 0 else 0.0
-
-
-def power(utilization: np.ndarray, energy_efficiency: np.ndarray) -> np.ndarray:
-    """Energy of each resource for one round: linear in load, off when idle."""
-    on = utilization > 0
-    return np.where(on, (IDLE_POWER + (1 - IDLE_POWER) * utilization) / energy_efficiency, 0.0)
 
 
 def round_metrics(

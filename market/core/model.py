@@ -1,12 +1,20 @@
 """MarketModel: the Mesa model. One ``step()`` is one auction-and-pricing round.
 
-Round ``t`` (DESIGN.md §3): requests that arrived by ``t`` and are still waiting form the
-order book (rows of arrays); the root planner routes them to cluster planners, which run
-the mechanism on their sub-markets, then the root runs a spill-over pass
-(:func:`market.core.engine.clear_round`); the allocation passes the shared feasibility check;
-resources take on the load for each request's duration and collect payments; unserved
+Round ``t``: finished requests release their capacity; requests that arrived by ``t``
+and are still waiting form the order book (rows of arrays), their bids scaled by their
+users' strategies, asked this round (:func:`agents.user.bid_scales`); the root planner
+routes them to the cluster planners, each clears its sub-market with the mechanism, and
+the root runs a spill-over pass (:func:`market.core.engine.clear_round`); the allocation
+passes the shared feasibility check; the resources take on the load for each request's
+duration and collect the payments (:class:`agents.resource.ResourceLedger`); unserved
 requests retry while their patience lasts; prices move towards the target utilisation;
-metrics go to the DataCollector.
+the round's metrics are computed once, here, and the round is left as a
+:class:`RoundRecord` (``model.record``) that every other reader uses. The DataCollector's
+``rounds`` and ``timings`` tables are the source of the run's output tables.
+
+:meth:`MarketModel.preview` plays the same round on a copy of the state with another
+mechanism (the dashboard's comparison); :meth:`MarketModel.reopen` puts every request
+back into the book on idle resources (``market bench`` re-auctions one instance).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import mesa
@@ -21,26 +30,31 @@ import numpy as np
 import pandas as pd
 
 from agents import PlannerAgent, ResourceAgent, Shading, Truthful, UserAgent
+from agents.resource import ResourceLedger
+from agents.user import UserLedger, bid_scales
 from market.core.engine import OrderBook, RoundOutcome, RoundParams, clear_round
 from market.core.hierarchy import FEATURES, build_hierarchy
-from market.core.metrics import power, round_metrics
-from market.core.pricing import PriceRule, utilization
+from market.core.metrics import round_metrics
+from market.core.pricing import PriceRule
 from mechanisms import create
+from mechanisms.base import Mechanism
 from mechanisms.optimal import Optimal
 from scenarios import config as scenario_config
 from scenarios.config import Scenario
 from scenarios.sources import build_market
 from scenarios.tables import MarketData
 
-#: per-round metric columns (rounds.parquet), in order
+#: per-round metric columns of ``rounds`` (in the order the round computes them)
 METRICS = [
-    "n_requests", "n_allocated", "efficiency", "efficiency_served", "welfare", "satisfaction",
+    "n_requests", "n_allocated", "welfare", "efficiency", "efficiency_served", "satisfaction",
     "jain", "jain_winners", "jain_users", "gini", "gini_requests", "utilization",
     "resource_share", "revenue", "energy", "mean_price", "ir_violations", "ir_excess",
     "user_surplus", "budget_balance", "spilled", "price_change",
 ]
 ORACLE_METRICS = ["opt_welfare", "alg_opt", "opt_proven"]
 FLAT_METRICS = ["flat_welfare", "cluster_loss"]
+TIMINGS = ["candidates_ms", "alloc_ms", "validate_ms", "oracle_ms", "settle_price_ms", "metrics_ms"]
+KEYS = ["mechanism", "seed", "round"]
 
 
 def _stream(seed: int, *labels: str) -> np.random.Generator:
@@ -59,6 +73,58 @@ def auto_candidates(m: int) -> int:
     return int(min(22, max(1, math.ceil(math.sqrt(m / 2)))))
 
 
+@dataclass
+class MarketState:
+    """Everything a round changes: prices, request status, the resources' and users' ledgers.
+
+    Attributes:
+        round: the next round to play.
+        price: ``(M,)`` posted unit prices.
+        status: ``(N,)`` per market request: 0 waiting, 1 served, 2 gave up.
+        resources: the resources' ledger (load, running requests, energy, revenue).
+        users: the users' ledger (wins, spend, utility, fairness memory).
+    """
+
+    round: int
+    price: np.ndarray
+    status: np.ndarray
+    resources: ResourceLedger
+    users: UserLedger
+
+    def copy(self) -> MarketState:
+        """An independent copy (a what-if round leaves the original untouched)."""
+        return MarketState(self.round, self.price.copy(), self.status.copy(), self.resources.copy(), self.users.copy())
+
+
+@dataclass
+class RoundRecord:
+    """What one round was and what it did: the one account every reader uses.
+
+    Attributes:
+        round: the round.
+        rows: ``(N,)`` market request rows of the order book.
+        book: the order book (bids scaled by the users' strategies this round).
+        prices: ``(M,)`` posted unit prices the round cleared at (before the update).
+        resource_matrix: ``(M, 8)`` resource columns the candidate kernel saw.
+        free: ``(M, 2)`` free capacity the round cleared on.
+        start_won: ``(U,)`` priority mass users carried into the round.
+        outcome: who got what, per order-book row.
+        metrics: the round's metrics by name (``rounds`` columns).
+        timings: milliseconds per phase.
+    """
+
+    round: int
+    rows: np.ndarray
+    book: OrderBook
+    prices: np.ndarray
+    resource_matrix: np.ndarray
+    free: np.ndarray
+    start_won: np.ndarray
+    outcome: RoundOutcome
+    metrics: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
 class MarketModel(mesa.Model):
     """A market of resources, users and planners, cleared round after round.
 
@@ -73,6 +139,12 @@ class MarketModel(mesa.Model):
         clusters: override the number of clusters (0 = automatic).
         oracle: override whether the exact oracle runs each round.
         compare_flat: also clear each round flat (one cluster) in the same state.
+
+    Attributes:
+        record: the last round's :class:`RoundRecord` (None before the first round).
+        metrics: the last round's metrics by name.
+        timings: the last round's phase timings in milliseconds.
+        datacollector: its tables ``rounds`` and ``timings`` hold one row per round.
     """
 
     def __init__(
@@ -108,46 +180,32 @@ class MarketModel(mesa.Model):
             pricing["target"] = float(target)
         self.price_rule = PriceRule(**pricing)
         self._rng_round = _stream(seed, "mechanism", mechanism)
-        self._setup_resources(clusters)
-        self._setup_requests(w)
-        self.round = 0
-        self.metrics: dict[str, float] = {}
+        resources = self._setup_resources(clusters)
+        users = self._setup_requests(w)
+        self.state = MarketState(0, self.resource_columns["unit_cost"].copy(),
+                                 np.zeros(len(self.market.requests), dtype=np.int8), resources, users)
+        self.record: RoundRecord | None = None
+        self.metrics: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
-        self.round_records: list[dict[str, Any]] = []
-        self.timing_records: list[dict[str, Any]] = []
         self.allocation_frames: list[pd.DataFrame] = []
-        self.last_outcome: RoundOutcome | None = None
-        reporters = {name: name for name in METRICS}
-        if self.oracle:
-            reporters.update({name: name for name in ORACLE_METRICS})
-        self.datacollector = mesa.DataCollector(model_reporters=reporters)
-        for name in reporters:
-            setattr(self, name, 0.0)
+        columns = [*KEYS, *METRICS, *(ORACLE_METRICS if self.oracle else []), *(FLAT_METRICS if self.compare_flat else [])]
+        self.datacollector = mesa.DataCollector(tables={"rounds": columns, "timings": [*KEYS, *TIMINGS]})
 
     # --- set-up -----------------------------------------------------------------------
-    def _setup_resources(self, clusters: int | None) -> None:
+    def _setup_resources(self, clusters: int | None) -> ResourceLedger:
         cfg = self.config
         res = self.market.resources
         self.resource_columns = {c: res[c].to_numpy(dtype=float) for c in FEATURES}
         cols = self.resource_columns
         m = len(res)
         self.n_resources = m
-        self.price = cols["unit_cost"].copy()
         energy = cols["energy_efficiency"]
         span = energy.max() - energy.min() if m else 0.0
         self.energy_norm = (energy - energy.min()) / span if span > 0 else np.ones(m)
         self.slots = cfg.capacity["mode"] == "slots"
+        real = np.column_stack([cols["cpu"], cols["mem"]])
         # allocation units: (cpu, mem) or (slots, unused)
-        self.alloc_capacity = (
-            np.column_stack([np.full(m, float(cfg.capacity["slots"])), np.ones(m)])
-            if self.slots else np.column_stack([cols["cpu"], cols["mem"]])
-        )
-        self.used_alloc = np.zeros((m, 2))
-        self.used_real = np.zeros((m, 2))
-        self.load = np.zeros(m)
-        self.resource_energy = np.zeros(m)
-        self.resource_revenue = np.zeros(m)
-        self.round_credit = np.zeros(m)
+        alloc = np.column_stack([np.full(m, float(cfg.capacity["slots"])), np.ones(m)]) if self.slots else real
         n_clusters = clusters if clusters else (cfg.clustering["clusters"] or auto_clusters(m))
         features = np.column_stack([cols[c] for c in FEATURES])
         self.hierarchy = build_hierarchy(features, n_clusters, _stream(self.seed, "clusters"))
@@ -159,9 +217,9 @@ class MarketModel(mesa.Model):
         self.root = PlannerAgent(self, None, np.arange(m))
         self.planners = [PlannerAgent(self, c, self.hierarchy.members(c)) for c in range(self.hierarchy.n_clusters)]
         self.hierarchy_graph = self.hierarchy.graph()
-        self._release: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        return ResourceLedger(alloc, real, cols["energy_efficiency"])
 
-    def _setup_requests(self, weights: tuple[float, float, float, float]) -> None:
+    def _setup_requests(self, weights: tuple[float, float, float, float]) -> UserLedger:
         cfg = self.config
         req = self.market.requests
         cols = self.market.request_arrays()
@@ -177,117 +235,192 @@ class MarketModel(mesa.Model):
             UserAgent(self, u, uid, Shading(factor) if shading[u] else Truthful())
             for u, uid in enumerate(user_ids)
         ]
-        self.user_scale = np.array([a.bid_scale for a in self.user_agents]) if n_users else np.zeros(0)
         n = len(req)
         self.need = (
             np.column_stack([np.ones(n), np.zeros(n)]) if self.slots else np.column_stack([cols["cpu"], cols["mem"]])
         )
-        self.status = np.zeros(n, dtype=np.int8)  # 0 waiting, 1 served, 2 gave up
-        self.user_wins = np.zeros(n_users, dtype=np.int64)
-        self.user_spend = np.zeros(n_users)
-        self.user_utility = np.zeros(n_users)
-        self.user_memory = np.zeros(n_users)
         self.round_params = RoundParams(
             weights=weights, d_max=float(cfg.utility["d_max"]), candidates=int(self.params_k),
             spill_neighbors=int(cfg.clustering["spill_neighbors"]),
         )
+        return UserLedger.empty(n_users)
 
-    # --- one round --------------------------------------------------------------------
-    def order_book(self, t: int) -> tuple[np.ndarray, OrderBook]:
-        """Rows waiting in round ``t`` and their order book."""
+    # --- state, as agents and readers see it -------------------------------------------
+    @property
+    def round(self) -> int:
+        """The next round to play (rounds played so far)."""
+        return self.state.round
+
+    @property
+    def price(self) -> np.ndarray:
+        """``(M,)`` posted unit prices."""
+        return self.state.price
+
+    @property
+    def status(self) -> np.ndarray:
+        """``(N,)`` per market request: 0 waiting, 1 served, 2 gave up."""
+        return self.state.status
+
+    @property
+    def resource_ledger(self) -> ResourceLedger:
+        """The resources' state (load, energy, revenue, running requests)."""
+        return self.state.resources
+
+    @property
+    def user_ledger(self) -> UserLedger:
+        """The users' state (wins, spend, utility, fairness memory)."""
+        return self.state.users
+
+    @property
+    def round_records(self) -> list[dict[str, Any]]:
+        """Every round's row of ``rounds`` (keys and metrics), as dicts."""
+        return self.rounds_table().to_dict("records")
+
+    def rounds_table(self) -> pd.DataFrame:
+        """The ``rounds`` table of this run (one row per round), from the DataCollector."""
+        return self.datacollector.get_table_dataframe("rounds")
+
+    def timings_table(self) -> pd.DataFrame:
+        """The ``timings`` table of this run (one row per round), from the DataCollector."""
+        return self.datacollector.get_table_dataframe("timings")
+
+    def waiting(self, t: int, status: np.ndarray | None = None) -> np.ndarray:
+        """Market request rows in the order book of round ``t``."""
+        status = self.status if status is None else status
         patience = int(self.config.settlement["patience"])
         arrival = self.request_columns["round"]
-        rows = np.flatnonzero((self.status == 0) & (arrival <= t) & (t - arrival <= patience))
-        columns = {name: col[rows] for name, col in self.request_columns.items()}
-        user = self.request_user[rows]
-        return rows, OrderBook(columns, user, self.user_scale[user], self.need[rows])
+        return np.flatnonzero((status == 0) & (arrival <= t) & (t - arrival <= patience))
 
-    def resource_matrix(self) -> np.ndarray:
-        """``(M, 8)`` resource columns for the candidate kernel, with current prices."""
+    def resource_matrix(self, price: np.ndarray | None = None) -> np.ndarray:
+        """``(M, 8)`` resource columns for the candidate kernel at ``price`` (default: current)."""
         c = self.resource_columns
+        price = self.price if price is None else price
         return np.column_stack(
-            [c["x"], c["y"], c["cpu"], c["mem"], self.price, c["reliability"], c["availability"], self.energy_norm]
+            [c["x"], c["y"], c["cpu"], c["mem"], price, c["reliability"], c["availability"], self.energy_norm]
         )
 
-    def clear(self, book: OrderBook, mechanism: Any, hierarchy: Any, rng: np.random.Generator, start_won: np.ndarray) -> RoundOutcome:
-        """Clear ``book`` on the current state (no state change)."""
-        free = self.alloc_capacity - self.used_alloc
-        return clear_round(
-            book, self.resource_matrix(), self.resource_columns, free, hierarchy, mechanism, rng,
-            self.round_params, start_won,
-        )
-
+    # --- one round --------------------------------------------------------------------
     def step(self) -> None:
-        """One round: auction, validation, settlement, pricing, metrics."""
-        t = self.round
-        self._release_finished(t)
-        rows, book = self.order_book(t)
-        start_won = self.user_memory * float(self.config.settlement["fairness_memory"])
-        outcome = self.clear(book, self.mechanism, self.hierarchy, self._rng_round, start_won)
-        self.last_outcome = outcome
-        extra: dict[str, float] = {}
+        """One round: bids, auction, validation, settlement, pricing, metrics; see the module."""
+        record = self._play(self.state, self.mechanism, self._rng_round, planners=[*self.planners, self.root])
+        self.record, self.metrics, self.timings = record, record.metrics, record.timings
+        keys = {"mechanism": self.mechanism_name, "seed": self.seed, "round": record.round}
+        self.datacollector.add_table_row("rounds", {**keys, **record.metrics})
+        self.datacollector.add_table_row("timings", {**keys, **record.timings})
+        self.allocation_frames.append(self._allocation_frame(record))
+
+    def preview(self, mechanism: str | Mechanism) -> RoundRecord:
+        """The next round as ``mechanism`` would play it, on a copy of the state.
+
+        The same pipeline as :meth:`step` (one code path); nothing of the model changes.
+
+        Args:
+            mechanism: a registered name (with the scenario's parameters) or an instance.
+        """
+        if isinstance(mechanism, str):
+            name = mechanism
+            mechanism = self._oracle_mechanism() if name == "optimal" else create(name, **self.config.mechanism_params.get(name, {}))
+        else:
+            name = mechanism.name
+        rng = _stream(self.seed, "preview", name, str(self.round))
+        return self._play(self.state.copy(), mechanism, rng, planners=None)
+
+    def reopen(self) -> None:
+        """Every request back in the book, every resource idle; prices and round kept.
+
+        For ``market bench``, which re-auctions one instance round after round.
+        """
+        self.state.status[:] = 0
+        self.state.resources.reset()
+        self.state.users = UserLedger.empty(len(self.user_agents))
+
+    def _play(self, state: MarketState, mechanism: Mechanism, rng: np.random.Generator,
+              planners: list[PlannerAgent] | None) -> RoundRecord:
+        """Play round ``state.round`` on ``state`` (changed in place) and account for it."""
+        t = state.round
+        state.resources.release(t)
+        rows = self.waiting(t, state.status)
+        user = self.request_user[rows]
+        scale = bid_scales(self.user_agents, state.users)
+        book = OrderBook({name: col[rows] for name, col in self.request_columns.items()}, user, scale[user], self.need[rows])
+        start_won = state.users.memory * float(self.config.settlement["fairness_memory"])
+        free = state.resources.free
+        matrix = self.resource_matrix(state.price)
+        outcome = clear_round(book, matrix, self.resource_columns, free, self.hierarchy, mechanism, rng,
+                              self.round_params, start_won, planners)
+        record = RoundRecord(t, rows, book, state.price, matrix, free, start_won, outcome)
+        extra: dict[str, Any] = {}
         t_oracle = time.perf_counter()
         if self.oracle:
-            extra.update(self._oracle(book, outcome, start_won))
+            extra.update(self.optimum(record, mechanism))
         if self.compare_flat:
-            flat = self.clear(book, self.mechanism, self.flat_hierarchy, _stream(self.seed, "flat", str(t)), start_won)
+            flat = self._clear(record, mechanism, self.flat_hierarchy, _stream(self.seed, "flat", str(t)))
             extra["flat_welfare"] = flat.welfare
             extra["cluster_loss"] = 1.0 - outcome.welfare / flat.welfare if flat.welfare > 0 else 0.0
         oracle_ms = 1e3 * (time.perf_counter() - t_oracle)
         t_settle = time.perf_counter()
-        price_used = self.price.copy()
-        self._settle(t, rows, book, outcome)
-        load = utilization(self.used_real, np.column_stack([self.resource_columns["cpu"], self.resource_columns["mem"]]))
-        self.load = load
-        energy = power(load, self.resource_columns["energy_efficiency"])
-        self.resource_energy += energy
-        self.price = self.price_rule.step(self.price, load, t, self.resource_columns["unit_cost"])
-        t_metrics = time.perf_counter()
         served = outcome.resource >= 0
-        value = book.columns["budget"] * outcome.base_utility
+        hit = np.flatnonzero(served)
+        cpu_mem = np.column_stack([book.columns["cpu"][hit], book.columns["mem"][hit]])
+        energy = state.resources.settle(t, outcome.resource[hit], book.need[hit], cpu_mem, outcome.payment[hit],
+                                        book.columns["duration"][hit])
+        state.status[rows[hit]] = 1
+        patience = int(self.config.settlement["patience"])
+        state.status[rows[~served & (t - book.columns["round"] >= patience)]] = 2
+        state.users.settle(book.user, served, outcome.payment, outcome.utility, outcome.won)
+        state.price = self.price_rule.step(state.price, state.resources.load, t, self.resource_columns["unit_cost"])
+        t_metrics = time.perf_counter()
         metrics = round_metrics(
-            outcome.utility, served, outcome.payment, value, book.user, self.used_real[:, 0],
-            self.resource_columns["cpu"], load, energy, price_used,
+            outcome.utility, served, outcome.payment, book.columns["budget"] * outcome.base_utility, book.user,
+            state.resources.used_real[:, 0], self.resource_columns["cpu"], state.resources.load, energy, record.prices,
         )
         # this round's credits alone (a difference of running totals would carry their round-off)
-        metrics["budget_balance"] = float(self.round_credit.sum() - outcome.payment.sum())
+        metrics["budget_balance"] = float(state.resources.credit.sum() - outcome.payment.sum())
         metrics["spilled"] = outcome.spilled
-        metrics["price_change"] = float(np.abs(self.price - price_used).max()) if self.n_resources else 0.0
+        metrics["price_change"] = float(np.abs(state.price - record.prices).max()) if self.n_resources else 0.0
         metrics.update(extra)
-        self.metrics = metrics
-        for name, value_ in metrics.items():
-            setattr(self, name, value_)
-        t_end = time.perf_counter()
-        self.timings = {
+        state.round = t + 1
+        record.metrics = metrics
+        record.timings = {
             **outcome.timings, "oracle_ms": oracle_ms, "settle_price_ms": 1e3 * (t_metrics - t_settle),
-            "metrics_ms": 1e3 * (t_end - t_metrics),
+            "metrics_ms": 1e3 * (time.perf_counter() - t_metrics),
         }
-        keys = {"mechanism": self.mechanism_name, "seed": self.seed, "round": t}
-        self.round_records.append({**keys, **metrics})
-        self.timing_records.append({**keys, **self.timings})
-        self.allocation_frames.append(self._allocation_frame(t, rows, book, outcome))
-        self.datacollector.collect(self)
-        self.round += 1
+        return record
 
-    # --- helpers ----------------------------------------------------------------------
-    def _oracle(self, book: OrderBook, outcome: RoundOutcome, start_won: np.ndarray) -> dict[str, float]:
+    def _clear(self, record: RoundRecord, mechanism: Mechanism, hierarchy: Any, rng: np.random.Generator) -> RoundOutcome:
+        """Clear ``record``'s order book again (another mechanism or hierarchy), same state."""
+        return clear_round(record.book, record.resource_matrix, self.resource_columns, record.free, hierarchy,
+                           mechanism, rng, self.round_params, record.start_won)
+
+    def _oracle_mechanism(self, relax: bool = False) -> Optimal:
+        params = self.config.oracle_params
+        if relax:
+            return Optimal(float(params["time_limit"]), relax=True)
+        return Optimal(float(params["time_limit"]), node_limit=int(params["node_limit"]))
+
+    def optimum(self, record: RoundRecord, mechanism: Mechanism | None = None) -> dict[str, Any]:
         """The round's optimum, or when it is not proven, a proven upper bound on it.
 
-        Only deterministic figures enter the table: a proven optimum (the search is
-        capped by nodes, not seconds), else the LP relaxation's bound; ``alg_opt`` is
-        then a lower bound on the true ratio. NaN if no bound could be computed.
+        The one rule for the yardstick (the model's rounds and ``market bench --oracle``):
+        the exact MILP over the round's candidate pairs, its search capped by nodes (not
+        seconds) so that the figure is deterministic; when optimality is not proven, the
+        LP relaxation's bound, never below the welfare the mechanism reached. ``alg_opt``
+        is then a lower bound on the true ratio. NaN if no bound could be computed.
+
+        Args:
+            record: the round (its order book, prices, free capacity and outcome).
+            mechanism: the mechanism that played it (the oracle's own outcome is reused).
+
+        Returns:
+            ``opt_welfare``, ``alg_opt`` and ``opt_proven``.
         """
-        params = self.config.oracle_params
-        limit, nodes = float(params["time_limit"]), int(params["node_limit"])
         rng = _stream(self.seed, "oracle")
-        if isinstance(self.mechanism, Optimal):
-            opt = outcome
-        else:
-            opt = self.clear(book, Optimal(limit, node_limit=nodes), self.hierarchy, rng, start_won)
+        outcome = record.outcome
+        opt = outcome if isinstance(mechanism, Optimal) else self._clear(record, self._oracle_mechanism(), self.hierarchy, rng)
         if opt.proven_optimal:
             bound = opt.welfare
         else:
-            lp = self.clear(book, Optimal(limit, relax=True), self.hierarchy, rng, start_won)
+            lp = self._clear(record, self._oracle_mechanism(relax=True), self.hierarchy, rng)
             bound = max(lp.bound, outcome.welfare) if lp.bound is not None and math.isfinite(lp.bound) else math.nan
         return {
             "opt_welfare": bound,
@@ -295,44 +428,16 @@ class MarketModel(mesa.Model):
             "opt_proven": bool(opt.proven_optimal),
         }
 
-    def _settle(self, t: int, rows: np.ndarray, book: OrderBook, outcome: RoundOutcome) -> None:
-        served = np.flatnonzero(outcome.resource >= 0)
-        j = outcome.resource[served]
-        req_rows = rows[served]
-        real = np.column_stack([book.columns["cpu"][served], book.columns["mem"][served]])
-        np.add.at(self.used_alloc, j, book.need[served])
-        np.add.at(self.used_real, j, real)
-        self.round_credit = np.bincount(j, outcome.payment[served], minlength=self.n_resources)
-        self.resource_revenue += self.round_credit
-        ends = t + book.columns["duration"][served]
-        for end in np.unique(ends):
-            sel = ends == end
-            self._release.setdefault(int(end), []).append((j[sel], book.need[served][sel], real[sel]))
-        self.status[req_rows] = 1
-        users = book.user[served]
-        np.add.at(self.user_wins, users, 1)
-        np.add.at(self.user_spend, users, outcome.payment[served])
-        np.add.at(self.user_utility, book.user, outcome.utility)
-        self.user_memory = outcome.won
-        patience = int(self.config.settlement["patience"])
-        gave_up = rows[(outcome.resource < 0) & (t - book.columns["round"] >= patience)]
-        self.status[gave_up] = 2
-
-    def _release_finished(self, t: int) -> None:
-        for j, need, real in self._release.pop(t, []):
-            np.subtract.at(self.used_alloc, j, need)
-            np.subtract.at(self.used_real, j, real)
-        np.maximum(self.used_alloc, 0.0, out=self.used_alloc)
-        np.maximum(self.used_real, 0.0, out=self.used_real)
-
-    def _allocation_frame(self, t: int, rows: np.ndarray, book: OrderBook, outcome: RoundOutcome) -> pd.DataFrame:
+    # --- helpers ----------------------------------------------------------------------
+    def _allocation_frame(self, record: RoundRecord) -> pd.DataFrame:
+        outcome = record.outcome
         served = np.flatnonzero(outcome.resource >= 0)
         res_ids = self.market.resources["resource_id"].to_numpy()
         return pd.DataFrame({
             "mechanism": self.mechanism_name,
             "seed": np.int64(self.seed),
-            "round": np.int64(t),
-            "request_id": self.request_ids[rows[served]],
+            "round": np.int64(record.round),
+            "request_id": self.request_ids[record.rows[served]],
             "resource_id": res_ids[outcome.resource[served]],
             "payment": outcome.payment[served],
             "utility": outcome.utility[served],

@@ -41,10 +41,3 @@ class PriceRule:
         eta = self.eta / np.sqrt(t + 1.0) if self.schedule == "sqrt" else self.eta
         lo, hi = self.bounds(unit_cost)
         return np.clip(price + eta * (utilization - self.target), lo, hi)
-
-
-def utilization(used: np.ndarray, capacity: np.ndarray) -> np.ndarray:
-    """``max_k used_jk / C_jk`` per resource (dimensions with zero capacity ignored)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(capacity > 0, used / capacity, 0.0)
-    return share.max(axis=1)

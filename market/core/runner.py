@@ -43,7 +43,7 @@ def run_one(scenario: Scenario, mechanism: str, seed: int) -> RunTables:
     model = MarketModel(scenario, mechanism=mechanism, rng=seed)
     model.run_for(scenario.rounds)
     alloc = pd.concat(model.allocation_frames, ignore_index=True)
-    return RunTables(pd.DataFrame(model.round_records), pd.DataFrame(model.timing_records), alloc)
+    return RunTables(model.rounds_table(), model.timings_table(), alloc)
 
 
 def market_tables(scenario: Scenario, seeds: Iterable[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
