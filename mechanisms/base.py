@@ -121,12 +121,18 @@ class Mechanism(ABC):
 
     Subclasses set ``name`` and implement :meth:`allocate`. Constructor keyword
     arguments are the mechanism's parameters (from the scenario's
-    ``[mechanism_params.<name>]`` table).
+    ``[mechanism_params.<name>]`` table). The engine reads the declared class
+    attributes ``flat`` and ``truthful``; :func:`mechanisms.checks.check_mechanism`
+    checks that a subclass keeps the contract every mechanism must keep.
     """
 
+    #: the name scenarios and the CLI use (set by :func:`mechanisms.registry.register`).
     name: ClassVar[str] = ""
     #: True if payments make truthful bidding a dominant strategy (audited).
     truthful: ClassVar[bool] = False
+    #: True if the engine must give the mechanism the whole round as one sub-market
+    #: (no clustering), e.g. an exact solver whose optimality clustering would break.
+    flat: ClassVar[bool] = False
 
     @abstractmethod
     def allocate(self, market: SubMarket, rng: np.random.Generator) -> Allocation:

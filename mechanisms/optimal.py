@@ -16,6 +16,7 @@ unit-demand, delta = 0 markets the LP is integral and HiGHS proves optimality at
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -214,7 +215,7 @@ class Optimal(Mechanism):
     """
 
     #: solve the whole round at once: clustering would break optimality
-    flat = True
+    flat: ClassVar[bool] = True
 
     def __init__(self, time_limit: float = 60.0, relax: bool = False, node_limit: int | None = 1000) -> None:
         self.time_limit = float(time_limit)

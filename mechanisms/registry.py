@@ -42,6 +42,15 @@ def register(name: str) -> Callable[[type[Mechanism]], type[Mechanism]]:
     return decorate
 
 
+def unregister(name: str) -> None:
+    """Forget the mechanism registered under ``name`` (no error if there is none).
+
+    Entry points are loaded again on the next lookup, so this mostly serves tests and
+    plug-ins that register a mechanism for a while.
+    """
+    _REGISTRY.pop(name, None)
+
+
 def _load_entry_points() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name not in _REGISTRY:
@@ -81,5 +90,5 @@ def create(name: str, **params: object) -> Mechanism:
     cls = mechanism_class(name)
     try:
         return cls(**params)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise MarketInputError(f"mechanism {name!r}: bad parameters {params}: {exc}") from None

@@ -30,6 +30,8 @@ is exactly the Vickrey auction.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from mechanisms.base import Allocation, Mechanism, SubMarket
@@ -41,7 +43,7 @@ from mechanisms.registry import register
 class SecondPrice(Mechanism):
     """Request-ordered ladder on budget-free slopes with exact critical-value payments."""
 
-    truthful = True
+    truthful: ClassVar[bool] = True
 
     def allocate(self, market: SubMarket, rng: np.random.Generator) -> Allocation:
         """Serve by descending reported budget; charge each winner its critical value."""
