@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import solara
 
-from market.apps import dashboard_cli
+from market.apps.commands import dashboard as dashboard_command
 from market.apps.dashboard import (
     COMPARISON,
     DashboardModel,
@@ -249,9 +249,9 @@ def test_colour_toggle_switches_the_network_to_prices():
 
 # --- command line ------------------------------------------------------------------------
 def test_cli_command_and_errors():
-    cmd = dashboard_cli.server_command("127.0.0.1", 8765)
+    cmd = dashboard_command.server_command("127.0.0.1", 8765)
     assert cmd[:4] == [sys.executable, "-m", "solara", "run"]
-    assert Path(cmd[4]) == ROOT / "market" / "dashboard.py"
+    assert Path(cmd[4]) == ROOT / "market" / "apps" / "dashboard.py"
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "8765"
     assert "--no-open" in cmd and "--production" in cmd
     out = subprocess.run([sys.executable, "-m", "market", "dashboard", "--help"], capture_output=True, text=True, check=True)

@@ -84,7 +84,7 @@ def _table_part(name):
 
 
 def test_verify_accepts_the_shared_copy_and_rejects_a_corrupted_one(tmp_path):
-    from market.apps.data_cli import verify
+    from market.apps.data import verify
 
     assert [s.status for s in verify()] == ["ok"] * len(google2011.CONTENT_SHA256)
     good = _content(JOB1)
@@ -103,7 +103,7 @@ def test_verify_accepts_the_shared_copy_and_rejects_a_corrupted_one(tmp_path):
 
 
 def test_fetch_from_a_mirror_verifies_and_writes_atomically(tmp_path):
-    from market.apps.data_cli import fetch
+    from market.apps.data import fetch
 
     mirror = tmp_path / "mirror"
     good = _content(JOB1)

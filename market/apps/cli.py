@@ -1,9 +1,12 @@
 """The ``market`` command line (also ``python -m market``).
 
-Every sub-command lives in the module that implements it and registers itself here
-through an ``add_parser(subparsers)`` function; :data:`COMMANDS` lists those modules.
-Errors in the input print one line ``error: ...`` and exit with code 2 (``--debug``
-shows the traceback).
+Every sub-command is a module of :mod:`market.apps.commands` with the interface described
+there (``NAME``, ``HELP``, ``DESCRIPTION``, ``add_arguments(parser)``, ``run(args)``);
+:data:`COMMANDS` lists them, in the order ``market --help`` shows them, and is the only
+place a command is registered. Only the command on the command line gets its arguments
+added, so ``market --help`` and ``market NAME --help`` import no command's heavy
+dependencies. Errors in the input print one line ``error: ...`` and exit with code 2
+(``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -11,40 +14,64 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from market.errors import MarketInputError
 
-#: modules that provide ``add_parser(subparsers)``; each sets ``func`` on its parser
+#: the command modules under :mod:`market.apps.commands`; a new command is one more name
 COMMANDS = [
-    "market.apps.commands",
-    "market.studies.sweep",
-    "market.apps.data_cli",
-    "market.studies.reproduce",
-    "market.apps.report",
-    "market.studies.scaling",
-    "market.apps.dashboard_cli",
-    "market.studies.ablation",
-    "market.studies.audit",
+    "run",
+    "scenarios",
+    "bench",
+    "sweep",
+    "data",
+    "reproduce",
+    "report",
+    "scaling",
+    "dashboard",
+    "ablation",
+    "audit",
+    "check_mechanism",
 ]
+PACKAGE = "market.apps.commands"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every sub-command."""
+def build_parser(only: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every sub-command.
+
+    Args:
+        only: names of the commands whose arguments to add (None: every command's). The
+            others are listed (name and help) but take no arguments.
+    """
     parser = argparse.ArgumentParser(
         prog="market",
         description="Multi-agent market allocation: hierarchical auctions, dynamic pricing, fairness metrics.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(name).add_parser(sub)
+    for module_name in COMMANDS:
+        module = importlib.import_module(f"{PACKAGE}.{module_name}")
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.DESCRIPTION)
+        p.set_defaults(func=module.run)
+        if only is None or module.NAME in only:
+            module.add_arguments(p)
     return parser
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The command named on the command line: the first argument that is not an option.
+
+    ``market`` itself takes only flags (``--debug``, ``--help``), so that argument is the
+    command (or an unknown name, which the parser then reports).
+    """
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, turn input errors into one line and exit code 2."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command(argv)
+    parser = build_parser(only=[command] if command else [])
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

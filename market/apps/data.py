@@ -1,4 +1,4 @@
-"""``market data fetch google2011`` and ``market data verify``: the trace files on disk.
+"""The trace files on disk: download and verify them (``market data fetch``, ``market data verify``).
 
 ``fetch`` downloads the parts the project uses (:data:`scenarios.google2011.CONTENT_SHA256`)
 from Google's public bucket over https into ``$MARKET_DATA_DIR`` (or ``--dir``) in the
@@ -6,8 +6,9 @@ official layout, checks the sha256 of each file's *uncompressed content* against
 committed table, and only then renames it into place: a file is there complete and
 verified or not at all. Files already present and verified are skipped.
 
-``verify`` checks what is there (any of ``.csv.gz``, ``.csv.xz``, ``.csv``), prints one
-line per file and exits with 1 if a file is missing or does not match.
+``verify`` checks what is there (any of ``.csv.gz``, ``.csv.xz``, ``.csv``); ``market data
+verify`` (:mod:`market.apps.commands.data`) prints one line per file and exits with 1 if
+a file is missing or does not match.
 
 Data: Google cluster-usage traces, clusterdata-2011-2, CC-BY 4.0. C. Reiss, J. Wilkes,
 J. L. Hellerstein, "Google cluster-usage traces: format + schema", Google, 2011.
@@ -15,21 +16,20 @@ J. L. Hellerstein, "Google cluster-usage traces: format + schema", Google, 2011.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import lzma
 import os
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from market.core.io import remove_stale_temporaries
 from market.errors import MarketInputError
-from scenarios import google2011
+
+# scenarios.google2011 and market.core.io (pandas) are imported where they are used, so that
+# ``market data --help`` stays light
 
 BUCKET = "https://storage.googleapis.com/clusterdata-2011-2"
 DATASETS = ("google2011",)
@@ -73,6 +73,8 @@ def content_sha256(path: Path, compression: str | None = None) -> str:
 
 def _local(root: Path, name: str) -> Path | None:
     """The copy of ``name`` the loaders read (same suffix order as :func:`google2011.find_part`)."""
+    from scenarios import google2011
+
     stem = root / google2011.TRACE / name.removesuffix(".csv")
     for suffix in google2011.SUFFIXES:
         path = stem.with_name(stem.name + suffix)
@@ -83,6 +85,8 @@ def _local(root: Path, name: str) -> Path | None:
 
 def check(root: Path, name: str) -> FileStatus:
     """Status of one expected file under ``root``."""
+    from scenarios import google2011
+
     path = _local(root, name)
     if path is None:
         return FileStatus(name, None, "missing")
@@ -95,12 +99,16 @@ def check(root: Path, name: str) -> FileStatus:
 
 def verify(root: Path | None = None) -> list[FileStatus]:
     """Check every file the project uses (content sha256)."""
+    from scenarios import google2011
+
     root = google2011.data_dir() if root is None else Path(root)
     return [check(root, name) for name in google2011.CONTENT_SHA256]
 
 
 def _download(url: str, target: Path, expected: str, progress: Callable[[int], None] | None) -> None:
     """Download ``url`` to ``target`` atomically, verifying the gzip content's sha256."""
+    from market.core.io import remove_stale_temporaries
+
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
@@ -152,6 +160,8 @@ def fetch(
         MarketInputError: on a download error or a checksum mismatch (nothing is
             left under the final name).
     """
+    from scenarios import google2011
+
     root = google2011.data_dir() if root is None else Path(root)
     wanted = list(google2011.CONTENT_SHA256) if names is None else list(names)
     unknown = [n for n in wanted if n not in google2011.CONTENT_SHA256]
@@ -170,62 +180,3 @@ def fetch(
         log(f"fetched   {name} -> {target}")
         out.append(check(root, name))
     return out
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``market data fetch`` and ``market data verify``."""
-    p = sub.add_parser(
-        "data", help="download and verify trace data",
-        description="Trace files in $MARKET_DATA_DIR (official layout clusterdata-2011-2/<table>/<part>). "
-        "Google cluster-usage traces, clusterdata-2011-2, CC-BY 4.0 (Reiss, Wilkes, Hellerstein, 2011).",
-    )
-    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    f = dsub.add_parser(
-        "fetch", help="download a trace's files and verify their sha256",
-        description="Download the Google 2011 trace parts the project uses from the public bucket over https, "
-        "verify the sha256 of their content and write each file atomically.",
-    )
-    f.add_argument("dataset", choices=DATASETS)
-    f.add_argument("--dir", type=Path, help="data folder (default: $MARKET_DATA_DIR or the user cache)")
-    f.add_argument("--mirror", default=BUCKET, help=f"base URL with the bucket's layout (default {BUCKET})")
-    f.add_argument("--force", action="store_true", help="download again even if a verified copy is present")
-    f.add_argument("--quiet", action="store_true", help="no progress bar")
-    f.set_defaults(func=cmd_fetch)
-    v = dsub.add_parser(
-        "verify", help="check the trace files on disk (exit 1 on a missing or mismatched file)",
-        description="Check the sha256 of the uncompressed content of every trace file the project uses.",
-    )
-    v.add_argument("dataset", nargs="?", default="google2011", choices=DATASETS)
-    v.add_argument("--dir", type=Path, help="data folder (default: $MARKET_DATA_DIR or the user cache)")
-    v.set_defaults(func=cmd_verify)
-
-
-def cmd_fetch(args: argparse.Namespace) -> int:
-    """``market data fetch``."""
-    from tqdm import tqdm
-
-    with tqdm(unit="B", unit_scale=True, disable=args.quiet, file=sys.stderr, desc="google2011") as bar:
-        statuses = fetch(args.dir, base_url=args.mirror, force=args.force, progress=bar.update, log=bar.write)
-    bad = [s for s in statuses if s.status != "ok"]
-    return 1 if bad else 0
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    """``market data verify``."""
-    root = google2011.data_dir() if args.dir is None else args.dir
-    statuses = verify(root)
-    width = max(len(s.status) for s in statuses)
-    for s in statuses:
-        where = s.path if s.path is not None else root / google2011.TRACE / f"{s.name}.gz"
-        detail = {
-            "mismatch": f" (content sha256 {s.sha256}, expected {google2011.CONTENT_SHA256[s.name]})",
-            "unreadable": f" ({s.detail})",
-        }.get(s.status, "")
-        print(f"{s.status:<{width}}  {where}{detail}")
-    bad = [s for s in statuses if s.status != "ok"]
-    if bad:
-        print(f"{len(bad)} of {len(statuses)} file(s) missing or not matching ({google2011.FETCH_HINT})", file=sys.stderr)
-        return 1
-    print(f"all {len(statuses)} files verified under {root}")
-    return 0
-

@@ -15,7 +15,6 @@ mean over that seed's rounds; the table reports the mean over seeds and the Stud
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from market.studies import plots
 from market.core.io import atomic_directory
 from market.errors import MarketInputError
+from market.studies import plots
 
 KEYS = ["mechanism", "seed", "round"]
 
@@ -363,25 +362,3 @@ def write_report(run_dir: Path, out: Path, band: str = "minmax") -> dict[str, st
         summary.to_csv(tmp / "summary.csv", index=False, float_format="%.17g")
         (tmp / "summary.md").write_text(_markdown(run, summary, figures, band))
     return figures
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``market report``."""
-    p = sub.add_parser(
-        "report", help="plots and a Markdown summary of a run",
-        description="Read a run directory written by 'market run' (Parquet or CSV) and write PNG figures "
-        "(trajectories with seed bands, mechanism comparison with 95 % confidence intervals, ALG/OPT, "
-        "price convergence, time per round), summary.md and summary.csv to OUT, atomically.",
-    )
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="directory written by 'market run'")
-    p.add_argument("--out", required=True, type=Path, help="report directory (replaced atomically)")
-    p.add_argument("--band", choices=plots.BANDS, default="minmax",
-                   help="seed band of the trajectories: min-max range (default) or 95%% t-interval")
-    p.set_defaults(func=cmd_report)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    """``market report``."""
-    figures = write_report(args.run_dir, args.out, args.band)
-    print(f"wrote {args.out}/summary.md and {len(figures)} figures")
-    return 0

@@ -46,8 +46,29 @@ def run_one(scenario: Scenario, mechanism: str, seed: int) -> RunTables:
     return RunTables(model.rounds_table(), model.timings_table(), alloc)
 
 
+def check_markets(scenario: Scenario, seeds: Iterable[int] | None = None) -> None:
+    """Load and validate the market of each seed, before any run starts (or a progress bar).
+
+    A market's files and source parameters are the same for every seed, so the default
+    checks the first seed's market only.
+
+    Args:
+        scenario: the scenario.
+        seeds: the seeds whose markets to build (default: the scenario's first seed).
+
+    Raises:
+        MarketInputError: on a bad or missing table, trace file or source parameter.
+    """
+    for seed in scenario.seeds[:1] if seeds is None else seeds:
+        build_market(scenario, seed)
+
+
 def market_tables(scenario: Scenario, seeds: Iterable[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``requests`` and ``resources`` of every seed's market, with a ``seed`` column."""
+    """``requests`` and ``resources`` of every seed's market, with a ``seed`` column.
+
+    Raises:
+        MarketInputError: on a bad table or source parameter (so this also checks the input).
+    """
     reqs, ress = [], []
     for seed in seeds:
         market = build_market(scenario, seed)
@@ -98,6 +119,7 @@ def run_scenario(
     fmt: str = "parquet",
     executor: Executor | None = None,
     progress: Callable[[int, int], None] | None = None,
+    markets: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> dict[str, Any]:
     """Run every (mechanism, seed) of ``scenario`` and write the outputs to ``out``.
 
@@ -107,11 +129,16 @@ def run_scenario(
         fmt: ``"parquet"`` or ``"csv"``.
         executor: where runs execute (None: in this process, one after another).
         progress: called with (done, total) after each run.
+        markets: :func:`market_tables` of the scenario's seeds if the caller built them
+            already (to check the input before showing progress); None builds them here,
+            before the first run.
 
     Returns:
         The manifest.
     """
     start = time.perf_counter()
+    if markets is None:
+        markets = market_tables(scenario, scenario.seeds)  # bad tables fail before any run
     jobs = [(m, s) for m in scenario.mechanisms for s in scenario.seeds]
     parts: list[RunTables] = []
     if executor is None:
@@ -126,7 +153,7 @@ def run_scenario(
             if progress:
                 progress(done, len(jobs))
     tables = combine(parts, scenario.mechanisms)
-    tables["requests"], tables["resources"] = market_tables(scenario, scenario.seeds)
+    tables["requests"], tables["resources"] = markets
     with atomic_directory(out) as tmp:
         hashes = {}
         for name, df in tables.items():

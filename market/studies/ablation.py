@@ -36,9 +36,7 @@ seed (mean difference, its interval and the paired t-test p-value).
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -50,7 +48,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from market.studies import plots
 from market.core.candidates import pair_terms, pair_utility
 from market.core.engine import score
 from market.core.io import atomic_directory, sha256_file, write_json, write_table
@@ -58,6 +55,7 @@ from market.core.metrics import jain
 from market.core.model import MarketModel
 from market.core.runner import package_versions
 from market.errors import MarketInputError
+from market.studies import plots
 from scenarios.config import Scenario
 from scenarios.sources import build_market
 
@@ -677,78 +675,3 @@ def _cpus() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-# --- command line ----------------------------------------------------------------------
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``market ablation``."""
-    from market.apps.commands import _int_list
-
-    p = sub.add_parser(
-        "ablation", help="MOHAF weight ablation and simplex sweep, scored by one common utility",
-        description="Run MOHAF's ablation configurations (Full, NoCost, NoQoS, NoEnergy, NoFairness, CostOnly, "
-        "FullRun) and a sweep over the weight simplex; score every allocation under its own weights and under "
-        "the Full weights; write CSV tables, a Markdown report and plots atomically.",
-    )
-    p.add_argument("scenario", nargs="?", default="google2011-mohaf", help="scenario file or shipped name (default google2011-mohaf)")
-    p.add_argument("--out", required=True, type=Path, help="output directory (replaced atomically)")
-    p.add_argument("--seeds", type=_int_list, help="ablation seeds (default: the scenario's)")
-    p.add_argument("--rounds", type=int, help="rounds per run (default: the scenario's)")
-    p.add_argument("--grid-step", type=float, default=0.1, help="simplex grid spacing, 1/n (default 0.1)")
-    p.add_argument("--no-sweep", action="store_true", help="ablation configurations only")
-    p.add_argument("--sweep-seeds", type=_int_list, help="sweep seeds (default: the ablation seeds)")
-    p.add_argument("--sweep-rounds", type=int, help="rounds per sweep run (default: --rounds)")
-    p.add_argument("--workers", type=int, default=1, help="local processes (results identical for any count)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_ablation)
-
-
-def _command(args: argparse.Namespace, scenario: Scenario, step: float | None) -> str:
-    """The resolved command line (every default spelled out) that reproduces the tables."""
-    seeds = ",".join(map(str, scenario.seeds))
-    parts = ["market ablation", str(args.scenario), f"--out {args.out}", f"--seeds {seeds}", f"--rounds {scenario.rounds}"]
-    if step is None:
-        parts.append("--no-sweep")
-    else:
-        sweep_seeds = ",".join(map(str, args.sweep_seeds)) if args.sweep_seeds else seeds
-        parts += [f"--grid-step {step:g}", f"--sweep-seeds {sweep_seeds}",
-                  f"--sweep-rounds {args.sweep_rounds or scenario.rounds}"]
-    return " ".join([*parts, f"--workers {args.workers}"])
-
-
-def cmd_ablation(args: argparse.Namespace) -> int:
-    """``market ablation``."""
-    from tqdm import tqdm
-
-    from market.studies.sweep import open_executor
-    from scenarios.config import load
-
-    scenario = load(args.scenario)
-    changes: dict[str, Any] = {}
-    if args.rounds is not None:
-        changes["rounds"] = args.rounds
-    if args.seeds:
-        changes["seeds"] = args.seeds
-    scenario = scenario.with_overrides(**changes)
-    if args.sweep_rounds is not None and args.sweep_rounds < 1:
-        raise MarketInputError(f"--sweep-rounds must be >= 1, got {args.sweep_rounds}")
-    if args.sweep_seeds is not None:
-        scenario.with_overrides(seeds=args.sweep_seeds)  # validates
-    step = None if args.no_sweep else args.grid_step
-    if step is not None:
-        simplex_grid(step)  # validates before any work
-    bar = tqdm(total=0, desc=f"ablation {scenario.name}", unit="run", disable=args.quiet, file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    with open_executor("local", workers=args.workers) as pool:
-        manifest = run_ablation(scenario, args.out, scenario.seeds, grid_step=step, sweep_seeds=args.sweep_seeds,
-                                sweep_rounds=args.sweep_rounds, executor=pool, workers=args.workers,
-                                progress=progress, command=_command(args, scenario, step))
-    bar.close()
-    print(f"wrote {args.out} ({manifest['runs']} runs, {manifest['wall_time_s']:.1f} s)")
-    return 0

@@ -26,8 +26,6 @@ misreports, the largest gain and who got it) and ``audit.md`` (both as Markdown)
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from market.errors import MarketInputError
 from scenarios.tables import MarketData
 
 #: misreport factors tried by default (1 = truthful is the reference)
@@ -261,74 +258,3 @@ def write(table: pd.DataFrame, summary: pd.DataFrame, text: str, out: Path) -> N
         write_table(table, tmp / "audit", "csv")
         write_table(summary, tmp / "summary", "csv")
         (tmp / "audit.md").write_text(text)
-
-
-# --- command line ---------------------------------------------------------------------------
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values or not all(np.isfinite(v) and v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"factors must be positive finite numbers, got {text!r}")
-    return values
-
-
-def _kinds(text: str) -> list[str]:
-    kinds = [x.strip() for x in text.split(",") if x.strip()]
-    bad = [k for k in kinds if k not in KINDS]
-    if not kinds or bad:
-        raise argparse.ArgumentTypeError(f"kinds must be among {', '.join(KINDS)}, got {text!r}")
-    return kinds
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``market audit``."""
-    p = sub.add_parser(
-        "audit", help="truthfulness audit: can a user gain by misreporting?",
-        description="Each user in turn misreports (bids or budget scaled by each factor; everything else "
-        "fixed, same seed); report every user's gain in true utility and the largest one.",
-    )
-    p.add_argument("scenario", help="scenario file or shipped scenario name")
-    p.add_argument("--mechanism", required=True, help="mechanism to audit, e.g. second_price")
-    p.add_argument("--out", type=Path, help="write audit.csv, summary.csv, audit.md here (atomically)")
-    p.add_argument("--seed", type=int, help="seed (default: the scenario's first)")
-    p.add_argument("--rounds", type=int, help="number of rounds (default: the scenario's)")
-    p.add_argument("--factors", type=_floats, default=list(DEFAULT_FACTORS),
-                   help=f"comma-separated misreport factors (default {','.join(map(str, DEFAULT_FACTORS))})")
-    p.add_argument("--kinds", type=_kinds, default=list(KINDS), help="bid, budget or both (default)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_audit)
-
-
-def cmd_audit(args: argparse.Namespace) -> int:
-    """``market audit``."""
-    from tqdm import tqdm
-
-    from scenarios.config import load
-
-    scenario = load(args.scenario)
-    if args.rounds is not None:
-        scenario = scenario.with_overrides(rounds=args.rounds)
-    seed = scenario.seeds[0] if args.seed is None else args.seed
-    if seed < 0:
-        raise MarketInputError(f"--seed must be >= 0, got {seed}")
-    auditor = Auditor(scenario, args.mechanism, seed)
-    bar = tqdm(desc=f"audit {scenario.name}/{args.mechanism}", unit="run", disable=args.quiet, file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    table = auditor.audit(args.factors, args.kinds, progress=progress)
-    bar.close()
-    summary = summarize(table)
-    text = markdown(table, summary, f"{scenario.name}, {args.mechanism}, seed {seed}")
-    if args.out is None:
-        print(text)
-    else:
-        write(table, summary, text, args.out)
-        print(f"wrote {args.out} ({len(table)} misreports, {int(summary['profitable'].sum())} profitable)")
-    return 0

@@ -25,9 +25,7 @@ Outputs (written atomically into DIR): ``table1.csv`` (the fixed columns), ``tab
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,7 +47,6 @@ from market.studies import paper
 from mechanisms.optimal import _fairness_cuts, priority_grid
 from scenarios.config import Scenario, load
 
-TARGETS = ("mohaf-table1",)
 SCENARIO = "google2011-mohaf"
 HEURISTICS = ["mohaf", "greedy", "first_price", "second_price", "random"]
 ALL_MECHANISMS = [*HEURISTICS, "optimal"]
@@ -668,45 +665,3 @@ def reproduce_table1(
         }
         write_json(manifest, tmp / "manifest.json")
     return manifest
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``market reproduce``."""
-    p = sub.add_parser(
-        "reproduce", help="reproduce a published result (mohaf-table1)",
-        description="mohaf-table1: MOHAF's Table 1 as published, replayed bug for bug (paper mode) and in the "
-        "corrected model on the same Google 2011 instance (consistent mode, several seeds, 95 %% CIs, LP upper "
-        "bound). Writes DIR/table1.csv, table1_ci.csv, report.md, plots and manifest.json atomically.",
-    )
-    p.add_argument("target", choices=TARGETS)
-    p.add_argument("--out", required=True, type=Path, help="output directory (replaced atomically)")
-    p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",") if x.strip()], help="consistent-mode seeds, e.g. 0,1,2")
-    p.add_argument("--rounds", type=int, help="consistent-mode rounds")
-    p.add_argument("--mechanisms", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], help="consistent-mode mechanisms")
-    p.add_argument("--bounds", choices=["final", "first", "none"], default="final",
-                   help="LP upper bounds: round 0 and every final round (default), round 0 only, or none")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_reproduce)
-
-
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    """``market reproduce``."""
-    from tqdm import tqdm
-
-    from mechanisms import mechanism_class
-
-    for m in args.mechanisms or []:
-        mechanism_class(m)
-    scenario = load(SCENARIO)
-    n_seeds = len(args.seeds or scenario.seeds)
-    n_mechs = len([m for m in (args.mechanisms or HEURISTICS) if m != "optimal"] or HEURISTICS)
-    bar = tqdm(total=1 + n_seeds * max(1, n_mechs), desc="mohaf-table1", unit="run", disable=args.quiet, file=sys.stderr)
-
-    def progress(label: str) -> None:
-        bar.set_postfix_str(label, refresh=False)
-        bar.update(1)
-
-    manifest = reproduce_table1(args.out, args.seeds, args.rounds, args.mechanisms, args.bounds, progress)
-    bar.close()
-    print(f"wrote {args.out}/table1.csv and report.md ({manifest['wall_time_s']} s)")
-    return 0

@@ -23,12 +23,10 @@ that mechanism's series.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,11 +34,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from market.studies import plots
-from market.apps.commands import _name_list
 from market.core.io import atomic_directory
 from market.core.runner import package_versions
 from market.errors import MarketInputError
+from market.studies import plots
 from market.studies.bench import bench
 
 #: the exact reference: its own grid and budget
@@ -316,49 +313,3 @@ def run_scaling(plan: Plan, out: Path, command: str = "market scaling", log=None
         (tmp / "scaling.md").write_text(_markdown(plan, measurements, fits, stops, env))
         (tmp / "run.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     return meta
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``market scaling``."""
-    p = sub.add_parser(
-        "scaling", help="time per round against market size, with fitted slopes",
-        description="Time whole rounds (as 'market bench') on log-spaced market sizes for each mechanism; write "
-        "measurements.csv, fits.csv (log-log slopes), scaling.png and scaling.md to OUT, atomically.",
-    )
-    p.add_argument("--out", required=True, type=Path, help="output directory (replaced atomically)")
-    p.add_argument("--mechanisms", type=_name_list, help="comma-separated (default: every registered mechanism)")
-    p.add_argument("--min-requests", type=int, default=Plan.min_requests, help="smallest size (default %(default)s)")
-    p.add_argument("--max-requests", type=int, default=Plan.max_requests, help="largest size (default %(default)s)")
-    p.add_argument("--per-decade", type=int, default=Plan.per_decade, help="sizes per decade (default %(default)s)")
-    p.add_argument("--max-round-s", type=float, default=Plan.max_round_s,
-                   help="a mechanism stops before a size whose predicted round exceeds this (default %(default)s s)")
-    p.add_argument("--optimal-min-requests", type=int, default=Plan.optimal_min_requests,
-                   help="smallest size of the exact reference (default %(default)s)")
-    p.add_argument("--optimal-max-round-s", type=float, default=Plan.optimal_max_round_s,
-                   help="per-round budget of the exact reference (default %(default)s s)")
-    p.add_argument("--target-s", type=float, default=Plan.target_s,
-                   help="timed seconds aimed for per point: sets the rounds (default %(default)s)")
-    p.add_argument("--max-rounds", type=int, default=Plan.max_rounds, help="timed rounds per point at most (default %(default)s)")
-    p.add_argument("--fit-from", type=int, default=Plan.fit_from, help="fit slopes from this size up (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=cmd_scaling)
-
-
-def cmd_scaling(args: argparse.Namespace) -> int:
-    """``market scaling``."""
-    from mechanisms import available
-
-    if args.max_rounds < 1:
-        raise MarketInputError(f"--max-rounds must be >= 1, got {args.max_rounds}")
-    plan = Plan(
-        mechanisms=tuple(args.mechanisms or available()), min_requests=args.min_requests,
-        max_requests=args.max_requests, per_decade=args.per_decade, max_round_s=args.max_round_s,
-        optimal_min_requests=args.optimal_min_requests, optimal_max_round_s=args.optimal_max_round_s,
-        target_s=args.target_s, max_rounds=args.max_rounds, fit_from=args.fit_from, seed=args.seed,
-    )
-    command = "market scaling " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["scaling"] else "market scaling"
-    log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    run_scaling(plan, args.out, command, log)
-    print(f"wrote {args.out}/scaling.md")
-    return 0

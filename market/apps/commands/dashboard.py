@@ -1,6 +1,6 @@
 """``market dashboard``: serve the browser dashboard (:mod:`market.apps.dashboard`) with Solara.
 
-The process becomes ``python -m solara run market/dashboard.py`` in production mode (no
+The process becomes ``python -m solara run market/apps/dashboard.py`` in production mode (no
 auto-reload), bound to loopback by default, so signals (Ctrl-C, SIGTERM) reach the server
 itself and no orphan is left behind. ``--host 0.0.0.0`` exposes it to the network (it
 has no authentication).
@@ -16,8 +16,13 @@ from pathlib import Path
 
 from market.errors import MarketInputError
 
+NAME = "dashboard"
+HELP = "serve the browser dashboard (Mesa SolaraViz)"
+DESCRIPTION = ("Serve the interactive dashboard: pick a scenario and a mechanism, set weights, pricing, clusters "
+               "and market size, then step or play the market round by round.")
+
 #: the Solara app (defines ``page``)
-APP = Path(__file__).resolve().parent / "dashboard.py"
+APP = Path(__file__).resolve().parents[1] / "dashboard.py"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -31,17 +36,11 @@ def _port(text: str) -> int:
     return port
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``dashboard``."""
-    p = sub.add_parser(
-        "dashboard", help="serve the browser dashboard (Mesa SolaraViz)",
-        description="Serve the interactive dashboard: pick a scenario and a mechanism, set weights, pricing, "
-        "clusters and market size, then step or play the market round by round.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``market dashboard``."""
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     p.add_argument("--port", type=_port, default=8765, help="port (default 8765)")
     p.add_argument("--open", action="store_true", help="also open the page in a web browser")
-    p.set_defaults(func=cmd_dashboard)
 
 
 def server_command(host: str, port: int, open_browser: bool = False) -> list[str]:
@@ -71,7 +70,7 @@ def check_port_free(host: str, port: int) -> None:
             raise MarketInputError(f"cannot serve on {host}:{port}: {exc.strerror}") from None
 
 
-def cmd_dashboard(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """``market dashboard``: replace this process with the Solara server."""
     check_port_free(args.host, args.port)
     if args.host not in LOOPBACK:

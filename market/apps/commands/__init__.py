@@ -1,0 +1,49 @@
+"""The ``market`` sub-commands: one module per command, all with the same interface.
+
+A command module defines, at module level:
+
+- ``NAME``: the command as typed, e.g. ``"run"`` or ``"check-mechanism"`` (the module is
+  named after it, ``-`` spelled ``_``: ``check_mechanism.py``);
+- ``HELP``: its one line in the ``market --help`` listing;
+- ``DESCRIPTION``: the paragraph at the top of ``market NAME --help`` (None: no paragraph);
+- ``add_arguments(parser: argparse.ArgumentParser) -> None``: adds its arguments (and
+  sub-actions, see :mod:`market.apps.commands.data`);
+- ``run(args: argparse.Namespace) -> int``: does the work; returns the exit code.
+
+Registering a command is one line: its module name in :data:`market.apps.cli.COMMANDS`,
+the only place commands are registered. The rules that keep the CLI fast and clear:
+
+- **Light at import.** ``market --help`` imports every command module, so a module imports
+  only the standard library and light modules (:mod:`market.errors`, this package) at
+  module level. ``add_arguments`` runs only for the command on the command line; keep it
+  light too, so ``market NAME --help`` is fast. Heavy libraries (numpy, pandas, numba,
+  scipy, matplotlib, mesa) and every module importing them are imported inside ``run``.
+  ``tests/test_cli.py`` checks this with ``python -X importtime``.
+- **Inputs first.** ``run`` loads and validates every input (scenario, its market
+  tables, parameters) before it starts a progress bar or creates an output, and raises
+  :class:`market.errors.MarketInputError` on bad input: :func:`market.apps.cli.main`
+  prints it as exactly one line ``error: ...`` on stderr and exits with code 2.
+- **Library code elsewhere.** A command parses, checks, calls library functions (in
+  :mod:`market.core`, :mod:`market.studies` or an :mod:`market.apps` module) and prints;
+  the library never parses arguments.
+
+This package also holds the argument types the commands share (:func:`int_list`,
+:func:`name_list`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def int_list(text: str) -> list[int]:
+    """``"0,1,2"`` to ``[0, 1, 2]`` (an argparse ``type``)."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def name_list(text: str) -> list[str]:
+    """``"mohaf, greedy"`` to ``["mohaf", "greedy"]`` (an argparse ``type``)."""
+    return [x.strip() for x in text.split(",") if x.strip()]
