@@ -1,9 +1,13 @@
 """Property-based fuzzing of the engine and every mechanism (hypothesis, derandomised).
 
+Every registered mechanism is fuzzed (:func:`mechanisms.available`: the built-ins and
+any plug-in installed through an entry point), and each must first pass the conformance
+check :func:`mechanisms.checks.check_mechanism` under several seeds.
 Random markets (no requests, zero-capacity resources, requests that fit nowhere, many
 ties, huge and tiny numbers, QoS thresholds nobody meets) go through a few rounds of
 :class:`market.core.model.MarketModel` with each mechanism; random sub-markets go straight
-into each mechanism's ``allocate``. Checked every time: the engine's own feasibility
+into each mechanism's ``allocate`` (and through :func:`mechanisms.checks.check_allocation`).
+Checked every time: the engine's own feasibility
 check passes, the written tables pass the independent :func:`check_run_tables`,
 ``0 <= payment <= budget``, metrics are finite and in range, the books balance
 (revenue = sum of payments = what resources were credited), truthful-payment mechanisms
@@ -28,12 +32,14 @@ from hypothesis import strategies as st
 
 from market.core.feasibility import TOL, check_run_tables
 from market.core.model import MarketModel
-from mechanisms import create
+from mechanisms import available, create
 from mechanisms.base import SubMarket
+from mechanisms.checks import check_allocation, check_mechanism
 from scenarios.config import parse
 from scenarios.tables import MarketData, validate
 
-MECHANISMS = ["mohaf", "greedy", "first_price", "second_price", "random", "optimal"]
+#: every registered mechanism: the built-ins and any installed plug-in (entry points)
+MECHANISMS = available()
 #: mechanisms whose winners never pay more than their value (``budget * b_ij``)
 INDIVIDUALLY_RATIONAL = {"first_price", "second_price"}
 
@@ -166,10 +172,18 @@ def check_run(model: MarketModel, raw: dict, market: MarketData, mechanism: str)
     # a difference of cumulative credits, so round-off scales with the revenue so far)
     scale = np.maximum(np.cumsum(rounds["revenue"].to_numpy()), 1.0)
     assert (np.abs(rounds["budget_balance"].to_numpy()) <= 1e-12 * scale).all()
-    assert math.isclose(model.resource_revenue.sum(), alloc["payment"].sum(), rel_tol=1e-9, abs_tol=1e-12)
+    assert math.isclose(model.resource_ledger.revenue.sum(), alloc["payment"].sum(), rel_tol=1e-9, abs_tol=1e-12)
     if mechanism in INDIVIDUALLY_RATIONAL:  # users bid at most their value here (shading <= 1)
         assert (rounds["ir_violations"] == 0).all()
         assert (rounds["user_surplus"] >= -1e-9 * np.maximum(rounds["revenue"], 1.0)).all()
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+@settings(FUZZ, max_examples=max(1, int(os.environ.get("FUZZ_EXAMPLES", "40")) // 10))
+@given(seed=st.integers(0, 2**32 - 1))
+def test_every_mechanism_passes_the_conformance_check(mechanism: str, seed: int):
+    """check_mechanism on fresh random markets per seed (the fixed degenerate ones each time)."""
+    assert check_mechanism(create(mechanism), n_markets=6, seed=seed) > 0
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
@@ -236,6 +250,7 @@ def test_random_submarkets_straight_into_the_mechanism(mechanism: str, sub: SubM
     np.testing.assert_array_equal(alloc.payment, again.payment)
     for name, before in frozen.items():  # mechanisms never mutate their input
         np.testing.assert_array_equal(getattr(sub, name), before)
+    check_allocation(sub, alloc, "fuzzed sub-market")
     n = sub.n_requests
     assert alloc.choice.shape == (n,) and alloc.payment.shape == (n,)
     served = np.flatnonzero(alloc.choice >= 0)
