@@ -196,13 +196,13 @@ def run_cli(case: Case, root: Path) -> tuple[int, str, str, Path]:
     return proc.returncode, proc.stdout, proc.stderr, out
 
 
-def run_main(case: Case, root: Path) -> tuple[int, str, str, Path]:
-    """The same through :func:`market.apps.cli.main` in this process."""
+def run_main(case: Case, root: Path, quiet: bool = True) -> tuple[int, str, str, Path]:
+    """The same through :func:`market.apps.cli.main` in this process (``quiet``: with ``--quiet``)."""
     scenario = write_case(case, root / case.name / "scenario")
     out = root / case.name / "out" / "run"
     err, std = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(std):
-        code = main(["run", str(scenario), "--out", str(out), "--quiet", *case.args])
+        code = main(["run", str(scenario), "--out", str(out), *(["--quiet"] if quiet else []), *case.args])
     return code, std.getvalue(), err.getvalue(), out
 
 
@@ -249,3 +249,9 @@ def test_bad_input_through_python_m_market(name: str, cli_results):
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_through_main(case: Case, tmp_path):
     check_one_line_exit_2(case, run_main(case, tmp_path))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_is_one_line_with_the_progress_bar_on(case: Case, tmp_path):
+    """Without ``--quiet`` too: inputs are checked before the bar starts, so no bar is drawn."""
+    check_one_line_exit_2(case, run_main(case, tmp_path, quiet=False))

@@ -30,15 +30,12 @@ import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
-from market.core.io import atomic_directory
-from market.core.runner import package_versions
 from market.errors import MarketInputError
-from market.studies import plots
-from market.studies.bench import bench
+
+if TYPE_CHECKING:  # numpy, pandas, the plots and the engine load when a study runs (fast --help)
+    import pandas as pd
 
 #: the exact reference: its own grid and budget
 EXACT = "optimal"
@@ -98,6 +95,10 @@ def measure(plan: Plan, log=None) -> tuple[pd.DataFrame, list[dict]]:
         per mechanism why its series ended (``reason``, ``last_requests``, and for a
         budget stop ``next_requests`` and ``predicted_s``).
     """
+    import pandas as pd
+
+    from market.studies.bench import bench
+
     grids = {
         m: size_grid(plan.optimal_min_requests, plan.max_requests, EXACT_PER_DECADE) if m == EXACT
         else size_grid(plan.min_requests, plan.max_requests, plan.per_decade)
@@ -163,6 +164,11 @@ def fit_slopes(measurements: pd.DataFrame, fit_from: int) -> pd.DataFrame:
     Returns:
         ``mechanism, slope, intercept, r2, n_points, fit_min_requests, fit_max_requests``.
     """
+    import numpy as np
+    import pandas as pd
+
+    from market.studies import plots
+
     out = []
     for m, rows in measurements[~measurements["censored"].astype(bool)].groupby("mechanism", sort=False):
         used = rows[rows["requests"] >= fit_from]
@@ -182,6 +188,8 @@ def fit_slopes(measurements: pd.DataFrame, fit_from: int) -> pd.DataFrame:
 
 
 def _figure(measurements: pd.DataFrame, fits: pd.DataFrame, mechanisms: list[str], path: Path) -> Path:
+    from market.studies import plots
+
     styles = plots.mechanism_styles(mechanisms)
     fig, axes = plots.figure(1, 2, width=5.8, height=4.6)
     time_ax, unit_ax = axes[0]
@@ -215,6 +223,8 @@ def _seconds(s: float) -> str:
 
 
 def _markdown(plan: Plan, measurements: pd.DataFrame, fits: pd.DataFrame, stops: list[dict], env: dict) -> str:
+    import pandas as pd
+
     lines = [
         "# Scalability: time per round against market size",
         "",
@@ -291,6 +301,9 @@ def run_scaling(plan: Plan, out: Path, command: str = "market scaling", log=None
     Returns:
         The ``run.json`` contents (parameters, environment, stops).
     """
+    from market.core.io import atomic_directory
+    from market.core.runner import package_versions
+    from market.studies import plots
     from mechanisms import mechanism_class
 
     for m in plan.mechanisms:
