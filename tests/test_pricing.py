@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from market.core.model import MarketModel
 from agents.resource import utilization
+from market.core.model import MarketModel
 from market.core.pricing import PriceRule
 from scenarios.config import load
 from tests.conftest import DATA
@@ -37,7 +37,7 @@ def test_prices_converge_on_a_stationary_market():
     for _ in range(60):
         model.step()
         prices.append(model.price.copy())
-        loads.append(model.load.copy())
+        loads.append(model.resource_ledger.load.copy())
     p, load_ = np.array(prices), np.array(loads)
     step = np.abs(np.diff(p, axis=0)).mean(axis=1)
     mean_price = p.mean(axis=1)

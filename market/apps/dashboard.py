@@ -23,19 +23,17 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+import markdown
 import networkx as nx
 import numpy as np
 import pandas as pd
 import solara
+import solara.lab
 from mesa.visualization import SolaraViz
 from mesa.visualization.utils import update_counter
 
-from market.core.engine import OrderBook, RoundOutcome
-from market.core.metrics import power, round_metrics
-from market.core.model import MarketModel, _stream
-from market.core.pricing import utilization
-from mechanisms import available, create
-from mechanisms.optimal import Optimal
+from market.core.model import MarketModel, RoundRecord
+from mechanisms import available
 from scenarios import config as scenario_config
 from scenarios.config import Scenario
 
@@ -152,21 +150,18 @@ class DashboardModel(MarketModel):
         self.running = self.round < self.config.rounds
 
     def step(self) -> None:
-        """Compare every mechanism on this round's order book, then clear the round."""
-        t = self.round
-        self._release_finished(t)  # idempotent: step() finds nothing left to release
-        _, book = self.order_book(t)
-        start_won = self.user_memory * float(self.config.settlement["fairness_memory"])
+        """Compare every mechanism on this round's order book, then clear the round.
+
+        Each other mechanism plays the round through the model's own pipeline on a copy
+        of the state (:meth:`MarketModel.preview`), so every row of the comparison is
+        measured exactly as the recorded round is.
+        """
         rows: dict[str, dict[str, float]] = {}
         for name in self.compare_names:
-            if name == self.mechanism_name:
-                continue
-            outcome = self.clear(book, self._mechanism(name), self.hierarchy, _stream(self.seed, "compare", name, str(t)), start_won)
-            rows[name] = self.outcome_metrics(book, outcome)
+            if name != self.mechanism_name:
+                rows[name] = self._comparison_row(self.preview(name))
         super().step()
-        rows[self.mechanism_name] = {k: self.metrics[k] for k in COMPARISON[:-1]} | {
-            "alloc_ms": self.timings.get("alloc_ms", 0.0),
-        }
+        rows[self.mechanism_name] = self._comparison_row(self.record)
         table = pd.DataFrame.from_dict(rows, orient="index")[COMPARISON].sort_index()
         table.index.name = "mechanism"
         if "optimal" in table.index:
@@ -175,32 +170,9 @@ class DashboardModel(MarketModel):
         self.comparison = table
         self.running = self.round < self.config.rounds
 
-    def _mechanism(self, name: str) -> Any:
-        if name == "optimal":  # the oracle's time limit, as the model's own oracle uses
-            params = self.config.oracle_params
-            return Optimal(float(params["time_limit"]), node_limit=int(params["node_limit"]))
-        return create(name, **self.config.mechanism_params.get(name, {}))
-
-    def outcome_metrics(self, book: OrderBook, outcome: RoundOutcome) -> dict[str, float]:
-        """The round's metrics had ``outcome`` been settled in the current state.
-
-        Uses the model's own formulas (:func:`market.core.metrics.round_metrics`) with the
-        load the allocation would add, so the model's mechanism gets the same numbers
-        as its recorded round.
-        """
-        served = outcome.resource >= 0
-        used = self.used_real.copy()
-        real = np.column_stack([book.columns["cpu"][served], book.columns["mem"][served]])
-        np.add.at(used, outcome.resource[served], real)
-        capacity = np.column_stack([self.resource_columns["cpu"], self.resource_columns["mem"]])
-        load = utilization(used, capacity)
-        energy = power(load, self.resource_columns["energy_efficiency"])
-        value = book.columns["budget"] * outcome.base_utility
-        metrics = round_metrics(
-            outcome.utility, served, outcome.payment, value, book.user, used[:, 0],
-            self.resource_columns["cpu"], load, energy, self.price,
-        )
-        return {k: metrics[k] for k in COMPARISON[:-1]} | {"alloc_ms": outcome.timings.get("alloc_ms", 0.0)}
+    @staticmethod
+    def _comparison_row(record: RoundRecord) -> dict[str, float]:
+        return {k: record.metrics[k] for k in COMPARISON[:-1]} | {"alloc_ms": record.timings.get("alloc_ms", 0.0)}
 
 
 # --- drawing: ECharts options (rendered in the browser; plain dicts, testable headless) ---
@@ -273,7 +245,7 @@ def node_values(model: MarketModel, layout: TreeLayout, mode: str) -> np.ndarray
     if mode == "price":
         per_resource = model.price / np.maximum(model.resource_columns["unit_cost"], 1e-12)
     else:
-        per_resource = model.load
+        per_resource = model.resource_ledger.load
     n = len(layout.names)
     sums = np.bincount(layout.node_of_resource, weights=per_resource, minlength=n)
     values = sums / np.maximum(layout.size, 1)
@@ -301,8 +273,8 @@ def hierarchy_option(model: MarketModel, layout: TreeLayout, mode: str) -> dict[
     links = [{"source": int(a), "target": int(b)} for a, b in layout.edges]
     return {
         "animation": False,
-        "title": {"text": f"Planner hierarchy: root, {layout.cluster_node.size} cluster planners, "
-                          f"{model.n_resources} resources", "textStyle": {"fontSize": 13}},
+        "title": {"text": "Planner hierarchy", "subtext": f"root, {layout.cluster_node.size} cluster planners, "
+                  f"{model.n_resources} resources", "textStyle": {"fontSize": 13}, "itemGap": 4},
         "tooltip": {"trigger": "item"},
         "visualMap": {"type": "continuous", "min": round(lo, 4), "max": round(hi, 4), "calculable": False,
                       "inRange": {"color": colours}, "text": [label, ""], "right": 0, "bottom": 10,
@@ -311,7 +283,7 @@ def hierarchy_option(model: MarketModel, layout: TreeLayout, mode: str) -> dict[
             "type": "graph", "layout": "none", "roam": True, "data": nodes, "links": links,
             "lineStyle": {"color": "#bbbbbb", "width": 0.6}, "emphasis": {"focus": "adjacency"},
             "itemStyle": {"borderColor": "#333333", "borderWidth": 0.5}, "left": 10, "right": 90,
-            "top": 40, "bottom": 10,
+            "top": 50, "bottom": 10,
         }],
     }
 
@@ -323,7 +295,8 @@ def round_option(records: list[dict[str, Any]]) -> dict[str, Any]:
     for i, (title, lines) in enumerate(PANELS.items()):
         col, row = i % 3, i // 3
         left, top = 2 + 33 * col, 30 + 165 * row  # percent across, pixels down
-        titles.append({"text": title, "left": f"{left + 14}%", "top": top - 24, "textStyle": {"fontSize": 12}})
+        titles.append({"text": title, "left": f"{left + 19}%", "textAlign": "center", "top": top - 24,
+                       "textStyle": {"fontSize": 12}})
         grids.append({"left": f"{left + 7}%", "top": top, "width": "24%", "height": 110})
         xs.append({"type": "value", "gridIndex": i, "min": 0, "minInterval": 1, "name": "round" if row else "",
                    "nameLocation": "middle", "nameGap": 20, "axisLabel": {"fontSize": 9}})
@@ -375,7 +348,7 @@ def summary_markdown(model: DashboardModel) -> str:
     """Round counter, the market's settings and where its requests stand."""
     w = model.round_params.weights
     done = " (finished)" if not model.running else ""
-    rows, _ = model.order_book(model.round)
+    rows = model.waiting(model.round)
     return (
         f"### Round {model.round} of {model.config.rounds}{done}\n\n"
         f"**{model.scenario_name}** market, seed {model.seed}: {model.n_resources} resources in "
@@ -388,17 +361,32 @@ def summary_markdown(model: DashboardModel) -> str:
 
 
 # --- Solara components ------------------------------------------------------------------
-# Mesa lays the components out on a grid of 390 px high cells; each one fits its cell.
+def markdown_html(text: str) -> str:
+    """Markdown rendered to HTML on the server, for :func:`solara.HTML`.
+
+    ``solara.Markdown`` would also render on the server, but its browser side fetches
+    KaTeX (math) from the CDN at every mount, which the offline assets (``solara-assets``)
+    do not include: offline, the server logged ``Could not load URL`` at every page load.
+    Nothing here is math.
+    """
+    return markdown.markdown(text, extensions=["tables"])
+
+
 @solara.component
 def RoundSummary(model: DashboardModel) -> None:
     """Round counter, settings, and every mechanism on the last round's order book."""
     update_counter.get()
-    text = solara.use_memo(lambda: summary_markdown(model), [model, model.round])
-    table = solara.use_memo(lambda: comparison_markdown(model.comparison, model.mechanism_name), [model, model.round])
-    with solara.Column(style={"font-size": "13px"}):
-        solara.Markdown(text)
-        solara.Markdown(f"**Mechanisms on round {max(model.round - 1, 0)}'s order book** "
-                        f"(bold: **{model.mechanism_name}**, the one clearing the market)\n\n{table}")
+    text = solara.use_memo(lambda: markdown_html(summary_markdown(model)), [model, model.round])
+    table = solara.use_memo(
+        lambda: markdown_html(comparison_markdown(model.comparison, model.mechanism_name)), [model, model.round],
+    )
+    caption = (f"**Mechanisms on round {max(model.round - 1, 0)}'s order book** "
+               f"(bold: **{model.mechanism_name}**, the one clearing the market)")
+    with solara.Column(gap="0px", classes=["market-summary"]):
+        solara.HTML(unsafe_innerHTML=text)
+        solara.HTML(unsafe_innerHTML=markdown_html(caption))
+        # the table scrolls inside its card rather than run under its neighbours
+        solara.HTML(unsafe_innerHTML=table, classes=["market-table"], attributes={"id": "mechanism-table"})
 
 
 @solara.component
@@ -410,7 +398,7 @@ def HierarchyView(model: DashboardModel) -> None:
     option = solara.use_memo(lambda: hierarchy_option(model, layout, mode), [model, model.round, mode])
     with solara.Column(gap="4px"):
         solara.ToggleButtonsSingle(value=mode, values=COLOUR_MODES, on_value=set_mode, dense=True)
-        solara.FigureEcharts(option, attributes={"id": "hierarchy-view", "style": "height: 340px; width: 100%;"})
+        solara.FigureEcharts(option, attributes={"id": "hierarchy-view", "style": "height: 360px; width: 100%;"})
 
 
 @solara.component
@@ -425,7 +413,7 @@ def RoundPlots(model: DashboardModel) -> None:
 def UtilityHistogram(model: DashboardModel) -> None:
     """Distribution of the utility users have received."""
     update_counter.get()
-    option = solara.use_memo(lambda: utility_option(model.user_utility), [model, model.round])
+    option = solara.use_memo(lambda: utility_option(model.user_ledger.utility), [model, model.round])
     solara.FigureEcharts(option, attributes={"id": "utility-histogram", "style": "height: 375px; width: 100%;"})
 
 
@@ -449,21 +437,73 @@ def model_params() -> dict[str, dict[str, Any]]:
     }
 
 
-COMPONENTS = [RoundSummary, HierarchyView, RoundPlots, UtilityHistogram]
+#: the panels of the page, row by row: (component, CSS class of its card)
+PANEL_ROWS = [
+    [(RoundSummary, "market-panel-summary"), (HierarchyView, "market-panel-hierarchy")],
+    [(RoundPlots, "market-panel-rounds"), (UtilityHistogram, "market-panel-utility")],
+]
+#: the page's title (browser tab and app bar) and the name of its one tab
+TITLE = "Market allocation"
+TAB = "Market"
+#: Each row of panels is a wrapping flexbox: a card is as high as its content, a row as
+#: high as its highest card, and a card that does not fit beside the others moves below
+#: them, so no card runs over another. A card's flex-basis is its preferred width; the
+#: summary's is the width of its mechanism table (``min-content``: the table's cells do
+#: not wrap), so the table is whole whenever the window leaves it room, and scrolls inside
+#: its card otherwise.
+CSS = """
+.market-panels { display: flex; flex-direction: column; gap: 12px; padding: 12px 0 40px; }
+.market-row { display: flex; flex-wrap: wrap; gap: 12px; align-items: stretch; }
+.market-row > .market-panel { min-width: 0; margin: 0 !important; padding: 4px 12px 8px; }
+.market-panel-summary { flex: 1 1 600px; flex-basis: min-content; }
+.market-panel-hierarchy { flex: 1 1 320px; }
+.market-panel-rounds { flex: 3 1 520px; }
+.market-panel-utility { flex: 2 1 360px; }
+.market-summary { font-size: 13px; }
+.market-summary h3 { margin: 6px 0 8px; }
+.market-summary p { margin-bottom: 8px; }
+.market-summary strong { font-weight: 700; }
+.market-table { overflow-x: auto; }
+.market-table table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+.market-table th, .market-table td { padding: 3px 6px; text-align: right; white-space: nowrap; }
+.market-table th:first-child, .market-table td:first-child { text-align: left; }
+.market-table thead th { border-bottom: 1px solid rgba(128, 128, 128, 0.5); }
+.market-table tbody tr:nth-child(odd) { background: rgba(128, 128, 128, 0.08); }
+"""
+
+
+@solara.component
+def MarketPanels(model: DashboardModel) -> None:
+    """The page's one tab, :data:`TAB`: the panels of :data:`PANEL_ROWS`, each in its own card."""
+    with solara.lab.Tabs(), solara.lab.Tab(TAB), solara.Div(classes=["market-panels"]):
+        for row in PANEL_ROWS:
+            with solara.Div(classes=["market-row"]):
+                for component, css_class in row:
+                    with solara.Card(margin=0, classes=["market-panel", css_class]):
+                        component(model)
+
+
+@solara.component
+def Dashboard(model: DashboardModel | solara.Reactive[DashboardModel]) -> None:
+    """SolaraViz's app bar and sidebar (controls, parameters) above :class:`MarketPanels`.
+
+    Mesa 3.5's own components view cannot name its tabs ("Page 0") and lays panels on
+    a draggable grid of fixed 390 px cells that content overflows, so SolaraViz gets
+    no components and the panels are laid out here.
+    """
+    reactive = solara.use_reactive(model)  # the model Reset builds replaces its value
+    solara.Title(TITLE)
+    solara.Style(CSS)
+    SolaraViz(reactive, components=[], model_params=model_params(), name=TITLE, play_interval=150)
+    MarketPanels(reactive.value)
 
 
 def make_page(model: DashboardModel | solara.Reactive[DashboardModel] | None = None) -> Any:
-    """The SolaraViz page for ``model`` (a default-settings model if None).
+    """The dashboard page for ``model`` (a default-settings model if None).
 
     Pass a ``solara.reactive(model)`` to follow the model that Reset builds.
     """
-    return SolaraViz(
-        model if model is not None else DashboardModel(),
-        components=list(COMPONENTS),
-        model_params=model_params(),
-        name="Market allocation",
-        play_interval=150,
-    )
+    return Dashboard(model if model is not None else DashboardModel())
 
 
 page = make_page()

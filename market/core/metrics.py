@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def jain(x: np.ndarray) -> float:
     """Jain's index ``(sum x)^2 / (n sum x^2)`` in [1/n, 1]."""
     x = np.asarray(x, dtype=float)

@@ -322,7 +322,7 @@ class MarketModel(mesa.Model):
             mechanism = self._oracle_mechanism() if name == "optimal" else create(name, **self.config.mechanism_params.get(name, {}))
         else:
             name = mechanism.name
-        rng = _stream(self.seed, "preview", name, str(self.round))
+        rng = _stream(self.seed, "compare", name, str(self.round))
         return self._play(self.state.copy(), mechanism, rng, planners=None)
 
     def reopen(self) -> None:

@@ -207,19 +207,16 @@ def run_weights(
     w = tuple(float(x) for x in weights)
     model = MarketModel(scenario, mechanism=mechanism, rng=seed, market=market, weights=w,
                         oracle=False, compare_flat=False)
-    memory = float(model.config.settlement["fairness_memory"])
     d_max = float(model.round_params.d_max)
     rows_out = []
     for t in range(scenario.rounds):
-        # the state step() clears the round in: order book, prices, carried mass X_u
-        _, book = model.order_book(t)
-        resources = model.resource_matrix()
-        start_won = model.user_memory * memory
         model.step()
-        outcome, record = model.last_outcome, model.round_records[-1]
+        # the round's record: its order book, the prices it cleared at, the carried mass X_u
+        rec = model.record
+        book, outcome, record = rec.book, rec.outcome, rec.metrics
         served = np.flatnonzero(outcome.resource >= 0)
-        terms = pair_terms(book.request_matrix(), resources, served, outcome.resource[served], d_max)
-        args = (terms, served, book.size, book.columns["priority"], book.user, start_won, outcome.won)
+        terms = pair_terms(book.request_matrix(), rec.resource_matrix, served, outcome.resource[served], d_max)
+        args = (terms, served, book.size, book.columns["priority"], book.user, rec.start_won, outcome.won)
         own = request_utilities(*args, w)
         if not np.array_equal(own, outcome.utility):
             worst = float(np.max(np.abs(own - outcome.utility)))

@@ -129,21 +129,19 @@ class Auditor:
         )
         # the user's bid scale: its misreport, or 1 (truthful); everybody else keeps theirs
         scale = factor if kind == "bid" else 1.0
-        model.user_scale[user] = scale
         model.user_agents[user].strategy = _strategy(scale)
         served = 0
         value = payment = 0.0
-        for t in range(int(self.last_round[user]) + 1):
-            price = model.price.copy()
-            rows, book = model.order_book(t)  # the rows step() clears in round t
+        for _ in range(int(self.last_round[user]) + 1):
             model.step()
-            out = model.last_outcome
-            assert out is not None and out.resource.size == rows.size
+            # the round's record: its order book and the prices it cleared at
+            rec = model.record
+            rows, book, out = rec.rows, rec.book, rec.outcome
             hit = np.flatnonzero((out.resource >= 0) & mine[rows])
             if hit.size == 0:
                 continue
             r = rows[hit]
-            cost = price[out.resource[hit]] * book.columns["cpu"][hit] * book.columns["duration"][hit]
+            cost = rec.prices[out.resource[hit]] * book.columns["cpu"][hit] * book.columns["duration"][hit]
             base = true_base_utility(out.base_utility[hit], cost, book.columns["budget"][hit], self.true_budget[r], self.alpha)
             served += hit.size
             value += float(np.sum(self.true_budget[r] * base))

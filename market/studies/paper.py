@@ -25,6 +25,8 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
 from agents import PlannerAgent, ResourceAgent, UserAgent
+from agents.resource import ResourceLedger
+from agents.user import UserLedger
 from market.core.metrics import jain
 from mechanisms.kernels import edge_scan, sequential_pick
 from scenarios import google2011
@@ -359,11 +361,10 @@ class PaperModel(mesa.Model):
             "energy_efficiency": inst.energy, "x": inst.resource_xy[:, 0], "y": inst.resource_xy[:, 1],
         }
         self.price = inst.cost.copy()
-        self.load = np.zeros(inst.m)
+        capacity = np.column_stack([inst.capacity, np.zeros(inst.m)])
+        self.resource_ledger = ResourceLedger(capacity, capacity, inst.energy)
         n_users = int(inst.user.max()) + 1
-        self.user_wins = np.zeros(n_users, dtype=np.int64)
-        self.user_spend = np.zeros(n_users)
-        self.user_utility = np.zeros(n_users)
+        self.user_ledger = UserLedger.empty(n_users)
         self.resource_agents = [ResourceAgent(self, j, j) for j in range(inst.m)]
         self.user_agents = [UserAgent(self, u, u) for u in range(n_users)]
         self.planner = PlannerAgent(self, None, np.arange(inst.m))
@@ -379,11 +380,11 @@ class PaperModel(mesa.Model):
             "random": random_allocation(inst, self.stream),
         }
         mine = self.results["mohaf"]
-        served = mine.accepted
-        np.add.at(self.user_wins, inst.user[served], 1)
-        np.add.at(self.user_spend, inst.user[served], mine.price[served])
-        np.add.at(self.user_utility, inst.user[served], mine.utility[served])
-        self.load[mine.resource[served]] = 1.0
+        served = np.zeros(inst.user.size, dtype=bool)
+        served[mine.accepted] = True
+        self.user_ledger.settle(inst.user, served, np.where(served, mine.price, 0.0),
+                                np.where(served, mine.utility, 0.0), self.user_ledger.memory)
+        self.resource_ledger.load[mine.resource[mine.accepted]] = 1.0
 
     def table(self) -> pd.DataFrame:
         """One row per mechanism with the metrics as the authors computed them."""

@@ -40,7 +40,7 @@ from scipy.sparse import coo_array
 
 from market.core.candidates import find_candidates
 from market.core.io import atomic_directory, sha256_file, write_json
-from market.core.model import MarketModel
+from market.core.model import MarketModel, RoundRecord
 from market.core.runner import package_versions
 from market.errors import MarketInputError
 from market.studies import paper
@@ -198,8 +198,8 @@ def lp_upper_bound(
     return Bound(best, lp_value, int(ws.sum()), int(valid.sum()), iterations)
 
 
-def round_bound(model: MarketModel) -> Bound:
-    """UB of the market ``model`` is about to clear (round ``model.round``, current prices).
+def round_bound(model: MarketModel, record: RoundRecord) -> Bound:
+    """UB of the market of round ``record`` (its order book, the prices it cleared at).
 
     Round 0 starts with every machine empty, and so does every round of a market whose
     requests hold their machine for one round (the re-auctioned instance): the bound
@@ -208,22 +208,20 @@ def round_bound(model: MarketModel) -> Bound:
     Raises:
         ValueError: after round 0 if some request holds a machine for more than one round.
     """
-    t = model.round
-    if t > 0 and np.any(model.request_columns["duration"] != 1):
+    if record.round > 0 and np.any(model.request_columns["duration"] != 1):
         raise ValueError("round_bound after round 0 needs one-round requests (every round starts with empty machines)")
-    _, book = model.order_book(t)
+    book = record.book
     m = model.n_resources
-    free = model.alloc_capacity
+    free = model.resource_ledger.capacity
     everyone = np.zeros((book.size, 1), dtype=np.int64)
     params = model.round_params
     cand = find_candidates(
-        book.request_matrix(), book.need, model.resource_matrix(), free, np.arange(m, dtype=np.int64),
+        book.request_matrix(), book.need, record.resource_matrix, free, np.arange(m, dtype=np.int64),
         np.array([0, m], dtype=np.int64), everyone, m, params.weights, params.d_max,
     )
-    start_won = model.user_memory * float(model.config.settlement["fairness_memory"])
     users = np.unique(book.user)
     return lp_upper_bound(
-        cand.resource, cand.utility, book.need, free, book.user, book.columns["priority"], start_won[users],
+        cand.resource, cand.utility, book.need, free, book.user, book.columns["priority"], record.start_won[users],
         params.weights[3],
     )
 
@@ -265,15 +263,18 @@ def run_consistent(
     rounds, runs = [], []
     last = scenario.rounds - 1
     for seed in seeds:
-        ub0 = round_bound(MarketModel(scenario, mechanisms[0], rng=seed)) if bounds != "none" else None
+        ub0 = None  # round 0's market is the same for every mechanism
         for mech in mechanisms:
             model = MarketModel(scenario, mech, rng=seed)
-            ub_final = ub0 if last == 0 else None
+            ub_final = None
             for t in range(scenario.rounds):
-                if t == last and last > 0 and bounds == "final":
-                    ub_final = round_bound(model)
                 model.step()
-            rec = pd.DataFrame(model.round_records)[["mechanism", "seed", "round", *ROUND_METRICS]]
+                if t == 0 and ub0 is None and bounds != "none":
+                    ub0 = round_bound(model, model.record)
+                if t == last and last > 0 and bounds == "final":
+                    ub_final = round_bound(model, model.record)
+            ub_final = ub0 if last == 0 else ub_final
+            rec = model.rounds_table()[["mechanism", "seed", "round", *ROUND_METRICS]]
             rounds.append(rec)
             first, final = rec.iloc[0], rec.iloc[-1]
             row: dict[str, Any] = {"mechanism": mech, "seed": seed, "rounds": scenario.rounds}
