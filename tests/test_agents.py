@@ -1,0 +1,119 @@
+"""The agents act: users bid through their strategies every round, planners clear their
+sub-markets, resources settle; the round leaves one record that every reader uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agents import Shading
+from agents.strategies import UserHistory
+from market.core.model import METRICS, MarketModel
+from scenarios.config import load
+from tests.conftest import DATA
+
+
+def _model(mechanism: str, seed: int = 1) -> MarketModel:
+    return MarketModel(load(DATA / "small.toml"), mechanism=mechanism, rng=seed, oracle=False)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_shading_assigned_after_round_one_lowers_first_price_revenue(seed):
+    control, shaded = _model("first_price", seed), _model("first_price", seed)
+    control.step()
+    shaded.step()
+    assert control.metrics == shaded.metrics
+    for user in shaded.user_agents:
+        user.strategy = Shading(0.5)
+    control.run_for(4)
+    shaded.run_for(4)
+    revenue = [m.rounds_table().set_index("round")["revenue"] for m in (control, shaded)]
+    assert revenue[0].loc[0] == revenue[1].loc[0]
+    later = slice(1, None)
+    # first price charges the bid: halving every bid lowers what the round collects
+    assert (revenue[1].loc[later] < revenue[0].loc[later]).all()
+    assert revenue[1].loc[later].sum() < 0.75 * revenue[0].loc[later].sum()
+
+
+@dataclass(frozen=True)
+class WinnersShade:
+    """Shades to 0.5 once a user has won anything (reads its history)."""
+
+    name: str = "winners-shade"
+
+    def bid_scale(self, history: UserHistory) -> np.ndarray:
+        return np.where(history.wins > 0, 0.5, 1.0)
+
+
+def test_strategies_see_their_users_history_every_round():
+    model = _model("first_price")
+    strategy = WinnersShade()
+    for user in model.user_agents:
+        user.strategy = strategy
+    model.step()
+    assert np.all(model.record.book.bid_scale == 1.0)  # nobody had won anything yet
+    winners = {a.index for a in model.user_agents if a.wins > 0}
+    assert winners
+    model.step()
+    book = model.record.book
+    expected = np.where(np.isin(book.user, list(winners)), 0.5, 1.0)
+    assert np.array_equal(book.bid_scale, expected)
+    # each user's history is its own ledger row
+    agent = next(a for a in model.user_agents if a.index in winners)
+    assert agent.history.wins[0] == agent.wins and agent.history.rounds == 2
+
+
+def test_a_strategy_returning_a_bad_scale_is_named():
+    @dataclass(frozen=True)
+    class Broken:
+        name: str = "broken"
+
+        def bid_scale(self, history: UserHistory) -> float:
+            return float("nan")
+
+    model = _model("mohaf")
+    model.user_agents[3].strategy = Broken()
+    with pytest.raises(ValueError, match="strategy 'broken'"):
+        model.step()
+
+
+def test_planners_clear_the_round_and_resources_settle_it():
+    model = _model("mohaf")
+    model.run_for(3)
+    record = model.record
+    served = int((record.outcome.resource >= 0).sum())
+    # every served request was served by a cluster planner or the root's spill-over
+    assert sum(p.served for p in model.planners) + model.root.served == served
+    assert model.root.served == record.metrics["spilled"]
+    assert sum(p.cleared for p in model.planners) == record.book.size
+    # the resources' ledger holds what the round's allocations paid
+    alloc = pd.concat(model.allocation_frames)
+    assert sum(a.revenue for a in model.resource_agents) == pytest.approx(alloc["payment"].sum())
+    assert np.array_equal([a.load for a in model.resource_agents], model.resource_ledger.load)
+
+
+def test_preview_plays_the_same_round_without_touching_the_model():
+    model = _model("mohaf")
+    model.run_for(2)
+    before = (model.round, model.price.copy(), model.status.copy(), model.resource_ledger.used.copy())
+    preview = model.preview("mohaf")
+    assert (model.round, len(model.rounds_table())) == (2, 2)
+    assert np.array_equal(model.price, before[1]) and np.array_equal(model.status, before[2])
+    assert np.array_equal(model.resource_ledger.used, before[3])
+    model.step()
+    # the preview is the round step() then plays (same pipeline; mohaf draws nothing at random)
+    assert preview.metrics == model.metrics
+    assert np.array_equal(preview.outcome.resource, model.record.outcome.resource)
+
+
+def test_the_datacollector_is_the_source_of_rounds():
+    model = _model("greedy")
+    model.run_for(3)
+    table = model.datacollector.get_table_dataframe("rounds")
+    assert list(table.columns) == ["mechanism", "seed", "round", *METRICS]
+    assert table["round"].tolist() == [0, 1, 2]
+    assert table.iloc[-1][METRICS].to_dict() == pytest.approx(model.metrics)
+    assert model.record.round == 2 and model.record.metrics is model.metrics
