@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass
 class UserHistory:
     """What users know of their own past when they bid: one entry per user asked.
 

@@ -9,7 +9,7 @@ row. Each round every user's strategy is asked for the scale of its bids
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 import mesa
@@ -22,33 +22,20 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class UserLedger:
-    """Every user's running totals, as ``(U,)`` arrays.
+class UserLedger(UserHistory):
+    """Every user's history (a :class:`UserHistory` over all ``U`` users) and fairness memory.
 
     Attributes:
-        wins: requests served so far.
-        spend: total paid so far.
-        utility: total utility (welfare share) received so far.
-        last_wins, last_spend, last_utility: the same for the last round alone.
-        memory: priority mass each user won in the last round (fairness memory).
-        rounds: rounds settled so far.
+        memory: ``(U,)`` priority mass each user won in the last round (fairness memory).
     """
 
-    wins: np.ndarray
-    spend: np.ndarray
-    utility: np.ndarray
-    last_wins: np.ndarray
-    last_spend: np.ndarray
-    last_utility: np.ndarray
-    memory: np.ndarray
-    rounds: int = 0
+    memory: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @classmethod
     def empty(cls, n_users: int) -> UserLedger:
         """A ledger of ``n_users`` users with nothing played."""
-        zeros = np.zeros(n_users)
-        return cls(np.zeros(n_users, dtype=np.int64), zeros.copy(), zeros.copy(),
-                   np.zeros(n_users, dtype=np.int64), zeros.copy(), zeros.copy(), zeros.copy())
+        counts, amounts = (lambda: np.zeros(n_users, dtype=np.int64)), (lambda: np.zeros(n_users))
+        return cls(np.arange(n_users), 0, counts(), amounts(), amounts(), counts(), amounts(), amounts(), amounts())
 
     def copy(self) -> UserLedger:
         """An independent copy (for what-if rounds)."""
@@ -78,11 +65,8 @@ class UserLedger:
 
     def history(self, users: np.ndarray) -> UserHistory:
         """What the users ``users`` (dense indices) know of their past."""
-        return UserHistory(
-            users=users, rounds=self.rounds, wins=self.wins[users], spend=self.spend[users],
-            utility=self.utility[users], last_wins=self.last_wins[users], last_spend=self.last_spend[users],
-            last_utility=self.last_utility[users],
-        )
+        rows = {f.name: getattr(self, f.name)[users] for f in fields(UserHistory) if f.name not in ("users", "rounds")}
+        return UserHistory(users=users, rounds=self.rounds, **rows)
 
 
 def bid_scales(users: list[UserAgent], ledger: UserLedger) -> np.ndarray:
