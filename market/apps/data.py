@@ -20,16 +20,14 @@ import gzip
 import hashlib
 import lzma
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from market.errors import MarketInputError
 
-# scenarios.google2011 and market.core.io (pandas) are imported where they are used, so that
-# ``market data --help`` stays light
+# scenarios.google2011, market.core.io (pandas) and urllib are imported where they are used,
+# so that ``market --help`` stays light
 
 BUCKET = "https://storage.googleapis.com/clusterdata-2011-2"
 DATASETS = ("google2011",)
@@ -107,6 +105,9 @@ def verify(root: Path | None = None) -> list[FileStatus]:
 
 def _download(url: str, target: Path, expected: str, progress: Callable[[int], None] | None) -> None:
     """Download ``url`` to ``target`` atomically, verifying the gzip content's sha256."""
+    import urllib.error
+    import urllib.request
+
     from market.core.io import remove_stale_temporaries
 
     target.parent.mkdir(parents=True, exist_ok=True)
