@@ -1,4 +1,4 @@
-"""Sealed-bid first-price auction: pay your bid (MOHAF_SPEC §3.9 ``First-Price``).
+"""Sealed-bid first-price auction: pay your bid (the MOHAF paper's ``First-Price``, corrected).
 
 A request bids ``v_ij = scale * budget_i * b_ij`` (its value, shaded by its strategy) on
 each candidate whose posted cost it covers; pairs are accepted in descending bid while

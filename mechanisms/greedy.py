@@ -1,4 +1,4 @@
-"""Priority greedy: the classic scheduler baseline (MOHAF_SPEC §3.9 ``Greedy``).
+"""Priority greedy: the classic scheduler baseline (the MOHAF paper's ``Greedy``, corrected).
 
 Requests are served in descending ``0.5 * priority + 0.5 * budget`` (both min-max
 normalised within the sub-market, ties by row); each takes the fitting candidate with

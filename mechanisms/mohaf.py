@@ -1,9 +1,14 @@
 """MOHAF in ``consistent`` mode: lazy greedy on a monotone submodular welfare.
 
 ``F(S) = sum_S b_ij + delta * sum_u log2(1 + X_u(S))`` where ``b_ij`` is the normalised
-cost/QoS/energy utility and ``X_u`` the priority mass user ``u`` already won (MOHAF_SPEC
-§3.3). The fairness part of a gain shrinks as a user wins more, so users who have won
-little are preferred. Winners pay the posted dynamic price ``pi_ij`` (§3.8 ``posted``).
+cost/QoS/energy utility and ``X_u`` the priority mass user ``u`` already won (the
+objective of the MOHAF paper, Agrawal et al., arXiv:2508.14830, 2025, with its fairness term
+made concave so that ``F`` is monotone submodular). The fairness part of a gain,
+``delta * [log2(1 + X_u + p_i) - log2(1 + X_u)]``, shrinks as a user wins more, so users who
+have won little are preferred. Winners pay the posted dynamic price
+``pi_ij = rho_j * cpu_i * duration_i * (0.8 + 0.4 * b_ij)`` (:class:`mechanisms.base.SubMarket`).
+Gains only fall as ``S`` grows, so the lazy evaluation (Minoux, "Accelerated greedy
+algorithms for maximizing submodular set functions", 1978) picks what plain greedy picks.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ class MOHAF(Mechanism):
     """Multi-objective hierarchical auction (consistent mode): lazy greedy, posted prices.
 
     Args:
-        rank: ``"gain"`` (MOHAF_SPEC §3.5: greedy on marginal gains) or ``"density"``
+        rank: ``"gain"`` (the paper's greedy on marginal gains) or ``"density"``
             (marginal gain per unit of capacity the request takes, which packs
             capacity-constrained markets better; see the README's quality table).
     """

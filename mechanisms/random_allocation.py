@@ -1,7 +1,7 @@
 """Random allocation: the floor every mechanism must beat.
 
 Requests in a random permutation each take a uniformly random fitting candidate and
-pay its posted cost (MOHAF_SPEC §3.9 ``Random``). All draws come from the rng the
+pay its posted cost (the MOHAF paper's ``Random`` baseline). All draws come from the rng the
 planner passes in, so a seed fixes the outcome.
 """
 

@@ -1,4 +1,4 @@
-"""Scenario files: TOML with fixed keys (DESIGN.md §5.1), validated on load.
+"""Scenario files: TOML with fixed keys (README, "Architecture", contract 1), validated on load.
 
 Fixed keys (other tools write them): ``name, rounds, seeds, mechanisms, oracle`` and a
 ``[market]`` table with ``source`` (``synthetic``, ``tabular``, ``google2011``) and, for

@@ -183,7 +183,8 @@ def machines_at(t_us: int, root: Path | None = None) -> pd.DataFrame:
 def mohaf_jobs(root: Path | None = None) -> pd.DataFrame:
     """The MOHAF paper's requests: the first 2,500 SUBMIT rows of job_events parts 0 and 1.
 
-    File order, no dedupe, no shuffle (MOHAF_SPEC §2.1): 2,500 + 1,053 = 3,553 jobs.
+    File order, no dedupe, no shuffle, as the paper's code reads them: 2,500 + 1,053 = 3,553 jobs
+    (part 1 holds only 1,053 SUBMIT rows).
     """
     cols = ["timestamp", "job_id", "event_type", "user", "scheduling_class"]
     return first_submits("job_events", (0, 1), 2500, columns=cols, root=root)

@@ -1,4 +1,4 @@
-"""The tabular market format (DESIGN.md §5.2): schema, validation and array views.
+"""The tabular market format (README, "Architecture", contract 2): schema, validation, array views.
 
 Any trace can be converted to two tables. ``requests``: one row per request,
 ``request_id, user_id, round, cpu, mem, budget, priority, x, y`` and optional

@@ -2,19 +2,19 @@
 
 Two variants, chosen by ``market.variant``:
 
-``mohaf`` (MOHAF_SPEC §2.1, §3): the paper's instance in the corrected model. The
+``mohaf``: the MOHAF paper's instance (:mod:`market.studies.paper`) in the corrected model. The
 3,553 requests are the first 2,500 SUBMIT rows of job_events parts 0 and 1; demand
 ``d = scheduling_class / 3`` (cpu only; ``zero_demand = "floor"`` lifts class 0 to
 ``demand_floor`` = 0.05, ``"drop"`` removes it), priority 8 (``p_max`` = 10), budget
 ``budget_scale * (20 d + 5 p)`` (from the unfloored ``d``), a uniform location. There
-are ``N // 4`` = 888 synthetic resources drawn as in §2.3 (capacity U(0.5, 1), unit cost
+are ``N // 4`` = 888 synthetic resources drawn as the paper's code draws them (capacity U(0.5, 1), unit cost
 U(0.3, 0.8), location U(-100, 100)^2, availability and reliability U(0.95, 1), energy
 U(0.6, 0.9), owner ``j mod 50``) from the seed's generator; their memory is 1 and
 requests need none, so only cpu binds. With ``reauction = true`` (default) the whole
 instance arrives again in every round (request ids ``round * N + i``): each round
-re-auctions it with the allocation reset while prices carry over (§3.7).
+re-auctions it with the allocation reset while prices carry over.
 
-``real`` (§4): an honest trace-driven market. Requests are tasks (``unit = "task"``,
+``real``: an honest trace-driven market. Requests are tasks (``unit = "task"``,
 the first SUBMIT of each ``(job_id, task_index)`` in task_events parts 0 and 1) or jobs
 (``unit = "job"``: a job's tasks summed) that are submitted in the window
 ``[start_seconds, start_seconds + rounds * step_seconds)`` and arrive in the round of
@@ -54,7 +54,7 @@ VARIANTS = ("mohaf", "real")
 #: the paper's constant priority and the budget rule ``B = 20 d + 5 p``
 PAPER_PRIORITY = 8.0
 TRACE_PRIORITY_MAX = 11.0
-#: resource attribute distributions of MOHAF_SPEC §2.3, in the authors' draw order
+#: resource attribute distributions of the paper's code, in the authors' draw order
 RESOURCE_DRAWS = (
     ("cpu", 0.5, 1.0), ("unit_cost", 0.3, 0.8), ("x", -100.0, 100.0), ("y", -100.0, 100.0),
     ("availability", 0.95, 1.0), ("reliability", 0.95, 1.0), ("energy_efficiency", 0.6, 0.9),
@@ -155,7 +155,7 @@ def build(scenario: Scenario, rng: np.random.Generator) -> MarketData:
 
 
 def _draw_resources(m: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """§2.3 attributes for ``m`` resources (one ``(m, 7)`` block, columns in draw order)."""
+    """The paper's resource attributes for ``m`` resources (one ``(m, 7)`` block, draw order)."""
     lo = np.array([d[1] for d in RESOURCE_DRAWS])
     hi = np.array([d[2] for d in RESOURCE_DRAWS])
     block = rng.uniform(lo, hi, size=(m, len(RESOURCE_DRAWS)))

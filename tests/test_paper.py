@@ -1,4 +1,4 @@
-"""MOHAF ``paper`` mode reproduces Table 1 bit for bit (MOHAF_SPEC §2, §5 checklist)."""
+"""MOHAF ``paper`` mode reproduces Table 1 bit for bit (values recomputed from the authors' code)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_resources_and_locations_follow_the_stream(model):
     assert inst.owner[51] == 1
 
 
-# exact stream (§2.7), 1e-6 relative
+# the exact stream (seed 42), 1e-6 relative
 EXACT = {
     "mohaf": (0.2625074, 56.66452, 0.9997249),
     "first_price": (0.1380833, 161.55576, 0.9354266),
@@ -88,7 +88,7 @@ def test_mohaf_diagnostics(model):
     u = r.utility[r.accepted]
     assert u.mean() == pytest.approx(1.05033, rel=1e-5)
     assert u.min() == pytest.approx(1.01208, rel=1e-5) and u.max() == pytest.approx(1.08629, rel=1e-5)
-    # revenue identity of §2.7 for the cost-priced baselines
+    # revenue identity for the cost-priced baselines: (4/9) sum_{C>=2/3} cost + (1/9) sum_{C<2/3} cost
     big = inst.capacity >= 2 / 3
     expected = 4 / 9 * inst.cost[big].sum() + 1 / 9 * inst.cost[~big].sum()
     assert model.results["greedy"].metrics(inst)["revenue"] == pytest.approx(expected, rel=1e-12)

@@ -1,6 +1,6 @@
 """``market report RUN_DIR --out DIR``: plots and a Markdown summary of a finished run.
 
-Reads the tables ``market run`` writes (DESIGN.md §5.3, Parquet or CSV) and draws, per
+Reads the tables ``market run`` writes (README, "Architecture", contract 3; Parquet or CSV) and draws, per
 mechanism: round-by-round trajectories of efficiency, Jain's index (all requests and
 served ones), utilisation and the mean price with a band across seeds; the price
 convergence (largest price change per round); bars of each metric's mean with a 95 %

@@ -2,7 +2,9 @@
 
 One fused numba kernel scans, for each request, the resources of the clusters it is
 routed to, keeps the feasible ones (capacity, QoS, budget) and retains the K of highest
-static utility ``b_ij`` (MOHAF_SPEC §3.2):
+static utility ``b_ij``, the cost, QoS and energy terms of the MOHAF paper's utility
+(Agrawal et al., arXiv:2508.14830, 2025), each rescaled into [0, 1] (the paper's QoS term
+reaches 1.5; its fairness term moves into the welfare ``F`` of :mod:`market.core.engine`):
 
 - ``u_cost = clip(1 - rho_j * cpu_i * duration_i / B_i, 0, 1)``
 - ``u_qos = 0.5 * (reliability_j + availability_j) / 2 + 0.5 * max(0, 1 - dist_ij / D_max)``
@@ -110,7 +112,7 @@ def _sort_row(util: np.ndarray, cand: np.ndarray, i: int, n: int) -> None:
 
 @nb.njit(cache=True, inline="always")
 def pair_components(rq: np.ndarray, i: int, rs: np.ndarray, j: int, d_max: float) -> tuple[float, float, float, float, float]:
-    """The utility terms of pair ``(i, j)`` (the one copy of MOHAF_SPEC §3.2's formulas).
+    """The utility terms of pair ``(i, j)`` (the one copy of the formulas above).
 
     Args:
         rq: ``(N, 9)`` request columns in the kernel's order (x, y, cpu, mem, duration, budget, ...).

@@ -4,7 +4,7 @@
 its planners and that ``market bench`` times. It knows nothing about Mesa: it takes the
 round's order book and the resources' state as numpy arrays and returns who got what.
 
-Steps (DESIGN.md §3):
+Steps (README, "Architecture": one round):
 
 1. **Partition**: route each request to its cluster (and ``spill_neighbors`` more) and
    compute its K best feasible candidates in its own cluster (primary) and in the

@@ -1,4 +1,4 @@
-"""The one shared feasibility check every allocation passes (DESIGN.md §3 step 4).
+"""The one shared feasibility check every allocation passes (README, "Architecture": one round).
 
 Single assignment, cpu and memory capacity including requests still running from
 earlier rounds, ``0 <= payment <= budget``, and QoS thresholds (reliability,

@@ -1,4 +1,4 @@
-"""Per-round metrics (DESIGN.md §5.4, MOHAF_SPEC §3.10), one function per formula.
+"""Per-round metrics (README, "Architecture", contract 4), one function per formula.
 
 - ``efficiency = welfare / n_requests`` (the paper's), ``welfare = sum of utility``;
 - ``jain`` over **all** requests with 0 for the unserved (headline), ``jain_winners``
@@ -6,7 +6,8 @@
 - ``gini`` over users' received utility; ``satisfaction = served / requests``;
 - ``utilization`` = used cpu / total cpu (running requests included),
   ``resource_share`` = share of resources holding any load;
-- ``revenue`` = sum of payments; ``energy`` from the power model;
+- ``revenue`` = sum of payments; ``energy`` = sum over resources of the linear power
+  model :func:`agents.resource.power` (Fan, Weber and Barroso, ISCA 2007);
 - ``ir_violations`` = winners paying more than their value ``budget * b_ij``
   (individual rationality; 0 for first- and second-price with bids at most the value),
   ``ir_excess`` = the total they pay above their value, ``user_surplus`` = sum of
@@ -23,7 +24,11 @@ import numpy as np
 
 
 def jain(x: np.ndarray) -> float:
-    """Jain's index ``(sum x)^2 / (n sum x^2)`` in [1/n, 1]."""
+    """Jain's index ``(sum x)^2 / (n sum x^2)`` in [1/n, 1].
+
+    R. Jain, D. Chiu and W. Hawe, "A quantitative measure of fairness and discrimination
+    for resource allocation in shared computer systems", DEC-TR-301, 1984.
+    """
     x = np.asarray(x, dtype=float)
     sq = float(np.dot(x, x))
     if x.size == 0 or sq == 0.0:
@@ -33,7 +38,11 @@ def jain(x: np.ndarray) -> float:
 
 
 def gini(x: np.ndarray) -> float:
-    """Gini coefficient ``sum_ab |x_a - x_b| / (2 n^2 mean)`` in [0, 1)."""
+    """Gini coefficient ``sum_ab |x_a - x_b| / (2 n^2 mean)`` in [0, 1).
+
+    Half the relative mean absolute difference (Gini, 1912), computed from the sorted
+    values in O(n log n).
+    """
     x = np.sort(np.asarray(x, dtype=float))
     n = x.size
     total = float(x.sum())

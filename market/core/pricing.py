@@ -1,7 +1,10 @@
 """Dynamic pricing: each resource's unit price moves towards a target utilisation.
 
 ``rho_j <- clip(rho_j + eta_t * (util_j - tau), rho_min, rho_max)`` with
-``util_j = max_k used_jk / C_jk`` (MOHAF_SPEC §3.7). Prices start at the unit cost;
+``util_j = max_k used_jk / C_jk``: the utilisation-driven pricing of the MOHAF paper
+(Agrawal et al., arXiv:2508.14830, 2025; its code multiplies the cost by
+``1 + eta * (util - tau)``), as an additive step projected onto the price bounds, i.e. a
+projected tatonnement step on excess demand ``util_j - tau``. Prices start at the unit cost;
 the bounds are ``[lower * min cost, upper * max cost]``. ``eta_t`` is constant or
 ``eta / sqrt(t + 1)``. The price enters both the cost utility and the payments, so an
 over-used resource gets dearer, loses bids and its utilisation falls back towards tau.

@@ -2,7 +2,8 @@
 
 A run is :func:`run_one` (pure: scenario, mechanism, seed in; tables out), so runs can be
 farmed out to any ``concurrent.futures`` executor and give the same bytes wherever they
-ran. :func:`run_scenario` writes DESIGN.md §5.3's outputs atomically.
+ran. :func:`run_scenario` writes the run outputs (README, "Architecture", contract 3)
+atomically.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``market ablation``: MOHAF's weight ablation and a weight sweep, all scored by one utility.
 
-The MOHAF paper's Table 2 drops one term of the utility at a time and reports each
-variant's efficiency under *its own* weights (MOHAF_SPEC §1 item 8). That compares
+The MOHAF paper's Table 2 (Agrawal et al., arXiv:2508.14830, 2025) drops one term of the
+utility at a time and reports each variant's efficiency under *its own* weights. That compares
 different yardsticks: a variant that ignores cost is not charged for expensive matches.
 Here every allocation is scored twice:
 
@@ -12,7 +12,8 @@ Configurations (:func:`configurations`), as the paper lists them: ``Full`` = the
 weights ``(alpha, beta, gamma, delta)``; ``NoCost``, ``NoQoS``, ``NoEnergy``,
 ``NoFairness`` set one weight of Full to 0 and renormalise the rest to sum 1;
 ``CostOnly`` = ``(1, 0, 0, 0)``; ``FullRun`` = the weights the authors actually ran,
-``(0.3, 0.3, 0.2, 0.2)`` (MOHAF_SPEC §3.1 asks to report them too). With the listed
+``(0.3, 0.3, 0.2, 0.2)`` (the paper's text lists other weights than its code runs, so
+both are reported). With the listed
 weights ``(0.4, 0.3, 0.1, 0.2)`` these are the variants of :func:`market.studies.paper.ablation`.
 
 Rescoring needs each won pair's utility terms at the price of the round it was won in.
@@ -61,7 +62,7 @@ from scenarios.sources import build_market
 
 Weights = tuple[float, float, float, float]
 
-#: the weights the authors ran (MOHAF_SPEC §1 item 8; :data:`market.studies.paper.RUN_WEIGHTS`)
+#: the weights the authors' code runs (the text lists 0.4/0.3/0.1/0.2; :data:`market.studies.paper.RUN_WEIGHTS`)
 RUN_WEIGHTS: Weights = (0.3, 0.3, 0.2, 0.2)
 #: the weight each ``No<Term>`` configuration drops (index into ``(alpha, beta, gamma, delta)``)
 DROPPED = {"NoCost": 0, "NoQoS": 1, "NoEnergy": 2, "NoFairness": 3}
@@ -87,7 +88,7 @@ SUMMARY = [
     ("u_qos", "mean u_qos of won pairs"),
     ("u_en", "mean u_en of won pairs"),
 ]
-#: Table 2 as published (efficiency, satisfaction, Jain): a 40 x 25 synthetic instance (§1)
+#: Table 2 as published (efficiency, satisfaction, Jain): a 40 x 25 synthetic instance, other weights
 PUBLISHED_TABLE2 = {
     "CostOnly": (0.985, 1.0, 1.0), "NoQoS": (0.809, 0.96, 0.992), "NoEnergy": (0.798, 0.96, 0.993),
     "NoFairness": (0.797, 0.92, 0.998), "Full": (0.768, 0.96, 0.993), "NoCost": (0.710, 0.96, 0.990),
@@ -512,7 +513,7 @@ def _markdown(info: dict[str, Any], summary: pd.DataFrame, sweep: pd.DataFrame |
     lines += [
         "",
         "For context only (not comparable: a 40 x 25 synthetic instance, other weights, each variant scored by "
-        "its own utility; MOHAF_SPEC §1), the published Table 2 (efficiency / satisfaction / Jain): "
+        "its own utility), the published Table 2 (efficiency / satisfaction / Jain): "
         + "; ".join(f"{k} {v[0]:.3f}/{v[1]:.2f}/{v[2]:.3f}" for k, v in PUBLISHED_TABLE2.items()) + ".",
         "",
         "![ablation](ablation.png)",

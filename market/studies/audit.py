@@ -13,7 +13,8 @@ For one scenario, seed and mechanism, each user in turn misreports while everyth
 
 Every outcome is scored with the user's **true** utility: the sum over its served requests
 of ``value - payment``, where ``value = B * b_ij`` uses the true budget ``B`` in
-``b_ij`` too (DESIGN.md §4). The gain of a misreport is its true utility minus the true
+``b_ij`` too (a user's private value for resource ``j``; README, "Architecture": the
+mechanism interface). The gain of a misreport is its true utility minus the true
 utility of reporting truthfully, everything else equal; ``relative_gain`` divides it by
 ``max(|truthful utility|, the user's total budget)``. A misreport is *profitable* when
 ``relative_gain > 1e-9``.

@@ -1,4 +1,18 @@
-"""MOHAF ``paper`` mode: the authors' Table 1 run, bug for bug (MOHAF_SPEC §2).
+"""MOHAF ``paper`` mode: the authors' Table 1 run, bug for bug.
+
+The MOHAF paper (K. Agrawal, P. Goktas, A. Bandopadhyay, D. Ghosh, J. J. Jena and
+M. K. Gourisaria, "MOHAF: A Multi-Objective Hierarchical Auction Framework for Scalable
+and Fair Resource Allocation in IoT Ecosystems", arXiv:2508.14830, 2025) reports its
+Table 1 on the Google 2011 trace: 3,553 requests (the first 2,500 SUBMIT rows of
+job_events parts 0 and 1; part 1 has only 1,053), 888 = N // 4 synthetic resources, one
+auction round. This module replays the authors' code as it ran, including what it gets
+wrong: demand ``d = scheduling_class / 3``, priority 8 for everyone, budget ``20 d + 5 p``;
+a pair is eligible when ``capacity_j >= d_i`` and each resource takes one request; the
+baselines record made-up utilities (Greedy the constant ``0.5 + 0.3 p / 10`` = 0.74,
+First-Price ``uniform(0.3, 0.8)`` and Random ``uniform(0.2, 0.6)`` draws); efficiency is
+the sum of each mechanism's own utility field over N, revenue ``sum price * d`` and Jain's
+index is over the winners only. ``market reproduce mohaf-table1`` sets these numbers
+beside the corrected model (:mod:`market.studies.reproduce`).
 
 This is deliberately *not* the engine: its semantics differ (one round, unit matching
 with ``C_j >= d_i``, each mechanism scored by its own utility field, a single Python
@@ -7,7 +21,7 @@ is the allocation kernels (:func:`mechanisms.kernels.edge_scan`,
 :func:`mechanisms.kernels.sequential_pick` on a dense ``N x M`` candidate layout with one
 slot per resource), the trace loader and the metric formulas.
 
-Stream order (§2.2): 888 x 7 resource draws, then request locations (x then y per row),
+Stream order (one Python ``random`` stream, never reseeded): 888 x 7 resource draws, then request locations (x then y per row),
 then First-Price's one draw per eligible pair (request-major), then Random's
 ``sample`` followed by ``choice`` and ``uniform`` per request. MOHAF and Greedy draw
 nothing. ``np.random.seed(42)`` of the original is omitted: numpy is never drawn from.
@@ -89,12 +103,12 @@ class PaperInstance:
 
 
 def load_jobs(root: Path | None = None) -> pd.DataFrame:
-    """The first 2,500 SUBMIT rows of job_events parts 0 and 1, in file order (§2.1)."""
+    """The first 2,500 SUBMIT rows of job_events parts 0 and 1, in file order."""
     return google2011.mohaf_jobs(root)
 
 
 def draw_resources(m: int, rng: random.Random) -> dict[str, np.ndarray]:
-    """Resource draws in the authors' order (§2.3): 7 ``uniform`` per resource."""
+    """Resource draws in the authors' order: 7 ``uniform`` per resource (:data:`RESOURCE_DRAWS`)."""
     bounds = [(lo, hi) for _, lo, hi in RESOURCE_DRAWS]
     draws = np.array([[rng.uniform(lo, hi) for lo, hi in bounds] for _ in range(m)]).reshape(m, 7)
     return {
@@ -104,7 +118,7 @@ def draw_resources(m: int, rng: random.Random) -> dict[str, np.ndarray]:
 
 
 def build_instance(jobs: pd.DataFrame, rng: random.Random) -> PaperInstance:
-    """Requests from the job rows, then resources and locations from ``rng`` (§2.1 to §2.3)."""
+    """Requests from the job rows, then resources and locations from ``rng``, in stream order."""
     n = len(jobs)
     sc = jobs["scheduling_class"].to_numpy(dtype=float)
     demand = class_demand(sc)
@@ -133,7 +147,7 @@ class PaperResult:
         price: ``(N,)`` the recorded price (0 if unserved).
         utility: ``(N,)`` the mechanism's *own* utility field (0 if unserved).
         accepted: request indices in acceptance order.
-        info: counts (bids, draws) for the checks of §5.
+        info: counts (bids, draws), checked by ``tests/test_paper.py``.
     """
 
     mechanism: str
@@ -149,7 +163,12 @@ class PaperResult:
         return self.resource >= 0
 
     def metrics(self, inst: PaperInstance) -> dict[str, float]:
-        """Metrics as the authors computed them (§2.6), plus Jain over all requests."""
+        """Metrics as the authors computed them, plus Jain over all requests.
+
+        ``efficiency = sum_S u / N`` (own utility field), ``revenue = sum_S price * d``,
+        ``satisfaction = |S| / N``, ``jain_winners`` = Jain over the winners' ``u``,
+        ``utilization`` = share of resources used; ``jain_all`` (0 for the unserved) is ours.
+        """
         s = self.accepted
         u = self.utility[s]
         n = inst.n
@@ -165,7 +184,12 @@ class PaperResult:
 
 
 def pair_utility(inst: PaperInstance, weights: tuple[float, float, float, float] = RUN_WEIGHTS) -> np.ndarray:
-    """``(N, M)`` MOHAF's U as run (§2.4), in the authors' operation order."""
+    """``(N, M)`` MOHAF's U as run, in the authors' operation order.
+
+    ``u_cost = max(0, 1 - cost_j d_i / B_i)``, ``u_qos = (reliab_j + avail_j) / 2 +
+    max(0, 1 - dist_ij / 200) / 2`` (up to 1.5), ``u_fair = p_i / 10`` (the history term is
+    always 0) and ``U = a u_cost + b u_qos + g energy_j + f u_fair``, summed left to right.
+    """
     d = inst.demand[:, None]
     budget = inst.budget[:, None]
     u_cost = np.maximum(0.0, 1 - (inst.cost[None, :] * d) / budget)
@@ -211,7 +235,11 @@ def _acceptance_order(choice: np.ndarray, order: np.ndarray, m: int) -> np.ndarr
 
 
 def mohaf(inst: PaperInstance, weights: tuple[float, float, float, float] = RUN_WEIGHTS) -> PaperResult:
-    """MOHAF as run (§2.4): all eligible pairs bid, stable sort by U, greedy unit matching."""
+    """MOHAF as run: all eligible pairs bid, stable sort by U, greedy unit matching.
+
+    The price is ``min(cost_j d_i (1 + 0.01 (0 - 0.8)) (0.8 + 0.4 U), B_i)``: the utilisation
+    the pricing reads is always 0, so prices are the cost times a constant 0.992.
+    """
     U = pair_utility(inst, weights)
     factor = 1 + 0.01 * (0 - 0.8)
     price = np.minimum(inst.base_price() * factor * (0.8 + 0.4 * U), inst.budget[:, None])
@@ -222,7 +250,7 @@ def mohaf(inst: PaperInstance, weights: tuple[float, float, float, float] = RUN_
 
 
 def first_price(inst: PaperInstance, rng: random.Random) -> PaperResult:
-    """First-Price as run (§2.5): a ``uniform(0.3, 0.8)`` per eligible pair, highest price first."""
+    """First-Price as run: a ``uniform(0.3, 0.8)`` per eligible pair, highest price first."""
     price = inst.base_price()
     ok = (inst.eligible() & (price <= inst.budget[:, None])).ravel()
     pairs = np.flatnonzero(ok)
@@ -236,7 +264,7 @@ def first_price(inst: PaperInstance, rng: random.Random) -> PaperResult:
 
 
 def greedy(inst: PaperInstance) -> PaperResult:
-    """Greedy as run (§2.5): by (priority, budget) descending, each takes the cheapest eligible resource."""
+    """Greedy as run: by (priority, budget) descending, each takes the cheapest eligible resource."""
     price = inst.base_price()
     order = np.lexsort((-inst.budget, -inst.priority))  # stable, like sorted(..., reverse=True)
     ok = inst.eligible() & (price <= inst.budget[:, None])
@@ -248,7 +276,7 @@ def greedy(inst: PaperInstance) -> PaperResult:
 
 
 def random_allocation(inst: PaperInstance, rng: random.Random) -> PaperResult:
-    """Random as run (§2.5): ``sample`` the requests, ``choice`` among compatible resources."""
+    """Random as run: ``sample`` the requests, ``choice`` among compatible resources."""
     order = rng.sample(range(inst.n), inst.n)
     available = list(range(inst.m))
     cap = inst.capacity.tolist()
@@ -275,7 +303,10 @@ def random_allocation(inst: PaperInstance, rng: random.Random) -> PaperResult:
 
 
 def optimal_assignment(U: np.ndarray, eligible: np.ndarray) -> tuple[float, np.ndarray]:
-    """Hungarian optimum of ``sum U`` over unit matchings of eligible pairs (§1 item 6).
+    """Hungarian optimum of ``sum U`` over unit matchings of eligible pairs.
+
+    The paper's problem is a bipartite matching with fixed weights: solvable exactly in
+    polynomial time, where greedy guarantees 1/2 (not the paper's 1 - 1/e).
 
     Returns:
         ``(sum U, resource per request or -1)``.
@@ -289,7 +320,7 @@ def optimal_assignment(U: np.ndarray, eligible: np.ndarray) -> tuple[float, np.n
 
 
 def common_scores(inst: PaperInstance, results: dict[str, PaperResult], U: np.ndarray) -> pd.DataFrame:
-    """Every mechanism's allocation scored by MOHAF's U (§1 items 1, 2, 6, 7).
+    """Every mechanism's allocation scored by MOHAF's U (one yardstick for all).
 
     Columns: ``mechanism, efficiency_common, jain_all_common, jain_winners_common,
     energy_eff, common_over_opt``; the last row is the Hungarian optimum.
@@ -314,7 +345,7 @@ def common_scores(inst: PaperInstance, results: dict[str, PaperResult], U: np.nd
 
 
 def ablation(inst: PaperInstance) -> pd.DataFrame:
-    """Table 2's variants on the Google instance with the listed weights (§1 item 8).
+    """Table 2's variants on the Google instance with the weights the paper's text lists.
 
     A variant drops one term (or keeps only cost) and renormalises the remaining
     listed weights to sum 1; MOHAF is then run as the authors ran it.
@@ -338,11 +369,11 @@ def ablation(inst: PaperInstance) -> pd.DataFrame:
 
 
 class PaperModel(mesa.Model):
-    """The paper's run as a one-step Mesa model (§1 "Mesa").
+    """The paper's run as a one-step Mesa model (one ``step()`` = one auction round).
 
     Resources, users (a trace ``user`` owns its jobs) and a planner are agents; requests
     are rows. :meth:`step` runs MOHAF, First-Price, Greedy and Random once, in the
-    stream order of §2.2, on a dedicated ``random.Random(seed)``; ``model.random`` and
+    stream order of the module docstring, on a dedicated ``random.Random(seed)``; ``model.random`` and
     ``model.rng`` are never used.
 
     Args:
