@@ -174,13 +174,10 @@ def _widgets(rc) -> list:
 
 
 def _texts(rc) -> str:
-    """The HTML of every Markdown block on the page."""
-    out = []
-    for w in _widgets(rc):
-        if type(w) is ipyvuetify.VuetifyTemplate:
-            template = w.template
-            out.append(str(getattr(template, "template", template)))
-    return "\n".join(out)
+    """The HTML of every HTML block on the page (the summary and the mechanism table)."""
+    from solara.widgets import HTML
+
+    return "\n".join(w.unsafe_innerHTML or "" for w in _widgets(rc) if isinstance(w, HTML))
 
 
 def _echarts(rc, element_id: str):
@@ -273,6 +270,32 @@ def test_cli_fails_in_one_line_on_a_busy_or_bad_port(capsys):
 
 
 # --- a real browser ----------------------------------------------------------------------
+#: window sizes the layout must hold at: no panel over another, the mechanism table whole
+WINDOWS = [(1400, 1000), (1920, 1080)]
+#: what solara's CDN proxy logs when an asset is neither in solara-assets nor fetchable
+FAILED_FETCH = re.compile(r"Could not load URL|Failed writing cache file", re.IGNORECASE)
+#: every top-level card (the sidebar's and the page's panels) and the tab bar, their boxes,
+#: and how far each one's content runs past its right edge
+PANELS_JS = """() => {
+  const top = [...document.querySelectorAll('.v-card, .v-tabs-bar')]
+    .filter(e => !e.parentElement.closest('.v-card') && e.getClientRects().length);
+  const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const label = e => e.classList.contains('v-tabs-bar') ? 'tab bar'
+    : (e.className.match(/market-panel-\\w+/) || [(e.innerText || '').split('\\n')[0].slice(0, 30)])[0];
+  const table = document.querySelector('#mechanism-table');
+  return {
+    panels: top.map(e => ({name: label(e), box: box(e), overflow: e.scrollWidth - e.clientWidth})),
+    table: table && {box: box(table.querySelector('table')), hidden: table.scrollWidth - table.clientWidth,
+                     card: box(table.closest('.v-card'))},
+  };
+}"""
+
+
+def _overlap(a: list[float], b: list[float]) -> float:
+    """Side of the smaller of the two overlaps (x and y) of boxes ``[left, top, right, bottom]``; <= 0: none."""
+    return min(min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1]))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -289,25 +312,32 @@ def chromium() -> Path:
 
 
 @pytest.fixture
-def dashboard_server():
-    """``market dashboard`` on a free loopback port, in its own process group."""
+def dashboard_server(tmp_path):
+    """``market dashboard`` on a free loopback port, in its own process group, offline.
+
+    Yields its URL and the file its output goes to. Its CDN is a closed loopback port,
+    online or not, so any asset that solara-assets lacks is a failed fetch in that log.
+    """
     port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "market", "dashboard", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True,
-    )
+    log = tmp_path / "server.log"
+    env = os.environ | {"SOLARA_ASSETS_CDN": f"http://127.0.0.1:{_free_port()}/npm/"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "market", "dashboard", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+        )
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                pytest.fail(f"dashboard server exited with {proc.returncode}:\n{proc.stdout.read()}")
+                pytest.fail(f"dashboard server exited with {proc.returncode}:\n{log.read_text()}")
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.25)
         else:
             pytest.fail("dashboard server did not open its port within 90 s")
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", log
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -316,7 +346,6 @@ def dashboard_server():
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        proc.stdout.close()
 
 
 def _wait_changed(locator, before: bytes, timeout: float = 15.0) -> bytes:
@@ -328,24 +357,59 @@ def _wait_changed(locator, before: bytes, timeout: float = 15.0) -> bytes:
         time.sleep(0.2)
 
 
+def _check_layout(page, width: int, height: int) -> None:
+    """At ``width`` x ``height``: no top-level panel over another, the mechanism table whole."""
+    page.set_viewport_size({"width": width, "height": height})
+    page.wait_for_timeout(300)  # the charts follow their cards (ResizeObserver)
+    page.screenshot(path=str(ARTIFACTS / f"dashboard-{width}x{height}.png"))
+    found = page.evaluate(PANELS_JS)
+    panels = found["panels"]
+    names = [p["name"] for p in panels]
+    for name in ("tab bar", "market-panel-summary", "market-panel-hierarchy", "market-panel-rounds", "market-panel-utility"):
+        assert name in names, (width, name, names)
+    overlaps = [
+        (a["name"], b["name"], round(_overlap(a["box"], b["box"]), 1))
+        for i, a in enumerate(panels) for b in panels[i + 1 :] if _overlap(a["box"], b["box"]) > 1
+    ]
+    assert not overlaps, f"{width}x{height}: panels overlap (name, name, px): {overlaps}"
+    for p in panels:
+        assert p["overflow"] <= 1, f"{width}x{height}: {p['name']} content runs {p['overflow']} px past its card"
+        assert p["box"][2] <= width + 1, f"{width}x{height}: {p['name']} runs past the window: {p['box']}"
+    table = found["table"]
+    assert table is not None, "no mechanism table"
+    assert table["hidden"] <= 1, f"{width}x{height}: {table['hidden']} px of the mechanism table are scrolled away"
+    (left, top, right, bottom), card = table["box"], table["card"]
+    assert card[0] <= left and right <= card[2] and card[1] <= top and bottom <= card[3], (width, table)
+
+
 def test_browser_steps_the_market(chromium, dashboard_server):
     from playwright.sync_api import expect, sync_playwright
 
+    url, server_log = dashboard_server
     ARTIFACTS.mkdir(exist_ok=True)
     errors: list[str] = []
+    failed: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1250})
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(dashboard_server, timeout=60_000)
+            page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))
+            page.on("response", lambda r: failed.append(f"{r.url} ({r.status})") if r.status >= 400 else None)
+            page.goto(url, timeout=60_000)
             step = page.get_by_role("button", name="Step")
             expect(step).to_be_visible(timeout=60_000)
             expect(page.get_by_text("Round 0 of 30")).to_be_visible(timeout=30_000)
             plots = page.locator("#round-plots")
             expect(plots.locator("canvas")).to_have_count(1, timeout=30_000)
             expect(page.locator("#hierarchy-view canvas")).to_have_count(1, timeout=30_000)
+            # the page and its one tab have names (Mesa's own tab reads "Page 0")
+            assert page.title() == "Market allocation"
+            tabs = page.get_by_role("tab")
+            expect(tabs).to_have_count(1)
+            tab = (tabs.first.text_content() or "").strip()
+            assert tab == "Market" and not re.fullmatch(r"(?i)page \d+", tab), tab
             before = plots.screenshot()
             for k in range(1, 4):
                 step.click()
@@ -354,10 +418,16 @@ def test_browser_steps_the_market(chromium, dashboard_server):
             after = _wait_changed(plots, before)
             assert after != before, "the per-round plots did not change after three steps"
             expect(page.get_by_text("Mechanisms on round 2's order book", exact=False)).to_be_visible()
-            expect(page.locator("table").filter(has_text="second_price")).to_have_count(1)
+            expect(page.locator("#mechanism-table table").filter(has_text="second_price")).to_have_count(1)
+            expect(page.locator("#mechanism-table th").filter(has_text="revenue")).to_have_count(1)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            for width, height in WINDOWS:
+                _check_layout(page, width, height)
             page.get_by_role("button", name="Reset").click()
             expect(page.get_by_text("Round 0 of 30")).to_be_visible(timeout=30_000)
         finally:
             browser.close()
     assert not [e for e in errors if "GlobalVue" in e or "is not a function" in e], errors
+    fetches = [line for line in server_log.read_text().splitlines() if FAILED_FETCH.search(line)]
+    assert not fetches, "the server failed to fetch assets offline:\n" + "\n".join(fetches)
+    assert not failed, f"failed requests: {failed}"

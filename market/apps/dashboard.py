@@ -1,13 +1,14 @@
 """The browser dashboard: Mesa SolaraViz over :class:`market.core.model.MarketModel`.
 
 Serve it with ``market dashboard`` (loopback, port 8765) or ``solara run
-market/dashboard.py``. The sidebar picks the scenario and the mechanism and sets the
+market/apps/dashboard.py``. The sidebar picks the scenario and the mechanism and sets the
 utility weights, the pricing step and target, the number of clusters, the market size
 and the seed; **Reset** rebuilds the market with them, **Step** clears one round and
 **Play** keeps clearing. The page shows the planner hierarchy (root, cluster planners,
 resources) coloured by utilisation or price, per-round plots, a comparison of every
 mechanism on the current round's order book, and the distribution of the utility users
-have received.
+have received, each in a card of the page's one tab; the cards wrap in rows and grow
+with their content, so none runs over another.
 
 :class:`DashboardModel` is a :class:`MarketModel` with flat, slider-friendly parameters
 (SolaraViz's Reset calls ``DashboardModel(**params)``). Before each round it clears the
@@ -274,7 +275,8 @@ def hierarchy_option(model: MarketModel, layout: TreeLayout, mode: str) -> dict[
     return {
         "animation": False,
         "title": {"text": "Planner hierarchy", "subtext": f"root, {layout.cluster_node.size} cluster planners, "
-                  f"{model.n_resources} resources", "textStyle": {"fontSize": 13}, "itemGap": 4},
+                  f"{model.n_resources} resources", "textStyle": {"fontSize": 13},
+                  "subtextStyle": {"fontSize": 11}, "itemGap": 6},
         "tooltip": {"trigger": "item"},
         "visualMap": {"type": "continuous", "min": round(lo, 4), "max": round(hi, 4), "calculable": False,
                       "inRange": {"color": colours}, "text": [label, ""], "right": 0, "bottom": 10,
@@ -283,7 +285,7 @@ def hierarchy_option(model: MarketModel, layout: TreeLayout, mode: str) -> dict[
             "type": "graph", "layout": "none", "roam": True, "data": nodes, "links": links,
             "lineStyle": {"color": "#bbbbbb", "width": 0.6}, "emphasis": {"focus": "adjacency"},
             "itemStyle": {"borderColor": "#333333", "borderWidth": 0.5}, "left": 10, "right": 90,
-            "top": 50, "bottom": 10,
+            "top": 56, "bottom": 10,
         }],
     }
 
@@ -323,9 +325,9 @@ def utility_option(user_utility: np.ndarray, bins: int = 20) -> dict[str, Any]:
         "title": {"text": f"Users' received utility ({user_utility.size} users, sum over rounds)",
                   "left": "center", "textStyle": {"fontSize": 13}},
         "tooltip": {"trigger": "axis"},
-        "grid": {"left": 50, "right": 20, "top": 50, "bottom": 65},
+        "grid": {"left": 50, "right": 20, "top": 50, "bottom": 75},
         "xAxis": {"type": "category", "data": labels, "name": "utility received", "nameLocation": "middle",
-                  "nameGap": 45, "axisLabel": {"rotate": 45, "fontSize": 9}},
+                  "nameGap": 58, "axisLabel": {"rotate": 45, "fontSize": 9}},
         "yAxis": {"type": "value", "name": "users", "nameLocation": "middle", "nameGap": 35, "minInterval": 1},
         "series": [{"type": "bar", "name": "users", "data": [int(c) for c in counts], "barCategoryGap": "5%"}],
     }
@@ -398,7 +400,8 @@ def HierarchyView(model: DashboardModel) -> None:
     option = solara.use_memo(lambda: hierarchy_option(model, layout, mode), [model, model.round, mode])
     with solara.Column(gap="4px"):
         solara.ToggleButtonsSingle(value=mode, values=COLOUR_MODES, on_value=set_mode, dense=True)
-        solara.FigureEcharts(option, attributes={"id": "hierarchy-view", "style": "height: 360px; width: 100%;"})
+        solara.FigureEcharts(option, attributes={"id": "hierarchy-view", "style": "height: 360px; width: 100%;"},
+                             responsive=True)
 
 
 @solara.component
@@ -406,7 +409,7 @@ def RoundPlots(model: DashboardModel) -> None:
     """Per-round efficiency, Jain, utilisation, revenue, mean price and satisfaction."""
     update_counter.get()
     option = solara.use_memo(lambda: round_option(model.round_records), [model, model.round])
-    solara.FigureEcharts(option, attributes={"id": "round-plots", "style": "height: 375px; width: 100%;"})
+    solara.FigureEcharts(option, attributes={"id": "round-plots", "style": "height: 375px; width: 100%;"}, responsive=True)
 
 
 @solara.component
@@ -414,7 +417,9 @@ def UtilityHistogram(model: DashboardModel) -> None:
     """Distribution of the utility users have received."""
     update_counter.get()
     option = solara.use_memo(lambda: utility_option(model.user_ledger.utility), [model, model.round])
-    solara.FigureEcharts(option, attributes={"id": "utility-histogram", "style": "height: 375px; width: 100%;"})
+    solara.FigureEcharts(
+        option, attributes={"id": "utility-histogram", "style": "height: 375px; width: 100%;"}, responsive=True,
+    )
 
 
 def model_params() -> dict[str, dict[str, Any]]:
@@ -448,14 +453,15 @@ TAB = "Market"
 #: Each row of panels is a wrapping flexbox: a card is as high as its content, a row as
 #: high as its highest card, and a card that does not fit beside the others moves below
 #: them, so no card runs over another. A card's flex-basis is its preferred width; the
-#: summary's is the width of its mechanism table (``min-content``: the table's cells do
-#: not wrap), so the table is whole whenever the window leaves it room, and scrolls inside
-#: its card otherwise.
+#: summary's fits its mechanism table (about 580 px, cells do not wrap), which scrolls
+#: inside its card only in a window too narrow for it. From a 1400 px window up, the
+#: summary and the hierarchy share the first row, the plots and the histogram the second.
 CSS = """
 .market-panels { display: flex; flex-direction: column; gap: 12px; padding: 12px 0 40px; }
 .market-row { display: flex; flex-wrap: wrap; gap: 12px; align-items: stretch; }
-.market-row > .market-panel { min-width: 0; margin: 0 !important; padding: 4px 12px 8px; }
-.market-panel-summary { flex: 1 1 600px; flex-basis: min-content; }
+.market-row > .market-panel { min-width: 0; margin: 0 !important; }
+.market-row > .market-panel > .v-card__text { padding: 8px 12px; }
+.market-panel-summary { flex: 1 1 620px; }
 .market-panel-hierarchy { flex: 1 1 320px; }
 .market-panel-rounds { flex: 3 1 520px; }
 .market-panel-utility { flex: 2 1 360px; }
@@ -465,7 +471,7 @@ CSS = """
 .market-summary strong { font-weight: 700; }
 .market-table { overflow-x: auto; }
 .market-table table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
-.market-table th, .market-table td { padding: 3px 6px; text-align: right; white-space: nowrap; }
+.market-table th, .market-table td { padding: 3px 5px; text-align: right; white-space: nowrap; }
 .market-table th:first-child, .market-table td:first-child { text-align: left; }
 .market-table thead th { border-bottom: 1px solid rgba(128, 128, 128, 0.5); }
 .market-table tbody tr:nth-child(odd) { background: rgba(128, 128, 128, 0.08); }
