@@ -6,15 +6,22 @@ Fixed keys (other tools write them): ``name, rounds, seeds, mechanisms, oracle``
 optional tables: ``[utility]``, ``[pricing]``, ``[clustering]``, ``[settlement]``,
 ``[users]``, ``[oracle_params]`` and ``[mechanism_params.<name>]``. Every error names the
 file, the key and the bad value, in one line.
+
+In Python a scenario is a frozen :class:`Scenario`; each optional table is a frozen
+dataclass with the file's keys as typed fields and the file's defaults
+(``scenario.settlement.patience``, ``scenario.pricing.eta``); ``market`` and
+``mechanism_params`` stay dicts. A changed scenario is a validated copy, checked with the
+file's messages: ``scenario.replace(rounds=3, pricing=scenario.pricing.replace(eta=0.1))``.
+:meth:`Scenario.to_dict` gives the resolved scenario as plain data (the manifest's).
 """
 
 from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from market.errors import MarketInputError
 
@@ -32,17 +39,7 @@ _TOP = {
     "oracle": (bool, False),
     "compare_flat": (bool, False),
 }
-_TABLES: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
-    "utility": {"weights": (list, [0.4, 0.3, 0.1, 0.2]), "d_max": (_NUMBER, 200 * math.sqrt(2)),
-                "priority_max": (_NUMBER, 10.0)},
-    "pricing": {"eta": (_NUMBER, 0.01), "target": (_NUMBER, 0.8), "schedule": (str, "constant"),
-                "lower": (_NUMBER, 0.5), "upper": (_NUMBER, 2.0)},
-    "clustering": {"clusters": (int, 0), "candidates": (int, 0), "spill_neighbors": (int, 3)},
-    "capacity": {"mode": (str, "sum"), "slots": (int, 1), "min_cpu": (_NUMBER, 0.0)},
-    "settlement": {"patience": (int, 2), "fairness_memory": (_NUMBER, 0.0)},
-    "users": {"shading_share": (_NUMBER, 0.0), "shading_factor": (_NUMBER, 0.8)},
-    "oracle_params": {"time_limit": (_NUMBER, 60.0), "node_limit": (int, 1000)},
-}
+
 #: numeric ranges ``key -> (low, high, low_open, high_open)``; ``None`` = unbounded
 _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "rounds": (1, None, False, False),
@@ -69,9 +66,131 @@ _CHOICES = {"pricing.schedule": ("constant", "sqrt"), "capacity.mode": ("sum", "
 _MARKET_KEYS = {"tabular": ("source", "requests", "resources")}
 
 
+class _Table:
+    """A scenario's optional table (``[utility]``, ``[pricing]``, ...): frozen, validated.
+
+    Fields carry the file's defaults; numbers stay as the file gave them (an ``int`` where
+    the file wrote one), so :meth:`to_dict` gives back the resolved table.
+    """
+
+    #: the table's name in the file (``pricing``)
+    NAME: ClassVar[str]
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes`` (the table's keys), checked like the file's keys.
+
+        Example: ``scenario.pricing.replace(eta=0.1, target=0.7)``.
+
+        Raises:
+            MarketInputError: on an unknown key or a bad value, naming the key
+                (``'pricing.eta'``) with the file's message.
+        """
+        types = _TABLES[self.NAME][1]
+        unknown = sorted(set(changes) - set(types))
+        if unknown:
+            raise MarketInputError(f"unknown key {self.NAME}.{unknown[0]} (known: {', '.join(types)})")
+        given = {key: changes.get(key, getattr(self, key)) for key in types}
+        for key, value in given.items():  # a tuple for a list key (``weights=(...)``)
+            if types[key] is list and isinstance(value, tuple):
+                given[key] = list(value)
+        values = _table_values(self.NAME, given, None)
+        _check_table(self.NAME, values, None)
+        return _build_table(self.NAME, values)  # type: ignore[return-value]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The table as the manifest has it (lists, not tuples)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Utility(_Table):
+    """``[utility]``: weights ``(alpha, beta, gamma, delta)``, ``D_max``, priority scale."""
+
+    NAME: ClassVar[str] = "utility"
+    weights: tuple[float, ...] = (0.4, 0.3, 0.1, 0.2)
+    d_max: float = 200 * math.sqrt(2)
+    priority_max: float = 10.0
+
+
+@dataclass(frozen=True)
+class Pricing(_Table):
+    """``[pricing]``: the posted-price rule (:class:`market.core.pricing.PriceRule`)."""
+
+    NAME: ClassVar[str] = "pricing"
+    eta: float = 0.01
+    target: float = 0.8
+    schedule: str = "constant"
+    lower: float = 0.5
+    upper: float = 2.0
+
+
+@dataclass(frozen=True)
+class Clustering(_Table):
+    """``[clustering]``: clusters and candidates K (0 = automatic), spill-over neighbours."""
+
+    NAME: ClassVar[str] = "clustering"
+    clusters: int = 0
+    candidates: int = 0
+    spill_neighbors: int = 3
+
+
+@dataclass(frozen=True)
+class Capacity(_Table):
+    """``[capacity]``: ``sum`` of demands or unit ``slots`` per resource; minimum cpu demand."""
+
+    NAME: ClassVar[str] = "capacity"
+    mode: str = "sum"
+    slots: int = 1
+    min_cpu: float = 0.0
+
+
+@dataclass(frozen=True)
+class Settlement(_Table):
+    """``[settlement]``: rounds a request waits, share of the fairness memory carried over."""
+
+    NAME: ClassVar[str] = "settlement"
+    patience: int = 2
+    fairness_memory: float = 0.0
+
+
+@dataclass(frozen=True)
+class Users(_Table):
+    """``[users]``: share of users who shade their bids, and by what factor."""
+
+    NAME: ClassVar[str] = "users"
+    shading_share: float = 0.0
+    shading_factor: float = 0.8
+
+
+@dataclass(frozen=True)
+class OracleParams(_Table):
+    """``[oracle_params]``: the exact oracle's time and node limits."""
+
+    NAME: ClassVar[str] = "oracle_params"
+    time_limit: float = 60.0
+    node_limit: int = 1000
+
+
+#: table name -> (class, key -> python type(s) a file value must have); defaults: the class's
+_TABLES: dict[str, tuple[type[_Table], dict[str, type | tuple[type, ...]]]] = {
+    "utility": (Utility, {"weights": list, "d_max": _NUMBER, "priority_max": _NUMBER}),
+    "pricing": (Pricing, {"eta": _NUMBER, "target": _NUMBER, "schedule": str, "lower": _NUMBER, "upper": _NUMBER}),
+    "clustering": (Clustering, {"clusters": int, "candidates": int, "spill_neighbors": int}),
+    "capacity": (Capacity, {"mode": str, "slots": int, "min_cpu": _NUMBER}),
+    "settlement": (Settlement, {"patience": int, "fairness_memory": _NUMBER}),
+    "users": (Users, {"shading_share": _NUMBER, "shading_factor": _NUMBER}),
+    "oracle_params": (OracleParams, {"time_limit": _NUMBER, "node_limit": int}),
+}
+
+
 @dataclass(frozen=True)
 class Scenario:
-    """A validated scenario. ``market`` keeps the source table as given (paths resolved)."""
+    """A validated scenario. ``market`` keeps the source table as given (paths resolved).
+
+    The optional tables are frozen dataclasses (``scenario.settlement.patience``);
+    ``mechanism_params`` and ``market`` stay dicts (their keys depend on the mechanism and
+    the source). Change a scenario with :meth:`replace`, never in place.
+    """
 
     name: str
     rounds: int
@@ -81,44 +200,88 @@ class Scenario:
     oracle: bool = False
     compare_flat: bool = False
     description: str = ""
-    utility: dict[str, Any] = field(default_factory=dict)
-    pricing: dict[str, Any] = field(default_factory=dict)
-    clustering: dict[str, Any] = field(default_factory=dict)
-    capacity: dict[str, Any] = field(default_factory=dict)
-    settlement: dict[str, Any] = field(default_factory=dict)
-    users: dict[str, Any] = field(default_factory=dict)
-    oracle_params: dict[str, Any] = field(default_factory=dict)
+    utility: Utility = field(default_factory=Utility)
+    pricing: Pricing = field(default_factory=Pricing)
+    clustering: Clustering = field(default_factory=Clustering)
+    capacity: Capacity = field(default_factory=Capacity)
+    settlement: Settlement = field(default_factory=Settlement)
+    users: Users = field(default_factory=Users)
+    oracle_params: OracleParams = field(default_factory=OracleParams)
     mechanism_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str = ""
 
     @property
     def weights(self) -> tuple[float, float, float, float]:
         """``(alpha, beta, gamma, delta)``."""
-        return tuple(float(w) for w in self.utility["weights"])  # type: ignore[return-value]
+        return tuple(float(w) for w in self.utility.weights)  # type: ignore[return-value]
 
-    def with_overrides(self, **changes: Any) -> Scenario:
-        """A copy with top-level fields replaced (``rounds``, ``seeds``, ``mechanisms``).
+    def replace(self, **changes: Any) -> Scenario:
+        """A validated copy with top-level fields replaced.
 
-        New ``rounds``, ``seeds`` and ``mechanisms`` are checked like the file's keys
-        (they usually come from the command line).
+        Top-level fields are the scenario's own keys (``rounds``, ``seeds``,
+        ``mechanisms``, ``oracle``, ``compare_flat``, ``name``, ``description``,
+        ``mechanism_params``, ``market``, ``path``); a table is replaced by a table, usually
+        made with the table's own ``replace``::
+
+            scenario.replace(
+                oracle=False,
+                utility=scenario.utility.replace(weights=(0.5, 0.2, 0.1, 0.2)),
+                pricing=scenario.pricing.replace(eta=0.05, target=0.7),
+            )
+
+        Values are checked like the file's keys, with the same messages (they usually come
+        from the command line, a sweep file or the dashboard). ``market`` and ``path`` are
+        taken as given: the market's source checks its table when the market is built.
 
         Raises:
-            MarketInputError: on a bad value, naming the key.
+            MarketInputError: on an unknown field or a bad value, naming the key.
         """
+        known = [f.name for f in fields(self)]
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise MarketInputError(f"unknown key {unknown[0]!r} (known: {', '.join(known)})")
+        for key, value in changes.items():
+            if key in _TABLES:
+                cls = _TABLES[key][0]
+                if not isinstance(value, cls):
+                    raise MarketInputError(f"key {key!r} must be {cls.__name__}, got {value!r}")
+                changes[key] = value.replace()  # checked even if built directly
+            elif key in _TOP and key not in ("seeds", "mechanisms"):  # those: their own checks below
+                _check(value, _TOP[key][0], key, None)
+            elif key in ("market", "mechanism_params"):
+                _check(value, dict, key, None)
+            elif key == "path":
+                _check(value, str, key, None)
+        if "name" in changes and not changes["name"].strip():
+            raise MarketInputError("key 'name' must not be empty")
         if "rounds" in changes:
-            _check(changes["rounds"], int, "rounds", None)
             _check_range(changes["rounds"], "rounds", None)
         if "seeds" in changes:
             changes["seeds"] = _check_seeds(changes["seeds"], None)
         if "mechanisms" in changes:
             changes["mechanisms"] = _check_mechanisms(changes["mechanisms"], None)
+        if "mechanism_params" in changes:
+            changes["mechanism_params"] = _mechanism_params({"mechanism_params": changes["mechanism_params"]}, None)
         return replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for the manifest)."""
-        from dataclasses import asdict
+    def with_overrides(self, **changes: Any) -> Scenario:
+        """The same as :meth:`replace` (its former name)."""
+        return self.replace(**changes)
 
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for the manifest): tables as dicts, ``utility.weights`` a list."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as plain data: tables as dicts, tuples as lists, containers copied."""
+    if isinstance(value, _Table):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
@@ -151,20 +314,41 @@ def _table(raw: dict[str, Any], name: str, source: str) -> dict[str, Any]:
     given = raw.get(name, {})
     if not isinstance(given, dict):
         raise MarketInputError(f"[{name}] must be a table, got {given!r}", source=source)
-    spec = _TABLES[name]
-    unknown = sorted(set(given) - set(spec))
+    return _table_values(name, given, source)
+
+
+def _table_values(name: str, given: dict[str, Any], source: str | None) -> dict[str, Any]:
+    """Table ``name``'s values: ``given`` checked (type, range, choice), defaults filled in."""
+    cls, types = _TABLES[name]
+    unknown = sorted(set(given) - set(types))
     if unknown:
-        raise MarketInputError(f"unknown key {name}.{unknown[0]} (known: {', '.join(spec)})", source=source)
+        raise MarketInputError(f"unknown key {name}.{unknown[0]} (known: {', '.join(types)})", source=source)
     out = {}
-    for key, (typ, default) in spec.items():
-        full = f"{name}.{key}"
-        out[key] = _check(given[key], typ, full, source) if key in given else default
+    for f in fields(cls):
+        key, full = f.name, f"{name}.{f.name}"
+        out[key] = _check(given[key], types[key], full, source) if key in given else f.default
         if full in _RANGES:
             _check_range(out[key], full, source)
         if full in _CHOICES and out[key] not in _CHOICES[full]:
             choices = " or ".join(repr(c) for c in _CHOICES[full])
             raise MarketInputError(f"key {full!r} must be {choices}, got {out[key]!r}", source=source)
     return out
+
+
+def _check_table(name: str, values: dict[str, Any], source: str | None) -> None:
+    """The checks across a table's keys (weights, price bounds)."""
+    if name == "utility":
+        _check_weights(values["weights"], source)
+    if name == "pricing" and values["lower"] > values["upper"]:
+        raise MarketInputError(
+            f"key 'pricing.lower' must be at most 'pricing.upper' ({values['upper']!r}), "
+            f"got {values['lower']!r}", source=source,
+        )
+
+
+def _build_table(name: str, values: dict[str, Any]) -> _Table:
+    """The table object of checked ``values`` (lists become tuples)."""
+    return _TABLES[name][0](**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def _check_seeds(seeds: Any, source: str | None) -> list[int]:
@@ -190,7 +374,7 @@ def _check_mechanisms(mechanisms: Any, source: str | None) -> list[str]:
     return list(mechanisms)
 
 
-def _check_weights(weights: list[Any], source: str) -> None:
+def _check_weights(weights: list[Any], source: str | None) -> None:
     numbers = all(isinstance(w, _NUMBER) and not isinstance(w, bool) and math.isfinite(w) and w >= 0 for w in weights)
     if len(weights) != 4 or not numbers:
         raise MarketInputError(f"key 'utility.weights' must be 4 non-negative numbers, got {weights!r}", source=source)
@@ -198,7 +382,7 @@ def _check_weights(weights: list[Any], source: str) -> None:
         raise MarketInputError(f"key 'utility.weights' must sum to at most 1 (utility in [0, 1]), got {sum(weights)}", source=source)
 
 
-def _mechanism_params(raw: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
+def _mechanism_params(raw: dict[str, Any], source: str | None) -> dict[str, dict[str, Any]]:
     """``[mechanism_params.<name>]`` tables: known mechanisms, finite values, accepted by the class."""
     from mechanisms import create, mechanism_class
 
@@ -257,13 +441,10 @@ def parse(raw: dict[str, Any], source: str, base_dir: Path) -> Scenario:
     _check_range(top["rounds"], "rounds", source)
     top["seeds"] = _check_seeds(top["seeds"], source)
     top["mechanisms"] = _check_mechanisms(top["mechanisms"], source)
-    tables = {name: _table(raw, name, source) for name in _TABLES}
-    _check_weights(tables["utility"]["weights"], source)
-    if tables["pricing"]["lower"] > tables["pricing"]["upper"]:
-        raise MarketInputError(
-            f"key 'pricing.lower' must be at most 'pricing.upper' ({tables['pricing']['upper']!r}), "
-            f"got {tables['pricing']['lower']!r}", source=source,
-        )
+    values = {name: _table(raw, name, source) for name in _TABLES}
+    for name in _TABLES:
+        _check_table(name, values[name], source)
+    tables = {name: _build_table(name, values[name]) for name in _TABLES}
     mech_params = _mechanism_params(raw, source)
     market = _market(raw, source, base_dir)
     return Scenario(**top, market=market, mechanism_params=mech_params, path=source, **tables)

@@ -30,7 +30,7 @@ def build_market(scenario: Scenario, seed: int) -> MarketData:
     if source == "tabular":
         req = validate(read_table(scenario.market["requests"]), "requests", scenario.market["requests"])
         res = validate(read_table(scenario.market["resources"]), "resources", scenario.market["resources"])
-        pmax = float(scenario.utility.get("priority_max", 10.0))
+        pmax = float(scenario.utility.priority_max)
         return MarketData(req, res, priority_max=max(pmax, float(req["priority"].max()) if len(req) else 1.0))
     if source == "google2011":
         from scenarios import trace_markets

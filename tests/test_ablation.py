@@ -30,7 +30,7 @@ def memory_scenario(tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("abl") / "memory.toml"
     path.write_text(MEMORY_SCENARIO)
     scenario = load(path)
-    assert scenario.settlement["fairness_memory"] == 0.5
+    assert scenario.settlement.fairness_memory == 0.5
     return scenario
 
 
@@ -64,7 +64,7 @@ def test_rescoring_under_own_weights_reproduces_the_recorded_run(memory_scenario
     if weights == memory_scenario.weights:  # the runner's own path
         plain_rounds = run_one(memory_scenario, "mohaf", seed).rounds
     else:
-        model = MarketModel(memory_scenario, rng=seed, weights=weights)
+        model = MarketModel(memory_scenario.replace(utility=memory_scenario.utility.replace(weights=weights)), rng=seed)
         model.run_for(memory_scenario.rounds)
         plain_rounds = pd.DataFrame(model.round_records)
     assert len(rows) == memory_scenario.rounds
@@ -180,7 +180,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, capsys, extra):
 
 def test_a_configuration_equal_to_full_runs_once_as_full(tmp_path: Path):
     """delta = 0 in the scenario: NoFairness is Full itself, so it is run and reported once."""
-    scenario = load(DATA / "unit_demand.toml").with_overrides(rounds=1)
+    scenario = load(DATA / "unit_demand.toml").replace(rounds=1)
     manifest = ablation.run_ablation(scenario, tmp_path / "u", [3, 4], grid_step=None)
     summary = pd.read_csv(tmp_path / "u" / "ablation.csv")
     assert summary["config"].tolist() == ["Full", "NoCost", "NoQoS", "NoEnergy", "CostOnly", "FullRun"]

@@ -17,7 +17,7 @@ from tests.conftest import DATA
 
 
 def _model(mechanism: str, seed: int = 1) -> MarketModel:
-    return MarketModel(load(DATA / "small.toml"), mechanism=mechanism, rng=seed, oracle=False)
+    return MarketModel(load(DATA / "small.toml").replace(oracle=False), mechanism=mechanism, rng=seed)
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -45,7 +45,11 @@ CHROMIUM_ARGS = [
 def test_dashboard_run_equals_plain_model_run():
     """Comparing mechanisms before each round must not change the run itself."""
     dash = DashboardModel("default", "mohaf", rng=3, w_cost=0.5, w_qos=0.2, w_energy=0.1, w_fairness=0.2, eta=0.05, target=0.7, clusters=3)
-    plain = MarketModel("default", "mohaf", rng=3, weights=(0.5, 0.2, 0.1, 0.2), eta=0.05, target=0.7, clusters=3, oracle=False)
+    base = load("default")
+    plain = MarketModel(base.replace(
+        utility=base.utility.replace(weights=(0.5, 0.2, 0.1, 0.2)), pricing=base.pricing.replace(eta=0.05, target=0.7),
+        clustering=base.clustering.replace(clusters=3), oracle=False,
+    ), "mohaf", rng=3)
     for _ in range(4):
         dash.step()
         plain.step()
@@ -63,7 +67,7 @@ def test_comparison_rows_match_each_mechanisms_own_run():
     assert set(table.index) == {"first_price", "greedy", "mohaf", "random", "second_price"}
     assert list(table.columns) == COMPARISON
     for name in ("greedy", "first_price", "second_price"):
-        own = MarketModel("default", name, rng=2, oracle=False)
+        own = MarketModel(load("default").replace(oracle=False), name, rng=2)
         own.step()
         for col in COMPARISON[:-1]:
             assert table.at[name, col] == pytest.approx(own.metrics[col], rel=1e-12, abs=1e-12), (name, col)

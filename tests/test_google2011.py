@@ -133,7 +133,7 @@ def test_fetch_from_a_mirror_verifies_and_writes_atomically(tmp_path):
 def _scenario(name, **changes):
     from scenarios.config import load
 
-    return load(name).with_overrides(**changes)
+    return load(name).replace(**changes)
 
 
 def test_mohaf_market_is_the_papers_instance_reauctioned():

@@ -224,7 +224,7 @@ def test_user_mechanism_registers_and_runs_without_core_changes():
     assert "test_nobody" in available()
     from market.core.model import MarketModel
 
-    model = MarketModel(load(DATA / "small.toml"), mechanism="test_nobody", rng=1, oracle=False)
+    model = MarketModel(load(DATA / "small.toml").replace(oracle=False), mechanism="test_nobody", rng=1)
     model.run_for(2)
     assert [r["n_allocated"] for r in model.round_records] == [0, 0]
     assert all(r["welfare"] == 0 for r in model.round_records)

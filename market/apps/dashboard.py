@@ -85,7 +85,7 @@ def scale_market(scenario: Scenario, size: float) -> Scenario:
     market = dict(scenario.market)
     for key in SIZE_KEYS:
         market[key] = max(1, round(float(market.get(key, DEFAULTS[key])) * size))
-    return scenario.with_overrides(market=market)
+    return scenario.replace(market=market)
 
 
 def effective_weights(weights: tuple[float, ...]) -> tuple[float, float, float, float]:
@@ -138,10 +138,13 @@ class DashboardModel(MarketModel):
         optimum: bool = False,
     ) -> None:
         base = scale_market(scenario_config.load(scenario_name), float(size))
-        super().__init__(
-            base, mechanism, rng, weights=effective_weights((w_cost, w_qos, w_energy, w_fairness)),
-            eta=eta, target=target, clusters=int(clusters), oracle=False, compare_flat=False,
+        scenario = base.replace(
+            utility=base.utility.replace(weights=effective_weights((w_cost, w_qos, w_energy, w_fairness))),
+            pricing=base.pricing.replace(eta=eta, target=target),
+            clustering=base.clustering.replace(clusters=int(clusters)) if int(clusters) else base.clustering,
+            oracle=False, compare_flat=False,
         )
+        super().__init__(scenario, mechanism, rng)
         self.scenario_name = scenario_name
         self.size = float(size)
         self.optimum = bool(optimum)

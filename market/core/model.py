@@ -133,12 +133,10 @@ class MarketModel(mesa.Model):
         mechanism: name of the allocation mechanism.
         rng: an integer seed (fixes the market and every draw); None means 0.
         market: a prebuilt market (else built from the scenario and the seed).
-        weights: override ``(alpha, beta, gamma, delta)``.
-        eta: override the pricing step.
-        target: override the target utilisation.
-        clusters: override the number of clusters (0 = automatic).
-        oracle: override whether the exact oracle runs each round.
-        compare_flat: also clear each round flat (one cluster) in the same state.
+
+    Every other setting comes from the scenario; to change one, pass a changed copy
+    (:meth:`Scenario.replace`), e.g. ``scenario.replace(oracle=False,
+    pricing=scenario.pricing.replace(eta=0.05))``.
 
     Attributes:
         record: the last round's :class:`RoundRecord` (None before the first round).
@@ -153,12 +151,6 @@ class MarketModel(mesa.Model):
         mechanism: str = "mohaf",
         rng: int | None = None,
         market: MarketData | None = None,
-        weights: tuple[float, float, float, float] | None = None,
-        eta: float | None = None,
-        target: float | None = None,
-        clusters: int | None = None,
-        oracle: bool | None = None,
-        compare_flat: bool | None = None,
     ) -> None:
         if isinstance(rng, str):  # SolaraViz may hand over a text seed (Mesa #3516)
             rng = int(rng) if rng.strip() else None
@@ -170,18 +162,13 @@ class MarketModel(mesa.Model):
         self.mechanism_name = mechanism
         self.mechanism = create(mechanism, **cfg.mechanism_params.get(mechanism, {}))
         self.market = market if market is not None else build_market(cfg, seed)
-        self.oracle = cfg.oracle if oracle is None else bool(oracle)
-        self.compare_flat = cfg.compare_flat if compare_flat is None else bool(compare_flat)
-        w = tuple(float(x) for x in (weights if weights is not None else cfg.weights))
-        pricing = dict(cfg.pricing)
-        if eta is not None:
-            pricing["eta"] = float(eta)
-        if target is not None:
-            pricing["target"] = float(target)
-        self.price_rule = PriceRule(**pricing)
+        self.oracle = cfg.oracle
+        self.compare_flat = cfg.compare_flat
+        p = cfg.pricing
+        self.price_rule = PriceRule(eta=p.eta, target=p.target, schedule=p.schedule, lower=p.lower, upper=p.upper)
         self._rng_round = _stream(seed, "mechanism", mechanism)
-        resources = self._setup_resources(clusters)
-        users = self._setup_requests(w)
+        resources = self._setup_resources()
+        users = self._setup_requests(cfg.weights)
         self.state = MarketState(0, self.resource_columns["unit_cost"].copy(),
                                  np.zeros(len(self.market.requests), dtype=np.int8), resources, users)
         self.record: RoundRecord | None = None
@@ -192,7 +179,7 @@ class MarketModel(mesa.Model):
         self.datacollector = mesa.DataCollector(tables={"rounds": columns, "timings": [*KEYS, *TIMINGS]})
 
     # --- set-up -----------------------------------------------------------------------
-    def _setup_resources(self, clusters: int | None) -> ResourceLedger:
+    def _setup_resources(self) -> ResourceLedger:
         cfg = self.config
         res = self.market.resources
         self.resource_columns = {c: res[c].to_numpy(dtype=float) for c in FEATURES}
@@ -202,15 +189,15 @@ class MarketModel(mesa.Model):
         energy = cols["energy_efficiency"]
         span = energy.max() - energy.min() if m else 0.0
         self.energy_norm = (energy - energy.min()) / span if span > 0 else np.ones(m)
-        self.slots = cfg.capacity["mode"] == "slots"
+        self.slots = cfg.capacity.mode == "slots"
         real = np.column_stack([cols["cpu"], cols["mem"]])
         # allocation units: (cpu, mem) or (slots, unused)
-        alloc = np.column_stack([np.full(m, float(cfg.capacity["slots"])), np.ones(m)]) if self.slots else real
-        n_clusters = clusters if clusters else (cfg.clustering["clusters"] or auto_clusters(m))
+        alloc = np.column_stack([np.full(m, float(cfg.capacity.slots)), np.ones(m)]) if self.slots else real
+        n_clusters = cfg.clustering.clusters or auto_clusters(m)
         features = np.column_stack([cols[c] for c in FEATURES])
         self.hierarchy = build_hierarchy(features, n_clusters, _stream(self.seed, "clusters"))
         self.flat_hierarchy = build_hierarchy(features, 1, _stream(self.seed, "clusters"))
-        self.params_k = cfg.clustering["candidates"] or auto_candidates(m)
+        self.params_k = cfg.clustering.candidates or auto_candidates(m)
         self.resource_agents = [
             ResourceAgent(self, j, rid) for j, rid in enumerate(res["resource_id"].to_numpy())
         ]
@@ -223,14 +210,14 @@ class MarketModel(mesa.Model):
         cfg = self.config
         req = self.market.requests
         cols = self.market.request_arrays()
-        cols["cpu"] = np.maximum(cols["cpu"], float(cfg.capacity["min_cpu"]))
+        cols["cpu"] = np.maximum(cols["cpu"], float(cfg.capacity.min_cpu))
         cols["priority"] = cols["priority"] / float(self.market.priority_max)
         self.request_columns = cols
         self.request_ids = req["request_id"].to_numpy()
         user_ids, self.request_user = np.unique(req["user_id"].to_numpy(), return_inverse=True)
         n_users = user_ids.size
-        shading = _stream(self.seed, "strategies").random(n_users) < float(cfg.users["shading_share"])
-        factor = float(cfg.users["shading_factor"])
+        shading = _stream(self.seed, "strategies").random(n_users) < float(cfg.users.shading_share)
+        factor = float(cfg.users.shading_factor)
         self.user_agents = [
             UserAgent(self, u, uid, Shading(factor) if shading[u] else Truthful())
             for u, uid in enumerate(user_ids)
@@ -240,8 +227,8 @@ class MarketModel(mesa.Model):
             np.column_stack([np.ones(n), np.zeros(n)]) if self.slots else np.column_stack([cols["cpu"], cols["mem"]])
         )
         self.round_params = RoundParams(
-            weights=weights, d_max=float(cfg.utility["d_max"]), candidates=int(self.params_k),
-            spill_neighbors=int(cfg.clustering["spill_neighbors"]),
+            weights=weights, d_max=float(cfg.utility.d_max), candidates=int(self.params_k),
+            spill_neighbors=int(cfg.clustering.spill_neighbors),
         )
         return UserLedger.empty(n_users)
 
@@ -287,7 +274,7 @@ class MarketModel(mesa.Model):
     def waiting(self, t: int, status: np.ndarray | None = None) -> np.ndarray:
         """Market request rows in the order book of round ``t``."""
         status = self.status if status is None else status
-        patience = int(self.config.settlement["patience"])
+        patience = int(self.config.settlement.patience)
         arrival = self.request_columns["round"]
         return np.flatnonzero((status == 0) & (arrival <= t) & (t - arrival <= patience))
 
@@ -343,7 +330,7 @@ class MarketModel(mesa.Model):
         user = self.request_user[rows]
         scale = bid_scales(self.user_agents, state.users)
         book = OrderBook({name: col[rows] for name, col in self.request_columns.items()}, user, scale[user], self.need[rows])
-        start_won = state.users.memory * float(self.config.settlement["fairness_memory"])
+        start_won = state.users.memory * float(self.config.settlement.fairness_memory)
         free = state.resources.free
         matrix = self.resource_matrix(state.price)
         outcome = clear_round(book, matrix, self.resource_columns, free, self.hierarchy, mechanism, rng,
@@ -365,7 +352,7 @@ class MarketModel(mesa.Model):
         energy = state.resources.settle(t, outcome.resource[hit], book.need[hit], cpu_mem, outcome.payment[hit],
                                         book.columns["duration"][hit])
         state.status[rows[hit]] = 1
-        patience = int(self.config.settlement["patience"])
+        patience = int(self.config.settlement.patience)
         state.status[rows[~served & (t - book.columns["round"] >= patience)]] = 2
         state.users.settle(book.user, served, outcome.payment, outcome.utility, outcome.won)
         state.price = self.price_rule.step(state.price, state.resources.load, t, self.resource_columns["unit_cost"])
@@ -395,8 +382,8 @@ class MarketModel(mesa.Model):
     def _oracle_mechanism(self, relax: bool = False) -> Optimal:
         params = self.config.oracle_params
         if relax:
-            return Optimal(float(params["time_limit"]), relax=True)
-        return Optimal(float(params["time_limit"]), node_limit=int(params["node_limit"]))
+            return Optimal(float(params.time_limit), relax=True)
+        return Optimal(float(params.time_limit), node_limit=int(params.node_limit))
 
     def optimum(self, record: RoundRecord, mechanism: Mechanism | None = None) -> dict[str, Any]:
         """The round's optimum, or when it is not proven, a proven upper bound on it.

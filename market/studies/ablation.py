@@ -206,8 +206,8 @@ def run_weights(
             per-request utilities exactly.
     """
     w = tuple(float(x) for x in weights)
-    model = MarketModel(scenario, mechanism=mechanism, rng=seed, market=market, weights=w,
-                        oracle=False, compare_flat=False)
+    run = scenario.replace(utility=scenario.utility.replace(weights=w), oracle=False, compare_flat=False)
+    model = MarketModel(run, mechanism=mechanism, rng=seed, market=market)
     d_max = float(model.round_params.d_max)
     rows_out = []
     for t in range(scenario.rounds):
@@ -614,7 +614,7 @@ def run_ablation(
     named = list(dict.fromkeys(c.weights for c in configs))
     grid = [tuple(map(float, p)) for p in simplex_grid(grid_step)] if grid_step is not None else []
     sweep_seeds = list(sweep_seeds) if sweep_seeds is not None else seeds
-    sweep_scenario = scenario.with_overrides(rounds=sweep_rounds) if sweep_rounds else scenario
+    sweep_scenario = scenario.replace(rounds=sweep_rounds) if sweep_rounds else scenario
     points = list(dict.fromkeys([*named, *grid]))
     ablation_keys = [(w, s) for s in seeds for w in named]
     sweep_keys = [(w, s) for s in sweep_seeds for w in points] if grid else []

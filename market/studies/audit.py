@@ -95,13 +95,14 @@ class Auditor:
 
         mechanism_class(mechanism)  # unknown names raise here, before any work
         self.scenario = scenario
+        self._run_scenario = scenario.replace(oracle=False, compare_flat=False)  # what each run plays
         self.mechanism = mechanism
         self.seed = seed
         self.market = build_market(scenario, seed)
         req = self.market.requests
         self.true_budget = req["budget"].to_numpy(dtype=float)
         self.user_ids, self.request_user = np.unique(req["user_id"].to_numpy(), return_inverse=True)
-        patience = int(scenario.settlement["patience"])
+        patience = int(scenario.settlement.patience)
         arrival = req["round"].to_numpy()
         live = arrival < scenario.rounds
         self.last_round = np.full(self.user_ids.size, -1)
@@ -125,9 +126,7 @@ class Auditor:
             req = market.requests.copy()
             req.loc[mine, "budget"] = self.true_budget[mine] * factor
             market = MarketData(req, market.resources, priority_max=market.priority_max)
-        model = MarketModel(
-            self.scenario, mechanism=self.mechanism, rng=self.seed, market=market, oracle=False, compare_flat=False,
-        )
+        model = MarketModel(self._run_scenario, mechanism=self.mechanism, rng=self.seed, market=market)
         # the user's bid scale: its misreport, or 1 (truthful); everybody else keeps theirs
         scale = factor if kind == "bid" else 1.0
         model.user_agents[user].strategy = _strategy(scale)

@@ -81,7 +81,7 @@ def bench(
     rng = np.random.default_rng(seed)
     market = generate({"resources": resources, "users": max(1, requests // 10), "requests": requests, "qos_share": 0.3}, 1, rng)
     t0 = time.perf_counter()
-    model = MarketModel(scenario, mechanism=mechanism, rng=seed, market=market, oracle=False, compare_flat=False)
+    model = MarketModel(scenario, mechanism=mechanism, rng=seed, market=market)  # no oracle, no flat clearing
     clustering_s = time.perf_counter() - t0
     times, phases = [], []
     for r in range(rounds + 1):

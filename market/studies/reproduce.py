@@ -448,11 +448,6 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _param(table: Any, key: str) -> Any:
-    """A value of a scenario table (a mapping or an object with attributes)."""
-    return table[key] if isinstance(table, dict) else getattr(table, key)
-
-
 def _pct(x: float, digits: int = 2) -> str:
     return f"{100 * x:+.{digits}f} %"
 
@@ -631,7 +626,7 @@ def _consistent_findings(ci: pd.DataFrame, runs: pd.DataFrame, inst: paper.Paper
         + (f"; up to {means['n_allocated'].max():,.0f} requests are served on {inst.m} machines, so small requests "
            "share a machine under summed cpu capacity." if means["n_allocated"].max() > inst.m else "."))
     # pricing
-    eta, tau = float(_param(scenario.pricing, "eta")), float(_param(scenario.pricing, "target"))
+    eta, tau = float(scenario.pricing.eta), float(scenario.pricing.target)
     step = eta * max(tau, 1 - tau)
     final = float(runs["price_change"].max()) if len(runs) else math.nan
     moving = final >= 1e-6
@@ -717,9 +712,9 @@ schema", Google, 2011): the first 2,500 SUBMIT rows of `job_events` parts 0 and 
   `random.Random(42)` stream). {pf['reproduced']} (`tests/test_paper.py` also checks them to
   1e-6 against values recomputed independently from the authors' code).
 - **consistent**: the corrected model on the same instance (scenario `{scenario.name}`):
-  weights {tuple(scenario.weights)}, D_max = {scenario.utility['d_max']:.1f}, cpu capacity enforced (sum of
-  demands ≤ capacity, class-0 demand lifted to 0.05), {scenario.clustering['clusters']} clusters, K = {scenario.clustering['candidates']}
-  candidates, spill-over, posted prices, pricing η = {scenario.pricing['eta']}, τ = {scenario.pricing['target']}.
+  weights {tuple(scenario.weights)}, D_max = {scenario.utility.d_max:.1f}, cpu capacity enforced (sum of
+  demands ≤ capacity, class-0 demand lifted to 0.05), {scenario.clustering.clusters} clusters, K = {scenario.clustering.candidates}
+  candidates, spill-over, posted prices, pricing η = {scenario.pricing.eta}, τ = {scenario.pricing.target}.
   The instance is re-auctioned for {scenario.rounds} rounds (allocation reset, prices kept);
   the final round is the result. Seeds {seeds}; ± is the 95 % Student-t half-width over seeds.
   Every mechanism is scored by the same welfare F = Σ b_ij + δ·Σ_u log2(1 + X_u)
@@ -834,7 +829,7 @@ def reproduce_table1(
         if rounds < 1:
             raise MarketInputError(f"--rounds must be >= 1, got {rounds}")
         changes["rounds"] = rounds
-    scenario = scenario.with_overrides(**changes)
+    scenario = scenario.replace(**changes)
     mechs = [m for m in (mechanisms or HEURISTICS) if m != "optimal"]
     if "mohaf" not in mechs:
         mechs = ["mohaf", *mechs]

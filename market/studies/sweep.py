@@ -148,7 +148,7 @@ def load_sweep(path: str | Path) -> Sweep:
     if not entries or not all(isinstance(e, str) for e in entries):
         raise MarketInputError(f"key 'scenarios' must be a non-empty list of scenario files or names, got {entries!r}", source=source)
     overrides = _overrides(raw, source)
-    scenarios = [_scenario(entry, path.parent, source).with_overrides(**overrides) for entry in entries]
+    scenarios = [_scenario(entry, path.parent, source).replace(**overrides) for entry in entries]
     names = [sc.name for sc in scenarios]
     for name in names:
         if not _SAFE_NAME.fullmatch(name):

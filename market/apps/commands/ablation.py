@@ -59,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
         changes["rounds"] = args.rounds
     if args.seeds:
         changes["seeds"] = args.seeds
-    scenario = scenario.with_overrides(**changes)
+    scenario = scenario.replace(**changes)
     if args.sweep_rounds is not None and args.sweep_rounds < 1:
         raise MarketInputError(f"--sweep-rounds must be >= 1, got {args.sweep_rounds}")
     if args.sweep_seeds is not None:
-        scenario.with_overrides(seeds=args.sweep_seeds)  # validates
+        scenario.replace(seeds=args.sweep_seeds)  # validates
     step = None if args.no_sweep else args.grid_step
     if step is not None:
         simplex_grid(step)  # validates before any work

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     scenario = load(args.scenario)
     if args.rounds is not None:
-        scenario = scenario.with_overrides(rounds=args.rounds)
+        scenario = scenario.replace(rounds=args.rounds)
     seed = scenario.seeds[0] if args.seed is None else args.seed
     if seed < 0:
         raise MarketInputError(f"--seed must be >= 0, got {seed}")

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rounds is not None and args.rounds < 1:
         raise MarketInputError(f"--rounds must be >= 1, got {args.rounds}")
     scenario = load(SCENARIO)
-    check_markets(scenario.with_overrides(**({"seeds": args.seeds} if args.seeds else {})))  # the trace is there
+    check_markets(scenario.replace(**({"seeds": args.seeds} if args.seeds else {})))  # the trace is there
     n_seeds = len(args.seeds or scenario.seeds)
     n_mechs = len([m for m in (args.mechanisms or HEURISTICS) if m != "optimal"] or HEURISTICS)
     bar = tqdm(total=1 + n_seeds * max(1, n_mechs), desc="mohaf-table1", unit="run", disable=args.quiet, file=sys.stderr)

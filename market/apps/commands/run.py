@@ -44,7 +44,7 @@ def resolve(args: argparse.Namespace):
         if args.rounds < 1:
             raise MarketInputError(f"--rounds must be >= 1, got {args.rounds}")
         changes["rounds"] = args.rounds
-    return scenario.with_overrides(**changes)
+    return scenario.replace(**changes)
 
 
 def run(args: argparse.Namespace) -> int:
