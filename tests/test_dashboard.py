@@ -116,10 +116,10 @@ def test_tree_layout_and_colours_follow_the_hierarchy():
     assert sorted(layout.node_of_resource.tolist()) == sorted(set(layout.node_of_resource.tolist()))
     util = node_values(model, layout, "utilisation")
     for c, node in enumerate(layout.cluster_node):
-        assert util[node] == pytest.approx(model.load[model.hierarchy.members(c)].mean())
-    assert util[0] == pytest.approx(model.load.mean())
+        assert util[node] == pytest.approx(model.resource_ledger.load[model.hierarchy.members(c)].mean())
+    assert util[0] == pytest.approx(model.resource_ledger.load.mean())
     j = 17
-    assert util[layout.node_of_resource[j]] == pytest.approx(model.load[j])
+    assert util[layout.node_of_resource[j]] == pytest.approx(model.resource_ledger.load[j])
     price = node_values(model, layout, "price")
     assert price[layout.node_of_resource[j]] == pytest.approx(model.price[j] / model.resource_columns["unit_cost"][j])
     # a big market is drawn with aggregated resource nodes, each the mean of its members
@@ -130,7 +130,7 @@ def test_tree_layout_and_colours_follow_the_hierarchy():
     node = agg.node_of_resource[j]
     members = np.flatnonzero(agg.node_of_resource == node)
     assert members.size > 1
-    assert values[node] == pytest.approx(model.load[members].mean())
+    assert values[node] == pytest.approx(model.resource_ledger.load[members].mean())
 
 
 def test_round_option_has_one_point_per_round():
