@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from market.core.model import MarketModel
 
 
+#: the per-user arrays of a history
+_PER_USER = tuple(f.name for f in fields(UserHistory) if f.name not in ("users", "rounds"))
+
+
 @dataclass
 class UserLedger(UserHistory):
     """Every user's history (a :class:`UserHistory` over all ``U`` users) and fairness memory.
@@ -65,7 +69,7 @@ class UserLedger(UserHistory):
 
     def history(self, users: np.ndarray) -> UserHistory:
         """What the users ``users`` (dense indices) know of their past."""
-        rows = {f.name: getattr(self, f.name)[users] for f in fields(UserHistory) if f.name not in ("users", "rounds")}
+        rows = {name: getattr(self, name)[users] for name in _PER_USER}
         return UserHistory(users=users, rounds=self.rounds, **rows)
 
 
@@ -82,11 +86,12 @@ def bid_scales(users: list[UserAgent], ledger: UserLedger) -> np.ndarray:
     Raises:
         ValueError: if a strategy returns a scale that is not finite and > 0, naming it.
     """
-    groups: dict[int, tuple[BiddingStrategy, list[int]]] = {}
+    # equal strategies (frozen dataclasses compare by value) answer in one call; others by identity
+    groups: dict[BiddingStrategy, list[int]] = {}
     for agent in users:
-        groups.setdefault(id(agent.strategy), (agent.strategy, []))[1].append(agent.index)
+        groups.setdefault(agent.strategy, []).append(agent.index)
     scale = np.ones(len(users))
-    for strategy, members in groups.values():
+    for strategy, members in groups.items():
         idx = np.asarray(members, dtype=np.int64)
         scale[idx] = strategy.bid_scale(ledger.history(idx))
     if not np.all((scale > 0) & np.isfinite(scale)):

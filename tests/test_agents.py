@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from agents import Shading
@@ -90,7 +89,7 @@ def test_planners_clear_the_round_and_resources_settle_it():
     assert model.root.served == record.metrics["spilled"]
     assert sum(p.cleared for p in model.planners) == record.book.size
     # the resources' ledger holds what the round's allocations paid
-    alloc = pd.concat(model.allocation_frames)
+    alloc = model.allocations_table()
     assert sum(a.revenue for a in model.resource_agents) == pytest.approx(alloc["payment"].sum())
     assert np.array_equal([a.load for a in model.resource_agents], model.resource_ledger.load)
 

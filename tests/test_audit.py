@@ -87,7 +87,7 @@ def test_ir_and_budget_balance_from_the_written_tables(scenario, mechanism):
 def test_resources_are_credited_exactly_what_users_pay(scenario):
     model = MarketModel(scenario, mechanism="greedy", rng=1)
     model.run_for(scenario.rounds)
-    paid = pd.concat(model.allocation_frames)["payment"].sum()
+    paid = model.allocations_table()["payment"].sum()
     credited = sum(agent.revenue for agent in model.resource_agents)
     spent = sum(agent.spend for agent in model.user_agents)
     assert paid > 0

@@ -174,7 +174,7 @@ class MarketModel(mesa.Model):
         self.record: RoundRecord | None = None
         self.metrics: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
-        self.allocation_frames: list[pd.DataFrame] = []
+        self._served: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         columns = [*KEYS, *METRICS, *(ORACLE_METRICS if self.oracle else []), *(FLAT_METRICS if self.compare_flat else [])]
         self.datacollector = mesa.DataCollector(tables={"rounds": columns, "timings": [*KEYS, *TIMINGS]})
 
@@ -217,11 +217,8 @@ class MarketModel(mesa.Model):
         user_ids, self.request_user = np.unique(req["user_id"].to_numpy(), return_inverse=True)
         n_users = user_ids.size
         shading = _stream(self.seed, "strategies").random(n_users) < float(cfg.users.shading_share)
-        factor = float(cfg.users.shading_factor)
-        self.user_agents = [
-            UserAgent(self, u, uid, Shading(factor) if shading[u] else Truthful())
-            for u, uid in enumerate(user_ids)
-        ]
+        strategies = (Truthful(), Shading(float(cfg.users.shading_factor)))
+        self.user_agents = [UserAgent(self, u, uid, strategies[int(shading[u])]) for u, uid in enumerate(user_ids)]
         n = len(req)
         self.need = (
             np.column_stack([np.ones(n), np.zeros(n)]) if self.slots else np.column_stack([cols["cpu"], cols["mem"]])
@@ -294,7 +291,9 @@ class MarketModel(mesa.Model):
         keys = {"mechanism": self.mechanism_name, "seed": self.seed, "round": record.round}
         self.datacollector.add_table_row("rounds", {**keys, **record.metrics})
         self.datacollector.add_table_row("timings", {**keys, **record.timings})
-        self.allocation_frames.append(self._allocation_frame(record))
+        hit = np.flatnonzero(record.outcome.resource >= 0)
+        out = record.outcome
+        self._served.append((record.round, record.rows[hit], out.resource[hit], out.payment[hit], out.utility[hit]))
 
     def preview(self, mechanism: str | Mechanism) -> RoundRecord:
         """The next round as ``mechanism`` would play it, on a copy of the state.
@@ -416,16 +415,17 @@ class MarketModel(mesa.Model):
         }
 
     # --- helpers ----------------------------------------------------------------------
-    def _allocation_frame(self, record: RoundRecord) -> pd.DataFrame:
-        outcome = record.outcome
-        served = np.flatnonzero(outcome.resource >= 0)
-        res_ids = self.market.resources["resource_id"].to_numpy()
+    def allocations_table(self) -> pd.DataFrame:
+        """The ``allocations`` table of this run: one row per served request, in round order."""
+        rounds = [np.full(rows.size, t, dtype=np.int64) for t, rows, *_ in self._served]
+        rows, resource, payment, utility = (np.concatenate([part[k] for part in self._served]) if self._served
+                                            else np.zeros(0, dtype=np.int64 if k < 3 else float) for k in (1, 2, 3, 4))
         return pd.DataFrame({
             "mechanism": self.mechanism_name,
             "seed": np.int64(self.seed),
-            "round": np.int64(record.round),
-            "request_id": self.request_ids[record.rows[served]],
-            "resource_id": res_ids[outcome.resource[served]],
-            "payment": outcome.payment[served],
-            "utility": outcome.utility[served],
+            "round": np.concatenate(rounds) if rounds else np.zeros(0, dtype=np.int64),
+            "request_id": self.request_ids[rows],
+            "resource_id": self.market.resources["resource_id"].to_numpy()[resource],
+            "payment": payment,
+            "utility": utility,
         })

@@ -43,8 +43,7 @@ def run_one(scenario: Scenario, mechanism: str, seed: int) -> RunTables:
     """Run one mechanism on one seed's market for ``scenario.rounds`` rounds."""
     model = MarketModel(scenario, mechanism=mechanism, rng=seed)
     model.run_for(scenario.rounds)
-    alloc = pd.concat(model.allocation_frames, ignore_index=True)
-    return RunTables(model.rounds_table(), model.timings_table(), alloc)
+    return RunTables(model.rounds_table(), model.timings_table(), model.allocations_table())
 
 
 def check_markets(scenario: Scenario, seeds: Iterable[int] | None = None) -> None:
