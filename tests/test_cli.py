@@ -95,3 +95,81 @@ def test_an_unknown_command_is_a_usage_error(capsys):
         cli.main(["no-such-command"])
     assert exc.value.code == 2
     assert "invalid choice: 'no-such-command'" in capsys.readouterr().err
+
+
+# --- bad command lines and outputs: one line, exit 2, nothing replaced -----------------------
+
+
+def _main(capsys, *argv: str) -> tuple[int, list[str]]:
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exc:  # argparse exits
+        code = int(exc.code)
+    # what a terminal shows: each line as its last carriage-return segment left it
+    shown = [line.split("\r")[-1] for line in capsys.readouterr().err.split("\n")]
+    return code, [line for line in shown if line.strip()]
+
+
+@pytest.mark.parametrize("argv", [
+    ("run", "default", "--out", "x", "--rounds", "abc"),
+    ("run", "default"),
+    ("run", "default", "--out", "x", "--format", "xml"),
+    ("bench", "--requests", "ten"),
+    ("nosuch",),
+])
+def test_a_bad_command_line_is_one_line(capsys, argv):
+    code, lines = _main(capsys, *argv)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: market"), lines
+
+
+def test_bench_needs_a_timed_round(capsys):
+    code, lines = _main(capsys, "bench", "--rounds", "0")
+    assert code == 2 and lines == ["error: bench: --rounds must be at least 1 (timed rounds), got 0"]
+
+
+def test_out_never_replaces_what_is_not_an_output(tmp_path, capsys, monkeypatch):
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('name = "s"\nrounds = 1\nmechanisms = ["greedy"]\n[market]\nsource = "synthetic"\n'
+                        "resources = 4\nusers = 2\nrequests = 8\n")
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    for out in (str(scenario), str(folder), ".", str(tmp_path.parent), str(scenario / "below")):
+        code, lines = _main(capsys, "run", str(scenario), "--out", out, "--quiet")
+        assert code == 2 and len(lines) == 1 and "output directory" in lines[0], (out, lines)
+    assert (folder / "notes.txt").read_text() == "mine" and scenario.is_file()
+    # an earlier output (it carries the marker) is replaced, an empty folder is filled
+    (tmp_path / "empty").mkdir()
+    for out in ("run1", "run1", "empty"):
+        assert _main(capsys, "run", str(scenario), "--out", out, "--quiet")[0] == 0
+        assert (tmp_path / out / ".market-output").is_file() and (tmp_path / out / "rounds.parquet").is_file()
+
+
+def test_debug_is_taken_after_the_command_too(capsys):
+    with pytest.raises(Exception, match="no such scenario"):
+        cli.main(["run", "nosuch-scenario", "--out", "x", "--debug"])
+
+
+def test_a_plug_in_that_breaks_the_rules_is_one_line_naming_it(tmp_path, capsys):
+    import numpy as np
+
+    from mechanisms import Allocation, Mechanism, register
+    from mechanisms.registry import unregister
+
+    @register("overcharge_test")
+    class Overcharge(Mechanism):
+        def allocate(self, market, rng):
+            choice = np.where(market.candidates[:, 0] >= 0, 0, -1) if market.candidates.shape[1] else np.full(market.n_requests, -1)
+            return Allocation(choice, np.where(choice >= 0, 2.0 * market.budget, 0.0))
+
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('name = "s"\nrounds = 2\nmechanisms = ["overcharge_test"]\n[market]\nsource = "synthetic"\n'
+                        "resources = 4\nusers = 2\nrequests = 8\n")
+    try:
+        code, lines = _main(capsys, "run", str(scenario), "--out", str(tmp_path / "out"))
+    finally:
+        unregister("overcharge_test")
+    assert code == 2 and len(lines) == 1, lines
+    assert "'overcharge_test' returned an infeasible allocation in round 0 of seed 0" in lines[0]
+    assert "check-mechanism" in lines[0] and not (tmp_path / "out").exists()

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from market.apps.cli import main
-from market.core.io import sha256_file
+from market.core.io import OUTPUT_MARKER, sha256_file
 from market.studies.sweep import load_sweep, verified
 from tests.conftest import DATA
 
@@ -63,8 +63,8 @@ def killed_at(pattern: str, nth: int, argv: list[str]) -> None:
 
 
 def temporaries(folder: Path) -> list[Path]:
-    """Hidden entries under ``folder``; each must be clearly a temporary."""
-    hidden = list(folder.rglob(".*")) if folder.exists() else []
+    """Hidden entries under ``folder`` but output markers; each must be clearly a temporary."""
+    hidden = [p for p in folder.rglob(".*") if p.name != OUTPUT_MARKER] if folder.exists() else []
     for p in hidden:
         assert TEMPORARY.fullmatch(p.name) or any(TEMPORARY.fullmatch(q.name) for q in p.parents), p
     return [p for p in hidden if TEMPORARY.fullmatch(p.name)]
@@ -77,7 +77,7 @@ def assert_run_complete_or_absent(out: Path) -> str | None:
         return None
     manifest = json.loads((out / "manifest.json").read_text())
     tables = manifest["sha256"]["tables"]
-    assert {p.name for p in out.iterdir()} == {*tables, "timings.parquet", "manifest.json"}
+    assert {p.name for p in out.iterdir()} == {*tables, "timings.parquet", "manifest.json", ".market-output"}
     for name, digest in tables.items():
         assert sha256_file(out / name) == digest, name
     return manifest["sha256"]["results"]

@@ -31,7 +31,7 @@ def report(small_run, tmp_path_factory) -> tuple[Path, dict[str, pd.DataFrame]]:
 def test_report_writes_figures_and_summary(report):
     out, _ = report
     files = {p.name for p in out.iterdir()}
-    assert files == FIGURES | {"summary.md", "summary.csv"}  # nothing else, no temporaries
+    assert files == FIGURES | {"summary.md", "summary.csv", ".market-output"}  # nothing else, no temporaries
     for name in FIGURES:
         data = (out / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 10_000, name
@@ -147,7 +147,7 @@ def test_scaling_fit_is_polyfit_of_its_rows(tmp_path):
                  "--optimal-max-round-s", "1e-9", "--quiet"]) == 0
     measured = pd.read_csv(out / "measurements.csv")
     fits = pd.read_csv(out / "fits.csv")
-    assert {p.name for p in out.iterdir()} == {"measurements.csv", "fits.csv", "scaling.png", "scaling.md", "run.json"}
+    assert {p.name for p in out.iterdir()} == {"measurements.csv", "fits.csv", "scaling.png", "scaling.md", "run.json", ".market-output"}
     for mechanism in ("greedy", "random"):
         rows = measured[measured["mechanism"] == mechanism]
         assert rows["requests"].tolist() == [40, 71, 126]  # 10^(k/4) between 40 and 160

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Collection, Sequence
 
 from market.errors import MarketInputError
@@ -36,6 +37,20 @@ COMMANDS = [
 PACKAGE = "market.apps.commands"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``error: market run: argument --rounds: ...``, exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Print one line (no usage block) and exit with 2."""
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: object = None, line: str | None = None) -> None:
+    """Show a warning as one line ``warning: ...`` on stderr (no source line)."""
+    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def build_parser(only: Collection[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser with every sub-command.
 
@@ -43,7 +58,7 @@ def build_parser(only: Collection[str] | None = None) -> argparse.ArgumentParser
         only: names of the commands whose arguments to add (None: every command's). The
             others are listed (name and help) but take no arguments.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="market",
         description="Multi-agent market allocation: hierarchical auctions, dynamic pricing, fairness metrics.",
     )
@@ -53,6 +68,8 @@ def build_parser(only: Collection[str] | None = None) -> argparse.ArgumentParser
         module = importlib.import_module(f"{PACKAGE}.{module_name}")
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.DESCRIPTION)
         p.set_defaults(func=module.run)
+        # --debug is also taken after the command (SUPPRESS keeps the one given before it)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
         if only is None or module.NAME in only:
             module.add_arguments(p)
     return parser
@@ -74,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(only=[command] if command else [])
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return int(args.func(args) or 0)
     except MarketInputError as exc:
         if args.debug:
             raise

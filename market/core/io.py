@@ -25,6 +25,13 @@ from typing import Any
 
 import pandas as pd
 
+from market.errors import MarketInputError
+
+#: every output directory holds this (empty) file: only such a directory is ever replaced
+OUTPUT_MARKER = ".market-output"
+#: what marks an output written before the marker existed (run, report, scaling, audit)
+_EARLIER_OUTPUTS = ("manifest.json", "summary.md", "scaling.md", "audit.md")
+
 
 def write_table(df: pd.DataFrame, path: Path, fmt: str) -> Path:
     """Write ``df`` atomically as ``<path>.parquet`` or ``<path>.csv``; return the file path."""
@@ -54,18 +61,60 @@ def write_json(obj: Any, path: Path) -> None:
     _commit_file(tmp, path)
 
 
+def check_output_directory(out: Path) -> Path:
+    """Check that an output directory may be written at ``out``, before any work is done.
+
+    ``out`` may be a new name, an empty directory or an earlier output of this tool (it
+    holds :data:`OUTPUT_MARKER`, or the manifest or report of an output written before
+    the marker existed). Anything else is refused, so that an output never replaces what
+    is not one: a file, a directory with other content, the working directory or one of
+    its parents, a path below a file.
+
+    Args:
+        out: the output directory as the user gave it.
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        MarketInputError: naming the path and why it is refused.
+    """
+    out = Path(out)
+    where = Path(os.path.abspath(out))
+    cwd = Path.cwd().resolve()
+    if where.resolve() == cwd or where.resolve() in cwd.parents or not where.name:
+        raise MarketInputError(f"output directory {str(out)!r} is the working directory or one of its parents; name a new folder")
+    for parent in where.parents:
+        if parent.exists() and not parent.is_dir():
+            raise MarketInputError(f"output directory {str(out)!r}: {parent} is a file, not a folder")
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise MarketInputError(f"output directory {str(out)!r} exists and is not a directory; name a new folder")
+    if out.is_dir() and any(out.iterdir()) and not any((out / name).is_file() for name in (OUTPUT_MARKER, *_EARLIER_OUTPUTS)):
+        raise MarketInputError(
+            f"output directory {str(out)!r} exists and is not an earlier output of market (no {OUTPUT_MARKER}); "
+            "remove it or name a new folder"
+        )
+    return out
+
+
 @contextmanager
 def atomic_directory(out: Path) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``out`` only if the block succeeds.
 
-    Temporaries of ``out`` left by killed processes (``.<name>.tmp-<pid>`` and
-    ``.<name>.old-<pid>`` whose pid no longer runs) are removed first.
+    ``out`` must pass :func:`check_output_directory`; the new directory gets
+    :data:`OUTPUT_MARKER`. Temporaries of ``out`` left by killed processes
+    (``.<name>.tmp-<pid>`` and ``.<name>.old-<pid>`` whose pid no longer runs) are
+    removed first.
+
+    Raises:
+        MarketInputError: if ``out`` may not be replaced.
     """
-    out = Path(out)
+    out = check_output_directory(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary(out, "tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    (tmp / OUTPUT_MARKER).touch()
     try:
         yield tmp
     except BaseException:

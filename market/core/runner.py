@@ -21,8 +21,10 @@ from typing import Any
 import pandas as pd
 
 from market import __version__
+from market.core.feasibility import InfeasibleAllocationError
 from market.core.io import atomic_directory, sha256_file, write_json, write_table
-from market.core.model import METRICS, MarketModel
+from market.core.model import MarketModel
+from market.errors import MarketInputError
 from scenarios.config import Scenario
 from scenarios.sources import build_market, late_requests
 
@@ -40,9 +42,20 @@ class RunTables:
 
 
 def run_one(scenario: Scenario, mechanism: str, seed: int) -> RunTables:
-    """Run one mechanism on one seed's market for ``scenario.rounds`` rounds."""
+    """Run one mechanism on one seed's market for ``scenario.rounds`` rounds.
+
+    Raises:
+        MarketInputError: if the mechanism returns an allocation the shared feasibility
+            check refuses (a plug-in breaking the rules), naming mechanism, seed and round.
+    """
     model = MarketModel(scenario, mechanism=mechanism, rng=seed)
-    model.run_for(scenario.rounds)
+    try:
+        model.run_for(scenario.rounds)
+    except InfeasibleAllocationError as exc:
+        raise MarketInputError(
+            f"mechanism {mechanism!r} returned an infeasible allocation in round {model.round} of seed {seed}: "
+            f"{exc} (market check-mechanism {mechanism} names the broken invariant)"
+        ) from None
     return RunTables(model.rounds_table(), model.timings_table(), model.allocations_table())
 
 
@@ -167,7 +180,7 @@ def run_scenario(
             "seeds": scenario.seeds,
             "rounds": scenario.rounds,
             "format": fmt,
-            "metrics": METRICS,
+            "metrics": [c for c in tables["rounds"].columns if c not in KEYS],
             "versions": package_versions(),
             "wall_time_s": round(time.perf_counter() - start, 3),
             "sha256": {"tables": hashes, "results": combined},

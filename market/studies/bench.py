@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from market.core.model import MarketModel
+from market.errors import MarketInputError
 from scenarios.config import parse
 from scenarios.synthetic import generate
 
@@ -74,6 +75,10 @@ def bench(
     Raises:
         MarketInputError: on a bad size or mechanism parameter.
     """
+    if rounds < 1:
+        raise MarketInputError(f"bench: --rounds must be at least 1 (timed rounds), got {rounds}")
+    if oracle < 0:
+        raise MarketInputError(f"bench: --oracle must be a time limit in seconds >= 0 (0 = no oracle), got {oracle}")
     raw = bench_scenario(requests, resources, mechanism, rounds, candidates, clusters, params)
     if oracle > 0:
         raw["oracle_params"] = {"time_limit": float(oracle)}
@@ -93,7 +98,7 @@ def bench(
         if r == 0:
             continue  # warm-up
         times.append(elapsed)
-        phases.append({name: ms / 1e3 for name, ms in model.timings.items() if name != "oracle_ms"})
+        phases.append({name.removesuffix("_ms"): ms / 1e3 for name, ms in model.timings.items() if name != "oracle_ms"})
     record = model.record
     quality = {}
     if oracle > 0:
@@ -102,7 +107,7 @@ def bench(
                    "alg_opt": round(float(found["alg_opt"]), 6) if np.isfinite(found["alg_opt"]) else None}
     median = statistics.median(times)
     share = {name: round(statistics.median(p[name] for p in phases) / median, 4) for name in phases[0]}
-    share["bids_settle_other"] = round(max(0.0, 1.0 - sum(share.values())), 4)
+    share["other"] = round(max(0.0, 1.0 - sum(share.values())), 4)
     return {
         "requests": requests,
         "resources": resources,

@@ -28,12 +28,13 @@ the only place commands are registered. The rules that keep the CLI fast and cle
   the library never parses arguments.
 
 This package also holds the argument types the commands share (:func:`int_list`,
-:func:`name_list`).
+:func:`name_list`, :func:`output_directory`).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def int_list(text: str) -> list[int]:
@@ -47,3 +48,19 @@ def int_list(text: str) -> list[int]:
 def name_list(text: str) -> list[str]:
     """``"mohaf, greedy"`` to ``["mohaf", "greedy"]`` (an argparse ``type``)."""
     return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def output_directory(text: str) -> Path:
+    """An output directory that may be written or replaced (an argparse ``type``).
+
+    Checked when the command line is read, before any work, by
+    :func:`market.core.io.check_output_directory`: a new name, an empty folder or an
+    earlier output of ``market``, never a file or a folder with other content.
+    """
+    from market.core.io import check_output_directory
+    from market.errors import MarketInputError
+
+    try:
+        return check_output_directory(Path(text))
+    except MarketInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

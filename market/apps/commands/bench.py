@@ -9,8 +9,9 @@ from market.errors import MarketInputError
 
 NAME = "bench"
 HELP = "time whole rounds on a synthetic market"
-DESCRIPTION = ("Generate a seeded synthetic market and time whole rounds (candidates, clustering, utilities, "
-               "allocation, validation, pricing, metrics). Prints JSON.")
+DESCRIPTION = ("Generate a seeded synthetic market and time whole rounds, MarketModel.step() itself (bids, "
+               "candidates and utilities, auctions, validation, settlement, pricing, metrics; the clustering "
+               "is timed apart). Prints JSON.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

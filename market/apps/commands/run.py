@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from market.apps.commands import int_list, name_list
+from market.apps.commands import int_list, name_list, output_directory
 from market.errors import MarketInputError
 
 NAME = "run"
@@ -18,7 +17,7 @@ DESCRIPTION = ("Run every mechanism x seed of a scenario; write rounds, timings,
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``market run``."""
     p.add_argument("scenario", help="scenario file or shipped scenario name")
-    p.add_argument("--out", required=True, type=Path, help="output directory (replaced atomically)")
+    p.add_argument("--out", required=True, type=output_directory, help="output directory (replaced atomically)")
     p.add_argument("--mechanisms", type=name_list, help="comma-separated subset, e.g. mohaf,greedy")
     p.add_argument("--seeds", type=int_list, help="comma-separated seeds")
     p.add_argument("--rounds", type=int, help="number of rounds")
@@ -71,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
                 manifest = run_scenario(scenario, args.out, args.format, pool, progress, markets=markets)
         else:
             manifest = run_scenario(scenario, args.out, args.format, None, progress, markets=markets)
+    except BaseException:
+        bar.leave = False  # the bar's line is cleared: the error is the one line left
+        raise
     finally:
         bar.close()
     print(f"wrote {args.out} (results sha256 {manifest['sha256']['results'][:16]}, {manifest['wall_time_s']} s)")
