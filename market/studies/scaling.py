@@ -230,9 +230,10 @@ def _markdown(plan: Plan, measurements: pd.DataFrame, fits: pd.DataFrame, stops:
         "",
         (f"Measured with `{env['command']}` in {env['wall_time_s']:.0f} s on {env['cpus']} CPU(s) "
         f"({env['machine']}; load average {env['load_before'][0]:.2f} before, {env['load_after'][0]:.2f} after: "
-        "other work on the machine inflates the times). A round is everything `market bench` times: clustering, "
-        "candidates and utilities, the auction, the feasibility check, settlement, pricing and metrics, on a "
-        f"seeded synthetic market (seed {plan.seed}) with resources = requests / 4; each point is the median "
+        "other work on the machine inflates the times). A round is what `market bench` times, "
+        "`MarketModel.step()`: the users' bids, candidates and utilities, the planners' auctions and the "
+        "spill-over, the feasibility check, settlement, pricing and metrics (the clustering is built once "
+        f"with the model and not timed), on a seeded synthetic market (seed {plan.seed}) with resources = requests / 4; each point is the median "
         f"of up to {plan.max_rounds} timed rounds after an untimed warm-up round."),
         "",
         "## Fitted slopes",
