@@ -173,3 +173,17 @@ def test_a_plug_in_that_breaks_the_rules_is_one_line_naming_it(tmp_path, capsys)
     assert code == 2 and len(lines) == 1, lines
     assert "'overcharge_test' returned an infeasible allocation in round 0 of seed 0" in lines[0]
     assert "check-mechanism" in lines[0] and not (tmp_path / "out").exists()
+
+
+def test_report_never_replaces_the_run_it_reads(tmp_path, capsys):
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('name = "s"\nrounds = 1\nmechanisms = ["greedy"]\n[market]\nsource = "synthetic"\n'
+                        "resources = 4\nusers = 2\nrequests = 8\n")
+    run = tmp_path / "run"
+    assert _main(capsys, "run", str(scenario), "--out", str(run), "--quiet")[0] == 0
+    code, lines = _main(capsys, "report", str(run), "--out", str(run))
+    assert code == 2 and len(lines) == 1 and "would replace the run it reports on" in lines[0], lines
+    # a folder holding the run (here it also holds other files) is refused too
+    code, lines = _main(capsys, "report", str(run), "--out", str(tmp_path))
+    assert code == 2 and len(lines) == 1, lines
+    assert (run / "rounds.parquet").is_file() and scenario.is_file()

@@ -27,7 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """``market report``."""
     from market.apps.report import write_report
+    from market.errors import MarketInputError
 
+    run_dir, out = args.run_dir.resolve(), args.out.resolve()
+    if out == run_dir or out in run_dir.parents:
+        raise MarketInputError(f"--out {args.out} would replace the run it reports on ({args.run_dir}); name another folder")
     figures = write_report(args.run_dir, args.out, args.band)
     print(f"wrote {args.out}/summary.md and {len(figures)} figures")
     return 0
