@@ -187,3 +187,32 @@ def test_report_never_replaces_the_run_it_reads(tmp_path, capsys):
     code, lines = _main(capsys, "report", str(run), "--out", str(tmp_path))
     assert code == 2 and len(lines) == 1, lines
     assert (run / "rounds.parquet").is_file() and scenario.is_file()
+
+
+@pytest.mark.parametrize(("key", "flag", "expected"), [
+    ("true", None, True), ("true", "--no-oracle", False), ("false", "--oracle", True), ("false", None, False),
+])
+def test_oracle_switch_overrides_the_scenario(tmp_path, capsys, key, flag, expected):
+    import pandas as pd
+
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(f'name = "s"\nrounds = 2\nmechanisms = ["greedy"]\noracle = {key}\n[market]\n'
+                        'source = "synthetic"\nresources = 4\nusers = 2\nrequests = 8\n')
+    out = tmp_path / "run"
+    argv = ["run", str(scenario), "--out", str(out), "--quiet", *([flag] if flag else [])]
+    assert _main(capsys, *argv)[0] == 0
+    rounds = pd.read_parquet(out / "rounds.parquet")
+    assert ("opt_welfare" in rounds.columns) is expected
+    if expected:
+        assert (rounds["alg_opt"] <= 1 + 1e-9).all()
+
+
+def test_sweep_oracle_switch_reaches_every_scenario():
+    from market.studies.sweep import load_sweep
+    from tests.conftest import DATA
+
+    path = DATA / "sweep" / "grid.toml"
+    assert not any(s.oracle for s in load_sweep(path).scenarios)
+    assert all(s.oracle for s in load_sweep(path, oracle=True).scenarios)
+    on, off = load_sweep(path, oracle=True), load_sweep(path)
+    assert on.tasks()[0].fingerprint() != off.tasks()[0].fingerprint()  # a resumed sweep reruns them

@@ -124,8 +124,14 @@ class Task:
         return run_one, (self.scenario, self.mechanism, self.seed)
 
 
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(path: str | Path, oracle: bool | None = None) -> Sweep:
     """Read and validate a sweep file; load its scenarios with the overrides applied.
+
+    Args:
+        path: the sweep file.
+        oracle: if not None, overrides every scenario's ``oracle`` key (``--oracle`` /
+            ``--no-oracle``); the tasks' fingerprints follow it, so a resumed sweep reruns
+            what the change affects.
 
     Raises:
         MarketInputError: naming the file and key, on a bad key or value or scenario.
@@ -148,6 +154,8 @@ def load_sweep(path: str | Path) -> Sweep:
     if not entries or not all(isinstance(e, str) for e in entries):
         raise MarketInputError(f"key 'scenarios' must be a non-empty list of scenario files or names, got {entries!r}", source=source)
     overrides = _overrides(raw, source)
+    if oracle is not None:
+        overrides["oracle"] = bool(oracle)
     scenarios = [_scenario(entry, path.parent, source).replace(**overrides) for entry in entries]
     names = [sc.name for sc in scenarios]
     for name in names:

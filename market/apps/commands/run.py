@@ -21,13 +21,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mechanisms", type=name_list, help="comma-separated subset, e.g. mohaf,greedy")
     p.add_argument("--seeds", type=int_list, help="comma-separated seeds")
     p.add_argument("--rounds", type=int, help="number of rounds")
+    p.add_argument("--oracle", action=argparse.BooleanOptionalAction, default=None,
+                   help="solve each round's market exactly beside the mechanisms, or not "
+                        "(default: the scenario's oracle key)")
     p.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     p.add_argument("--workers", type=int, default=1, help="local processes (results identical for any count)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def resolve(args: argparse.Namespace):
-    """Load the scenario and apply ``--mechanisms/--seeds/--rounds``."""
+    """Load the scenario and apply ``--mechanisms/--seeds/--rounds/--oracle``."""
     from mechanisms import mechanism_class
     from scenarios.config import load
 
@@ -43,6 +46,8 @@ def resolve(args: argparse.Namespace):
         if args.rounds < 1:
             raise MarketInputError(f"--rounds must be >= 1, got {args.rounds}")
         changes["rounds"] = args.rounds
+    if args.oracle is not None:
+        changes["oracle"] = args.oracle
     return scenario.replace(**changes)
 
 

@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=EXECUTORS, default="local", help="local process pool (default) or a Dask cluster")
     p.add_argument("--address", help="Dask scheduler, e.g. tcp://HOST:8786 (default: $DASK_SCHEDULER_ADDRESS)")
     p.add_argument("--workers", type=int, help="local processes (default: CPUs; 1 = in this process)")
+    p.add_argument("--oracle", action=argparse.BooleanOptionalAction, default=None,
+                   help="solve each round's market exactly, or not, in every scenario of the sweep "
+                        "(default: each scenario's oracle key)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from market.core.runner import check_markets
     from market.studies.sweep import Task, load_sweep, open_executor, run_sweep
 
-    sweep = load_sweep(args.sweep)
+    sweep = load_sweep(args.sweep, oracle=args.oracle)
     for scenario in sweep.scenarios:  # bad tables fail here, before the sweep directory or a bar
         check_markets(scenario)
     bars: list[tqdm] = []
