@@ -264,10 +264,6 @@ class Scenario:
             changes["mechanism_params"] = _mechanism_params({"mechanism_params": changes["mechanism_params"]}, None)
         return replace(self, **changes)
 
-    def with_overrides(self, **changes: Any) -> Scenario:
-        """The same as :meth:`replace` (its former name)."""
-        return self.replace(**changes)
-
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for the manifest): tables as dicts, ``utility.weights`` a list."""
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}

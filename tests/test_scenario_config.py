@@ -67,7 +67,6 @@ def test_replace_equals_the_same_keys_in_the_file():
                       "pricing": {"eta": 0.1, "target": 0.7}, "clustering": {"clusters": 2}}, "t.toml", Path("."))
     assert changed == expected
     assert sc == _parse()  # the original is unchanged
-    assert sc.with_overrides(rounds=3) == sc.replace(rounds=3)
 
 
 @pytest.mark.parametrize(("table", "key", "value"), [
