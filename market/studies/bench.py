@@ -84,7 +84,8 @@ def bench(
         raw["oracle_params"] = {"time_limit": float(oracle)}
     scenario = parse(raw, "market bench", Path.cwd())
     rng = np.random.default_rng(seed)
-    market = generate({"resources": resources, "users": max(1, requests // 10), "requests": requests, "qos_share": 0.3}, 1, rng)
+    # one round of arrivals: every request is in the book of every (reopened) round
+    market = generate({k: v for k, v in scenario.market.items() if k != "source"}, 1, rng)
     t0 = time.perf_counter()
     model = MarketModel(scenario, mechanism=mechanism, rng=seed, market=market)  # no oracle, no flat clearing
     clustering_s = time.perf_counter() - t0
