@@ -161,6 +161,32 @@ def pair_utility(terms: np.ndarray, alpha: float, beta: float, gamma: float) -> 
     return out
 
 
+@nb.njit(cache=True, inline="always")
+def feasible_utility(
+    rq: np.ndarray, need: np.ndarray, rs: np.ndarray, free: np.ndarray, i: int, j: int,
+    alpha: float, beta: float, gamma: float, d_max: float,
+) -> float:
+    """``b_ij`` if request ``i`` may be placed on resource ``j`` now, else -1.
+
+    The one feasibility rule of a pair (the module's: capacity, free capacity, QoS,
+    latency, reserve and posted price within the budget), shared by the candidate
+    kernel and the whole-market oracle (:mod:`market.core.oracle`).
+    """
+    if rq[i, 2] > rs[j, 2] or rq[i, 3] > rs[j, 3]:
+        return -1.0
+    if need[i, 0] > free[j, 0] + 1e-12 or need[i, 1] > free[j, 1] + 1e-12:
+        return -1.0
+    if rs[j, 5] < rq[i, 6] or rs[j, 6] < rq[i, 7]:
+        return -1.0
+    dist, cost, u_cost, u_qos, u_en = pair_components(rq, i, rs, j, d_max)
+    if dist > rq[i, 8] or cost > rq[i, 5]:
+        return -1.0
+    b = weighted_utility(u_cost, u_qos, u_en, alpha, beta, gamma)
+    if posted_price(cost, b) > rq[i, 5]:
+        return -1.0
+    return b
+
+
 def _candidate_rows(
     rq: np.ndarray,  # (N, 9): x, y, cpu, mem, duration, budget, min_rel, min_avail, max_lat
     need: np.ndarray,  # (N, 2) demand in the allocation's capacity units
@@ -181,8 +207,7 @@ def _candidate_rows(
     reserve = np.zeros((n, k))
     posted = np.zeros((n, k))
     for i in nb.prange(n):
-        cpu, mem, dur, budget = rq[i, 2], rq[i, 3], rq[i, 4], rq[i, 5]
-        min_rel, min_av, max_lat = rq[i, 6], rq[i, 7], rq[i, 8]
+        cpu, dur = rq[i, 2], rq[i, 4]
         count = 0
         for s in range(routes.shape[1]):
             c = routes[i, s]
@@ -190,18 +215,8 @@ def _candidate_rows(
                 continue
             for pos in range(start[c], start[c + 1]):
                 j = order[pos]
-                if cpu > rs[j, 2] or mem > rs[j, 3]:
-                    continue
-                if need[i, 0] > free[j, 0] + 1e-12 or need[i, 1] > free[j, 1] + 1e-12:
-                    continue
-                if rs[j, 5] < min_rel or rs[j, 6] < min_av:
-                    continue
-                dist, cost, u_cost, u_qos, u_en = pair_components(rq, i, rs, j, d_max)
-                if dist > max_lat or cost > budget:
-                    continue
-                b = weighted_utility(u_cost, u_qos, u_en, alpha, beta, gamma)
-                price = posted_price(cost, b)
-                if price > budget:
+                b = feasible_utility(rq, need, rs, free, i, j, alpha, beta, gamma, d_max)
+                if b < 0.0:
                     continue
                 # keep the row's top-k in a heap whose root is the worst kept pair
                 if count < k:
