@@ -1,10 +1,19 @@
-"""``market report`` and ``market scaling``: files, numbers, intervals, bad input."""
+"""``market report`` and ``market scaling``: files, numbers, intervals, bad input.
+
+Which rounds count (rounds without requests, failed rounds) and who may win a row are
+checked on real runs (the small scenario; a tabular market of two requests) and on
+written rounds tables where a mechanism fails (the new oracle columns) or an older run
+has gaps (NaN).
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +22,7 @@ import pytest
 from scipy import stats
 
 from market.apps.cli import main
-from market.apps.report import SUMMARY, TRAJECTORIES, write_report
+from market.apps.report import RESTRICTIONS, SUMMARY, TRAJECTORIES, write_report
 from tests.conftest import read_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -40,21 +49,35 @@ def test_report_writes_figures_and_summary(report):
     assert linked == FIGURES  # every figure is linked, every link resolves
 
 
+def counted(rounds: pd.DataFrame) -> pd.DataFrame:
+    """The rounds the report's means are over: with requests, and not failed."""
+    failed = rounds["mechanism_failed"].astype(bool) if "mechanism_failed" in rounds else False
+    return rounds[(rounds["n_requests"] > 0) & ~failed]
+
+
+def md_row(md: str, label: str) -> list[str]:
+    """The cells of the summary.md table row whose first cell is ``label``."""
+    line = next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")][1:]
+
+
 def test_summary_means_equal_rounds_table(report):
     out, tables = report
     rounds = tables["rounds"]
     summary = pd.read_csv(out / "summary.csv")
-    metrics = [m for m, _, _ in SUMMARY]
-    assert set(summary["metric"]) == set(metrics)  # the small run has the oracle on
-    for mechanism, group in rounds.groupby("mechanism"):
-        # every seed has the same number of rounds, so the mean of per-seed means is the plain mean
-        assert group.groupby("seed").size().nunique() == 1
-        for metric in metrics:
+    metrics = [m for m, _, _ in SUMMARY] + [m for m, _ in RESTRICTIONS]
+    present = [m for m in metrics if m in rounds and rounds[m].notna().any()]
+    assert set(summary["metric"]) == set(present)
+    assert {"efficiency", "welfare", "jain", "gini", "alg_opt"} <= set(present)  # the small run has the oracle on
+    kept = counted(rounds)
+    for mechanism, group in kept.groupby("mechanism"):
+        for metric in present:
             row = summary[(summary["mechanism"] == mechanism) & (summary["metric"] == metric)].iloc[0]
-            assert row["mean"] == pytest.approx(group[metric].mean(), rel=1e-12, abs=1e-12)
             per_seed = group.groupby("seed")[metric].mean()
+            assert row["mean"] == pytest.approx(per_seed.mean(), rel=1e-12, abs=1e-12)
             assert row["n_seeds"] == per_seed.size == 2
-            if per_seed.std() > 0:  # identical seeds (e.g. ALG/OPT = 1 for optimal): no spread
+            assert row["n_rounds"] == group[metric].notna().sum() and row["n_missing"] == 0
+            if per_seed.std() > 0:  # identical seeds (e.g. a ratio of 1 in every round): no spread
                 low, high = stats.t.interval(0.95, per_seed.size - 1, loc=per_seed.mean(), scale=stats.sem(per_seed))
                 assert row["ci_low"] == pytest.approx(low, rel=1e-9)
                 assert row["ci_high"] == pytest.approx(high, rel=1e-9)
@@ -64,10 +87,20 @@ def test_summary_means_equal_rounds_table(report):
     header = next(line for line in md.splitlines() if line.startswith("| metric |"))
     mechanisms = [c.strip() for c in header.strip("|").split("|")][1:]
     assert mechanisms == list(dict.fromkeys(rounds["mechanism"]))
-    efficiency = next(line for line in md.splitlines() if line.startswith("| efficiency |"))
-    cells = [c.strip().strip("*") for c in efficiency.strip("|").split("|")][1:]
+    cells = [c.strip("*") for c in md_row(md, "efficiency")]
     for mechanism, cell in zip(mechanisms, cells):
-        assert cell.split(" ± ")[0] == f"{rounds.loc[rounds['mechanism'] == mechanism, 'efficiency'].mean():.4g}"
+        per_seed = kept[kept["mechanism"] == mechanism].groupby("seed")["efficiency"].mean()
+        assert cell.split(" ± ")[0] == f"{per_seed.mean():.4g}"
+    # the bold cell of a row is its best mean, and summary.csv says the same
+    efficiency = summary[summary["metric"] == "efficiency"].set_index("mechanism")
+    best = efficiency.loc[efficiency["n_failed"] == 0, "mean"].idxmax()
+    assert efficiency["n_failed"].tolist() == [
+        int(rounds.loc[rounds["mechanism"] == m, "mechanism_failed"].sum()) if "mechanism_failed" in rounds else 0
+        for m in efficiency.index]
+    assert efficiency["best"].tolist() == [m == best for m in efficiency.index]
+    assert [c.startswith("**") for c in md_row(md, "efficiency")] == [m == best for m in mechanisms]
+    # the ALG/OPT figure and the oracle's own table are there
+    assert "![ALG/OPT" in md and "### The oracle per mechanism" in md
 
 
 def test_csv_run_gives_the_same_report(report, small_run, tmp_path):
@@ -138,6 +171,226 @@ def test_bad_cell_names_row_and_column(report, small_run, tmp_path, capsys):
     rounds.to_csv(run / "rounds.csv", index=False)
     err = _error(capsys, ["report", str(run), "--out", str(tmp_path / "out")])
     assert "rounds.csv" in err and "row 5" in err and "'jain'" in err
+
+
+TWO_REQUESTS = textwrap.dedent(
+    """
+    name = "two-requests"
+    rounds = 3
+    seeds = [1]
+    mechanisms = ["greedy", "mohaf"]
+    oracle = true
+
+    [market]
+    source = "tabular"
+    requests = "requests.csv"
+    resources = "resources.csv"
+    """
+)
+
+
+def test_rounds_without_requests_are_left_out(tmp_path):
+    """Two requests arrive in round 0 of a 3-round run and both are served: the means are round 0's."""
+    pd.DataFrame({
+        "request_id": [10, 11], "user_id": [1, 1], "round": [0, 0], "cpu": [1.0, 2.0], "mem": [1.0, 1.0],
+        "budget": [10.0, 12.0], "priority": [1, 5], "x": [0.0, 1.0], "y": [0.0, 0.0],
+    }).to_csv(tmp_path / "requests.csv", index=False)
+    pd.DataFrame({
+        "resource_id": [100, 101, 102], "cpu": [4.0, 2.0, 8.0], "mem": [4.0, 4.0, 8.0],
+        "unit_cost": [1.0, 0.5, 2.0], "reliability": [0.9, 0.95, 0.99], "availability": [0.9, 0.99, 0.999],
+        "energy_efficiency": [0.5, 0.7, 0.9], "x": [0.0, 1.0, 5.0], "y": [0.0, 1.0, 5.0],
+    }).to_csv(tmp_path / "resources.csv", index=False)
+    (tmp_path / "scenario.toml").write_text(TWO_REQUESTS)
+    run, out = tmp_path / "run", tmp_path / "report"
+    assert main(["run", str(tmp_path / "scenario.toml"), "--out", str(run), "--quiet"]) == 0
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    rounds = pd.read_parquet(run / "rounds.parquet")
+    assert rounds["n_requests"].tolist() == [2, 0, 0] * 2 and rounds["n_allocated"].tolist() == [2, 0, 0] * 2
+    summary = pd.read_csv(out / "summary.csv").set_index(["mechanism", "metric"])
+    for mechanism in ("greedy", "mohaf"):
+        first = rounds[(rounds["mechanism"] == mechanism) & (rounds["round"] == 0)].iloc[0]
+        assert summary.loc[(mechanism, "satisfaction"), "mean"] == 1.0  # not 1/3: rounds 1 and 2 had no market
+        assert rounds.loc[rounds["mechanism"] == mechanism, "satisfaction"].mean() == pytest.approx(1 / 3)
+        assert first["efficiency"] > 0.5
+        for metric in ("efficiency", "welfare", "jain", "utilization", "energy", "mean_price", "alg_opt"):
+            assert summary.loc[(mechanism, metric), "mean"] == first[metric], metric
+            assert summary.loc[(mechanism, metric), "n_rounds"] == 1
+    md = (out / "summary.md").read_text()
+    assert "- rounds with no requests, left out of every mean: 2 of 3 rounds of every mechanism" in md
+    assert "a round with no requests (`n_requests = 0`) is left out of every per-seed mean" in md
+    assert md_row(md, "satisfaction (served share)") == ["**1**", "**1**"]
+    assert "failed" not in md.split("## Means per mechanism")[0]  # no mechanism failed
+
+
+def write_run(path: Path, rounds: pd.DataFrame, fmt: str, mechanisms: list[str]) -> Path:
+    """A run directory holding only a rounds table and the manifest the report reads."""
+    path.mkdir()
+    if fmt == "csv":
+        rounds.to_csv(path / "rounds.csv", index=False, float_format="%.17g")
+    else:
+        rounds.to_parquet(path / "rounds.parquet", index=False)
+    (path / "manifest.json").write_text(json.dumps({"format": fmt, "mechanisms": mechanisms,
+                                                    "scenario": {"name": path.name}}))
+    return path
+
+
+#: seed 1 rounds 1 and 3 and seed 2 round 2: optimal's solver found no allocation
+FAILED = {(1, 1), (1, 3), (2, 2)}
+
+
+def failing_rounds() -> pd.DataFrame:
+    """Three mechanisms, two seeds, five rounds (the last without requests), new oracle columns.
+
+    ``optimal`` has the highest welfare, Jain and the lowest Gini and energy in the rounds
+    it solved, and fails in three rounds (nothing served: efficiency 0, Jain 1, Gini 0,
+    energy 0). ``mohaf`` leads in utility welfare, ``random`` in money.
+    """
+    base = {
+        "mohaf": {"welfare": 5.0, "value_welfare": 4.0, "jain": 0.5, "jain_winners": 0.9, "gini": 0.4,
+                  "energy": 10.0, "alg_opt": 0.8, "alg_bound": 0.7, "alg_value_bound": 0.6, "cluster_loss": 0.1},
+        "random": {"welfare": 4.0, "value_welfare": 6.0, "jain": 0.45, "jain_winners": 0.85, "gini": 0.45,
+                   "energy": 11.0, "alg_opt": 0.7, "alg_bound": 0.6, "alg_value_bound": 0.8, "cluster_loss": 0.2},
+        "optimal": {"welfare": 6.0, "value_welfare": 5.0, "jain": 0.55, "jain_winners": 0.95, "gini": 0.3,
+                    "energy": 12.0, "alg_opt": 0.95, "alg_bound": 0.9, "alg_value_bound": 0.85, "cluster_loss": 0.0},
+    }
+    rows = []
+    for mechanism, values in base.items():
+        for seed in (1, 2):
+            for t in range(5):
+                failed = mechanism == "optimal" and (seed, t) in FAILED
+                empty = t == 4
+                row = {"mechanism": mechanism, "seed": seed, "round": t, "n_requests": 0 if empty else 10,
+                       "mechanism_failed": failed}
+                if failed or empty:
+                    row.update(n_allocated=0, welfare=0.0, value_welfare=0.0, efficiency=0.0, satisfaction=0.0,
+                               jain=1.0, jain_winners=1.0, gini=0.0, utilization=0.0, revenue=0.0, energy=0.0,
+                               alg_opt=0.0 if failed else 1.0, alg_bound=0.0 if failed else 1.0,
+                               alg_value_bound=0.0 if failed else 1.0, cluster_loss=1.0 if failed else 0.0)
+                else:
+                    welfare = values["welfare"] + 0.1 * t
+                    row.update(values, n_allocated=5, welfare=welfare, efficiency=welfare / 10, satisfaction=0.5,
+                               utilization=0.6, revenue=3.0)
+                row["mean_price"] = 1.0 + 0.01 * t
+                row["price_change"] = 0.01
+                row["opt_welfare"] = row["welfare"] / row["alg_opt"] if row["alg_opt"] else 7.0
+                row["bound_welfare"] = row["welfare"] / row["alg_bound"] if row["alg_bound"] else 7.5
+                row["opt_proven"] = t in (0, 1, 2, 4)
+                row["opt_status"] = ("bound_only" if (mechanism, seed, t) == ("optimal", 1, 1) else
+                                     "optimal" if t in (0, 1, 2, 4) else "feasible")
+                row["opt_scope"] = "candidates" if (seed, t) == (2, 0) else "all"
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_failed_rounds_are_left_out_and_never_win(tmp_path):
+    mechanisms = ["mohaf", "random", "optimal"]
+    run = write_run(tmp_path / "failures", failing_rounds(), "csv", mechanisms)
+    out = tmp_path / "report"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    summary = pd.read_csv(out / "summary.csv").set_index(["mechanism", "metric"])
+    # optimal's means are over its solved rounds with requests: seed 1 rounds 0, 2; seed 2 rounds 0, 1, 3
+    seed1, seed2 = (0.60 + 0.62) / 2, (0.60 + 0.61 + 0.63) / 3
+    assert summary.loc[("optimal", "efficiency"), "mean"] == pytest.approx((seed1 + seed2) / 2, rel=1e-12)
+    assert summary.loc[("optimal", "efficiency"), "n_rounds"] == 5
+    assert (summary.xs("optimal", level="mechanism")["n_failed"] == 3).all()
+    for metric, value in [("jain", 0.55), ("gini", 0.3), ("energy", 12.0), ("satisfaction", 0.5), ("alg_bound", 0.9)]:
+        assert summary.loc[("optimal", metric), "mean"] == pytest.approx(value, rel=1e-12), metric
+    assert summary.loc[("mohaf", "efficiency"), "n_rounds"] == 8 and summary.loc[("mohaf", "jain"), "mean"] == 0.5
+    # never a false winner: optimal leads efficiency, welfare, Jain, Gini in the rounds it solved, and is bolded nowhere
+    best = summary[summary["best"]].reset_index()
+    assert "optimal" not in set(best["mechanism"])
+    winners = dict(zip(best["metric"], best["mechanism"]))
+    assert winners["efficiency"] == winners["welfare"] == winners["jain"] == winners["gini"] == "mohaf"
+    assert winners["energy"] == "mohaf" and winners["value_welfare"] == "random"
+    assert winners["alg_bound"] == "mohaf" and winners["alg_value_bound"] == "random"
+    assert "mean_price" not in winners  # no better direction
+    md = (out / "summary.md").read_text()
+    assert "- optimal: 3 of 10 rounds failed: the solver found no allocation; left out" in md
+    assert "- rounds with no requests, left out of every mean: 2 of 10 rounds of every mechanism" in md
+    assert "Never bolded: optimal (failed rounds; its means are over the other rounds)." in md
+    for label in ("efficiency", "Jain, all requests", "Gini over users", "energy", "ALG/OPT"):
+        cells = md_row(md, label)
+        assert not cells[2].startswith("**") and cells[0].startswith("**"), label
+    assert md_row(md, "Gini over users")[2] == "0.3 ± 0"
+    # two yardsticks: utility ranks mohaf first, money random; optimal is not ranked
+    ranking = md.split("## Two yardsticks")[1]
+    assert md_row(ranking, "mohaf")[1] == "1" and md_row(ranking, "mohaf")[5] == "2"
+    assert md_row(ranking, "random")[1] == "2" and md_row(ranking, "random")[5] == "1"
+    assert md_row(ranking, "optimal")[1] == md_row(ranking, "optimal")[5] == "-"
+    assert "The rankings differ: by utility mohaf > random; in money random > mohaf" in ranking
+    assert "an upper estimate of the true ratio" in ranking and "a proven lower bound" in ranking
+    assert "The true ratio lies between the two." in ranking
+    # the oracle's status and scope per mechanism, over the rounds with requests (4 per seed)
+    assert "| mechanism | optimal | feasible | bound_only | scope all | scope candidates | proven |" in md
+    status = md.split("### The oracle per mechanism")[1]
+    assert md_row(status, "mohaf") == ["6", "2", "0", "7", "1", "75 %"]
+    assert md_row(status, "optimal") == ["5", "2", "1", "7", "1", "75 %"]
+    # the cost of restrictions: optimal against the whole market, and the hierarchy
+    restrictions = md.split("## The cost of restrictions")[1]
+    assert "Over its 5 counted rounds it reaches ALG/OPT 0.95 ± 0 and ALG/bound 0.9 ± 0" in restrictions
+    assert "costs between 5.0 % and 10.0 % (the true share lies in that range)" in restrictions
+    assert "in 4 of these rounds; in the other 1 only candidate pairs" in restrictions
+    assert "In 3 of 10 rounds its solver found no allocation within its limits" in restrictions
+    assert md_row(restrictions, "cluster loss") == ["0.1 ± 0", "0.2 ± 0", "0 ± 0"]
+    assert summary.loc[("optimal", "cluster_loss"), "mean"] == 0.0
+    figures = {p.name for p in out.glob("*.png")}
+    assert "alg_opt.png" in figures and "timing.png" not in figures
+
+
+def test_old_run_nan_never_wins(tmp_path):
+    """A run from before mechanism_failed and the bounds: alg_opt with gaps, opt_proven with gaps."""
+    rounds = failing_rounds()
+    rounds = rounds[rounds["mechanism"] != "optimal"].drop(columns=[
+        "mechanism_failed", "value_welfare", "bound_welfare", "alg_bound", "alg_value_bound", "opt_status",
+        "opt_scope", "cluster_loss"]).reset_index(drop=True)
+    gap = (rounds["mechanism"] == "random") & (rounds["seed"] == 1) & (rounds["round"] == 2)
+    rounds.loc[rounds["mechanism"] == "random", "alg_opt"] = 0.99  # the best ALG/OPT where it has one ...
+    rounds.loc[gap, "alg_opt"] = np.nan  # ... but a round without one
+    rounds["opt_proven"] = rounds["opt_proven"].astype(object)
+    rounds.loc[gap, "opt_proven"] = None
+    run = write_run(tmp_path / "old", rounds, "parquet", ["mohaf", "random"])
+    out = tmp_path / "report"
+    figures = write_report(run, out)
+    assert "alg_opt" in figures
+    summary = pd.read_csv(out / "summary.csv").set_index(["mechanism", "metric"])
+    assert set(summary.index.get_level_values("metric")) == {m for m, _, _ in SUMMARY} - {
+        "value_welfare", "alg_bound", "alg_value_bound"}
+    row = summary.loc[("random", "alg_opt")]
+    assert row["mean"] == pytest.approx(0.99, rel=1e-12) and row["n_rounds"] == 7 and row["n_missing"] == 1
+    assert not row["best"] and summary.loc[("mohaf", "alg_opt"), "best"]
+    md = (out / "summary.md").read_text()
+    assert md_row(md, "ALG/OPT") == ["**0.8 ± 0**", "0.99 ± 0 †"]
+    assert "† mean over fewer rounds: the metric is missing (NaN)" in md
+    assert "so ALG/OPT is a lower bound on the true ratio" in md  # the old meaning of alg_opt
+    assert "## Two yardsticks" not in md and "## The cost of restrictions" not in md and "rounds failed" not in md
+    status = md.split("### The oracle per mechanism")[1]
+    assert md_row(status, "mohaf") == ["75 %"] and md_row(status, "random") == ["71 %"]  # 5 of 7 known
+
+
+def test_bad_flag_names_row_and_column(tmp_path, capsys):
+    rounds = failing_rounds()
+    rounds["mechanism_failed"] = rounds["mechanism_failed"].astype(object)
+    rounds.loc[7, "mechanism_failed"] = "maybe"
+    run = write_run(tmp_path / "run", rounds, "csv", ["mohaf"])
+    err = _error(capsys, ["report", str(run), "--out", str(tmp_path / "out")])
+    assert "rounds.csv" in err and "row 7" in err and "'mechanism_failed'" in err and "maybe" in err
+
+
+def test_report_help_imports_no_heavy_library():
+    """``market report --help`` reads plots.BANDS; plots imports matplotlib and scipy only when drawing."""
+    code = textwrap.dedent("""
+        import sys
+        from market.apps.cli import main
+        try:
+            main(["report", "--help"])
+        except SystemExit as exc:
+            assert exc.code == 0
+        print(sorted(m for m in ("matplotlib", "scipy", "numba", "mesa") if m in sys.modules))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage: market report" in proc.stdout and "--band {minmax,ci}" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_scaling_fit_is_polyfit_of_its_rows(tmp_path):

@@ -4,19 +4,39 @@ Reads the tables ``market run`` writes (README, "Architecture", contract 3; Parq
 mechanism: round-by-round trajectories of efficiency, Jain's index (all requests and
 served ones), utilisation and the mean price with a band across seeds; the price
 convergence (largest price change per round); bars of each metric's mean with a 95 %
-confidence interval; the distribution of ALG/OPT when the exact oracle ran; and the
-time per round when timings are present. ``summary.md`` tabulates the means with their
-intervals and links the figures; ``summary.csv`` holds the same numbers for machines.
+confidence interval; the distribution of ALG/OPT and ALG/bound when the exact oracle ran;
+and the time per round when timings are present. ``summary.md`` tabulates the means with
+their intervals, ranks the mechanisms by both yardsticks (welfare as the utility sum and
+as money), counts the oracle's status per mechanism, shows what the candidate restriction
+and the cluster hierarchy cost where the run has those columns, and links the figures;
+``summary.csv`` holds the same means for machines.
+
+Which rounds count: a round with no requests (``n_requests == 0``: nothing to allocate) is
+left out of every per-seed mean, of every metric (utilisation, energy and price
+included), so that a mean describes only rounds that had a market. A round in which a
+mechanism failed (``mechanism_failed``: its exact solver found no allocation within its
+limits, so its row shows nothing served) is left out of that mechanism's means, and
+summary.md says how many. The trajectories leave the same rounds out (a gap in the line).
+
+Never a false winner: the best mean of a row is bolded only among mechanisms with no
+failed round whose mean covers every counted round (a metric missing, NaN, in some
+rounds of an older run makes a mean over fewer rounds; it is marked and never bolded).
 
 Statistics: a seed is one independent replication. A metric's value for a seed is its
-mean over that seed's rounds; the table reports the mean over seeds and the Student-t
-95 % interval over seeds (n - 1 degrees of freedom; none with a single seed).
+mean over that seed's counted rounds; the table reports the mean over seeds and the
+Student-t 95 % interval over seeds (n - 1 degrees of freedom; none with a single seed).
+
+Older runs (before the oracle gave both a best known solution and a proven bound) have
+``alg_opt, opt_welfare, opt_proven`` only, where ``opt_welfare`` was the proven optimum
+or else an upper bound (so ``alg_opt`` was a lower bound); they are read and described
+as such. Runs without ``mechanism_failed`` had no failed rounds.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +59,8 @@ TRAJECTORIES = [
 #: (column, label, higher is better) of the summary table, in order
 SUMMARY = [
     ("efficiency", "efficiency", True),
-    ("welfare", "welfare", True),
+    ("welfare", "welfare (utility sum)", True),
+    ("value_welfare", "welfare in money (sum of values)", True),
     ("satisfaction", "satisfaction (served share)", True),
     ("jain", "Jain, all requests", True),
     ("jain_winners", "Jain, served requests", True),
@@ -49,12 +70,33 @@ SUMMARY = [
     ("energy", "energy", False),
     ("mean_price", "mean unit price", None),
     ("alg_opt", "ALG/OPT", True),
+    ("alg_bound", "ALG/bound", True),
+    ("alg_value_bound", "ALG/bound, money", True),
 ]
+#: (column, label) of the cost of restrictions, in summary.csv and its own section
+RESTRICTIONS = [("cluster_loss", "cluster loss (hierarchy against flat)")]
+#: the welfare ratios against the oracle's yardsticks, in the order they are drawn
+RATIOS = ["alg_opt", "alg_bound", "alg_value_bound"]
 #: metrics of the comparison bar chart (those present are drawn)
-COMPARISON = ["efficiency", "satisfaction", "jain", "jain_winners", "utilization", "revenue", "alg_opt"]
-REQUIRED = [*KEYS, *(c for c, _ in TRAJECTORIES)]
-#: the ALG/OPT axis stops here: a valid upper bound on OPT keeps ALG/OPT <= 1
+COMPARISON = ["efficiency", "satisfaction", "jain", "jain_winners", "utilization", "revenue", *RATIOS]
+REQUIRED = [*KEYS, "n_requests", *(c for c, _ in TRAJECTORIES)]
+#: true/false columns (True/False, 1/0 or empty cells in a CSV)
+FLAGS = ["mechanism_failed", "opt_proven"]
+#: text columns and the values the oracle writes, in the order they are counted
+STATUS = {"opt_status": ["optimal", "feasible", "bound_only", "failed"], "opt_scope": ["all", "candidates"]}
+#: numeric columns the report reads (others are left as they are)
+NUMERIC = [*dict.fromkeys(["seed", "round", "n_requests", "n_allocated", "price_change", "flat_welfare",
+                           "opt_welfare", "bound_welfare", "bound_value_welfare",
+                           *(c for c, _ in TRAJECTORIES), *(c for c, _, _ in SUMMARY), *(c for c, _ in RESTRICTIONS)])]
+#: the exact mechanism whose welfare shows the cost of the candidate restriction
+EXACT = "optimal"
+#: the ALG/OPT axis stops here: a valid yardstick keeps every ratio <= 1
 ALG_OPT_TOP = 1.1
+#: rounding slack when checking a ratio against 1
+SLACK = 1e-9
+#: the column order of summary.csv
+CSV_COLUMNS = ["mechanism", "metric", "n_seeds", "n_rounds", "n_missing", "n_failed", "mean", "ci_low", "ci_high",
+               "best"]
 
 
 @dataclass
@@ -71,6 +113,43 @@ class Run:
     def has_oracle(self) -> bool:
         """Whether the exact oracle's columns are present (and not all empty)."""
         return "alg_opt" in self.rounds and bool(self.rounds["alg_opt"].notna().any())
+
+    @property
+    def has_bounds(self) -> bool:
+        """Whether the oracle gave a best known solution and a proven bound apart (newer runs).
+
+        In older runs ``opt_welfare`` is the proven optimum or an upper bound, and
+        ``alg_opt`` is a lower bound on the true ratio.
+        """
+        return any(c in self.rounds and bool(self.rounds[c].notna().any()) for c in ("alg_bound", "bound_welfare"))
+
+    def present(self, column: str) -> bool:
+        """Whether the rounds table has the column with at least one value."""
+        return column in self.rounds and bool(self.rounds[column].notna().any())
+
+    @cached_property
+    def no_requests(self) -> pd.Series:
+        """Rounds with no requests (no market: left out of every mean)."""
+        return self.rounds["n_requests"] == 0
+
+    @cached_property
+    def failed(self) -> pd.Series:
+        """Rounds where the mechanism produced no allocation (left out of its means)."""
+        return self.rounds["mechanism_failed"].astype(bool)
+
+    @cached_property
+    def counted(self) -> pd.Series:
+        """The rounds every mean is taken over: a market, and an allocation."""
+        return ~self.no_requests & ~self.failed
+
+    def left_out(self, mask: pd.Series) -> dict[str, tuple[int, int]]:
+        """Per mechanism ``(rounds in mask, rounds in all)``, for the mechanisms with any."""
+        out = {}
+        for name in self.mechanisms:
+            mine = self.rounds["mechanism"] == name
+            if int((mask & mine).sum()):
+                out[name] = (int((mask & mine).sum()), int(mine.sum()))
+        return out
 
 
 def _table(run_dir: Path, name: str, fmt: str | None) -> Path | None:
@@ -89,12 +168,40 @@ def _read(path: Path) -> pd.DataFrame:
         raise MarketInputError(f"cannot read table ({type(exc).__name__}: {exc})", source=str(path)) from None
 
 
+_TRUE = {"true", "1", "1.0", "yes"}
+_FALSE = {"false", "0", "0.0", "no"}
+
+
+def _flag(column: pd.Series, name: str, path: Path) -> pd.Series:
+    """A true/false column as floats 1.0 / 0.0, NaN for an empty cell."""
+    def one(value: object) -> float:
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+            return float("nan")
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return 1.0
+        if text in _FALSE:
+            return 0.0
+        raise ValueError(value)
+
+    out = np.empty(len(column))
+    for row, value in enumerate(column.tolist()):
+        try:
+            out[row] = one(value)
+        except ValueError:
+            raise MarketInputError(f"row {row}: column {name!r} is not true or false ({value!r})", source=str(path)) from None
+    return pd.Series(out, index=column.index, name=name)
+
+
 def load_run(run_dir: Path) -> Run:
     """Read and check a run directory written by ``market run``.
 
+    A run without ``mechanism_failed`` (older) gets it, all false.
+
     Raises:
         MarketInputError: if the directory, its ``rounds`` table or a required column is
-            missing, a table cannot be read, or a metric column is not numeric.
+            missing, a table cannot be read, or a column the report reads is not numeric
+            (or, for ``mechanism_failed`` and ``opt_proven``, not true or false).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -117,17 +224,20 @@ def load_run(run_dir: Path) -> Run:
         raise MarketInputError(f"missing column(s) {', '.join(missing)}", source=str(path))
     if rounds.empty:
         raise MarketInputError("the rounds table has no rows", source=str(path))
-    rounds = rounds.copy()
+    rounds = rounds.reset_index(drop=True)
     rounds["mechanism"] = rounds["mechanism"].astype(str)
-    for column in [c for c in rounds.columns if c != "mechanism"]:
-        if column == "opt_proven":
-            continue
+    for column in [c for c in NUMERIC if c in rounds.columns]:
         converted = pd.to_numeric(rounds[column], errors="coerce")
         bad = converted.isna() & rounds[column].notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise MarketInputError(f"row {row}: column {column!r} is not numeric ({rounds[column].iloc[row]!r})", source=str(path))
-        rounds[column] = converted
+        rounds[column] = converted.astype(float) if converted.dtype == bool else converted
+    for column in [c for c in FLAGS if c in rounds.columns]:
+        rounds[column] = _flag(rounds[column], column, path)
+    rounds["mechanism_failed"] = (rounds["mechanism_failed"].fillna(0.0) > 0) if "mechanism_failed" in rounds else False
+    for column in [c for c in STATUS if c in rounds.columns]:
+        rounds[column] = rounds[column].where(rounds[column].isna(), rounds[column].astype(str).str.strip())
     timings = None
     tpath = _table(run_dir, "timings", fmt)
     if tpath is not None:
@@ -142,28 +252,58 @@ def load_run(run_dir: Path) -> Run:
 
 
 def per_seed(rounds: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """A metric's mean over rounds for each (mechanism, seed)."""
+    """A metric's mean over the given rounds for each (mechanism, seed), NaN cells left out."""
     return rounds.groupby(["mechanism", "seed"], sort=False)[metric].mean().reset_index()
 
 
+def _best(rows: pd.DataFrame, better: bool | None) -> pd.Series:
+    """Which rows hold the best mean (ties included), among those allowed to win.
+
+    A row may win only with a finite mean, no failed round and no missing value among
+    its counted rounds.
+    """
+    best = pd.Series(False, index=rows.index)
+    if better is None:
+        return best
+    eligible = rows["mean"].notna() & (rows["n_failed"] == 0) & (rows["n_missing"] == 0) & (rows["n_rounds"] > 0)
+    if not eligible.any():
+        return best
+    means = rows.loc[eligible, "mean"]
+    top = means.max() if better else means.min()
+    return eligible & np.isclose(rows["mean"], top, rtol=1e-12, atol=0).astype(bool)
+
+
 def summarize(run: Run, confidence: float = 0.95) -> pd.DataFrame:
-    """Mean over seeds of each metric's per-seed mean, with a t-interval over seeds.
+    """Mean over seeds of each metric's per-seed mean over counted rounds, with a t-interval over seeds.
+
+    Counted rounds: the round had requests and the mechanism did not fail in it.
 
     Returns:
-        One row per (mechanism, metric): ``mechanism, metric, n_seeds, mean, ci_low,
-        ci_high`` (the bounds are NaN with a single seed).
+        One row per (mechanism, metric): ``mechanism, metric, n_seeds`` (seeds with a
+        value), ``n_rounds`` (rounds averaged), ``n_missing`` (counted rounds where the
+        metric is NaN), ``n_failed`` (the mechanism's failed rounds, left out), ``mean,
+        ci_low, ci_high`` (the bounds are NaN with a single seed) and ``best`` (the best
+        mean of its metric among the mechanisms allowed to win; see :func:`_best`).
     """
     rows = []
-    for metric, _label, _better in SUMMARY:
-        if metric not in run.rounds or run.rounds[metric].isna().all():
+    counted = run.rounds[run.counted]
+    failed = run.rounds[run.failed].groupby("mechanism").size()
+    for metric, _label, better in [*SUMMARY, *((c, label, None) for c, label in RESTRICTIONS)]:
+        if not run.present(metric):
             continue
-        seeds = per_seed(run.rounds, metric)
+        seeds = per_seed(counted, metric)
+        block = []
         for name in run.mechanisms:
             values = seeds.loc[seeds["mechanism"] == name, metric].dropna().to_numpy()
+            mine = counted.loc[counted["mechanism"] == name, metric]
             mean, low, high = plots.mean_ci(values, confidence)
-            rows.append({"mechanism": name, "metric": metric, "n_seeds": int(values.size),
-                         "mean": mean, "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows, columns=["mechanism", "metric", "n_seeds", "mean", "ci_low", "ci_high"])
+            block.append({"mechanism": name, "metric": metric, "n_seeds": int(values.size),
+                          "n_rounds": int(mine.notna().sum()), "n_missing": int(mine.isna().sum()),
+                          "n_failed": int(failed.get(name, 0)), "mean": mean, "ci_low": low, "ci_high": high})
+        frame = pd.DataFrame(block)
+        frame["best"] = _best(frame, better)
+        rows += frame.to_dict("records")
+    return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
 
 # --- figures ------------------------------------------------------------------------------
@@ -172,10 +312,18 @@ def _legend(fig, ax) -> None:
     fig.legend(handles, labels, loc="outside lower center", ncols=min(6, len(labels)))
 
 
-def _trajectory_figure(run: Run, metric: str, label: str, band: str, path: Path) -> Path:
+def _masked(run: Run) -> pd.DataFrame:
+    """The rounds table with the rounds left out of the means set to NaN (gaps in a trajectory)."""
+    frame = run.rounds.copy()
+    metrics = [c for c, _ in TRAJECTORIES]
+    frame.loc[~run.counted, metrics] = np.nan
+    return frame
+
+
+def _trajectory_figure(run: Run, frame: pd.DataFrame, metric: str, label: str, band: str, path: Path) -> Path:
     fig, axes = plots.figure()
     ax = axes[0, 0]
-    plots.trajectory(ax, run.rounds, metric, run.mechanisms, band)
+    plots.trajectory(ax, frame, metric, run.mechanisms, band)
     ax.set_ylabel(label)
     ax.set_title(f"{label} per round")
     _legend(fig, ax)
@@ -201,6 +349,12 @@ def _price_convergence(run: Run, band: str, path: Path) -> Path:
     return plots.save(fig, path)
 
 
+def _labels(run: Run) -> list[str]:
+    """Mechanism names, with the count of failed rounds where there are any."""
+    failed = run.left_out(run.failed)
+    return [f"{m} ({failed[m][0]} failed)" if m in failed else m for m in run.mechanisms]
+
+
 def _comparison(run: Run, summary: pd.DataFrame, path: Path) -> Path:
     labels = {m: label for m, label, _ in SUMMARY}
     metrics = [m for m in COMPARISON if (summary["metric"] == m).any()]
@@ -209,22 +363,39 @@ def _comparison(run: Run, summary: pd.DataFrame, path: Path) -> Path:
     fig, axes = plots.figure(nrows, ncols, width=4.4, height=0.45 * len(run.mechanisms) + 1.4)
     for ax, metric in zip(axes.flat, metrics):
         s = summary[summary["metric"] == metric].set_index("mechanism").loc[run.mechanisms]
-        plots.ci_bars(ax, run.mechanisms, s["mean"], s["ci_low"], s["ci_high"], "mean over seeds")
+        plots.ci_bars(ax, run.mechanisms, s["mean"], s["ci_low"], s["ci_high"], "mean over seeds", labels=_labels(run))
         ax.set_title(labels[metric])
     for ax in list(axes.flat)[len(metrics):]:
         ax.set_axis_off()
     n = int(summary["n_seeds"].max())
-    fig.suptitle(f"Mean over {n} seed(s) with 95 % t-interval", fontsize=10)
+    note = "; failed rounds left out" if run.left_out(run.failed) else ""
+    fig.suptitle(f"Mean over {n} seed(s) with 95 % t-interval{note}", fontsize=10)
     return plots.save(fig, path)
 
 
+RATIO_TITLES = {
+    "alg_opt": "ALG/OPT: against the best known solution",
+    "alg_bound": "ALG/bound: against a proven upper bound",
+    "alg_value_bound": "ALG/bound in money (value welfare)",
+}
+
+
 def _alg_opt(run: Run, path: Path) -> Path:
-    rounds = run.rounds.dropna(subset=["alg_opt"])
-    groups = {m: rounds.loc[rounds["mechanism"] == m, "alg_opt"].to_numpy() for m in run.mechanisms}
-    fig, axes = plots.figure(width=max(6.0, 1.1 * len(groups) + 1.5))
-    plots.distribution(axes[0, 0], {m: v for m, v in groups.items() if v.size}, "ALG / OPT per round",
-                       reference=1.0, top=ALG_OPT_TOP)
-    axes[0, 0].set_title("Welfare relative to the exact optimum (every round and seed)")
+    counted = run.rounds[run.counted]
+    panels = {}
+    for ratio in [r for r in RATIOS if run.present(r)] if run.has_bounds else ["alg_opt"]:
+        rows = counted.dropna(subset=[ratio])
+        groups = {m: rows.loc[rows["mechanism"] == m, ratio].to_numpy() for m in run.mechanisms}
+        groups = {m: v for m, v in groups.items() if v.size}
+        if groups:
+            panels[ratio] = groups
+    # one panel per ratio, stacked: a mechanism's boxes line up from one yardstick to the next
+    fig, axes = plots.figure(max(1, len(panels)), 1, width=max(6.0, 1.1 * len(run.mechanisms) + 1.5),
+                             height=4.2 if len(panels) <= 1 else 3.0, sharey=True)
+    for ax, (ratio, groups) in zip(axes.flat, panels.items()):
+        plots.distribution(ax, groups, f"{ratio} per round", reference=1.0, top=ALG_OPT_TOP)
+        ax.set_title(RATIO_TITLES[ratio] if run.has_bounds else
+                     "Welfare relative to the exact optimum (every round and seed)")
     return plots.save(fig, path)
 
 
@@ -259,9 +430,188 @@ def _cell(row: pd.Series) -> str:
     if np.isnan(mean):
         return "n/a"
     if np.isnan(low):
-        return f"{mean:.4g}"
-    half = (high - low) / 2
-    return f"{mean:.4g} ± {half:.2g}" if half > 1e-9 * max(abs(mean), 1.0) else f"{mean:.4g} ± 0"
+        text = f"{mean:.4g}"
+    else:
+        half = (high - low) / 2
+        text = f"{mean:.4g} ± {half:.2g}" if half > 1e-9 * max(abs(mean), 1.0) else f"{mean:.4g} ± 0"
+    return text + (" †" if row["n_missing"] else "")
+
+
+def _metric(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+    return summary[summary["metric"] == metric].set_index("mechanism")
+
+
+def _rounds_text(left: dict[str, tuple[int, int]], run: Run) -> str:
+    """``2 of 3 rounds in every run`` when all mechanisms agree, else per mechanism."""
+    if len(left) == len(run.mechanisms) and len(set(left.values())) == 1:
+        n, total = next(iter(left.values()))
+        return f"{n} of {total} rounds of every mechanism"
+    return ", ".join(f"{m} {n} of {total}" for m, (n, total) in left.items())
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def _ranking(run: Run, summary: pd.DataFrame) -> list[str]:
+    """The two yardsticks side by side: welfare (utility) and value welfare (money), ranked."""
+    columns = [("welfare", "welfare (utility sum)", True), ("alg_opt", "ALG/OPT", False),
+               ("alg_bound", "ALG/bound", False), ("value_welfare", "welfare in money", True),
+               ("alg_value_bound", "ALG/bound, money", False)]
+    if not run.has_bounds:
+        columns = [c for c in columns if c[0] not in ("alg_opt", "alg_bound")]
+    columns = [c for c in columns if (summary["metric"] == c[0]).any()]
+    if not any(c[0] == "value_welfare" for c in columns) and not run.has_bounds:
+        return []
+    lines = ["## Two yardsticks", ""]
+    orders: dict[str, list[str]] = {}
+    header, ranks = [], {}
+    for metric, label, ranked in columns:
+        header.append(label)
+        if ranked:
+            rows = _metric(summary, metric)
+            allowed = rows[rows["mean"].notna() & (rows["n_failed"] == 0) & (rows["n_missing"] == 0)]
+            order = allowed.sort_values("mean", ascending=False, kind="stable").index.tolist()
+            orders[metric] = order
+            ranks[metric] = {m: i + 1 for i, m in enumerate(order)}
+            header.append("rank")
+    lines += [
+        ("Welfare is scored two ways: `welfare`, the utility sum F the mechanisms optimise (the paper's "
+        "yardstick), and `value_welfare`, the winners' values `budget * b_ij` in money. Each is ranked "
+        "(1 = highest mean; a mechanism with failed rounds or missing values is not ranked: -)."),
+        "",
+    ]
+    if run.has_bounds:
+        lines += [
+            ("ALG/OPT (`alg_opt`) divides a round's welfare by the best feasible welfare known for the whole "
+            "market (`opt_welfare`): an upper estimate of the true ratio. ALG/bound (`alg_bound`) divides it "
+            "by a proven upper bound on the optimum over every feasible pair (`bound_welfare`): a proven lower "
+            "bound. The true ratio lies between the two. ALG/bound in money (`alg_value_bound`) divides "
+            "`value_welfare` by a proven upper bound on it over the whole market (`bound_value_welfare`)."),
+            "",
+        ]
+    lines += ["| mechanism | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
+    for name in run.mechanisms:
+        cells = []
+        for metric, _label, ranked in columns:
+            cells.append(_cell(_metric(summary, metric).loc[name]))
+            if ranked:
+                cells.append(str(ranks[metric][name]) if name in ranks[metric] else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if "welfare" in orders and "value_welfare" in orders:
+        utility, money = orders["welfare"], orders["value_welfare"]
+        lines.append("")
+        if utility == money:
+            lines.append("Both yardsticks rank the mechanisms in the same order: " + " > ".join(utility) + ".")
+        else:
+            moved = [m for m in utility if m in money and utility.index(m) != money.index(m)]
+            lines.append("The rankings differ: by utility " + " > ".join(utility) + "; in money "
+                         + " > ".join(money) + f" ({', '.join(moved)} change place).")
+    return [*lines, ""]
+
+
+def _status(run: Run) -> list[str]:
+    """Per mechanism, the rounds by the oracle's status and scope (rounds with requests)."""
+    columns = [c for c in STATUS if run.present(c)]
+    if not columns and not (run.has_oracle and "opt_proven" in run.rounds):
+        return []
+    market = run.rounds[~run.no_requests]
+    header: list[tuple[str, str, str | None]] = []  # (label, column, value)
+    for column in columns:
+        seen = market[column].dropna().unique().tolist()
+        values = [v for v in STATUS[column] if v in seen] + sorted(v for v in seen if v not in STATUS[column])
+        prefix = "" if column == "opt_status" else "scope "
+        header += [(f"{prefix}{v}", column, v) for v in values]
+        if market[column].isna().any():
+            header.append((f"{prefix}n/a", column, None))
+    proven = "opt_proven" in market and bool(market["opt_proven"].notna().any())
+    lines = ["### The oracle per mechanism", ""]
+    if columns:
+        lines += [
+            ("Rounds with requests, by the oracle's status (`opt_status`: `optimal` = the whole market's optimum "
+             "is proven, `feasible` = a solution without proof, `bound_only` = the solver found no solution, the "
+             "best known is the mechanism's own, `failed` = not even the LP solved, the bound is the trivial one) "
+             "and by its scope (`opt_scope`: `all` = the exact search covered every feasible request-resource pair, "
+             "`candidates` = only a restricted set of candidate pairs, the bound still covering every pair)")
+            + ("; `proven`: share of rounds with `opt_proven`." if proven else "."),
+            "",
+        ]
+    else:
+        lines += [("Share of rounds with requests where the oracle proved the optimum (`opt_proven`; elsewhere "
+                  "`opt_welfare` is an upper bound, so ALG/OPT is a lower bound on the true ratio)."), ""]
+    labels = [h[0] for h in header] + (["proven"] if proven else [])
+    lines += ["| mechanism | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+    for name in run.mechanisms:
+        mine = market[market["mechanism"] == name]
+        cells = [str(int((mine[c].isna() if v is None else (mine[c] == v)).sum())) for _, c, v in header]
+        if proven:
+            share = mine["opt_proven"].dropna()
+            cells.append(f"{100 * share.mean():.0f} %" if share.size else "n/a")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _restrictions(run: Run, summary: pd.DataFrame) -> list[str]:
+    """The cost of the candidate restriction (the exact mechanism) and of the hierarchy."""
+    lines: list[str] = []
+    exact = EXACT in run.mechanisms and run.has_bounds and all((summary["metric"] == r).any() for r in ("alg_opt", "alg_bound"))
+    if exact:
+        opt, bound = _metric(summary, "alg_opt").loc[EXACT], _metric(summary, "alg_bound").loc[EXACT]
+        exact = bool(np.isfinite(opt["mean"]) and np.isfinite(bound["mean"]))
+    if exact:
+        mine = run.rounds[(run.rounds["mechanism"] == EXACT) & run.counted]
+        low, high = _pct(1 - opt["mean"]), _pct(1 - bound["mean"])
+        cost = low if low == high else f"between {low} and {high} (the true share lies in that range)"
+        text = (f"`{EXACT}` solves each round exactly, but only over the candidate pairs (each request's K best "
+                "feasible resources in its clusters); the oracle's yardsticks cover the whole market. Over its "
+                f"{len(mine)} counted rounds it reaches ALG/OPT {_cell(opt)} and ALG/bound {_cell(bound)}: the "
+                f"restriction (with the solver's own limits) costs {cost} of the whole market's optimal welfare, "
+                "mean over seeds.")
+        if (summary["metric"] == "alg_value_bound").any():
+            money = _metric(summary, "alg_value_bound").loc[EXACT]
+            if np.isfinite(money["mean"]):
+                text += (f" In money, which it does not optimise, it reaches ALG/bound {_cell(money)} "
+                         "of the whole market's bound.")
+        if "opt_scope" in mine and mine["opt_scope"].notna().any():
+            scope_all = int((mine["opt_scope"] == "all").sum())
+            if scope_all < len(mine):
+                text += (f" The oracle's exact search covered every feasible pair in {scope_all} of these rounds; in "
+                         f"the other {len(mine) - scope_all} only candidate pairs, so there the best known solution "
+                         "may miss better pairs and the lower end understates the cost.")
+        failed = run.left_out(run.failed).get(EXACT)
+        if failed:
+            text += (f" In {failed[0]} of {failed[1]} rounds its solver found no allocation within its limits "
+                     "(left out above): it served nothing there.")
+        lines += ["### The candidate restriction", "", text, ""]
+    if (summary["metric"] == "cluster_loss").any():
+        rows = _metric(summary, "cluster_loss")
+        lines += ["### The cluster hierarchy", "",
+                  ("`cluster_loss = 1 - welfare / flat_welfare`: the share of welfare a mechanism loses by clearing "
+                  "each round in clusters (with spill-over) instead of as one flat market, same mechanism and same "
+                  "state (negative: the clusters did better)."),
+                  "",
+                  "| | " + " | ".join(run.mechanisms) + " |", "|---|" + "---:|" * len(run.mechanisms),
+                  "| cluster loss | " + " | ".join(_cell(rows.loc[m]) for m in run.mechanisms) + " |", ""]
+    return ["## The cost of restrictions", "", *lines] if lines else []
+
+
+def _warnings(run: Run) -> list[str]:
+    """A ratio above 1 is ruled out by a valid yardstick: say where it happened."""
+    lines = []
+    counted = run.rounds[run.counted]
+    for ratio in [r for r in RATIOS if run.present(r)]:
+        values = counted[ratio]
+        over = counted[values > 1 + SLACK]
+        if over.empty:
+            continue
+        why = ""
+        if not run.has_bounds and "opt_proven" in over:
+            why = (" there the oracle returned no usable bound (it was not proven optimal in "
+                   f"{int((over['opt_proven'] != 1).sum())} of them), so")
+        lines += ["", (f"**Warning:** in {len(over)} of {int(values.notna().sum())} counted rounds {ratio} exceeds 1 "
+                  f"(up to {over[ratio].max():.4g}), which a valid yardstick rules out;{why} {ratio} is not "
+                  "reliable for this run; its mean above includes those rounds.")]
+    return lines
 
 
 def _markdown(run: Run, summary: pd.DataFrame, figures: dict[str, str], band: str) -> str:
@@ -269,6 +619,7 @@ def _markdown(run: Run, summary: pd.DataFrame, figures: dict[str, str], band: st
     name = scenario.get("name") or run.path.name
     seeds = sorted(run.rounds["seed"].unique().tolist())
     n_rounds = run.rounds.groupby(["mechanism", "seed"])["round"].nunique()
+    empty, failed = run.left_out(run.no_requests), run.left_out(run.failed)
     lines = [f"# Report: {name}", ""]
     if scenario.get("description"):
         lines += [f"{scenario['description']}.", ""]
@@ -278,50 +629,65 @@ def _markdown(run: Run, summary: pd.DataFrame, figures: dict[str, str], band: st
         f"- mechanisms: {', '.join(run.mechanisms)}",
         f"- seeds: {', '.join(str(int(s)) for s in seeds)} ({len(seeds)}); rounds per run: "
         + (f"{int(n_rounds.iloc[0])}" if n_rounds.nunique() == 1 else f"{int(n_rounds.min())} to {int(n_rounds.max())}"),
+        "- rounds with no requests, left out of every mean: " + (_rounds_text(empty, run) if empty else "none"),
+    ]
+    lines += [f"- {m}: {n} of {total} rounds failed: the solver found no allocation; left out" for m, (n, total) in failed.items()]
+    lines += [
         "",
         "## Means per mechanism",
         "",
-        f"Each cell: mean over seeds of the per-seed mean over rounds, ± half-width of the 95 % Student-t "
+        ("Which rounds count: a round with no requests (`n_requests = 0`) is left out of every per-seed mean "
+        "(all metrics, utilisation, energy and price included): a mean describes only rounds that had a market. "
+        "A round in which a mechanism failed (`mechanism_failed`: its exact solver found no allocation within "
+        "its limits, so nothing was served) is left out of that mechanism's means."),
+        "",
+        f"Each cell: mean over seeds of the per-seed mean over those rounds, ± half-width of the 95 % Student-t "
         f"interval over seeds ({len(seeds) - 1} degree{'s' if len(seeds) > 2 else ''} of freedom)." if len(seeds) > 1 else
-        "Each cell: the mean over rounds (one seed: no interval).",
-        "The best mean of each row is in bold.",
+        "Each cell: the mean over those rounds (one seed: no interval).",
+        ("The best mean of each row is in bold, among the mechanisms with no failed round and a value in every "
+        "counted round."),
         "",
         "| metric | " + " | ".join(run.mechanisms) + " |",
         "|---|" + "---:|" * len(run.mechanisms),
     ]
-    for metric, label, better in SUMMARY:
-        rows = summary[summary["metric"] == metric].set_index("mechanism")
+    for metric, label, _better in SUMMARY:
+        rows = _metric(summary, metric)
         if rows.empty:
             continue
-        cells = [_cell(rows.loc[m]) for m in run.mechanisms]
-        if better is not None and rows["mean"].notna().any():
-            best = rows["mean"].idxmax() if better else rows["mean"].idxmin()
-            ties = rows.index[np.isclose(rows["mean"], rows.loc[best, "mean"], rtol=1e-12, atol=0)]
-            cells = [f"**{c}**" if m in ties else c for m, c in zip(run.mechanisms, cells)]
+        cells = [f"**{_cell(rows.loc[m])}**" if rows.loc[m, "best"] else _cell(rows.loc[m]) for m in run.mechanisms]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    if run.has_oracle and "opt_proven" in run.rounds:
-        proven = run.rounds.groupby("mechanism", sort=False)["opt_proven"].apply(lambda s: s.dropna().astype(bool).mean())
-        lines += ["", "ALG/OPT divides each round's welfare by the exact oracle's value in the same market "
-                  "state. Share of rounds where the oracle proved optimality (elsewhere OPT is an upper bound, "
-                  "so ALG/OPT is a lower bound): "
-                  + ", ".join(f"{m} {100 * proven.get(m, float('nan')):.0f} %" for m in run.mechanisms) + "."]
-        over = run.rounds[run.rounds["alg_opt"] > 1 + 1e-9]
-        if not over.empty:
-            lines += ["", (f"**Warning:** in {len(over)} of {int(run.rounds['alg_opt'].notna().sum())} rounds "
-                      f"ALG/OPT exceeds 1 (up to {over['alg_opt'].max():.4g}), which a valid upper bound on OPT "
-                      "rules out: there the oracle returned no usable bound (it was not proven optimal in "
-                      f"{int((~over['opt_proven'].astype(bool)).sum())} of them), so ALG/OPT is not reliable for "
-                      "this run; its mean above includes those rounds.")]
-    lines += ["", "Numbers for machines: [summary.csv](summary.csv).", "", "## Figures", ""]
+    if failed:
+        lines += ["", "Never bolded: " + ", ".join(failed) + " (failed rounds; " +
+                  ("its" if len(failed) == 1 else "their") + " means are over the other rounds)."]
+    if (summary["n_missing"] > 0).any():
+        lines += ["", ("† mean over fewer rounds: the metric is missing (NaN) in some counted rounds of this "
+                  "mechanism (older runs); never bolded.")]
+    lines += _warnings(run)
+    lines += ["", "Numbers for machines: [summary.csv](summary.csv).", ""]
+    lines += _ranking(run, summary)
+    if not run.has_bounds and run.has_oracle:
+        lines += [("ALG/OPT divides each round's welfare by the exact oracle's value in the same market state: the "
+                  "proven optimum, or where the oracle did not prove it an upper bound, so ALG/OPT is a lower "
+                  "bound on the true ratio (a run from before the oracle gave a best known solution and a proven "
+                  "bound apart)."), ""]
+    lines += _status(run)
+    lines += _restrictions(run, summary)
+    lines += ["## Figures", ""]
     band_text = "range across seeds (min to max)" if band == "minmax" else "95 % t-interval across seeds"
+    gaps = " Rounds left out of the means are not drawn." if empty or failed else ""
+    ratio_caption = (("Every counted round and seed: box (quartiles, median) and one dot per round. ALG/OPT is "
+                      "against the best known solution (an upper estimate of the true ratio), ALG/bound against a "
+                      "proven upper bound (a lower bound); the true ratio lies between them.")
+                     if run.has_bounds else
+                     "Welfare over the exact optimum, every round and seed: box (quartiles, median) and one dot per round.")
     captions = {
         "comparison": ("Mechanism comparison", "Means with 95 % confidence intervals over seeds."),
-        **{m: (f"{label} per round", f"Mean across seeds, shaded: {band_text}.") for m, label in TRAJECTORIES},
+        **{m: (f"{label} per round", f"Mean across seeds, shaded: {band_text}.{gaps}") for m, label in TRAJECTORIES},
         "price_convergence": ("Price convergence", ("Left: each run's mean unit price relative to its first "
                               "round (removes the level that differs between seeds' markets). Right: the largest "
-                              f"price change in each round (log scale). Mean across seeds, shaded: {band_text}.")),
-        "alg_opt": ("ALG/OPT", ("Welfare over the exact optimum, every round and seed: box (quartiles, median) "
-                    "and one dot per round.")),
+                              f"price change in each round (log scale). Mean across seeds, shaded: {band_text}; "
+                              "every round (prices move in rounds without requests too).")),
+        "alg_opt": ("ALG/OPT" + (" and ALG/bound" if run.has_bounds else ""), ratio_caption),
         "timing": ("Time per round", ("Wall-clock time per round (" + ", ".join(_phases(run.timings)) + "; not "
                    "the oracle), median with quartile whiskers; it varies between machines and runs.")),
     }
@@ -348,12 +714,13 @@ def write_report(run_dir: Path, out: Path, band: str = "minmax") -> dict[str, st
     run = load_run(run_dir)
     summary = summarize(run)
     figures: dict[str, str] = {}
+    masked = _masked(run)
     with atomic_directory(Path(out)) as tmp, plots.report_style():
         figures["comparison"] = _comparison(run, summary, tmp / "comparison.png").name
         for metric, label in TRAJECTORIES:
-            figures[metric] = _trajectory_figure(run, metric, label, band, tmp / f"{metric}.png").name
+            figures[metric] = _trajectory_figure(run, masked, metric, label, band, tmp / f"{metric}.png").name
         figures["price_convergence"] = _price_convergence(run, band, tmp / "price_convergence.png").name
-        if run.has_oracle:
+        if run.has_oracle and run.rounds.loc[run.counted, "alg_opt"].notna().any():
             figures["alg_opt"] = _alg_opt(run, tmp / "alg_opt.png").name
         if run.timings is not None:
             timing = _timing(run, tmp / "timing.png")

@@ -7,6 +7,10 @@ processes and tests. A report builds a figure with :func:`figure`, fills its axe
 writes it with :func:`save` (PNG, fixed metadata so that the same data give the same
 bytes).
 
+matplotlib and scipy are imported by the functions that need them, not with the module:
+the command line reads :data:`BANDS` while it builds ``market report --help``, which
+must stay light (no heavy library imported).
+
 The statistics behind the error bars live here too: :func:`mean_ci` is the Student-t
 interval over seeds, :func:`seed_band` the per-round band across seeds and
 :func:`fit_loglog` the least-squares power law ``y = 10**intercept * x**slope``.
@@ -17,14 +21,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib as mpl
 import numpy as np
 import pandas as pd
-from matplotlib import patheffects
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from scipy import stats
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 #: rc settings of every report figure
 STYLE: dict[str, object] = {
@@ -75,11 +79,14 @@ def mechanism_styles(names: Sequence[str]) -> dict[str, tuple[str, str]]:
 @contextmanager
 def report_style() -> Iterator[None]:
     """Apply :data:`STYLE` for the duration of the block (figures are drawn inside it)."""
+    import matplotlib as mpl
+
     with mpl.rc_context(STYLE):
         yield
 
 
-def figure(nrows: int = 1, ncols: int = 1, width: float = 7.0, height: float = 4.2) -> tuple[Figure, np.ndarray]:
+def figure(nrows: int = 1, ncols: int = 1, width: float = 7.0, height: float = 4.2,
+           sharey: bool = False) -> tuple[Figure, np.ndarray]:
     """A figure with an ``nrows x ncols`` array of axes (always a 2-D array).
 
     Args:
@@ -87,9 +94,12 @@ def figure(nrows: int = 1, ncols: int = 1, width: float = 7.0, height: float = 4
         ncols: columns of axes.
         width: inches per column.
         height: inches per row.
+        sharey: one vertical scale for all axes (e.g. ratios drawn one above the other).
     """
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
     return fig, axes
 
 
@@ -110,6 +120,8 @@ def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> t
         ``(mean, low, high)``; low and high are NaN with fewer than two samples, and
         equal to the mean when the samples do not vary.
     """
+    from scipy import stats
+
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
     if x.size == 0:
@@ -123,6 +135,8 @@ def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> t
 
 def seed_band(frame: pd.DataFrame, value: str, x: str = "round", band: str = "minmax") -> pd.DataFrame:
     """Mean across seeds at each ``x``, with a band: min-max or 95 % t-interval.
+
+    NaN values are left out; an ``x`` where every value is NaN gets NaN (a gap in the line).
 
     Args:
         frame: rows of one mechanism with columns ``seed``, ``x`` and ``value``.
@@ -138,8 +152,11 @@ def seed_band(frame: pd.DataFrame, value: str, x: str = "round", band: str = "mi
     rows = []
     for key, group in frame.groupby(x, sort=True):
         v = group[value].to_numpy(dtype=float)
-        if band == "minmax":
-            mean, low, high = float(np.nanmean(v)), float(np.nanmin(v)), float(np.nanmax(v))
+        v = v[~np.isnan(v)]
+        if v.size == 0:
+            mean = low = high = float("nan")
+        elif band == "minmax":
+            mean, low, high = float(v.mean()), float(v.min()), float(v.max())
         else:
             mean, low, high = mean_ci(v)
         rows.append((key, mean, low, high))
@@ -189,18 +206,24 @@ def ci_bars(
     high: Sequence[float],
     xlabel: str,
     fmt: str = "{:.3g}",
+    labels: Sequence[str] | None = None,
 ) -> None:
     """Horizontal bars (one per mechanism, top to bottom) with confidence-interval whiskers.
 
+    A NaN mean draws no bar and writes ``n/a``.
+
     Args:
         ax: the axes to draw on.
-        names: mechanism names, drawn top to bottom.
+        names: mechanism names, drawn top to bottom (they pick the colours).
         mean: bar lengths.
         low: lower interval bounds (NaN: no whisker).
         high: upper interval bounds.
         xlabel: the value axis label.
         fmt: format of the value printed next to each bar.
+        labels: tick labels in place of the names (e.g. with a note).
     """
+    from matplotlib import patheffects
+
     styles = mechanism_styles(names)
     y = np.arange(len(names))[::-1]
     m = np.asarray(mean, dtype=float)
@@ -211,14 +234,17 @@ def ci_bars(
     halo = [patheffects.withStroke(linewidth=2.6, foreground="white")]  # visible on dark bars too
     for artist in (*whiskers.lines[1], *whiskers.lines[2]):
         artist.set_path_effects(halo)
-    ax.set_yticks(y, list(names))
+    ax.set_yticks(y, list(labels if labels is not None else names))
     ax.set_xlabel(xlabel)
     ax.grid(axis="y", visible=False)
     ends = m + hi
-    span = max(float(np.nanmax(np.abs(ends))) if ends.size else 0.0, 1e-12)
+    finite = ends[np.isfinite(ends)]
+    span = max(float(np.abs(finite).max()) if finite.size else 0.0, 1e-12)
     for yi, mi, end in zip(y, m, ends):
-        ax.text(max(end, 0.0) + 0.02 * span, yi, fmt.format(mi), va="center", fontsize=8)
-    left = min(0.0, float(np.nanmin(m - lo)) if m.size else 0.0)
+        text = fmt.format(mi) if np.isfinite(mi) else "n/a"
+        ax.text(max(end, 0.0) + 0.02 * span if np.isfinite(end) else 0.02 * span, yi, text, va="center", fontsize=8)
+    starts = (m - lo)[np.isfinite(m - lo)]
+    left = min(0.0, float(starts.min()) if starts.size else 0.0)
     ax.set_xlim(left - 0.04 * (span - left) if left < 0 else 0.0, 1.18 * span)
 
 
