@@ -85,12 +85,15 @@ class Allocation:
         payment: ``(N,)`` payment of each request (0 if unserved).
         proven_optimal: set by exact solvers: True when optimality is proven.
         bound: set by exact solvers: a proven upper bound on the welfare.
+        failed: set by exact solvers that found no allocation within their limits (the
+            allocation then serves nobody; reports leave such rounds out).
     """
 
     choice: np.ndarray
     payment: np.ndarray
     proven_optimal: bool | None = None
     bound: float | None = None
+    failed: bool = False
     info: dict = field(default_factory=dict)
 
     @classmethod

@@ -66,12 +66,24 @@ class RoundParams:
 
 @dataclass
 class OrderBook:
-    """The round's requests as columns (rows, not objects)."""
+    """The round's requests as columns (rows, not objects).
+
+    ``rows`` is each request's row in the market, its stable key: which of several
+    candidates of equal utility a request keeps, and in which order, follows from it
+    (:mod:`market.core.candidates`, "Ties"), the same in every round and run. None: the
+    book's own rows ``0..N-1`` (a book built by hand).
+    """
 
     columns: dict[str, np.ndarray]  # x, y, cpu, mem, duration, budget, priority (p~), ...
     user: np.ndarray  # (N,) global user index
     bid_scale: np.ndarray  # (N,) from each owner's bidding strategy
     need: np.ndarray  # (N, 2) demand in allocation units
+    rows: np.ndarray | None = None  # (N,) each request's row in the market (its key)
+
+    @property
+    def keys(self) -> np.ndarray:
+        """``(N,)`` each request's stable key for spreading ties: ``rows``, else ``0..N-1``."""
+        return np.arange(self.size, dtype=np.int64) if self.rows is None else np.asarray(self.rows, dtype=np.int64)
 
     @property
     def size(self) -> int:
@@ -100,6 +112,7 @@ class RoundOutcome:
     proven_optimal: bool | None = None
     bound: float | None = None
     spilled: int = 0
+    failed: bool = False  # a planner's mechanism found no allocation (exact solvers only)
 
     @property
     def welfare(self) -> float:
@@ -197,6 +210,7 @@ def _apply(
 ) -> None:
     """Write a sub-market's allocation into the round outcome and the shared state."""
     hit = np.flatnonzero(alloc.choice >= 0)
+    out.failed |= alloc.failed
     if hit.size == 0:
         return
     rows = sub.request_ids[hit]
@@ -255,12 +269,13 @@ def clear_round(
     xy = np.column_stack([book.columns["x"], book.columns["y"]])
     routes = route(hierarchy, xy, book.need, free, params.spill_neighbors)
     matrix = book.request_matrix()
+    keys = book.keys
 
     def candidates(rows: np.ndarray, clusters: np.ndarray, members: tuple[np.ndarray, np.ndarray] | None = None) -> Candidates:
         order, start = members or (hierarchy.order, hierarchy.start)
         return find_candidates(
             matrix[rows], book.need[rows], resource_matrix, free, order, start,
-            clusters, params.candidates, params.weights, params.d_max,
+            clusters, params.candidates, params.weights, params.d_max, keys[rows],
         )
 
     def allocate(c: int, sub: SubMarket, rng: np.random.Generator) -> Allocation:

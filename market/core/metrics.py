@@ -1,6 +1,8 @@
 """Per-round metrics (README, "Architecture", contract 4), one function per formula.
 
 - ``efficiency = welfare / n_requests`` (the paper's), ``welfare = sum of utility``;
+  ``value_welfare`` = social welfare in money, the winners' summed values ``budget * b_ij``
+  (what auctions maximise; ``welfare`` counts every served request alike);
 - ``jain`` over **all** requests with 0 for the unserved (headline), ``jain_winners``
   over served requests only (the paper's way), ``jain_users`` over users' totals;
 - ``gini`` over users' received utility; ``satisfaction = served / requests``;
@@ -98,6 +100,7 @@ def round_metrics(
         "n_requests": n,
         "n_allocated": n_served,
         "welfare": welfare,
+        "value_welfare": float(np.sum(np.where(served, value, 0.0))),
         "efficiency": welfare / n if n else 0.0,
         "efficiency_served": welfare / n_served if n_served else 0.0,
         "satisfaction": n_served / n if n else 0.0,

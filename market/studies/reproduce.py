@@ -49,7 +49,7 @@ from market.core.model import MarketModel, RoundRecord
 from market.core.runner import package_versions
 from market.errors import MarketInputError
 from market.studies import paper
-from mechanisms.optimal import _fairness_cuts, priority_grid
+from mechanisms.welfare_program import fairness_cuts, priority_grid
 from scenarios.config import Scenario, load
 
 SCENARIO = "google2011-mohaf"
@@ -108,7 +108,7 @@ def lp_upper_bound(
     ``F(S) = sum_S b_ij + delta * sum_u [g(W_u + X_u) - g(W_u)]`` subject to single
     assignment and capacity (the welfare every mechanism is scored by). The concave
     term is modelled by the exact chords (or tangents) of
-    :func:`mechanisms.optimal._fairness_cuts`, so the LP relaxes the exact MILP.
+    :func:`mechanisms.welfare_program.fairness_cuts`, so the LP relaxes the exact MILP.
 
     Args:
         resource: ``(N, K)`` global resource of each feasible pair, -1 = none; columns
@@ -137,7 +137,7 @@ def lp_upper_bound(
     dims = [k for k in range(2) if np.any(need[:, k] > 0)]
     top = np.bincount(uidx, weights=priority, minlength=n_users)
     unit = priority_grid(priority)
-    cuts = [_fairness_cuts(float(won[u]), float(top[u]), unit) for u in range(n_users)] if delta > 0 else []
+    cuts = [fairness_cuts(float(won[u]), float(top[u]), unit) for u in range(n_users)] if delta > 0 else []
     cut_user = np.concatenate([np.full(c[1].size, u) for u, c in enumerate(cuts)]) if cuts else np.zeros(0, dtype=np.int64)
     cut_ic = np.concatenate([c[0] for c in cuts]) if cuts else np.zeros(0)
     cut_sl = np.concatenate([c[1] for c in cuts]) if cuts else np.zeros(0)

@@ -1,0 +1,325 @@
+"""The whole-market oracle: the round's optimum over every feasible pair, and proven bounds.
+
+The yardstick every ALG/OPT figure rests on. It solves the round's market as a whole, not
+the mechanisms' candidate pairs: every request-resource pair that passes the one
+feasibility rule (:func:`market.core.candidates.feasible_utility`) on the round's free
+capacity, ignoring clusters and the K-candidate cut. Two objectives (the
+:class:`~mechanisms.welfare_program.WelfareProgram`): the paper's welfare ``F`` (utility
+sum plus the concave fairness term), solved exactly where the limits allow, and social
+welfare in money ``sum budget_i b_ij`` (the winners' values), bounded.
+
+Algorithm, per objective:
+
+1. **Column generation on the LP relaxation.** Start from each request's best pairs; solve
+   the LP; price *every* feasible pair against its duals (a numba scan of the N x M
+   pairs, never stored); add the pairs of positive reduced cost; repeat. After any
+   iteration ``LP + sum_i max(0, max_j rc_ij)`` is a proven upper bound on the whole
+   market's LP (raise each request's assignment dual by its largest positive reduced
+   cost and the duals become feasible: Lagrangian bound, Lasdon, *Optimization Theory
+   for Large Systems*, 1970, ch. 3; Desrosiers and Luebbecke, "A primer in column
+   generation", 2005, sec. 2.1); when no pair prices out it is the LP itself.
+2. **Reduced-cost fixing** (welfare only). With the LP bound ``UB`` and the best known
+   welfare ``LB`` (the mechanism's own allocation is feasible for the whole market), a
+   pair with reduced cost below ``LB - UB`` is in no solution better than ``LB``
+   (``c.x <= UB + sum_p rc_p x_p`` for every feasible ``x``; Nemhauser and Wolsey,
+   *Integer and Combinatorial Optimization*, 1988, II.2). The MILP over the remaining
+   pairs, started from the mechanism's allocation, therefore decides the whole market:
+   its optimum, if proven, is the whole market's (``opt_scope = "all"``). If too many
+   pairs remain (more than ``max_pairs``), the MILP runs over each request's best pairs
+   only (``opt_scope = "candidates"``) and the bound stays the LP's.
+
+The MILP's search is capped by branch-and-bound nodes (deterministic) and by a time
+limit (a safety net; a run that hits it may differ by machine). ``opt_status`` says what
+was reached: ``optimal`` (proven whole-market optimum), ``feasible`` (a solution, not
+proven), ``bound_only`` (the solver found none; the best known is the mechanism's),
+``failed`` (not even the LP solved; the bound is the trivial one, every request on its
+best pair and every user winning all it asked for). No figure is ever NaN.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import types
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+
+from market.core.candidates import feasible_utility
+from mechanisms.welfare_program import WelfareProgram, fairness_gain
+
+#: pairs per request added per column-generation iteration
+PRICE_TOP = 8
+#: column-generation iterations per objective (each one prices every pair)
+MAX_ITERATIONS = 60
+#: most pairs the exact search takes before it is restricted to each request's best pairs
+MAX_PAIRS = 60_000
+_RC_TOL = 1e-9
+
+
+def _price_rows(rq, need, rs, free, alpha, beta, gamma, d_max, weight, offset, lam, threshold, top):
+    """Per request: its feasible pairs' count, the largest reduced cost, and the ``top`` best above ``threshold``.
+
+    Reduced cost of ``(i, j)``: ``weight_i b_ij + offset_i - sum_d lam_jd need_id``.
+    Returns ``(res (N, top), rc (N, top), gain (N, top), best (N,), feasible (N,), above (N,))``,
+    rows ordered by reduced cost descending (ties: smaller resource index), -1 padded.
+    """
+    n, m, dims = rq.shape[0], rs.shape[0], need.shape[1]
+    out_res = np.full((n, top), -1, dtype=np.int64)
+    out_rc = np.full((n, top), -np.inf)
+    out_gain = np.zeros((n, top))
+    best = np.full(n, -np.inf)
+    feasible = np.zeros(n, dtype=np.int64)
+    above = np.zeros(n, dtype=np.int64)
+    for i in nb.prange(n):
+        kept = 0
+        for j in range(m):
+            b = feasible_utility(rq, need, rs, free, i, j, alpha, beta, gamma, d_max)
+            if b < 0.0:
+                continue
+            feasible[i] += 1
+            gain = weight[i] * b
+            rc = gain + offset[i]
+            for d in range(dims):
+                rc -= lam[j, d] * need[i, d]
+            if rc > best[i]:
+                best[i] = rc
+            if rc <= threshold:
+                continue
+            above[i] += 1
+            if kept == top and rc <= out_rc[i, top - 1]:
+                continue
+            pos = kept if kept < top else top - 1
+            while pos > 0 and out_rc[i, pos - 1] < rc:
+                if pos < top:
+                    out_res[i, pos], out_rc[i, pos], out_gain[i, pos] = out_res[i, pos - 1], out_rc[i, pos - 1], out_gain[i, pos - 1]
+                pos -= 1
+            out_res[i, pos], out_rc[i, pos], out_gain[i, pos] = j, rc, gain
+            if kept < top:
+                kept += 1
+    return out_res, out_rc, out_gain, best, feasible, above
+
+
+# Compiled twice, as the candidate kernel: a parallel launch costs milliseconds, which
+# only pays off on big markets. (The serial one is a renamed copy: numba names its cache
+# files after the function.)
+_price_parallel = nb.njit(cache=True, parallel=True)(_price_rows)
+_serial = types.FunctionType(_price_rows.__code__, _price_rows.__globals__, "_price_rows_serial")
+_serial.__qualname__ = "_price_rows_serial"
+_price_serial = nb.njit(cache=True)(_serial)
+PARALLEL_MIN_PAIRS = 2_000_000
+
+
+@nb.njit(cache=True)
+def _round(order: np.ndarray, req: np.ndarray, res: np.ndarray, need: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Pairs taken greedily in ``order`` while their request is free and they fit: ``(P,)`` bool."""
+    left = free.copy()
+    taken = np.zeros(req.size, dtype=np.bool_)
+    done = np.zeros(need.shape[0], dtype=np.bool_)
+    for p in order:
+        i, j = req[p], res[p]
+        if done[i]:
+            continue
+        fits = True
+        for d in range(need.shape[1]):
+            if need[i, d] > left[j, d] + 1e-12:
+                fits = False
+        if fits:
+            for d in range(need.shape[1]):
+                left[j, d] -= need[i, d]
+            done[i] = True
+            taken[p] = True
+    return taken
+
+
+@dataclass(frozen=True)
+class RoundMarket:
+    """The round's whole market as the oracle sees it (arrays of the order book).
+
+    Attributes:
+        requests: ``(N, 9)`` request columns in the candidate kernel's order.
+        need: ``(N, D)`` demand in allocation units.
+        resources: ``(M, 8)`` resource columns at the round's prices.
+        free: ``(M, D)`` free capacity the round cleared on.
+        user: ``(N,)`` user index; priority ``(N,)`` normalised; budget ``(N,)``.
+        start_won: ``(U,)`` priority mass the users carried into the round.
+        weights: ``(alpha, beta, gamma, delta)``; d_max: the proximity scale.
+    """
+
+    requests: np.ndarray
+    need: np.ndarray
+    resources: np.ndarray
+    free: np.ndarray
+    user: np.ndarray
+    priority: np.ndarray
+    budget: np.ndarray
+    start_won: np.ndarray
+    weights: tuple[float, float, float, float]
+    d_max: float
+
+    def price(self, weight: np.ndarray, offset: np.ndarray, lam: np.ndarray, threshold: float, top: int) -> tuple:
+        """Scan every pair against duals (see :func:`_price_rows`)."""
+        a, b, g, _ = self.weights
+        kernel = _price_parallel if self.requests.shape[0] * self.resources.shape[0] >= PARALLEL_MIN_PAIRS else _price_serial
+        return kernel(self.requests, self.need, self.resources, self.free, float(a), float(b), float(g),
+                      float(self.d_max), weight, offset, lam, float(threshold), int(top))
+
+
+@dataclass
+class OracleResult:
+    """The oracle's account of one round (``rounds`` columns, see :meth:`metrics`)."""
+
+    opt_welfare: float
+    bound_welfare: float
+    opt_status: str
+    opt_scope: str
+    bound_value_welfare: float
+    pairs: int
+    iterations: int
+
+    def metrics(self, welfare: float, value_welfare: float) -> dict[str, float | bool | str]:
+        """The ``rounds`` columns of a mechanism's round that reached ``welfare`` and ``value_welfare``."""
+        return {
+            "opt_welfare": self.opt_welfare,
+            "bound_welfare": self.bound_welfare,
+            "alg_opt": _ratio(welfare, self.opt_welfare),
+            "alg_bound": _ratio(welfare, self.bound_welfare),
+            "opt_proven": self.opt_status == "optimal",
+            "opt_status": self.opt_status,
+            "opt_scope": self.opt_scope,
+            "bound_value_welfare": self.bound_value_welfare,
+            "alg_value_bound": _ratio(value_welfare, self.bound_value_welfare),
+        }
+
+
+def _ratio(part: float, whole: float) -> float:
+    """``part / whole``; 1 when both are 0 (nothing to win, nothing won)."""
+    return part / whole if whole > 0 else 1.0
+
+
+def _column_generation(
+    market: RoundMarket, program: WelfareProgram, weight: np.ndarray, time_limit: float, deadline: float,
+) -> tuple[float, object | None, int]:
+    """Grow ``program`` until no pair prices out; returns ``(bound, last LP, iterations)``."""
+    m = market.resources.shape[0]
+    keys = set((program.req * m + program.res).tolist())
+    bound = math.inf
+    lp = None
+    for it in range(1, MAX_ITERATIONS + 1):
+        lp = program.solve_lp(max(0.1, min(time_limit, deadline - time.perf_counter())))
+        if not lp.ok:
+            return bound, None, it
+        res, _, gain, best, _, _ = market.price(weight, lp.offset, lp.lam, _RC_TOL, PRICE_TOP)
+        # the Lagrangian bound: slack for the LP's own tolerances
+        bound = min(bound, lp.value + float(np.maximum(best, 0.0).sum()) + 1e-7 * (1.0 + abs(lp.value)))
+        rows, cols = np.nonzero(res >= 0)
+        new = rows * m + res[rows, cols]
+        fresh = np.fromiter((k not in keys for k in new.tolist()), dtype=bool, count=new.size)
+        if not fresh.any() or time.perf_counter() > deadline:
+            return bound, lp, it
+        keys.update(new[fresh].tolist())
+        program.add_pairs(rows[fresh], res[rows, cols][fresh], gain[rows, cols][fresh])
+    return bound, lp, MAX_ITERATIONS
+
+
+def solve_round(
+    market: RoundMarket, served: np.ndarray, base_utility: np.ndarray, welfare: float, value_welfare: float,
+    time_limit: float, node_limit: int | None, max_pairs: int = MAX_PAIRS,
+) -> OracleResult:
+    """The round's whole-market optimum (welfare ``F``) and bounds on both objectives.
+
+    Args:
+        market: the round's whole market.
+        served: ``(N,)`` resource of each request in the mechanism's allocation, -1 if unserved.
+        base_utility: ``(N,)`` the mechanism's ``b_ij`` of each served request.
+        welfare: the mechanism's welfare ``F`` (a feasible value: the search starts from it).
+        value_welfare: the mechanism's ``sum budget_i b_ij`` over its winners.
+        time_limit: seconds for each solver call (a safety net; nodes cap the search).
+        node_limit: branch-and-bound nodes of the MILP; 0 skips the MILP (the bounds, and
+            the better of the mechanism's allocation and the rounded LP, are reported).
+        max_pairs: most pairs the exact search takes (else each request's best pairs).
+
+    Returns:
+        The oracle's result; ``opt_welfare >= welfare`` and ``bound_welfare >= opt_welfare``,
+        ``bound_value_welfare >= value_welfare``, all finite.
+    """
+    n = market.requests.shape[0]
+    m, dims = market.free.shape
+    delta = float(market.weights[3])
+    deadline = time.perf_counter() + 3 * time_limit
+    ones = np.ones(n)
+    zero_lam = np.zeros((m, dims))
+    # pass 0: every feasible pair at zero duals (who can be served at all, the trivial bounds)
+    res0, _, gain0, best0, feasible, _ = market.price(ones, np.zeros(n), zero_lam, -np.inf, PRICE_TOP)
+    reachable = feasible > 0
+    mine = np.flatnonzero(served >= 0)
+
+    def program(weight: np.ndarray, fair: float) -> WelfareProgram:
+        prog = WelfareProgram(market.need, market.free, market.user, market.priority, market.start_won, fair, reachable)
+        rows, cols = np.nonzero(res0 >= 0)
+        start = rows * m + res0[rows, cols]
+        extra = ~np.isin(mine * m + served[mine], start)  # the mechanism's pairs, for the MILP's start
+        prog.add_pairs(np.concatenate([rows, mine[extra]]), np.concatenate([res0[rows, cols], served[mine][extra]]),
+                       np.concatenate([gain0[rows, cols] * weight[rows], base_utility[mine][extra] * weight[mine][extra]]))
+        return prog
+
+    # --- money: a bound (column generation on the LP)
+    budget = market.budget.astype(float)
+    trivial_value = float(np.sum(np.where(reachable, budget * np.maximum(best0, 0.0), 0.0)))
+    value_prog = program(budget, 0.0)
+    value_bound, _, _ = _column_generation(market, value_prog, budget, time_limit, deadline)
+    bound_value = max(min(value_bound, trivial_value), value_welfare)
+
+    # --- welfare F: bound, then the exact search
+    trivial = float(np.maximum(best0, 0.0)[reachable].sum()) + fairness_gain(
+        market.user[reachable], market.priority[reachable], market.start_won, delta)
+    prog = program(ones, delta)
+    bound, lp, iterations = _column_generation(market, prog, ones, time_limit, deadline)
+    bound = min(bound, trivial)
+    if lp is None:  # not even the LP solved
+        return OracleResult(welfare, max(trivial, welfare), "failed", "all", bound_value, prog.n_pairs, iterations)
+
+    def welfare_of(pairs: np.ndarray) -> float:
+        req = prog.req[pairs]
+        return float(prog.gain[pairs].sum()) + fairness_gain(market.user[req], market.priority[req], market.start_won, delta)
+
+    # the incumbent: the mechanism's allocation, or the LP rounded greedily if better
+    # (a near-optimal start shrinks the search: fewer pairs survive the fixing below)
+    start = np.flatnonzero(served[prog.req] == prog.res)
+    best_known = welfare
+    rounded = np.flatnonzero(_round(np.lexsort((-prog.gain, -lp.x)), prog.req, prog.res, market.need, market.free))
+    if welfare_of(rounded) > best_known:
+        best_known, start = welfare_of(rounded), rounded
+
+    bound = max(bound, best_known)
+    scope = "all"
+    gap = bound - best_known
+    if gap <= 1e-7 * max(1.0, abs(bound)) and prog.exact:  # the incumbent reached the bound
+        return OracleResult(best_known, bound, "optimal", scope, bound_value, prog.n_pairs, iterations)
+    if node_limit == 0:  # no search asked for: the bound and the best allocation known
+        return OracleResult(best_known, bound, "feasible", scope, bound_value, prog.n_pairs, iterations)
+    # reduced-cost fixing: only pairs with rc >= LB - UB can beat the incumbent
+    keep = prog.reduced_costs(lp, prog.req, prog.res, prog.gain) >= -gap - _RC_TOL
+    keep[start] = True
+    prog.fix_out(np.flatnonzero(~keep))
+    _, _, _, _, _, above = market.price(ones, lp.offset, lp.lam, -gap - _RC_TOL, 1)
+    if int(above.sum()) <= max_pairs:
+        top = max(1, int(above.max()))
+        res, _, gain, *_ = market.price(ones, lp.offset, lp.lam, -gap - _RC_TOL, top)
+        rows, cols = np.nonzero(res >= 0)
+        new = rows * m + res[rows, cols]
+        fresh = ~np.isin(new, prog.req * m + prog.res)
+        prog.add_pairs(rows[fresh], res[rows, cols][fresh], gain[rows, cols][fresh])
+    else:
+        scope = "candidates"
+    mip = prog.solve_mip(time_limit, node_limit, start)
+    if mip.found:
+        best_known = max(best_known, welfare_of(mip.pairs))
+    if scope == "all" and math.isfinite(mip.bound):
+        # every solution better than the incumbent lies in the program: its bound holds for the market
+        bound = min(bound, max(best_known, mip.bound + 1e-9 * (1.0 + abs(mip.bound))))
+    bound = max(bound, best_known)
+    proven = scope == "all" and prog.exact and best_known >= bound - 1e-7 * max(1.0, abs(bound))
+    status = "optimal" if proven else ("feasible" if mip.found else "bound_only")
+    return OracleResult(best_known, bound, status, scope, bound_value, prog.n_pairs, iterations)
