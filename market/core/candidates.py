@@ -15,6 +15,18 @@ and the posted prices ``reserve_ij = rho_j * cpu_i * duration_i`` and
 ``posted_ij = reserve_ij * (0.8 + 0.4 b_ij)``. A pair is feasible when the request fits
 the resource's free capacity now, meets its QoS thresholds and both prices are within
 its budget. Output is the ELL layout ``(N, K)``, padded with -1, ordered by utility.
+
+**Ties.** Pairs of equal utility (identical resources, or a term that clips) are spread
+over requests by the request's key, a stable id (the engine passes its row in the
+market): the ``T`` feasible pairs of one utility level, in their order in the clusters'
+member list (cluster, then resource index), are taken cyclically from member
+``key mod T`` on. A level the top-K cut keeps the ``r`` pairs from that member on; a
+level kept whole is listed from it. So requests with consecutive keys (a round's
+arrivals) start at consecutive members of a pool of identical resources and keep
+different ones among their K, and the pool shares the load; with the lowest index as
+the tie-break every request kept the same K of them and the rest were never offered.
+The rule depends on the key and the market only, so results stay byte-reproducible;
+within a row the order is utility descending, then this rotation.
 """
 
 from __future__ import annotations
@@ -56,9 +68,9 @@ class Candidates:
 
 
 @nb.njit(cache=True, inline="always")
-def _worse(b1: float, j1: int, b2: float, j2: int) -> bool:
-    """Pair 1 ranks below pair 2 (lower utility, or equal utility and larger index)."""
-    return b1 < b2 or (b1 == b2 and j1 > j2)
+def _worse(b1: float, p1: int, b2: float, p2: int) -> bool:
+    """Pair 1 ranks below pair 2: lower utility, or equal utility and a later position."""
+    return b1 < b2 or (b1 == b2 and p1 > p2)
 
 
 # Row heaps take the 2-D arrays and a row index: slicing a row inside the parallel loop
@@ -187,6 +199,75 @@ def feasible_utility(
     return b
 
 
+@nb.njit(cache=True, inline="always")
+def _rotate(cand: np.ndarray, i: int, a: int, n: int, shift: int) -> None:
+    """Rotate ``cand[i, a:a + n]`` left by ``shift`` (three reversals, in place)."""
+    if n < 2 or shift == 0:
+        return
+    for lo, hi in ((a, a + shift - 1), (a + shift, a + n - 1), (a, a + n - 1)):
+        while lo < hi:
+            cand[i, lo], cand[i, hi] = cand[i, hi], cand[i, lo]
+            lo += 1
+            hi -= 1
+
+
+@nb.njit(cache=True, inline="always")
+def _rotate_levels(util: np.ndarray, cand: np.ndarray, i: int, n: int, key: int) -> None:
+    """Within each run of equal utility among the first ``n`` pairs, start at the key's member.
+
+    A run of ``L`` pairs in ascending position is rotated left by ``key mod L``.
+    """
+    a = 0
+    while a < n:
+        e = a + 1
+        while e < n and util[i, e] == util[i, a]:
+            e += 1
+        _rotate(cand, i, a, e - a, key % (e - a))
+        a = e
+
+
+@nb.njit(cache=True)
+def _spread_cut_level(
+    rq: np.ndarray, need: np.ndarray, rs: np.ndarray, free: np.ndarray, order: np.ndarray, start: np.ndarray,
+    routes: np.ndarray, util: np.ndarray, cand: np.ndarray, i: int, k: int, key: int,
+    alpha: float, beta: float, gamma: float, d_max: float,
+) -> int:
+    """Refill row ``i``'s last utility level, which the top-k cut, by the rotation rule.
+
+    The level's ``T`` feasible pairs, in ascending position ``t = 0..T-1``, are taken from
+    ``o = key mod T`` on, cyclically: the ``r`` slots the level holds get ``t = o, o+1, ...``.
+    Rare (pairs of equal utility at the cut), so the clusters are simply scanned again.
+
+    Returns:
+        How many leading pairs of the row are whole levels (to rotate in place).
+    """
+    level = util[i, k - 1]
+    r = 1
+    while r < k and util[i, k - 1 - r] == level:
+        r += 1
+    # clusters in ascending id, so that pairs come in ascending position
+    routed = np.sort(routes[i])
+    total = 0
+    for c in routed:
+        if c < 0:
+            continue
+        for pos in range(start[c], start[c + 1]):
+            if feasible_utility(rq, need, rs, free, i, order[pos], alpha, beta, gamma, d_max) == level:
+                total += 1
+    o = key % total
+    t = 0
+    for c in routed:
+        if c < 0:
+            continue
+        for pos in range(start[c], start[c + 1]):
+            if feasible_utility(rq, need, rs, free, i, order[pos], alpha, beta, gamma, d_max) == level:
+                d = (t - o) % total
+                if d < r:
+                    cand[i, k - r + d] = pos
+                t += 1
+    return k - r
+
+
 def _candidate_rows(
     rq: np.ndarray,  # (N, 9): x, y, cpu, mem, duration, budget, min_rel, min_avail, max_lat
     need: np.ndarray,  # (N, 2) demand in the allocation's capacity units
@@ -195,6 +276,7 @@ def _candidate_rows(
     order: np.ndarray,  # resources sorted by cluster
     start: np.ndarray,  # (C + 1,) cluster c holds order[start[c]:start[c + 1]]
     routes: np.ndarray,  # (N, S) clusters to scan per request, -1 = none
+    keys: np.ndarray,  # (N,) each request's stable key, to spread ties
     k: int,
     alpha: float,
     beta: float,
@@ -209,26 +291,37 @@ def _candidate_rows(
     for i in nb.prange(n):
         cpu, dur = rq[i, 2], rq[i, 4]
         count = 0
+        lost = -1.0  # best utility of a feasible pair left out (to detect a cut tie)
         for s in range(routes.shape[1]):
             c = routes[i, s]
             if c < 0:
                 continue
             for pos in range(start[c], start[c + 1]):
-                j = order[pos]
-                b = feasible_utility(rq, need, rs, free, i, j, alpha, beta, gamma, d_max)
+                b = feasible_utility(rq, need, rs, free, i, order[pos], alpha, beta, gamma, d_max)
                 if b < 0.0:
                     continue
-                # keep the row's top-k in a heap whose root is the worst kept pair
+                # keep the row's top-k (by position in ``order`` while scanning) in a heap
+                # whose root is the worst kept pair
                 if count < k:
-                    _heap_push(util, cand, i, count, b, j)
+                    _heap_push(util, cand, i, count, b, pos)
                     count += 1
-                elif _worse(util[i, 0], cand[i, 0], b, j):
-                    util[i, 0], cand[i, 0] = b, j
+                elif _worse(util[i, 0], cand[i, 0], b, pos):
+                    lost = max(lost, util[i, 0])
+                    util[i, 0], cand[i, 0] = b, pos
                     _heap_down(util, cand, i, count)
-        # heap -> rows ordered by utility desc, resource index asc; then the prices
+                else:
+                    lost = max(lost, b)
+        # heap -> row ordered by utility desc, position asc; then spread the ties
         _sort_row(util, cand, i, count)
+        whole = count
+        if count == k and k > 0 and lost == util[i, k - 1]:
+            # the last utility level was cut: choose which of its pairs stay by the key
+            whole = _spread_cut_level(rq, need, rs, free, order, start, routes, util, cand, i, k,
+                                      keys[i], alpha, beta, gamma, d_max)
+        _rotate_levels(util, cand, i, whole, keys[i])
         for p in range(count):
-            j = cand[i, p]
+            j = order[cand[i, p]]
+            cand[i, p] = j
             reserve[i, p] = rs[j, 4] * cpu * dur
             posted[i, p] = posted_price(reserve[i, p], util[i, p])
     return cand, util, reserve, posted
@@ -255,6 +348,7 @@ def find_candidates(
     k: int,
     weights: tuple[float, float, float, float],
     d_max: float,
+    keys: np.ndarray | None = None,
 ) -> Candidates:
     """Top-``k`` feasible candidates per request among the clusters in ``routes``.
 
@@ -269,18 +363,26 @@ def find_candidates(
         k: candidates per request.
         weights: ``(alpha, beta, gamma, delta)``; delta is not used here.
         d_max: distance at which the proximity utility reaches 0.
+        keys: ``(N,)`` a stable non-negative key of each request (its row in the market),
+            which spreads its equal-utility candidates (the module's "Ties"); None: its
+            row here.
 
     Returns:
-        The candidate arrays, each ``(N, k)``.
+        The candidate arrays, each ``(N, k)``, best first: utility descending, then the
+        key's rotation of each level of equal utility.
     """
     alpha, beta, gamma, _ = weights
-    if requests.shape[0] == 0:
+    n = requests.shape[0]
+    keys = np.arange(n, dtype=np.int64) if keys is None else np.ascontiguousarray(keys, dtype=np.int64)
+    if keys.shape != (n,):
+        raise ValueError(f"keys: one per request ({n}) expected, got shape {keys.shape}")
+    if n == 0:
         z = np.zeros((0, k))
         return Candidates(np.zeros((0, k), dtype=np.int64), z, z, z)
     return Candidates(
         *(_candidate_kernel_parallel if requests.shape[0] >= PARALLEL_MIN_ROWS else _candidate_kernel_serial)(
             np.ascontiguousarray(requests), np.ascontiguousarray(need), np.ascontiguousarray(resources),
-            np.ascontiguousarray(free), order, start, np.ascontiguousarray(routes), int(k),
+            np.ascontiguousarray(free), order, start, np.ascontiguousarray(routes), keys, int(k),
             float(alpha), float(beta), float(gamma), float(d_max),
         )
     )
