@@ -3,15 +3,24 @@
 Fixed keys (other tools write them): ``name, rounds, seeds, mechanisms, oracle`` and a
 ``[market]`` table with ``source`` (``synthetic``, ``tabular``, ``google2011``) and, for
 ``tabular``, ``requests`` and ``resources`` paths relative to the scenario file. Our own
-optional tables: ``[utility]``, ``[pricing]``, ``[clustering]``, ``[settlement]``,
-``[users]``, ``[oracle_params]`` and ``[mechanism_params.<name>]``. Every error names the
-file, the key and the bad value, in one line.
+optional key ``horizon`` (the rounds the market spans; default ``rounds``) and tables:
+``[utility]``, ``[pricing]``, ``[clustering]``, ``[settlement]``, ``[users]``,
+``[oracle_params]`` and ``[mechanism_params.<name>]``. Every error names the file, the
+key and the bad value, in one line.
 
 In Python a scenario is a frozen :class:`Scenario`; each optional table is a frozen
 dataclass with the file's keys as typed fields and the file's defaults
 (``scenario.settlement.patience``, ``scenario.pricing.eta``); ``market`` and
 ``mechanism_params`` stay dicts. A changed scenario is a validated copy, checked with the
 file's messages: ``scenario.replace(rounds=3, pricing=scenario.pricing.replace(eta=0.1))``.
+
+``rounds`` is how many rounds a run plays; ``horizon`` how many rounds the market spans
+(the synthetic generator spreads its arrivals and scales capacity over them; the
+google2011 ``real`` market takes its trace window and machine count from them). A file
+without ``horizon`` has ``horizon = rounds``; changing ``rounds`` later
+(``replace(rounds=5)``, ``market run --rounds 5``, a sweep's ``rounds``) keeps the
+horizon, so a run of R rounds plays the first R rounds of the same market.
+
 :meth:`Scenario.to_dict` gives the resolved scenario as plain data (the manifest's).
 """
 
@@ -43,6 +52,7 @@ _TOP = {
 #: numeric ranges ``key -> (low, high, low_open, high_open)``; ``None`` = unbounded
 _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "rounds": (1, None, False, False),
+    "horizon": (1, None, False, False),
     "utility.d_max": (0, None, True, False),
     "utility.priority_max": (0, None, True, False),
     "pricing.eta": (0, None, False, False),
@@ -190,6 +200,12 @@ class Scenario:
     The optional tables are frozen dataclasses (``scenario.settlement.patience``);
     ``mechanism_params`` and ``market`` stay dicts (their keys depend on the mechanism and
     the source). Change a scenario with :meth:`replace`, never in place.
+
+    ``rounds`` is the number of rounds a run plays, ``horizon`` the number of rounds the
+    market spans (arrivals, capacity sizing, a trace window): the file's ``horizon`` key,
+    else its ``rounds``. ``horizon=None`` when constructing means ``rounds``; after
+    construction ``horizon`` is always an int. ``rounds`` may exceed ``horizon``: the
+    rounds after the last arrival have only the requests still waiting.
     """
 
     name: str
@@ -197,6 +213,7 @@ class Scenario:
     seeds: list[int]
     mechanisms: list[str]
     market: dict[str, Any]
+    horizon: int | None = None
     oracle: bool = False
     compare_flat: bool = False
     description: str = ""
@@ -210,6 +227,10 @@ class Scenario:
     mechanism_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str = ""
 
+    def __post_init__(self) -> None:
+        if self.horizon is None:  # a market spans the rounds played unless told otherwise
+            object.__setattr__(self, "horizon", self.rounds)
+
     @property
     def weights(self) -> tuple[float, float, float, float]:
         """``(alpha, beta, gamma, delta)``."""
@@ -218,7 +239,7 @@ class Scenario:
     def replace(self, **changes: Any) -> Scenario:
         """A validated copy with top-level fields replaced.
 
-        Top-level fields are the scenario's own keys (``rounds``, ``seeds``,
+        Top-level fields are the scenario's own keys (``rounds``, ``horizon``, ``seeds``,
         ``mechanisms``, ``oracle``, ``compare_flat``, ``name``, ``description``,
         ``mechanism_params``, ``market``, ``path``); a table is replaced by a table, usually
         made with the table's own ``replace``::
@@ -232,6 +253,11 @@ class Scenario:
         Values are checked like the file's keys, with the same messages (they usually come
         from the command line, a sweep file or the dashboard). ``market`` and ``path`` are
         taken as given: the market's source checks its table when the market is built.
+
+        ``rounds`` alone changes the rounds played and keeps the horizon (the market): the
+        copy's run is the first ``rounds`` rounds of the original's, or runs on past the
+        last arrival. To build the market over the new number of rounds instead, give the
+        horizon too: ``replace(rounds=5, horizon=5)`` (or ``horizon=None``: the rounds).
 
         Raises:
             MarketInputError: on an unknown field or a bad value, naming the key.
@@ -256,6 +282,9 @@ class Scenario:
             raise MarketInputError("key 'name' must not be empty")
         if "rounds" in changes:
             _check_range(changes["rounds"], "rounds", None)
+        if changes.get("horizon") is not None:
+            _check(changes["horizon"], int, "horizon", None)
+            _check_range(changes["horizon"], "horizon", None)
         if "seeds" in changes:
             changes["seeds"] = _check_seeds(changes["seeds"], None)
         if "mechanisms" in changes:
@@ -420,7 +449,7 @@ def parse(raw: dict[str, Any], source: str, base_dir: Path) -> Scenario:
     Raises:
         MarketInputError: on the first bad key or value.
     """
-    known = [*_TOP, *_TABLES, "market", "mechanism_params"]
+    known = [*_TOP, "horizon", *_TABLES, "market", "mechanism_params"]
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise MarketInputError(f"unknown key {unknown[0]!r} (known: {', '.join(known)})", source=source)
@@ -435,6 +464,9 @@ def parse(raw: dict[str, Any], source: str, base_dir: Path) -> Scenario:
     if not top["name"].strip():
         raise MarketInputError("key 'name' must not be empty", source=source)
     _check_range(top["rounds"], "rounds", source)
+    if "horizon" in raw:
+        top["horizon"] = _check(raw["horizon"], int, "horizon", source)
+        _check_range(top["horizon"], "horizon", source)
     top["seeds"] = _check_seeds(top["seeds"], source)
     top["mechanisms"] = _check_mechanisms(top["mechanisms"], source)
     values = {name: _table(raw, name, source) for name in _TABLES}

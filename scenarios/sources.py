@@ -15,7 +15,8 @@ def build_market(scenario: Scenario, seed: int) -> MarketData:
     """The market a run of ``scenario`` with ``seed`` sees (tabular format).
 
     The market depends on the seed only (never on the mechanism), so every mechanism
-    faces the same requests and resources.
+    faces the same requests and resources; and it spans the scenario's ``horizon``, never
+    the rounds a run plays, so a shorter run plays the first rounds of the same market.
 
     Raises:
         MarketInputError: on bad tables or source parameters.
@@ -24,7 +25,7 @@ def build_market(scenario: Scenario, seed: int) -> MarketData:
     source = scenario.market["source"]
     if source == "synthetic":
         try:
-            return synthetic.generate(scenario.market, scenario.rounds, rng)
+            return synthetic.generate(scenario.market, scenario.horizon, rng)
         except MarketInputError as exc:
             raise MarketInputError(str(exc), source=scenario.path) from None
     if source == "tabular":
@@ -39,6 +40,12 @@ def build_market(scenario: Scenario, seed: int) -> MarketData:
     raise MarketInputError(f"unknown market source {source!r}", source=scenario.path)
 
 
-def late_requests(market: MarketData, rounds: int) -> pd.DataFrame:
-    """Requests that arrive at or after ``rounds`` (ignored, with a warning)."""
-    return market.requests[market.requests["round"] >= rounds]
+def late_requests(market: MarketData, scenario: Scenario) -> pd.DataFrame:
+    """Requests that arrive after both the market's horizon and the rounds played.
+
+    They lie outside the scenario's market and no run reaches them (ignored, with a
+    warning). Requests beyond the rounds played but within the horizon are not late: a
+    shorter run simply does not reach them.
+    """
+    last = max(scenario.rounds, scenario.horizon)
+    return market.requests[market.requests["round"] >= last]

@@ -87,7 +87,8 @@ def generate(market: dict, rounds: int, rng: np.random.Generator) -> MarketData:
 
     Args:
         market: the scenario's ``[market]`` table (see :data:`DEFAULTS`).
-        rounds: number of rounds requests arrive over.
+        rounds: number of rounds requests arrive over and capacity is sized for (the
+            scenario's ``horizon``, not the rounds a run plays).
         rng: the generator (the seed fixes the whole market).
 
     Returns:

@@ -12,18 +12,22 @@ U(0.3, 0.8), location U(-100, 100)^2, availability and reliability U(0.95, 1), e
 U(0.6, 0.9), owner ``j mod 50``) from the seed's generator; their memory is 1 and
 requests need none, so only cpu binds. With ``reauction = true`` (default) the whole
 instance arrives again in every round (request ids ``round * N + i``): each round
-re-auctions it with the allocation reset while prices carry over.
+re-auctions it with the allocation reset while prices carry over. The copies cover the
+scenario's horizon, or the rounds played if more: the instance is the same in every
+round, so a run of any length plays the first rounds of the same market.
 
 ``real``: an honest trace-driven market. Requests are tasks (``unit = "task"``,
 the first SUBMIT of each ``(job_id, task_index)`` in task_events parts 0 and 1) or jobs
 (``unit = "job"``: a job's tasks summed) that are submitted in the window
-``[start_seconds, start_seconds + rounds * step_seconds)`` and arrive in the round of
-their real timestamp; a seeded ``sample`` share of them is kept (independent thinning,
-which keeps the arrival profile). cpu and memory are the real requests, priority the
-real priority (``p_max`` = 11), budget ``budget_scale * (20 cpu + 5 p / 11)``, duration
-the real run time (first FAIL/FINISH/KILL/LOST after the first SCHEDULE, else after
-SUBMIT) in rounds, rounded up; tasks still running at the end of the loaded trace hold
-their machine until the last round. Tasks without a cpu request are dropped
+``[start_seconds, start_seconds + horizon * step_seconds)`` (the scenario's horizon:
+its file's ``rounds`` unless it sets ``horizon``, whatever rounds a run plays) and
+arrive in the round of their real timestamp; a seeded ``sample`` share of them is kept
+(independent thinning, which keeps the arrival profile). cpu and memory are the real
+requests, priority the real priority (``p_max`` = 11), budget
+``budget_scale * (20 cpu + 5 p / 11)``, duration the real run time (first
+FAIL/FINISH/KILL/LOST after the first SCHEDULE, else after SUBMIT) in rounds, rounded up;
+tasks still running at the end of the loaded trace hold their machine until the
+horizon's last round. Tasks without a cpu request are dropped
 (``zero_demand = "drop"``) or lifted to ``demand_floor``. A job's tasks share one
 location. Resources are machines alive at ``start_seconds`` (replay of machine_events)
 with their real (cpu, memory) capacity, a seeded sample stratified by capacity class,
@@ -142,9 +146,9 @@ def build(scenario: Scenario, rng: np.random.Generator) -> MarketData:
     """
     opt = _options(scenario)
     if opt["variant"] == "mohaf":
-        req, res, pmax = _mohaf(opt, scenario.rounds, rng)
+        req, res, pmax = _mohaf(opt, max(scenario.horizon, scenario.rounds), rng)
     else:
-        req, res, pmax = _real(opt, scenario.rounds, rng, scenario.path)
+        req, res, pmax = _real(opt, scenario.horizon, rng, scenario.path)
     return MarketData(
         validate(req, "requests", "google2011 requests"), validate(res, "resources", "google2011 resources"),
         priority_max=pmax,
@@ -225,7 +229,7 @@ def _requests_real(opt: dict[str, Any], rounds: int, rng: np.random.Generator, s
     if stop > trace_end + step:
         raise MarketInputError(
             f"the window {opt['start_seconds']} s + {rounds} rounds x {opt['step_seconds']} s ends after the loaded "
-            f"task_events parts ({trace_end / US:.0f} s); lower rounds, step_seconds or start_seconds",
+            f"task_events parts ({trace_end / US:.0f} s); lower horizon (default: rounds), step_seconds or start_seconds",
             source=source,
         )
     t = tasks[(tasks["submitted"] >= start) & (tasks["submitted"] < stop)]

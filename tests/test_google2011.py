@@ -139,7 +139,7 @@ def _scenario(name, **changes):
 def test_mohaf_market_is_the_papers_instance_reauctioned():
     from scenarios.sources import build_market
 
-    sc = _scenario("google2011-mohaf", rounds=2)
+    sc = _scenario("google2011-mohaf", rounds=2, horizon=2)  # a market of two rounds
     market = build_market(sc, 0)
     req, res = market.requests, market.resources
     assert len(res) == 888 and len(req) == 2 * 3553
@@ -162,7 +162,7 @@ def test_real_market_uses_real_requests_and_machines():
     from scenarios import google2011 as g
     from scenarios.sources import build_market
 
-    sc = _scenario("google2011-real", rounds=6)
+    sc = _scenario("google2011-real", rounds=6, horizon=6)  # a window of six rounds
     a, b = build_market(sc, 1), build_market(sc, 1)
     pd_equal = a.requests.equals(b.requests) and a.resources.equals(b.resources)
     assert pd_equal  # same seed, same market

@@ -63,7 +63,8 @@ def test_replace_equals_the_same_keys_in_the_file():
         pricing=sc.pricing.replace(eta=0.1, target=0.7),
         clustering=sc.clustering.replace(clusters=2),
     )
-    expected = parse({**RAW, "rounds": 3, "oracle": True, "utility": {"weights": [0.5, 0.2, 0.1, 0.2]},
+    # changing rounds keeps the market's horizon (the file's rounds, 2): in a file, key horizon
+    expected = parse({**RAW, "rounds": 3, "horizon": 2, "oracle": True, "utility": {"weights": [0.5, 0.2, 0.1, 0.2]},
                       "pricing": {"eta": 0.1, "target": 0.7}, "clustering": {"clusters": 2}}, "t.toml", Path("."))
     assert changed == expected
     assert sc == _parse()  # the original is unchanged
@@ -90,6 +91,8 @@ def test_a_bad_table_value_gives_the_files_message(table, key, value):
 @pytest.mark.parametrize(("changes", "message"), [
     ({"rounds": 0}, "key 'rounds' must be >= 1, got 0"),
     ({"rounds": "2"}, "key 'rounds' must be int"),
+    ({"horizon": 0}, "key 'horizon' must be >= 1, got 0"),
+    ({"horizon": 2.5}, "key 'horizon' must be int"),
     ({"seeds": [1, 1]}, "key 'seeds': seed 1 is listed twice"),
     ({"mechanisms": ["vickrey"]}, "key 'mechanisms': unknown mechanism 'vickrey'"),
     ({"oracle": 1}, "key 'oracle' must be bool, got 1"),
@@ -119,3 +122,19 @@ def test_the_model_takes_its_settings_from_the_scenario_only():
     assert (model.price_rule.eta, model.price_rule.target) == (0.1, 0.7)
     assert model.hierarchy.n_clusters == 2
     assert model.oracle and model.compare_flat
+
+
+def test_rounds_are_played_and_horizon_is_the_markets_span():
+    sc = _parse()
+    assert (sc.rounds, sc.horizon) == (2, 2)  # no horizon key: the market spans the rounds
+    assert sc.to_dict()["horizon"] == 2  # in the manifest
+    shorter = sc.replace(rounds=1)
+    assert (shorter.rounds, shorter.horizon) == (1, 2)
+    assert shorter.replace(rounds=7).horizon == 2  # kept through any number of changes
+    assert sc.replace(rounds=5, horizon=None).horizon == 5  # asked for: the market spans the new rounds
+    assert sc.replace(rounds=5, horizon=3).horizon == 3
+    assert _parse(horizon=4).horizon == 4
+    with pytest.raises(MarketInputError, match=r"t.toml: key 'horizon' must be >= 1, got 0"):
+        _parse(horizon=0)
+    with pytest.raises(MarketInputError, match=r"t.toml: key 'horizon' must be int, got True"):
+        _parse(horizon=True)

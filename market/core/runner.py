@@ -85,9 +85,11 @@ def market_tables(scenario: Scenario, seeds: Iterable[int]) -> tuple[pd.DataFram
     reqs, ress = [], []
     for seed in seeds:
         market = build_market(scenario, seed)
-        late = late_requests(market, scenario.rounds)
+        late = late_requests(market, scenario)
         if len(late):
-            warnings.warn(f"{scenario.name}: {len(late)} requests arrive after the last round and are ignored", stacklevel=2)
+            last = max(scenario.rounds, scenario.horizon) - 1
+            warnings.warn(f"{scenario.name}: {len(late)} requests arrive after the last round ({last}) and are ignored",
+                          stacklevel=2)
         reqs.append(market.requests.assign(seed=seed))
         ress.append(market.resources.assign(seed=seed))
     return _seed_first(pd.concat(reqs, ignore_index=True)), _seed_first(pd.concat(ress, ignore_index=True))
