@@ -364,9 +364,9 @@ def _check_table(name: str, values: dict[str, Any], source: str | None) -> None:
     """The checks across a table's keys (weights, price bounds)."""
     if name == "utility":
         _check_weights(values["weights"], source)
-    if name == "pricing" and values["lower"] > values["upper"]:
+    if name == "pricing" and values["lower"] >= values["upper"]:  # equal bounds: a price that never moves
         raise MarketInputError(
-            f"key 'pricing.lower' must be at most 'pricing.upper' ({values['upper']!r}), "
+            f"key 'pricing.lower' must be below 'pricing.upper' ({values['upper']!r}), "
             f"got {values['lower']!r}", source=source,
         )
 

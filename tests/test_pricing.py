@@ -48,3 +48,54 @@ def test_prices_converge_on_a_stationary_market():
     assert abs(mean_price[-15:].mean() - mean_price[-30:-15].mean()) < 0.03 * mean_price[-15:].mean()
     # and the resources are used near the target utilisation
     assert abs(load_[-30:].mean() - 0.8) < 0.06
+
+
+def test_free_resources_are_priced_by_congestion():
+    """Every unit cost 0: the bounds have no scale, so prices are bounded below by 0 only."""
+    rule = PriceRule(eta=0.1, target=0.8)
+    free = np.zeros(3)
+    assert rule.bounds(free) == (0.0, np.inf)
+    assert rule.step(np.zeros(3), np.array([1.0, 0.8, 0.0]), 0, free).tolist() == pytest.approx([0.02, 0.0, 0.0])
+    # one positive cost gives the scale for all (the floor is then 0: a free resource stays free if idle)
+    assert rule.bounds(np.array([0.0, 0.4])) == (0.0, 0.8)
+
+
+def test_a_market_of_free_resources_raises_its_prices_when_over_used():
+    import pandas as pd
+
+    from scenarios.config import parse
+    from scenarios.tables import MarketData, validate
+
+    m, n, rounds = 4, 48, 6
+    res = pd.DataFrame({
+        "resource_id": np.arange(m), "cpu": 2.0, "mem": 2.0, "unit_cost": 0.0, "reliability": 0.99,
+        "availability": 0.99, "energy_efficiency": np.linspace(0.6, 0.9, m), "x": np.linspace(-50, 50, m), "y": 0.0,
+    })
+    req = pd.DataFrame({  # 8 requests of cpu 1 a round, each held 3 rounds: the machines stay full
+        "request_id": np.arange(n), "user_id": np.arange(n) % 12, "round": np.arange(n) // 8, "cpu": 1.0, "mem": 1.0,
+        "budget": 50.0, "priority": 5.0, "x": np.linspace(-60, 60, n), "y": 10.0, "duration": 3,
+    })
+    scenario = parse({"name": "free", "rounds": rounds, "mechanisms": ["greedy"], "market": {"source": "synthetic"},
+                      "pricing": {"eta": 0.05, "target": 0.8}, "clustering": {"candidates": m}}, "free.toml", DATA)
+    market = MarketData(validate(req, "requests", "requests"), validate(res, "resources", "resources"), priority_max=10.0)
+    model = MarketModel(scenario, "greedy", rng=1, market=market)
+    model.run_for(rounds)
+    table = model.rounds_table()
+    assert (table["utilization"] > 0.8).all()  # over the target every round
+    assert table["mean_price"].iloc[0] == 0.0  # free to start with
+    assert (np.diff(table["mean_price"].to_numpy()) > 0).all()  # and dearer every round
+    assert (table["price_change"] > 0).all()
+    assert table["price_change"].iloc[0] == pytest.approx(0.05 * (1.0 - 0.8))  # full machines: eta (1 - tau)
+
+
+def test_equal_price_bounds_are_refused_in_one_line(tmp_path, capsys):
+    from market.apps.cli import main
+
+    path = tmp_path / "equal.toml"
+    path.write_text('name = "equal"\nrounds = 2\nmechanisms = ["greedy"]\n[market]\nsource = "synthetic"\n'
+                    "[pricing]\nlower = 1.0\nupper = 1.0\n")
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {path}: key 'pricing.lower' must be below 'pricing.upper' (1.0), got 1.0"
+    assert not out.exists()
