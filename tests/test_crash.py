@@ -213,3 +213,95 @@ def test_run_killed_from_outside_mid_way_keeps_the_previous_output(tmp_path, run
         finally:
             kill_group(proc)
     assert assert_run_complete_or_absent(out) == full  # and anything else is a temporary
+
+
+# Ctrl-C: SIGINT to the whole process group, as a terminal sends it.
+INTERRUPT_TIMEOUT = 180.0  # generous: a loaded 2-core machine; nothing here times speed
+
+
+def group_members(pgid: int) -> list[str]:
+    """``pid state command`` of every process in the process group ``pgid`` (from /proc)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended while we looked
+            continue
+        fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
+        if int(fields[2]) == pgid:
+            members.append(f"{stat.parent.name} {fields[0]} {text[text.index('(') + 1:text.rindex(')')]}")
+    return members
+
+
+def text_of(log: Path) -> str:
+    """The log as written: ``read_text`` would turn the progress bar's ``\\r`` into line breaks."""
+    return log.read_bytes().decode()
+
+
+def interrupted(argv: list[str], log: Path, started) -> int:
+    """Start ``market argv`` in its own process group, SIGINT the group once ``started(stderr)``.
+
+    Returns the exit code, once every process of the group has ended (the command's
+    workers, its fork server and its resource tracker, which writes its leak warnings
+    after the command itself exits). Whatever goes wrong, no process is left behind.
+    """
+    with open(log, "w") as err:
+        # SIGINT's default action even where this pytest was started ignoring it (a background job)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "market", *argv], start_new_session=True, stdout=subprocess.DEVNULL,
+            stderr=err, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+        try:
+            wait_for(lambda: started(text_of(log)), proc, timeout=INTERRUPT_TIMEOUT)
+            os.killpg(proc.pid, signal.SIGINT)
+            code = proc.wait(timeout=INTERRUPT_TIMEOUT)
+            deadline = time.monotonic() + INTERRUPT_TIMEOUT
+            while group_members(proc.pid):
+                assert time.monotonic() < deadline, f"still running after Ctrl-C: {group_members(proc.pid)}"
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None or group_members(proc.pid):
+                kill_group(proc)
+    return code
+
+
+def shown_lines(stderr: str) -> list[str]:
+    """The non-blank lines a terminal shows at the end (each line's text after its last ``\\r``)."""
+    return [s for line in stderr.split("\n") if (s := line.rsplit("\r", 1)[-1].strip())]
+
+
+def progress_between(low: int, high: int):
+    """A ``started`` test: the progress bar shows from ``low`` to ``high`` runs done."""
+    return lambda text: any(low <= int(n) <= high for n in re.findall(r"\| (\d+)/\d+ ", text))
+
+
+def assert_stopped_cleanly(code: int, stderr: str) -> None:
+    assert code == 130, stderr
+    for word in ("leaked", "resource_tracker", "Traceback", "Error"):
+        assert word not in stderr, stderr
+    assert shown_lines(stderr) == ["interrupted"], stderr  # the bar's line is cleared
+
+
+def test_run_on_a_process_pool_interrupted_stops_cleanly(tmp_path):
+    out = tmp_path / "run"
+    argv = ["run", str(TINY), "--out", str(out), "--workers", "2", "--mechanisms", "greedy,mohaf,first_price",
+            "--seeds", ",".join(map(str, range(1, 21))), "--rounds", "8"]  # 60 runs
+    code = interrupted(argv, tmp_path / "stderr.txt", progress_between(1, 30))
+    assert_stopped_cleanly(code, text_of(tmp_path / "stderr.txt"))
+    assert not out.exists(), "an interrupted run wrote its output"
+    assert temporaries(tmp_path) == [], "an interrupted run left its temporary"
+
+
+def test_sweep_on_a_process_pool_interrupted_stops_cleanly_then_resumes(tmp_path, long_reference):
+    out = tmp_path / "sweep"
+    argv = ["sweep", str(LONG), "--out", str(out), "--workers", "2"]
+    code = interrupted(argv, tmp_path / "stderr.txt", progress_between(1, 16))
+    assert_stopped_cleanly(code, text_of(tmp_path / "stderr.txt"))
+    persisted = assert_sweep_consistent(out, LONG)  # the runs finished before Ctrl-C are kept
+    assert persisted < 32 and not (out / "results.parquet").exists()
+    assert temporaries(out) == []
+    done = subprocess.run([sys.executable, "-m", "market", *argv, "--quiet"], capture_output=True, text=True,
+                          timeout=INTERRUPT_TIMEOUT, check=False)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tasks"] == {"total": 32, "executed": 32 - persisted, "reused": persisted}
+    assert manifest["sha256"]["results"] == long_reference

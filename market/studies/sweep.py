@@ -32,19 +32,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import re
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from market import __version__
+from market.core.pool import local_pool
 from market.errors import MarketInputError
 
 if TYPE_CHECKING:  # the runner, pandas and numba load only when a sweep runs (fast --help)
@@ -279,17 +279,8 @@ def open_executor(kind: str = "local", address: str | None = None, workers: int 
         if n == 1:
             yield None
             return
-        if "forkserver" in mp.get_all_start_methods():
-            context = mp.get_context("forkserver")
-            context.set_forkserver_preload(["market.core.runner"])  # workers fork with it imported
-        else:
-            context = mp.get_context("spawn")
-        threads = max(1, (os.cpu_count() or 1) // n)  # runs in parallel, not numba threads in each
-        pool = ProcessPoolExecutor(n, mp_context=context, initializer=_numba_threads, initargs=(threads,))
-        try:
+        with local_pool(n) as pool:  # Ctrl-C or an error terminates the workers at once
             yield pool
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
         return
     if workers is not None:
         raise MarketInputError("--workers applies to --executor local (Dask workers are started with `dask worker`)")
@@ -306,13 +297,6 @@ def open_executor(kind: str = "local", address: str | None = None, workers: int 
         yield client.get_executor()
     finally:
         client.close()
-
-
-def _numba_threads(threads: int) -> None:
-    """Pool worker start-up: share the CPUs between workers (no oversubscribed prange)."""
-    import numba
-
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
 def run_sweep(

@@ -53,10 +53,9 @@ def resolve(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """``market run``: check the scenario and every seed's market, then run with a progress bar."""
-    from concurrent.futures import ProcessPoolExecutor
-
     from tqdm import tqdm
 
+    from market.core.pool import local_pool
     from market.core.runner import market_tables, run_scenario
 
     scenario = resolve(args)
@@ -68,10 +67,8 @@ def run(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
-        if args.workers > 1:
-            import multiprocessing as mp
-
-            with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("forkserver")) as pool:
+        if args.workers > 1:  # Ctrl-C or an error terminates the workers; no output is written
+            with local_pool(args.workers) as pool:
                 manifest = run_scenario(scenario, args.out, args.format, pool, progress, markets=markets)
         else:
             manifest = run_scenario(scenario, args.out, args.format, None, progress, markets=markets)

@@ -53,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         with open_executor(args.executor, args.address, args.workers) as executor:
             manifest = run_sweep(sweep, args.out, executor, progress, on_start)
+    except BaseException:
+        for bar in bars:
+            bar.leave = False  # the bar's line is cleared: the error (or "interrupted") is the one line left
+        raise
     finally:
         for bar in bars:
             bar.close()
