@@ -69,7 +69,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "users.shading_share": (0, 1, False, False),
     "users.shading_factor": (0, 1, True, False),
     "oracle_params.time_limit": (0, None, True, False),
-    "oracle_params.node_limit": (1, None, False, False),
+    "oracle_params.node_limit": (0, None, False, False),
 }
 _CHOICES = {"pricing.schedule": ("constant", "sqrt"), "capacity.mode": ("sum", "slots")}
 #: keys of ``[market]`` for each source that this module checks (google2011: its loader does)
@@ -174,7 +174,13 @@ class Users(_Table):
 
 @dataclass(frozen=True)
 class OracleParams(_Table):
-    """``[oracle_params]``: the exact oracle's time and node limits."""
+    """``[oracle_params]``: the whole-market oracle's limits (:mod:`market.core.oracle`).
+
+    ``time_limit`` seconds per round for the whole oracle (a safety net: a round that hits
+    it depends on the machine's speed), ``node_limit`` branch-and-bound nodes of its MILP
+    (deterministic; 0 = no MILP: the proven bounds and the best allocation known,
+    ``opt_status = feasible``).
+    """
 
     NAME: ClassVar[str] = "oracle_params"
     time_limit: float = 60.0

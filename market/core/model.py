@@ -333,7 +333,8 @@ class MarketModel(mesa.Model):
         rows = self.waiting(t, state.status)
         user = self.request_user[rows]
         scale = bid_scales(self.user_agents, state.users)
-        book = OrderBook({name: col[rows] for name, col in self.request_columns.items()}, user, scale[user], self.need[rows])
+        book = OrderBook({name: col[rows] for name, col in self.request_columns.items()}, user, scale[user], self.need[rows],
+                         rows=rows)
         start_won = state.users.memory * float(self.config.settlement.fairness_memory)
         free = state.resources.free
         matrix = self.resource_matrix(state.price)
