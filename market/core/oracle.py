@@ -50,7 +50,7 @@ from market.core.candidates import feasible_utility
 from mechanisms.welfare_program import LPResult, WelfareProgram, fairness_gain
 
 #: pairs per request added per column-generation iteration
-PRICE_TOP = 8
+PRICE_TOP = 2
 #: column-generation iterations per objective (each one prices every pair)
 MAX_ITERATIONS = 60
 #: most pairs the exact search takes before it is restricted to each request's best pairs
