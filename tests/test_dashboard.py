@@ -89,12 +89,12 @@ def test_comparison_with_exact_optimum_bounds_every_mechanism():
 def test_overrides_size_weights_and_end_of_run():
     cfg = load("default")
     big = scale_market(cfg, 2.0)
-    assert [big.market[k] for k in ("resources", "users", "requests")] == [400, 200, 6000]
+    assert [big.market[k] for k in ("resources", "users", "requests")] == [200, 120, 2400]
     assert scale_market(cfg, 1.0) is cfg
     assert effective_weights((1.0, 1.0, 0.0, 0.0)) == (0.5, 0.5, 0.0, 0.0)
     assert effective_weights((0.1, 0.2, 0.3, 0.1)) == (0.1, 0.2, 0.3, 0.1)
     half = DashboardModel("default", rng=1, size=0.5, w_cost=0.8, w_qos=0.8, w_energy=0.2, w_fairness=0.2)
-    assert half.n_resources == 100 and half.request_ids.size == 1500
+    assert half.n_resources == 50 and half.request_ids.size == 600
     assert half.round_params.weights == pytest.approx((0.4, 0.4, 0.1, 0.1))
     small = DashboardModel(str(DATA / "small.toml"), "greedy", rng=1, compare=False)
     assert small.running
@@ -199,14 +199,14 @@ def test_render_step_and_reset():
         step.widget.click()
     model = reactive.value
     assert model.round == 3 and len(model.round_records) == 3
-    assert "Round 3 of 30" in _texts(rc)
+    assert "Round 3 of 20" in _texts(rc)
     plots = _echarts(rc, "round-plots")
     assert [p[0] for p in plots.option["series"][0]["data"]] == [0, 1, 2]
     assert not model.comparison.empty
     rc.find(ipyvuetify.Btn, children=["Reset"]).widget.click()
     fresh = reactive.value
     assert fresh is not model and fresh.round == 0 and fresh.round_records == []
-    assert "Round 0 of 30" in _texts(rc)
+    assert "Round 0 of 20" in _texts(rc)
     assert _echarts(rc, "round-plots").option["series"][0]["data"] == []
     # same settings after Reset: the same market
     assert fresh.seed == model.seed and fresh.n_resources == model.n_resources
@@ -221,7 +221,7 @@ def test_reset_rebuilds_with_changed_controls():
     rc.find(ipyvuetify.Slider, label="Seed").widget.v_model = 7
     rc.find(ipyvuetify.Select, label="Mechanism").widget.v_model = "greedy"
     rc.find(ipyvuetify.Select, label="Scenario").widget.v_model = "tight"
-    assert reactive.value.hierarchy.n_clusters == 4  # nothing changes before Reset
+    assert reactive.value.hierarchy.n_clusters == 2  # nothing changes before Reset
     rc.find(ipyvuetify.Btn, children=["Reset"]).widget.click()
     model = reactive.value
     assert model.scenario_name == "tight" and model.mechanism_name == "greedy" and model.seed == 7
@@ -404,7 +404,7 @@ def test_browser_steps_the_market(chromium, dashboard_server):
             page.goto(url, timeout=60_000)
             step = page.get_by_role("button", name="Step")
             expect(step).to_be_visible(timeout=60_000)
-            expect(page.get_by_text("Round 0 of 30")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Round 0 of 20")).to_be_visible(timeout=30_000)
             plots = page.locator("#round-plots")
             expect(plots.locator("canvas")).to_have_count(1, timeout=30_000)
             expect(page.locator("#hierarchy-view canvas")).to_have_count(1, timeout=30_000)
@@ -417,7 +417,7 @@ def test_browser_steps_the_market(chromium, dashboard_server):
             before = plots.screenshot()
             for k in range(1, 4):
                 step.click()
-                expect(page.get_by_text(f"Round {k} of 30")).to_be_visible(timeout=30_000)
+                expect(page.get_by_text(f"Round {k} of 20")).to_be_visible(timeout=30_000)
             expect(page.get_by_text(re.compile(r"^Time: 3\.0$"))).to_be_visible()
             after = _wait_changed(plots, before)
             assert after != before, "the per-round plots did not change after three steps"
@@ -428,7 +428,7 @@ def test_browser_steps_the_market(chromium, dashboard_server):
             for width, height in WINDOWS:
                 _check_layout(page, width, height)
             page.get_by_role("button", name="Reset").click()
-            expect(page.get_by_text("Round 0 of 30")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Round 0 of 20")).to_be_visible(timeout=30_000)
         finally:
             browser.close()
     assert not [e for e in errors if "GlobalVue" in e or "is not a function" in e], errors

@@ -124,4 +124,4 @@ def test_a_sweeps_rounds_keep_each_scenarios_horizon(tmp_path: Path):
 
     (tmp_path / "s.toml").write_text('scenarios = ["tight", "default"]\nrounds = 3\n')
     sweep = load_sweep(tmp_path / "s.toml")
-    assert [(sc.rounds, sc.horizon) for sc in sweep.scenarios] == [(3, 30), (3, 30)]
+    assert [(sc.rounds, sc.horizon) for sc in sweep.scenarios] == [(3, 30), (3, 20)]

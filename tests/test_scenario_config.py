@@ -76,7 +76,7 @@ def test_replace_equals_the_same_keys_in_the_file():
     ("utility", "weights", [0.6, 0.6, 0, 0]), ("utility", "weights", [0.5, 0.5]), ("utility", "d_max", 0),
     ("clustering", "clusters", -1), ("clustering", "candidates", 1.5), ("capacity", "mode", "max"),
     ("settlement", "patience", True), ("settlement", "fairness_memory", 2), ("users", "shading_share", -1),
-    ("oracle_params", "node_limit", 0),
+    ("oracle_params", "node_limit", -1),
 ])
 def test_a_bad_table_value_gives_the_files_message(table, key, value):
     with pytest.raises(MarketInputError) as in_file:

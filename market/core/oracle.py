@@ -228,6 +228,53 @@ def _column_generation(
     return bound, last, MAX_ITERATIONS
 
 
+def _first_pass(market: RoundMarket) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every feasible pair at zero duals.
+
+    Returns:
+        ``(res, gain, best, feasible)``: each request's best pairs and their ``b``, its best
+        ``b``, and its count of feasible pairs (0: it cannot be served anywhere).
+    """
+    n, (m, dims) = market.requests.shape[0], market.free.shape
+    res, _, gain, best, feasible, _ = market.price(np.ones(n), np.zeros(n), np.zeros((m, dims)), -np.inf, PRICE_TOP)
+    return res, gain, best, feasible
+
+
+def _program(
+    market: RoundMarket, first: tuple, weight: np.ndarray, delta: float,
+    rows: np.ndarray | None = None, res: np.ndarray | None = None, b: np.ndarray | None = None,
+) -> WelfareProgram:
+    """The program seeded with each request's best pairs and the pairs ``(rows, res)`` of utility ``b``."""
+    m = market.free.shape[0]
+    res0, gain0, _, feasible = first
+    prog = WelfareProgram(market.need, market.free, market.user, market.priority, market.start_won, delta, feasible > 0)
+    r, c = np.nonzero(res0 >= 0)
+    prog.add_pairs(r, res0[r, c], gain0[r, c] * weight[r])
+    if rows is not None and rows.size:
+        extra = ~np.isin(rows * m + res, r * m + res0[r, c])
+        prog.add_pairs(rows[extra], res[extra], b[extra] * weight[rows[extra]])
+    return prog
+
+
+def welfare_bound(market: RoundMarket, time_limit: float = 600.0) -> tuple[float, float, int, int, int]:
+    """A proven upper bound on the whole market's welfare ``F`` (step 1 of the module).
+
+    Args:
+        market: the round's whole market.
+        time_limit: seconds; the bound holds wherever column generation stops.
+
+    Returns:
+        ``(bound, lp, columns, pairs, iterations)``: the bound, the LP over the final
+        columns (equal to the bound at convergence), the columns, the market's feasible
+        pairs and the iterations.
+    """
+    first = _first_pass(market)
+    n = market.requests.shape[0]
+    prog = _program(market, first, np.ones(n), float(market.weights[3]))
+    bound, lp, iterations = _column_generation(market, prog, np.ones(n), time.perf_counter() + time_limit)
+    return bound, (lp.value if lp is not None else math.inf), prog.n_pairs, int(first[3].sum()), iterations
+
+
 def solve_round(
     market: RoundMarket, served: np.ndarray, base_utility: np.ndarray, welfare: float, value_welfare: float,
     time_limit: float, node_limit: int | None, max_pairs: int = MAX_PAIRS,
@@ -252,24 +299,17 @@ def solve_round(
         ``bound_value_welfare >= value_welfare``, all finite.
     """
     n = market.requests.shape[0]
-    m, dims = market.free.shape
+    m = market.free.shape[0]
     delta = float(market.weights[3])
     t0 = time.perf_counter()
     ones = np.ones(n)
-    zero_lam = np.zeros((m, dims))
-    # pass 0: every feasible pair at zero duals (who can be served at all, the trivial bounds)
-    res0, _, gain0, best0, feasible, _ = market.price(ones, np.zeros(n), zero_lam, -np.inf, PRICE_TOP)
-    reachable = feasible > 0
+    first = _first_pass(market)
+    reachable, best0 = first[3] > 0, first[2]
     mine = np.flatnonzero(served >= 0)
 
     def program(weight: np.ndarray, fair: float) -> WelfareProgram:
-        prog = WelfareProgram(market.need, market.free, market.user, market.priority, market.start_won, fair, reachable)
-        rows, cols = np.nonzero(res0 >= 0)
-        start = rows * m + res0[rows, cols]
-        extra = ~np.isin(mine * m + served[mine], start)  # the mechanism's pairs, for the MILP's start
-        prog.add_pairs(np.concatenate([rows, mine[extra]]), np.concatenate([res0[rows, cols], served[mine][extra]]),
-                       np.concatenate([gain0[rows, cols] * weight[rows], base_utility[mine][extra] * weight[mine][extra]]))
-        return prog
+        # the mechanism's pairs too, for the MILP's start
+        return _program(market, first, weight, fair, mine, served[mine], base_utility[mine])
 
     # --- money: a bound (column generation on the LP)
     budget = market.budget.astype(float)
@@ -282,8 +322,8 @@ def solve_round(
     trivial = float(np.maximum(best0, 0.0)[reachable].sum()) + fairness_gain(
         market.user[reachable], market.priority[reachable], market.start_won, delta)
     prog = program(ones, delta)
-    bound, lp, iterations = _column_generation(market, prog, ones, t0 + 0.7 * time_limit)
-    bound = min(bound, trivial)
+    cg_bound, lp, iterations = _column_generation(market, prog, ones, t0 + 0.7 * time_limit)
+    bound = min(cg_bound, trivial)
     if lp is None:  # not even the LP solved
         return OracleResult(welfare, max(trivial, welfare), "failed", "all", bound_value, prog.n_pairs, iterations)
 
@@ -308,7 +348,9 @@ def solve_round(
         return OracleResult(best_known, bound, "optimal", scope, bound_value, prog.n_pairs, iterations)
     if node_limit == 0:  # no search asked for: the bound and the best allocation known
         return OracleResult(best_known, bound, "feasible", scope, bound_value, prog.n_pairs, iterations)
-    # reduced-cost fixing: only pairs with rc >= LB - UB can beat the incumbent
+    # reduced-cost fixing: only pairs with rc >= LB - UB can beat the incumbent, UB being the
+    # Lagrangian bound of these duals (not the trivial one, which they do not certify)
+    gap = max(gap, cg_bound - best_known)
     keep = prog.reduced_costs(lp, prog.req, prog.res, prog.gain) >= -gap - _RC_TOL
     keep[start] = True
     prog.fix_out(np.flatnonzero(~keep))

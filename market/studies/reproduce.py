@@ -40,16 +40,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.optimize import linprog
-from scipy.sparse import coo_array
 
-from market.core.candidates import find_candidates
 from market.core.io import atomic_directory, sha256_file, write_json
 from market.core.model import MarketModel, RoundRecord
+from market.core.oracle import RoundMarket, welfare_bound
 from market.core.runner import package_versions
 from market.errors import MarketInputError
 from market.studies import paper
-from mechanisms.welfare_program import fairness_cuts, priority_grid
 from scenarios.config import Scenario, load
 
 SCENARIO = "google2011-mohaf"
@@ -90,121 +87,10 @@ class Bound:
     iterations: int
 
 
-def lp_upper_bound(
-    resource: np.ndarray,
-    utility: np.ndarray,
-    need: np.ndarray,
-    capacity: np.ndarray,
-    user: np.ndarray,
-    priority: np.ndarray,
-    start_won: np.ndarray,
-    delta: float,
-    initial_columns: int = 30,
-    rel_tol: float = 1e-5,
-    max_iterations: int = 30,
-) -> Bound:
-    """LP relaxation of ``max F(S)`` over all feasible pairs, by column generation.
-
-    ``F(S) = sum_S b_ij + delta * sum_u [g(W_u + X_u) - g(W_u)]`` subject to single
-    assignment and capacity (the welfare every mechanism is scored by). The concave
-    term is modelled by the exact chords (or tangents) of
-    :func:`mechanisms.welfare_program.fairness_cuts`, so the LP relaxes the exact MILP.
-
-    Args:
-        resource: ``(N, K)`` global resource of each feasible pair, -1 = none; columns
-            sorted by utility (the first ``initial_columns`` seed the working set).
-        utility: ``(N, K)`` pair utility ``b_ij``.
-        need: ``(N, 2)`` demand in allocation units.
-        capacity: ``(M, 2)`` free capacity.
-        user: ``(N,)`` user of each request (any integer labels).
-        priority: ``(N,)`` normalised priority ``p~``.
-        start_won: ``(U,)`` priority mass each user carries in, indexed like ``np.unique(user)``.
-        delta: fairness weight.
-        initial_columns: pairs per request in the first working set.
-        rel_tol: stop when the certified bound is within this of the LP value.
-        max_iterations: column-generation rounds at most.
-
-    Returns:
-        The bound (``value`` is valid whatever the stopping point).
-    """
-    n, _ = resource.shape
-    m = capacity.shape[0]
-    valid = resource >= 0
-    res = np.where(valid, resource, 0)
-    users, uidx = np.unique(user, return_inverse=True)
-    n_users = users.size
-    won = np.asarray(start_won, dtype=float)
-    dims = [k for k in range(2) if np.any(need[:, k] > 0)]
-    top = np.bincount(uidx, weights=priority, minlength=n_users)
-    unit = priority_grid(priority)
-    cuts = [fairness_cuts(float(won[u]), float(top[u]), unit) for u in range(n_users)] if delta > 0 else []
-    cut_user = np.concatenate([np.full(c[1].size, u) for u, c in enumerate(cuts)]) if cuts else np.zeros(0, dtype=np.int64)
-    cut_ic = np.concatenate([c[0] for c in cuts]) if cuts else np.zeros(0)
-    cut_sl = np.concatenate([c[1] for c in cuts]) if cuts else np.zeros(0)
-    n_cut = cut_ic.size
-    gain_top = np.log2(1 + won + top) - np.log2(1 + won) if n_users else np.zeros(0)
-    ws = np.zeros_like(valid)
-    ws[:, :initial_columns] = valid[:, :initial_columns]
-    best = math.inf
-    lp_value = 0.0
-    iterations = 0
-    n_rows = n + len(dims) * m + n_cut
-    b_ub = np.concatenate([np.ones(n), *[capacity[:, k] for k in dims], cut_ic])
-    while iterations < max_iterations:
-        iterations += 1
-        ii, kk = np.nonzero(ws)
-        p = ii.size
-        jj = res[ii, kk]
-        pairs = np.arange(p)
-        r_parts = [ii, *[n + a * m + jj for a in range(len(dims))]]
-        c_parts = [pairs] * (1 + len(dims))
-        v_parts = [np.ones(p), *[need[ii, k] for k in dims]]
-        base = n + len(dims) * m
-        if n_cut:
-            r_parts += [base + np.arange(n_cut)] * 2
-            c_parts += [p + cut_user, p + n_users + cut_user]
-            v_parts += [np.ones(n_cut), -cut_sl]
-        a_ub = coo_array(
-            (np.concatenate(v_parts), (np.concatenate(r_parts), np.concatenate(c_parts))), shape=(n_rows, p + 2 * n_users)
-        ).tocsr()
-        a_eq = coo_array(
-            (np.concatenate([-priority[ii], np.ones(n_users)]),
-             (np.concatenate([uidx[ii], np.arange(n_users)]), np.concatenate([pairs, p + n_users + np.arange(n_users)]))),
-            shape=(n_users, p + 2 * n_users),
-        ).tocsr()
-        cost = np.concatenate([-utility[ii, kk], np.full(n_users, -delta), np.zeros(n_users)])
-        upper = np.concatenate([np.ones(p), gain_top, top])
-        sol = linprog(cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.zeros(n_users),
-                      bounds=np.column_stack([np.zeros(cost.size), upper]), method="highs")
-        if sol.status != 0:
-            raise RuntimeError(f"LP bound: HiGHS status {sol.status}: {sol.message}")
-        lp_value = -float(sol.fun)
-        y = sol.ineqlin.marginals  # <= 0 (minimisation, <= rows)
-        z = sol.eqlin.marginals
-        y_cap = np.zeros((m, 2))
-        for a, k in enumerate(dims):
-            y_cap[:, k] = y[n + a * m : n + (a + 1) * m]
-        # reduced costs of every feasible pair, and of t_u, X_u
-        red = -utility - y[:n, None] - np.einsum("nkd,nd->nk", y_cap[res], need) + (priority * z[uidx])[:, None]
-        red = np.where(valid, red, 0.0)
-        y_cut = y[base:]
-        red_t = -delta - np.bincount(cut_user, weights=y_cut, minlength=n_users)
-        red_x = np.bincount(cut_user, weights=cut_sl * y_cut, minlength=n_users) - z
-        # weak duality: min over the box of the Lagrangian, for all pairs
-        lower = float(y @ b_ub + np.minimum(red, 0).sum() + np.minimum(red_t, 0) @ gain_top + np.minimum(red_x, 0) @ top)
-        best = min(best, -lower)
-        entering = (red < -1e-9) & valid & ~ws
-        if not entering.any() or best - lp_value <= rel_tol * max(1.0, abs(best)):
-            break
-        most = np.argsort(np.where(entering, red, 0.0), axis=1)[:, :10]
-        add = np.zeros_like(ws)
-        np.put_along_axis(add, most, True, axis=1)
-        ws |= add & entering
-    return Bound(best, lp_value, int(ws.sum()), int(valid.sum()), iterations)
-
-
 def round_bound(model: MarketModel, record: RoundRecord) -> Bound:
     """UB of the market of round ``record`` (its order book, the prices it cleared at).
+
+    The whole-market oracle's LP bound (:func:`market.core.oracle.welfare_bound`).
 
     Round 0 starts with every machine empty, and so does every round of a market whose
     requests hold their machine for one round (the re-auctioned instance): the bound
@@ -216,19 +102,11 @@ def round_bound(model: MarketModel, record: RoundRecord) -> Bound:
     if record.round > 0 and np.any(model.request_columns["duration"] != 1):
         raise ValueError("round_bound after round 0 needs one-round requests (every round starts with empty machines)")
     book = record.book
-    m = model.n_resources
-    free = model.resource_ledger.capacity
-    everyone = np.zeros((book.size, 1), dtype=np.int64)
     params = model.round_params
-    cand = find_candidates(
-        book.request_matrix(), book.need, record.resource_matrix, free, np.arange(m, dtype=np.int64),
-        np.array([0, m], dtype=np.int64), everyone, m, params.weights, params.d_max,
-    )
-    users = np.unique(book.user)
-    return lp_upper_bound(
-        cand.resource, cand.utility, book.need, free, book.user, book.columns["priority"], record.start_won[users],
-        params.weights[3],
-    )
+    market = RoundMarket(book.request_matrix(), book.need, record.resource_matrix, model.resource_ledger.capacity,
+                         book.user, book.columns["priority"], book.columns["budget"], record.start_won,
+                         params.weights, params.d_max)
+    return Bound(*welfare_bound(market))
 
 
 # --- the runs ----------------------------------------------------------------------------
