@@ -256,7 +256,8 @@ class WelfareProgram:
     def solve_lp(self, time_limit: float = 60.0) -> LPResult:
         """Solve the LP relaxation (warm-started from the last basis) and read its duals."""
         h = self.h
-        h.setOptionValue("time_limit", float(time_limit))
+        # HiGHS compares its time limit with the instance's run time summed over every run
+        h.setOptionValue("time_limit", h.getRunTime() + float(time_limit))
         h.run()
         status = h.getModelStatus()
         if status == highspy.HighsModelStatus.kModelEmpty:  # no pairs, no rows: nothing to win
@@ -305,7 +306,8 @@ class WelfareProgram:
             upper = np.ones(p)
             upper[self._fixed] = 0.0
             h.changeColsBounds(p, cols, np.zeros(p), upper)
-        h.setOptionValue("time_limit", float(time_limit))
+        # HiGHS compares its time limit with the instance's run time summed over every run
+        h.setOptionValue("time_limit", h.getRunTime() + float(time_limit))
         h.setOptionValue("mip_rel_gap", float(rel_gap))
         h.setOptionValue("mip_abs_gap", 1e-9)
         if node_limit is not None:
