@@ -14,6 +14,7 @@ command with a process pool, killed with its whole process group).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -260,7 +261,8 @@ def interrupted(argv: list[str], log: Path, started) -> int:
                 time.sleep(0.05)
         finally:
             if proc.poll() is None or group_members(proc.pid):
-                kill_group(proc)
+                with contextlib.suppress(ProcessLookupError):  # the group may end meanwhile
+                    kill_group(proc)
     return code
 
 
