@@ -24,9 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: libraries ``market --help`` must not import
 HEAVY = ("numba", "scipy", "matplotlib", "mesa")
 #: commands whose ``--help`` still imports a heavy library, and why
-HEAVY_HELP = {
-    "report": "its --band choices are market.studies.plots.BANDS; plots imports matplotlib at module level",
-}
+HEAVY_HELP: dict[str, str] = {}
 COMMAND_NAMES = [importlib.import_module(f"{cli.PACKAGE}.{m}").NAME for m in cli.COMMANDS]
 
 
