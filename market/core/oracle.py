@@ -349,8 +349,10 @@ def solve_round(
     if node_limit == 0:  # no search asked for: the bound and the best allocation known
         return OracleResult(best_known, bound, "feasible", scope, bound_value, prog.n_pairs, iterations)
     # reduced-cost fixing: only pairs with rc >= LB - UB can beat the incumbent, UB being the
-    # Lagrangian bound of these duals (not the trivial one, which they do not certify)
-    gap = max(gap, cg_bound - best_known)
+    # Lagrangian bound of these very duals (not the best bound of an earlier iteration, nor
+    # the trivial one: they do not certify it); equal to the LP once nothing prices out
+    _, _, _, best_rc, _, _ = market.price(ones, lp.offset, lp.lam, np.inf, 1)
+    gap = max(gap, lp.value + float(np.maximum(best_rc, 0.0).sum()) + 1e-7 * (1.0 + abs(lp.value)) - best_known)
     keep = prog.reduced_costs(lp, prog.req, prog.res, prog.gain) >= -gap - _RC_TOL
     keep[start] = True
     prog.fix_out(np.flatnonzero(~keep))
