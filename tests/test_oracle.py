@@ -160,3 +160,27 @@ def test_solve_round_starts_from_the_mechanism_and_never_reports_less():
     assert result.opt_status == "feasible"  # no search asked for
     assert result.opt_welfare >= out.welfare
     assert result.bound_welfare >= result.opt_welfare
+
+
+def test_a_run_whose_solver_fails_is_reported_without_a_false_winner(tmp_path):
+    """End to end: `optimal` with a time limit too short to find anything fails every round.
+
+    The run's rounds stay free of NaN, and the report names the failed rounds and bolds
+    `optimal` nowhere (it used to win Jain 1, Gini 0 and energy 0 by serving nobody).
+    """
+    from market.apps.report import write_report
+    from market.core.runner import run_scenario
+
+    sc = scenario(40, 200, 20, time_limit=1e-4, node_limit=10).replace(
+        rounds=2, horizon=2, mechanisms=["mohaf", "optimal"], mechanism_params={"optimal": {"time_limit": 1e-4}},
+    )
+    run_scenario(sc, tmp_path / "run")
+    rounds = pd.read_parquet(tmp_path / "run" / "rounds.parquet")
+    assert not rounds.select_dtypes("number").isna().any().any()
+    failed = rounds[rounds["mechanism"] == "optimal"]["mechanism_failed"]
+    assert failed.all() and not rounds[rounds["mechanism"] == "mohaf"]["mechanism_failed"].any()
+    write_report(tmp_path / "run", tmp_path / "report")
+    md = (tmp_path / "report" / "summary.md").read_text()
+    assert "- optimal: 2 of 2 rounds failed: the solver found no allocation; left out" in md
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert "optimal" not in set(summary[summary["best"]]["mechanism"])
