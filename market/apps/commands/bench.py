@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="mechanism parameter (repeatable), e.g. rank=density")
     p.add_argument("--oracle", type=float, default=0.0, metavar="SECONDS",
-                   help="also solve the last round exactly (MILP time limit) and report alg_opt")
+                   help="also measure the last round against the whole-market oracle with this time budget (best known, proven bound, status)")
     p.add_argument("--json", action="store_true", help="print JSON only")
 
 
