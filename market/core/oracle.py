@@ -19,7 +19,8 @@ Algorithm, per objective:
    for Large Systems*, 1970, ch. 3; Desrosiers and Luebbecke, "A primer in column
    generation", 2005, sec. 2.1); when no pair prices out it is the LP itself.
 2. **Reduced-cost fixing** (welfare only). With the LP bound ``UB`` and the best known
-   welfare ``LB`` (the mechanism's own allocation is feasible for the whole market), a
+   welfare ``LB`` (the best of the mechanism's own allocation, which is feasible for the
+   whole market, the LP rounded greedily and an LP dive, :func:`_dive`), a
    pair with reduced cost below ``LB - UB`` is in no solution better than ``LB``
    (``c.x <= UB + sum_p rc_p x_p`` for every feasible ``x``; Nemhauser and Wolsey,
    *Integer and Combinatorial Optimization*, 1988, II.2). The MILP over the remaining
@@ -228,6 +229,50 @@ def _column_generation(
     return bound, last, MAX_ITERATIONS
 
 
+def _dive(market: RoundMarket, prog: WelfareProgram, x: np.ndarray, deadline: float) -> np.ndarray:
+    """A good allocation from the LP by diving: fix near-integral pairs, re-solve, repeat.
+
+    Each step takes the pairs at ``x > 0.9`` (else the largest tenth of the fractional
+    ones) greedily while they fit, removes their requests and capacity, and re-solves the
+    LP of what is left over the program's pairs (users' won mass updated, so the fairness
+    term stays exact); at the end the pairs still open are filled greedily by gain.
+
+    Returns:
+        Indices into the program's pairs of a feasible allocation.
+    """
+    need, user, prio = market.need, market.user, market.priority
+    free, won = market.free.copy(), market.start_won.astype(float).copy()
+    done = np.zeros(need.shape[0], dtype=bool)
+    chosen: list[np.ndarray] = []
+    alive = x > -1.0
+    while time.perf_counter() < deadline:
+        fix = np.flatnonzero(alive & (x > 0.9))
+        if fix.size == 0:
+            frac = np.flatnonzero(alive & (x > 1e-6))
+            if frac.size == 0:
+                break
+            fix = frac[np.argsort(-x[frac], kind="stable")[: max(1, frac.size // 10)]]
+        fix = np.flatnonzero(_round(fix[np.argsort(-x[fix], kind="stable")], prog.req, prog.res, need, free))
+        np.subtract.at(free, prog.res[fix], need[prog.req[fix]])
+        np.add.at(won, user[prog.req[fix]], prio[prog.req[fix]])
+        done[prog.req[fix]] = True
+        chosen.append(fix)
+        alive = ~done[prog.req] & np.all(need[prog.req] <= free[prog.res] + 1e-12, axis=1)
+        if not alive.any():
+            break
+        rest = WelfareProgram(need, free, user, prio, won, prog.delta)
+        ids = np.flatnonzero(alive)
+        rest.add_pairs(prog.req[ids], prog.res[ids], prog.gain[ids])
+        lp = rest.solve_lp(max(0.05, deadline - time.perf_counter()))
+        if not lp.ok:
+            break
+        x = np.zeros(prog.n_pairs)
+        x[ids] = lp.x
+    open_ = np.flatnonzero(alive)
+    fill = np.flatnonzero(_round(open_[np.argsort(-prog.gain[open_], kind="stable")], prog.req, prog.res, need, free))
+    return np.concatenate([*chosen, fill]) if chosen else fill
+
+
 def _first_pass(market: RoundMarket) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every feasible pair at zero duals.
 
@@ -291,7 +336,7 @@ def solve_round(
             depend on the machine when it is hit; nodes cap the search): the money bound
             gets up to 30 %, the welfare bound up to 70 % of it, the MILP what is left.
         node_limit: branch-and-bound nodes of the MILP; 0 skips the MILP (the bounds, and
-            the better of the mechanism's allocation and the rounded LP, are reported).
+            the best of the mechanism's allocation, the rounded LP and the dive, are reported).
         max_pairs: most pairs the exact search takes (else each request's best pairs).
 
     Returns:
@@ -331,15 +376,17 @@ def solve_round(
         req = prog.req[pairs]
         return float(prog.gain[pairs].sum()) + fairness_gain(market.user[req], market.priority[req], market.start_won, delta)
 
-    # the incumbent: the mechanism's allocation, or the LP rounded greedily if better
+    # the incumbent: the best of the mechanism's allocation, the LP rounded greedily and a dive
     # (a near-optimal start shrinks the search: fewer pairs survive the fixing below)
     start = np.flatnonzero(served[prog.req] == prog.res)
     best_known = welfare
     x = np.zeros(prog.n_pairs)
     x[: lp.x.size] = lp.x  # pairs added after the last LP solved (out of time) are at 0
     rounded = np.flatnonzero(_round(np.lexsort((-prog.gain, -x)), prog.req, prog.res, market.need, market.free))
-    if welfare_of(rounded) > best_known:
-        best_known, start = welfare_of(rounded), rounded
+    dived = _dive(market, prog, x, t0 + 0.8 * time_limit)
+    for found in (rounded, dived):
+        if welfare_of(found) > best_known:
+            best_known, start = welfare_of(found), found
 
     bound = max(bound, best_known)
     scope = "all"
