@@ -335,8 +335,9 @@ def solve_round(
         time_limit: seconds for the whole round (a safety net that makes the result
             depend on the machine when it is hit; nodes cap the search): the money bound
             gets up to 30 %, the welfare bound up to 70 % of it, the MILP what is left.
-        node_limit: branch-and-bound nodes of the MILP; 0 skips the MILP (the bounds, and
-            the best of the mechanism's allocation, the rounded LP and the dive, are reported).
+        node_limit: branch-and-bound nodes of the MILP; 0 skips the MILP and the dive (the
+            bounds, and the better of the mechanism's allocation and the rounded LP, are
+            reported).
         max_pairs: most pairs the exact search takes (else each request's best pairs).
 
     Returns:
@@ -346,9 +347,11 @@ def solve_round(
     n = market.requests.shape[0]
     m = market.free.shape[0]
     delta = float(market.weights[3])
-    t0 = time.perf_counter()
     ones = np.ones(n)
     first = _first_pass(market)
+    # the budget starts after the first scan, which compiles the scan kernel in a fresh
+    # process: compiling must not eat the bounds' share (it made bounds depend on the cache)
+    t0 = time.perf_counter()
     reachable, best0 = first[3] > 0, first[2]
     mine = np.flatnonzero(served >= 0)
 
@@ -383,7 +386,9 @@ def solve_round(
     x = np.zeros(prog.n_pairs)
     x[: lp.x.size] = lp.x  # pairs added after the last LP solved (out of time) are at 0
     rounded = np.flatnonzero(_round(np.lexsort((-prog.gain, -x)), prog.req, prog.res, market.need, market.free))
-    dived = _dive(market, prog, x, t0 + 0.8 * time_limit)
+    # the dive serves the search (a near-optimal start, fewer pairs after fixing); without
+    # a search (node_limit 0) its LP solves would cost more than the rest of the round
+    dived = _dive(market, prog, x, t0 + 0.8 * time_limit) if node_limit != 0 else rounded
     for found in (rounded, dived):
         if welfare_of(found) > best_known:
             best_known, start = welfare_of(found), found
