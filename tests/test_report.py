@@ -417,3 +417,139 @@ def test_scaling_fit_is_polyfit_of_its_rows(tmp_path):
     assert optimal["requests"].tolist() == [10]
     md = (out / "scaling.md").read_text()
     assert re.search(r"optimal.*10 requests", md) and "scaling.png" in md
+
+
+#: what a mechanism that serves nobody in a round shows (Jain of nothing is 1, Gini 0, no energy)
+IDLE = {"n_allocated": 0, "welfare": 0.0, "value_welfare": 0.0, "efficiency": 0.0, "satisfaction": 0.0, "jain": 1.0,
+        "jain_winners": 1.0, "gini": 0.0, "utilization": 0.0, "revenue": 0.0, "energy": 0.0}
+
+
+def market_rounds(values: dict[str, dict], n_requests: int = 10, rounds: int = 3) -> pd.DataFrame:
+    """Two seeds of ``rounds`` rounds per mechanism, every round showing the mechanism's ``values``."""
+    rows = []
+    for mechanism, mine in values.items():
+        for seed in (1, 2):
+            for t in range(rounds):
+                row = {"mechanism": mechanism, "seed": seed, "round": t, "n_requests": n_requests,
+                       "mechanism_failed": False, "n_allocated": 5, "efficiency": 0.5, "satisfaction": 0.5,
+                       "jain": 0.5, "jain_winners": 0.9, "gini": 0.4, "utilization": 0.6, "revenue": 3.0,
+                       "energy": 10.0, "mean_price": 1.0 + 0.01 * t, "price_change": 0.01, **mine}
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def report_md(tmp_path: Path, rounds: pd.DataFrame, name: str = "run") -> tuple[str, pd.DataFrame]:
+    run = write_run(tmp_path / name, rounds, "csv", list(dict.fromkeys(rounds["mechanism"])))
+    out = tmp_path / f"{name}-report"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    return (out / "summary.md").read_text(), pd.read_csv(out / "summary.csv").set_index(["mechanism", "metric"])
+
+
+def ranks(md: str, column: int) -> list[str]:
+    """The rank column (1 = utility, 3 = money, no oracle columns) of the two-yardsticks table, in row order."""
+    table = md.split("## Two yardsticks")[1].split("\n\n")
+    rows = next(block for block in table if block.startswith("| mechanism |")).splitlines()[2:]
+    return [[c.strip() for c in row.strip("|").split("|")][column + 1] for row in rows]
+
+
+def test_equal_means_share_a_rank(tmp_path):
+    """Budgets of 1e-9: every welfare 0; equal means share a competition rank and the order shows '='."""
+    zero = {m: {"welfare": 0.0, "value_welfare": 0.0} for m in ("mohaf", "greedy", "random")}
+    md, summary = report_md(tmp_path, market_rounds(zero), "zero")
+    assert ranks(md, 1) == ranks(md, 3) == ["1", "1", "1"]
+    assert "Both yardsticks rank the mechanisms alike: all tie (mohaf = greedy = random)." in md
+    assert "change place" not in md and "same order: mohaf > " not in md
+    assert "standard competition ranking, 1, 1, 3" in md
+    assert summary.xs("welfare", level="metric")["best"].all()  # the bold agrees: all tie
+    # utility mohaf = greedy > random (within 1e-12 relative), money mohaf > greedy > random: only a tie differs
+    values = {"mohaf": {"welfare": 5.0, "value_welfare": 6.0}, "greedy": {"welfare": 5.0 * (1 + 1e-14), "value_welfare": 5.0},
+              "random": {"welfare": 4.0, "value_welfare": 4.0}}
+    md, _ = report_md(tmp_path, market_rounds(values), "tie")
+    assert ranks(md, 1) == ["1", "1", "3"] and ranks(md, 3) == ["1", "2", "3"]
+    assert ("The rankings differ: by utility mohaf = greedy > random; in money mohaf > greedy > random "
+            "(mohaf, greedy tie by one yardstick only).") in md
+    assert "change place" not in md
+    assert md_row(md, "welfare (utility sum)")[:2] == ["**5 ± 0**", "**5 ± 0**"]
+    # a real swap beside a tie: random passes greedy in money, mohaf and greedy tie by utility only
+    values["random"]["value_welfare"] = 5.5
+    md, _ = report_md(tmp_path, market_rounds(values), "swap")
+    assert ranks(md, 3) == ["1", "3", "2"]
+    assert ("The rankings differ: by utility mohaf = greedy > random; in money mohaf > random > greedy "
+            "(greedy, random change place; mohaf tie by one yardstick only).") in md
+    # the same ties by both yardsticks: the same order, ties shown
+    values["random"]["value_welfare"] = 4.0
+    values["greedy"]["value_welfare"] = 6.0
+    md, _ = report_md(tmp_path, market_rounds(values), "same")
+    assert ranks(md, 1) == ranks(md, 3) == ["1", "1", "3"]
+    assert "Both yardsticks rank the mechanisms in the same order: mohaf = greedy > random." in md
+
+
+def test_money_weights_tie_at_zero(tmp_path):
+    """Weights [0, 0, 0, 1]: money welfare 0 for all, utility apart; no one changes place, ties shown."""
+    values = {m: {"welfare": w, "value_welfare": 0.0} for m, w in (("mohaf", 3.0), ("greedy", 2.0), ("random", 1.0))}
+    md, _ = report_md(tmp_path, market_rounds(values), "money")
+    assert ranks(md, 1) == ["1", "2", "3"] and ranks(md, 3) == ["1", "1", "1"]
+    assert ("The rankings differ: by utility mohaf > greedy > random; in money mohaf = greedy = random "
+            "(mohaf, greedy, random tie by one yardstick only).") in md
+
+
+def test_run_without_requests_has_nothing_to_compare(tmp_path):
+    """Every round n_requests = 0: no means, no rankings, no oracle table; the summary says why."""
+    rounds = market_rounds({m: {**IDLE, "value_welfare": 0.0} for m in ("mohaf", "greedy")}, n_requests=0)
+    rounds["alg_opt"], rounds["alg_bound"], rounds["alg_value_bound"] = 1.0, 1.0, 1.0
+    rounds["bound_welfare"], rounds["opt_proven"], rounds["opt_status"], rounds["opt_scope"] = 0.0, True, "optimal", "all"
+    md, summary = report_md(tmp_path, rounds, "empty")
+    assert "## Nothing to compare" in md
+    assert ("No round of this run had requests (`n_requests = 0` in all 12 rows of the rounds table: every round of "
+            "every mechanism and seed)") in md
+    figures = {p.name for p in (tmp_path / "empty-report").glob("*.png")}
+    assert figures == {"price_convergence.png"}  # no figure of empty means or empty trajectories
+    assert set(re.findall(r"\]\(([^)]+\.png)\)", md)) == figures
+    assert "there is nothing to compare" in md
+    for gone in ("## Means per mechanism", "## Two yardsticks", "### The oracle per mechanism", "same order",
+                 "The rankings differ", "| metric |", "| mechanism |", "## The cost of restrictions"):
+        assert gone not in md, gone
+    for line in md.splitlines():  # no empty or broken table anywhere
+        if line.startswith("|"):
+            assert "|  |" not in line and line.strip() != "|---|", line
+    assert "- rounds with no requests, left out of every mean: 6 of 6 rounds of every mechanism" in md
+    assert (summary["n_rounds"] == 0).all() and summary["mean"].isna().all() and not summary["best"].any()
+
+
+def test_oracle_table_needs_a_status_in_a_market_round(tmp_path):
+    """The oracle's status only in rounds without requests: no table with empty columns."""
+    rounds = market_rounds({"mohaf": {"welfare": 2.0, "value_welfare": 1.0}, "greedy": {"welfare": 1.0, "value_welfare": 2.0}})
+    rounds.loc[rounds["round"] == 2, "n_requests"] = 0
+    rounds["alg_opt"] = 0.9
+    rounds["opt_status"] = np.where(rounds["round"] == 2, "optimal", None)
+    md, _ = report_md(tmp_path, rounds, "status")
+    assert "### The oracle per mechanism" not in md and "| mechanism |  |" not in md
+
+
+def test_mechanism_that_served_nobody_is_not_bolded_by_convention(tmp_path):
+    """Weights [0, 0, 0, 1]: the auctions serve nobody; Jain 1, Gini 0, energy 0 are no wins."""
+    values = {"mohaf": {"welfare": 3.0, "value_welfare": 2.0, "jain": 0.6, "jain_winners": 0.8, "gini": 0.3,
+                        "energy": 9.0},
+              "greedy": {"welfare": 2.0, "value_welfare": 2.5, "jain": 0.5, "jain_winners": 0.95, "gini": 0.35,
+                         "energy": 8.0},
+              "first_price": dict(IDLE), "second_price": dict(IDLE)}
+    md, summary = report_md(tmp_path, market_rounds(values), "idle")
+    best = summary[summary["best"]].reset_index()
+    winners = best.groupby("metric")["mechanism"].apply(list).to_dict()
+    assert winners["jain"] == ["mohaf"] and winners["jain_winners"] == ["greedy"]
+    assert winners["gini"] == ["mohaf"] and winners["energy"] == ["greedy"]
+    assert winners["welfare"] == ["mohaf"] and winners["value_welfare"] == ["greedy"]
+    for label in ("Jain, all requests", "Jain, served requests", "Gini over users", "energy"):
+        cells = md_row(md, label)
+        assert not cells[2].startswith("**") and not cells[3].startswith("**"), label
+        assert cells[2] == ("0 ± 0" if label in ("Gini over users", "energy") else "1 ± 0"), label
+    assert ("a mechanism that served no request in any counted round is not bolded on the rows an empty "
+            "allocation wins by convention") in md
+    assert ("Not bolded where an empty allocation wins by convention (Jain, all requests; Jain, served requests; "
+            "Gini over users; energy): first_price, second_price (served no request in any counted round).") in md
+    # every mechanism idle (budgets of 1e-9): no bold on those rows at all, the utility rows tie
+    md, summary = report_md(tmp_path, market_rounds({m: dict(IDLE) for m in ("mohaf", "greedy")}), "all_idle")
+    for metric in ("jain", "jain_winners", "gini", "energy"):
+        assert not summary.xs(metric, level="metric")["best"].any(), metric
+    assert md_row(md, "Jain, all requests") == ["1 ± 0", "1 ± 0"]
+    assert md_row(md, "welfare (utility sum)") == ["**0 ± 0**", "**0 ± 0**"]

@@ -21,6 +21,14 @@ summary.md says how many. The trajectories leave the same rounds out (a gap in t
 Never a false winner: the best mean of a row is bolded only among mechanisms with no
 failed round whose mean covers every counted round (a metric missing, NaN, in some
 rounds of an older run makes a mean over fewer rounds; it is marked and never bolded).
+A mechanism that served no request in any counted round is not bolded on the rows an
+empty allocation wins by convention (Jain's index of nothing is 1, its Gini 0, its
+energy 0) nor on any row where lower is better. Means equal within a relative 1e-12 tie:
+all are bolded, and they share a rank (standard competition ranking, 1, 1, 3).
+
+A run in which no round had requests has nothing to compare: summary.md says so and
+holds no tables of means, ranks or oracle counts (summary.csv has the rows, every mean
+NaN over 0 rounds).
 
 Statistics: a seed is one independent replication. A metric's value for a seed is its
 mean over that seed's counted rounds; the table reports the mean over seeds and the
@@ -94,6 +102,11 @@ EXACT = "optimal"
 ALG_OPT_TOP = 1.1
 #: rounding slack when checking a ratio against 1
 SLACK = 1e-9
+#: rows an empty allocation wins by its metric's convention (Jain of nothing is 1, Gini 0, no energy):
+#: a mechanism that served nobody is never bolded there, nor on any row where lower is better
+CONVENTION = {"jain", "jain_winners", "jain_users", "gini", "gini_requests", "energy"}
+#: relative tolerance within which two means are equal (one bold, one shared rank)
+TIE_RTOL = 1e-12
 #: the column order of summary.csv
 CSV_COLUMNS = ["mechanism", "metric", "n_seeds", "n_rounds", "n_missing", "n_failed", "mean", "ci_low", "ci_high",
                "best"]
@@ -141,6 +154,29 @@ class Run:
     def counted(self) -> pd.Series:
         """The rounds every mean is taken over: a market, and an allocation."""
         return ~self.no_requests & ~self.failed
+
+    @property
+    def no_market(self) -> bool:
+        """Whether no round had requests (nothing to compare)."""
+        return bool(self.no_requests.all())
+
+    @cached_property
+    def idle(self) -> list[str]:
+        """Mechanisms that served no request in any of their counted rounds (and had some).
+
+        Served is ``n_allocated`` (else the served share ``satisfaction``); a mechanism with
+        that value missing in a counted round is not called idle.
+        """
+        column = "n_allocated" if self.present("n_allocated") else "satisfaction" if self.present("satisfaction") else None
+        if column is None:
+            return []
+        counted = self.rounds[self.counted]
+        out = []
+        for name in self.mechanisms:
+            served = counted.loc[counted["mechanism"] == name, column]
+            if served.size and served.notna().all() and bool((served == 0).all()):
+                out.append(name)
+        return out
 
     def left_out(self, mask: pd.Series) -> dict[str, tuple[int, int]]:
         """Per mechanism ``(rounds in mask, rounds in all)``, for the mechanisms with any."""
@@ -256,21 +292,28 @@ def per_seed(rounds: pd.DataFrame, metric: str) -> pd.DataFrame:
     return rounds.groupby(["mechanism", "seed"], sort=False)[metric].mean().reset_index()
 
 
-def _best(rows: pd.DataFrame, better: bool | None) -> pd.Series:
+def _convention(metric: str, better: bool | None) -> bool:
+    """Whether an empty allocation wins the metric's row by convention (or lower is better)."""
+    return metric in CONVENTION or better is False
+
+
+def _best(rows: pd.DataFrame, better: bool | None, idle: frozenset[str] = frozenset()) -> pd.Series:
     """Which rows hold the best mean (ties included), among those allowed to win.
 
     A row may win only with a finite mean, no failed round and no missing value among
-    its counted rounds.
+    its counted rounds; a mechanism in ``idle`` (it served nobody) may not win either:
+    the caller passes it only for rows an empty allocation wins by convention.
     """
     best = pd.Series(False, index=rows.index)
     if better is None:
         return best
-    eligible = rows["mean"].notna() & (rows["n_failed"] == 0) & (rows["n_missing"] == 0) & (rows["n_rounds"] > 0)
+    eligible = (rows["mean"].notna() & (rows["n_failed"] == 0) & (rows["n_missing"] == 0) & (rows["n_rounds"] > 0)
+                & ~rows["mechanism"].isin(idle))
     if not eligible.any():
         return best
     means = rows.loc[eligible, "mean"]
     top = means.max() if better else means.min()
-    return eligible & np.isclose(rows["mean"], top, rtol=1e-12, atol=0).astype(bool)
+    return eligible & np.isclose(rows["mean"], top, rtol=TIE_RTOL, atol=0).astype(bool)
 
 
 def summarize(run: Run, confidence: float = 0.95) -> pd.DataFrame:
@@ -301,7 +344,7 @@ def summarize(run: Run, confidence: float = 0.95) -> pd.DataFrame:
                           "n_rounds": int(mine.notna().sum()), "n_missing": int(mine.isna().sum()),
                           "n_failed": int(failed.get(name, 0)), "mean": mean, "ci_low": low, "ci_high": high})
         frame = pd.DataFrame(block)
-        frame["best"] = _best(frame, better)
+        frame["best"] = _best(frame, better, frozenset(run.idle) if _convention(metric, better) else frozenset())
         rows += frame.to_dict("records")
     return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
@@ -453,6 +496,62 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
+def _tiers(means: pd.Series) -> list[list[str]]:
+    """Mechanisms from the highest mean down, those with equal means (within TIE_RTOL of the tier's first) together."""
+    tiers: list[list[str]] = []
+    lead = np.nan
+    for name, mean in means.sort_values(ascending=False, kind="stable").items():
+        if tiers and np.isclose(mean, lead, rtol=TIE_RTOL, atol=0):
+            tiers[-1].append(name)
+        else:
+            tiers.append([name])
+            lead = mean
+    position = {name: i for i, name in enumerate(means.index)}
+    return [sorted(tier, key=position.__getitem__) for tier in tiers]  # a tie in the given (the run's) order
+
+
+def _competition(tiers: list[list[str]]) -> dict[str, int]:
+    """Standard competition ranks (1, 1, 3): a tier's rank is one more than the mechanisms above it."""
+    ranks, above = {}, 0
+    for tier in tiers:
+        ranks.update(dict.fromkeys(tier, above + 1))
+        above += len(tier)
+    return ranks
+
+
+def _order(tiers: list[list[str]]) -> str:
+    """``mohaf = greedy > random``."""
+    return " > ".join(" = ".join(tier) for tier in tiers)
+
+
+def _compare(utility: list[list[str]], money: list[list[str]]) -> str:
+    """The sentence comparing the two yardsticks' orders (ties shown, only strict reversals change place)."""
+    if not utility or not money:
+        return ""
+    ru, rm = _competition(utility), _competition(money)
+    if ru == rm:
+        if len(utility) == 1 and len(ru) > 1:
+            return "Both yardsticks rank the mechanisms alike: all tie (" + _order(utility) + ")."
+        return "Both yardsticks rank the mechanisms in the same order: " + _order(utility) + "."
+    common = [m for m in ru if m in rm]
+    moved, retied = [], []
+    for m in common:
+        others = [n for n in common if n != m]
+        if any((ru[m] - ru[n]) * (rm[m] - rm[n]) < 0 for n in others):
+            moved.append(m)
+        elif any((ru[m] == ru[n]) != (rm[m] == rm[n]) for n in others):
+            retied.append(m)
+    notes = []
+    if moved:
+        notes.append(f"{', '.join(moved)} change place")
+    if retied:
+        notes.append(f"{', '.join(retied)} tie by one yardstick only")
+    if not moved and not retied:
+        notes.append("they rank different mechanisms")
+    return ("The rankings differ: by utility " + _order(utility) + "; in money " + _order(money)
+            + " (" + "; ".join(notes) + ").")
+
+
 def _ranking(run: Run, summary: pd.DataFrame) -> list[str]:
     """The two yardsticks side by side: welfare (utility) and value welfare (money), ranked."""
     columns = [("welfare", "welfare (utility sum)", True), ("alg_opt", "ALG/OPT", False),
@@ -464,21 +563,22 @@ def _ranking(run: Run, summary: pd.DataFrame) -> list[str]:
     if not any(c[0] == "value_welfare" for c in columns) and not run.has_bounds:
         return []
     lines = ["## Two yardsticks", ""]
-    orders: dict[str, list[str]] = {}
+    orders: dict[str, list[list[str]]] = {}
     header, ranks = [], {}
     for metric, label, ranked in columns:
         header.append(label)
         if ranked:
             rows = _metric(summary, metric)
             allowed = rows[rows["mean"].notna() & (rows["n_failed"] == 0) & (rows["n_missing"] == 0)]
-            order = allowed.sort_values("mean", ascending=False, kind="stable").index.tolist()
-            orders[metric] = order
-            ranks[metric] = {m: i + 1 for i, m in enumerate(order)}
+            orders[metric] = _tiers(allowed["mean"])
+            ranks[metric] = _competition(orders[metric])
             header.append("rank")
     lines += [
         ("Welfare is scored two ways: `welfare`, the utility sum F the mechanisms optimise (the paper's "
         "yardstick), and `value_welfare`, the winners' values `budget * b_ij` in money. Each is ranked "
-        "(1 = highest mean; a mechanism with failed rounds or missing values is not ranked: -)."),
+        "(1 = highest mean; equal means, within a relative 1e-12 as for the bold, share a rank: standard "
+        "competition ranking, 1, 1, 3, and `=` in the orders below; a mechanism with failed rounds or missing "
+        "values is not ranked: -)."),
         "",
     ]
     if run.has_bounds:
@@ -499,23 +599,18 @@ def _ranking(run: Run, summary: pd.DataFrame) -> list[str]:
                 cells.append(str(ranks[metric][name]) if name in ranks[metric] else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if "welfare" in orders and "value_welfare" in orders:
-        utility, money = orders["welfare"], orders["value_welfare"]
-        lines.append("")
-        if utility == money:
-            lines.append("Both yardsticks rank the mechanisms in the same order: " + " > ".join(utility) + ".")
-        else:
-            moved = [m for m in utility if m in money and utility.index(m) != money.index(m)]
-            lines.append("The rankings differ: by utility " + " > ".join(utility) + "; in money "
-                         + " > ".join(money) + f" ({', '.join(moved)} change place).")
+        sentence = _compare(orders["welfare"], orders["value_welfare"])
+        if sentence:
+            lines += ["", sentence]
     return [*lines, ""]
 
 
 def _status(run: Run) -> list[str]:
-    """Per mechanism, the rounds by the oracle's status and scope (rounds with requests)."""
-    columns = [c for c in STATUS if run.present(c)]
-    if not columns and not (run.has_oracle and "opt_proven" in run.rounds):
-        return []
+    """Per mechanism, the rounds by the oracle's status and scope (rounds with requests; none: no table)."""
     market = run.rounds[~run.no_requests]
+    columns = [c for c in STATUS if c in market and bool(market[c].notna().any())]
+    if market.empty or (not columns and not (run.has_oracle and "opt_proven" in run.rounds)):
+        return []
     header: list[tuple[str, str, str | None]] = []  # (label, column, value)
     for column in columns:
         seen = market[column].dropna().unique().tolist()
@@ -540,6 +635,8 @@ def _status(run: Run) -> list[str]:
         lines += [("Share of rounds with requests where the oracle proved the optimum (`opt_proven`; elsewhere "
                   "`opt_welfare` is an upper bound, so ALG/OPT is a lower bound on the true ratio)."), ""]
     labels = [h[0] for h in header] + (["proven"] if proven else [])
+    if not labels:  # neither a status nor a proof flag in any round with requests
+        return []
     lines += ["| mechanism | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
     for name in run.mechanisms:
         mine = market[market["mechanism"] == name]
@@ -614,6 +711,71 @@ def _warnings(run: Run) -> list[str]:
     return lines
 
 
+def _nothing(run: Run) -> list[str]:
+    """A run with no requests in any round: nothing to compare, so no tables of means, ranks or oracle counts."""
+    return ["", "## Nothing to compare", "",
+            (f"No round of this run had requests (`n_requests = 0` in all {len(run.rounds)} rows of the rounds "
+             "table: every round of every mechanism and seed), so there was no market to allocate and there is "
+             "nothing to compare: no means, rankings, oracle counts, costs of restrictions or per-round figures "
+             "of the metrics. summary.csv lists every metric with no counted round (mean empty)."),
+            ""]
+
+
+def _comparison_text(run: Run, summary: pd.DataFrame, n_seeds: int, failed: dict[str, tuple[int, int]]) -> list[str]:
+    """The means table, its notes, the two yardsticks, the oracle's counts and the cost of restrictions."""
+    lines: list[str] = []
+    lines += [
+        "",
+        "## Means per mechanism",
+        "",
+        ("Which rounds count: a round with no requests (`n_requests = 0`) is left out of every per-seed mean "
+        "(all metrics, utilisation, energy and price included): a mean describes only rounds that had a market. "
+        "A round in which a mechanism failed (`mechanism_failed`: its exact solver found no allocation within "
+        "its limits, so nothing was served) is left out of that mechanism's means."),
+        "",
+        f"Each cell: mean over seeds of the per-seed mean over those rounds, ± half-width of the 95 % Student-t "
+        f"interval over seeds ({n_seeds - 1} degree{'s' if n_seeds > 2 else ''} of freedom)." if n_seeds > 1 else
+        "Each cell: the mean over those rounds (one seed: no interval).",
+        ("The best mean of each row is in bold (equal means, within a relative 1e-12, all of them), among the "
+        "mechanisms with no failed round and a value in every counted round; a mechanism that served no request "
+        "in any counted round is not bolded on the rows an empty allocation wins by convention (Jain's index of "
+        "nothing is 1, its Gini 0, its energy 0: the Jain, Gini and energy rows) nor on any row where lower "
+        "is better."),
+        "",
+        "| metric | " + " | ".join(run.mechanisms) + " |",
+        "|---|" + "---:|" * len(run.mechanisms),
+    ]
+    for metric, label, _better in SUMMARY:
+        rows = _metric(summary, metric)
+        if rows.empty:
+            continue
+        cells = [f"**{_cell(rows.loc[m])}**" if rows.loc[m, "best"] else _cell(rows.loc[m]) for m in run.mechanisms]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if failed:
+        lines += ["", "Never bolded: " + ", ".join(failed) + " (failed rounds; " +
+                  ("its" if len(failed) == 1 else "their") + " means are over the other rounds)."]
+    idle = [m for m in run.idle if m not in failed]
+    if idle:
+        rows_text = "; ".join(label for metric, label, better in SUMMARY
+                              if _convention(metric, better) and (summary["metric"] == metric).any())
+        lines += ["", "Not bolded where an empty allocation wins by convention (" + rows_text + "): "
+                  + ", ".join(idle) + " (served no request in any counted round)."]
+    if (summary["n_missing"] > 0).any():
+        lines += ["", ("† mean over fewer rounds: the metric is missing (NaN) in some counted rounds of this "
+                  "mechanism (older runs); never bolded.")]
+    lines += _warnings(run)
+    lines += ["", "Numbers for machines: [summary.csv](summary.csv).", ""]
+    lines += _ranking(run, summary)
+    if not run.has_bounds and run.has_oracle:
+        lines += [("ALG/OPT divides each round's welfare by the exact oracle's value in the same market state: the "
+                  "proven optimum, or where the oracle did not prove it an upper bound, so ALG/OPT is a lower "
+                  "bound on the true ratio (a run from before the oracle gave a best known solution and a proven "
+                  "bound apart)."), ""]
+    lines += _status(run)
+    lines += _restrictions(run, summary)
+    return lines
+
+
 def _markdown(run: Run, summary: pd.DataFrame, figures: dict[str, str], band: str) -> str:
     scenario = run.manifest.get("scenario", {}) if isinstance(run.manifest.get("scenario"), dict) else {}
     name = scenario.get("name") or run.path.name
@@ -632,46 +794,7 @@ def _markdown(run: Run, summary: pd.DataFrame, figures: dict[str, str], band: st
         "- rounds with no requests, left out of every mean: " + (_rounds_text(empty, run) if empty else "none"),
     ]
     lines += [f"- {m}: {n} of {total} rounds failed: the solver found no allocation; left out" for m, (n, total) in failed.items()]
-    lines += [
-        "",
-        "## Means per mechanism",
-        "",
-        ("Which rounds count: a round with no requests (`n_requests = 0`) is left out of every per-seed mean "
-        "(all metrics, utilisation, energy and price included): a mean describes only rounds that had a market. "
-        "A round in which a mechanism failed (`mechanism_failed`: its exact solver found no allocation within "
-        "its limits, so nothing was served) is left out of that mechanism's means."),
-        "",
-        f"Each cell: mean over seeds of the per-seed mean over those rounds, ± half-width of the 95 % Student-t "
-        f"interval over seeds ({len(seeds) - 1} degree{'s' if len(seeds) > 2 else ''} of freedom)." if len(seeds) > 1 else
-        "Each cell: the mean over those rounds (one seed: no interval).",
-        ("The best mean of each row is in bold, among the mechanisms with no failed round and a value in every "
-        "counted round."),
-        "",
-        "| metric | " + " | ".join(run.mechanisms) + " |",
-        "|---|" + "---:|" * len(run.mechanisms),
-    ]
-    for metric, label, _better in SUMMARY:
-        rows = _metric(summary, metric)
-        if rows.empty:
-            continue
-        cells = [f"**{_cell(rows.loc[m])}**" if rows.loc[m, "best"] else _cell(rows.loc[m]) for m in run.mechanisms]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    if failed:
-        lines += ["", "Never bolded: " + ", ".join(failed) + " (failed rounds; " +
-                  ("its" if len(failed) == 1 else "their") + " means are over the other rounds)."]
-    if (summary["n_missing"] > 0).any():
-        lines += ["", ("† mean over fewer rounds: the metric is missing (NaN) in some counted rounds of this "
-                  "mechanism (older runs); never bolded.")]
-    lines += _warnings(run)
-    lines += ["", "Numbers for machines: [summary.csv](summary.csv).", ""]
-    lines += _ranking(run, summary)
-    if not run.has_bounds and run.has_oracle:
-        lines += [("ALG/OPT divides each round's welfare by the exact oracle's value in the same market state: the "
-                  "proven optimum, or where the oracle did not prove it an upper bound, so ALG/OPT is a lower "
-                  "bound on the true ratio (a run from before the oracle gave a best known solution and a proven "
-                  "bound apart)."), ""]
-    lines += _status(run)
-    lines += _restrictions(run, summary)
+    lines += _nothing(run) if run.no_market else _comparison_text(run, summary, len(seeds), failed)
     lines += ["## Figures", ""]
     band_text = "range across seeds (min to max)" if band == "minmax" else "95 % t-interval across seeds"
     gaps = " Rounds left out of the means are not drawn." if empty or failed else ""
@@ -716,9 +839,10 @@ def write_report(run_dir: Path, out: Path, band: str = "minmax") -> dict[str, st
     figures: dict[str, str] = {}
     masked = _masked(run)
     with atomic_directory(Path(out)) as tmp, plots.report_style():
-        figures["comparison"] = _comparison(run, summary, tmp / "comparison.png").name
-        for metric, label in TRAJECTORIES:
-            figures[metric] = _trajectory_figure(run, masked, metric, label, band, tmp / f"{metric}.png").name
+        if not run.no_market:  # with no market every mean and every drawn round would be empty
+            figures["comparison"] = _comparison(run, summary, tmp / "comparison.png").name
+            for metric, label in TRAJECTORIES:
+                figures[metric] = _trajectory_figure(run, masked, metric, label, band, tmp / f"{metric}.png").name
         figures["price_convergence"] = _price_convergence(run, band, tmp / "price_convergence.png").name
         if run.has_oracle and run.rounds.loc[run.counted, "alg_opt"].notna().any():
             figures["alg_opt"] = _alg_opt(run, tmp / "alg_opt.png").name
