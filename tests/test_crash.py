@@ -239,8 +239,11 @@ def text_of(log: Path) -> str:
     return log.read_bytes().decode()
 
 
-def interrupted(argv: list[str], log: Path, started) -> int:
-    """Start ``market argv`` in its own process group, SIGINT the group once ``started(stderr)``.
+def interrupted(argv: list[str], log: Path, started, sig: signal.Signals = signal.SIGINT, group: bool = True) -> int:
+    """Start ``market argv`` in its own process group, signal it once ``started(stderr)``.
+
+    ``sig`` goes to the whole group (Ctrl-C in a terminal) or, with ``group=False``, to the
+    command's own process only (``kill PID``, ``timeout``).
 
     Returns the exit code, once every process of the group has ended (the command's
     workers, its fork server and its resource tracker, which writes its leak warnings
@@ -253,11 +256,11 @@ def interrupted(argv: list[str], log: Path, started) -> int:
             stderr=err, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
         try:
             wait_for(lambda: started(text_of(log)), proc, timeout=INTERRUPT_TIMEOUT)
-            os.killpg(proc.pid, signal.SIGINT)
+            (os.killpg if group else os.kill)(proc.pid, sig)
             code = proc.wait(timeout=INTERRUPT_TIMEOUT)
             deadline = time.monotonic() + INTERRUPT_TIMEOUT
             while group_members(proc.pid):
-                assert time.monotonic() < deadline, f"still running after Ctrl-C: {group_members(proc.pid)}"
+                assert time.monotonic() < deadline, f"still running after {sig.name}: {group_members(proc.pid)}"
                 time.sleep(0.05)
         finally:
             if proc.poll() is None or group_members(proc.pid):
@@ -276,11 +279,11 @@ def progress_between(low: int, high: int):
     return lambda text: any(low <= int(n) <= high for n in re.findall(r"\| (\d+)/\d+ ", text))
 
 
-def assert_stopped_cleanly(code: int, stderr: str) -> None:
-    assert code == 130, stderr
+def assert_stopped_cleanly(code: int, stderr: str, expected: int = 130, line: str = "interrupted") -> None:
+    assert code == expected, stderr
     for word in ("leaked", "resource_tracker", "Traceback", "Error"):
         assert word not in stderr, stderr
-    assert shown_lines(stderr) == ["interrupted"], stderr  # the bar's line is cleared
+    assert shown_lines(stderr) == [line], stderr  # the bar's line is cleared
 
 
 def test_run_on_a_process_pool_interrupted_stops_cleanly(tmp_path):
@@ -291,6 +294,18 @@ def test_run_on_a_process_pool_interrupted_stops_cleanly(tmp_path):
     assert_stopped_cleanly(code, text_of(tmp_path / "stderr.txt"))
     assert not out.exists(), "an interrupted run wrote its output"
     assert temporaries(tmp_path) == [], "an interrupted run left its temporary"
+
+
+def test_run_on_a_process_pool_terminated_stops_cleanly(tmp_path):
+    """``kill PID`` (SIGTERM to the command alone) stops it like Ctrl-C: workers, fork server
+    and resource tracker end with it (they stayed behind under init before), nothing written."""
+    out = tmp_path / "run"
+    argv = ["run", str(TINY), "--out", str(out), "--workers", "2", "--mechanisms", "greedy,mohaf,first_price",
+            "--seeds", ",".join(map(str, range(1, 21))), "--rounds", "8"]  # 60 runs
+    code = interrupted(argv, tmp_path / "stderr.txt", progress_between(1, 30), signal.SIGTERM, group=False)
+    assert_stopped_cleanly(code, text_of(tmp_path / "stderr.txt"), 143, "terminated")
+    assert not out.exists(), "a terminated run wrote its output"
+    assert temporaries(tmp_path) == [], "a terminated run left its temporary"
 
 
 def test_sweep_on_a_process_pool_interrupted_stops_cleanly_then_resumes(tmp_path, long_reference):

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Collection, Sequence
 
@@ -84,12 +86,35 @@ def _command(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, taken like Ctrl-C: the same clean stop (workers ended, nothing written)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: parse, dispatch, turn input errors into one line and exit code 2."""
+    """Entry point: parse, dispatch, turn input errors into one line and exit code 2.
+
+    Ctrl-C exits with 130 and SIGTERM (``kill``, ``timeout``) with 143, both after the same
+    clean stop: a process pool's workers are ended and no output is left behind.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     command = _command(argv)
     parser = build_parser(only=[command] if command else [])
     args = parser.parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        return _dispatch(args)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the parsed command; input errors and interruptions become one line and an exit code."""
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
@@ -99,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return MarketInputError.exit_code
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
