@@ -120,6 +120,13 @@ def test_a_bad_command_line_is_one_line(capsys, argv):
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: market"), lines
 
 
+@pytest.mark.parametrize(("flag", "value"), [("--workers", "0"), ("--workers", "-2"), ("--rounds", "0")])
+def test_run_refuses_a_count_below_one(tmp_path, capsys, flag, value):
+    code, lines = _main(capsys, "run", "default", "--out", str(tmp_path / "run"), flag, value)
+    assert code == 2 and lines == [f"error: {flag} must be >= 1, got {value}"]
+    assert not (tmp_path / "run").exists()
+
+
 def test_bench_needs_a_timed_round(capsys):
     code, lines = _main(capsys, "bench", "--rounds", "0")
     assert code == 2 and lines == ["error: bench: --rounds must be at least 1 (timed rounds), got 0"]

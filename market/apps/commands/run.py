@@ -30,10 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve(args: argparse.Namespace):
-    """Load the scenario and apply ``--mechanisms/--seeds/--rounds/--oracle``."""
+    """Check ``--workers``, load the scenario and apply ``--mechanisms/--seeds/--rounds/--oracle``."""
     from mechanisms import mechanism_class
     from scenarios.config import load
 
+    if args.workers < 1:
+        raise MarketInputError(f"--workers must be >= 1, got {args.workers}")
     scenario = load(args.scenario)
     changes = {}
     if args.mechanisms:
