@@ -27,7 +27,8 @@ Algorithm, per objective:
    pairs, started from the mechanism's allocation, therefore decides the whole market:
    its optimum, if proven, is the whole market's (``opt_scope = "all"``). If too many
    pairs remain (more than ``max_pairs``), the MILP runs over each request's best pairs
-   only (``opt_scope = "candidates"``) and the bound stays the LP's.
+   only, and with ``node_limit = 0`` there is no MILP: then ``opt_scope = "candidates"``
+   (the best known was searched for over part of the pairs) and the bound stays the LP's.
 
 The MILP's search is capped by branch-and-bound nodes (deterministic) and by a time
 limit (a safety net; a run that hits it may differ by machine). ``opt_status`` says what
@@ -398,8 +399,9 @@ def solve_round(
     gap = bound - best_known
     if gap <= 1e-7 * max(1.0, abs(bound)) and prog.exact:  # the incumbent reached the bound
         return OracleResult(best_known, bound, "optimal", scope, bound_value, prog.n_pairs, iterations)
-    if node_limit == 0:  # no search asked for: the bound and the best allocation known
-        return OracleResult(best_known, bound, "feasible", scope, bound_value, prog.n_pairs, iterations)
+    if node_limit == 0:  # no search asked for: the bound and the best allocation known, found
+        # over part of the pairs only (the mechanism's, the LP's)
+        return OracleResult(best_known, bound, "feasible", "candidates", bound_value, prog.n_pairs, iterations)
     # reduced-cost fixing: only pairs with rc >= LB - UB can beat the incumbent, UB being the
     # Lagrangian bound of these very duals (not the best bound of an earlier iteration, nor
     # the trivial one: they do not certify it); equal to the LP once nothing prices out
