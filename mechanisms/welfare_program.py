@@ -135,6 +135,7 @@ class MIPResult:
         value: its objective value in the program (NaN if none).
         bound: a proven upper bound on the program's optimum (inf if none).
         optimal: HiGHS proved optimality (within ``mip_rel_gap``).
+        timed_out: the time limit stopped the search (the result depends on the machine).
     """
 
     pairs: np.ndarray
@@ -142,6 +143,7 @@ class MIPResult:
     value: float
     bound: float
     optimal: bool
+    timed_out: bool = False
 
 
 class WelfareProgram:
@@ -320,5 +322,7 @@ class WelfareProgram:
         x = np.asarray(h.getSolution().col_value)[self.n_fixed_cols :] if found else np.zeros(p)
         chosen = np.flatnonzero(x > 0.5)
         bound = -float(info.mip_dual_bound) if math.isfinite(info.mip_dual_bound) else math.inf
+        status = h.getModelStatus()
         return MIPResult(chosen, found, -float(info.objective_function_value) if found else math.nan, bound,
-                         h.getModelStatus() == highspy.HighsModelStatus.kOptimal)
+                         status == highspy.HighsModelStatus.kOptimal,
+                         status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt))

@@ -71,6 +71,7 @@ def test_opt_welfare_is_brute_force_over_all_pairs(seed, delta):
     best_f, best_v = brute_force(market)
     m = model.metrics
     assert m["opt_status"] == "optimal" and m["opt_proven"] and m["opt_scope"] == "all"
+    assert not m["opt_time_limited"]
     assert m["opt_welfare"] == pytest.approx(best_f, abs=1e-7)
     assert m["bound_welfare"] >= best_f - 1e-9
     assert m["bound_welfare"] == pytest.approx(best_f, abs=1e-6)
@@ -147,6 +148,8 @@ def test_no_nan_under_any_time_limit(time_limit):
         assert not numeric.isna().any().any(), numeric.columns[numeric.isna().any()].tolist()
         assert set(rounds["opt_status"]) <= {"optimal", "feasible", "bound_only", "failed"}
         assert (rounds["bound_welfare"] >= rounds["welfare"] - 1e-9).all()
+        # figures that depend on the machine's speed say so
+        assert rounds["opt_time_limited"].all()
 
 
 def test_solve_round_starts_from_the_mechanism_and_never_reports_less():

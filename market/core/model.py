@@ -55,7 +55,7 @@ METRICS = [
 #: the whole-market oracle's columns (:mod:`market.core.oracle`)
 ORACLE_METRICS = [
     "opt_welfare", "bound_welfare", "alg_opt", "alg_bound", "opt_proven", "opt_status", "opt_scope",
-    "bound_value_welfare", "alg_value_bound",
+    "bound_value_welfare", "alg_value_bound", "opt_time_limited",
 ]
 FLAT_METRICS = ["flat_welfare", "cluster_loss"]
 TIMINGS = ["candidates_ms", "alloc_ms", "validate_ms", "oracle_ms", "settle_price_ms", "metrics_ms"]

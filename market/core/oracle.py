@@ -179,6 +179,7 @@ class OracleResult:
     bound_value_welfare: float
     pairs: int
     iterations: int
+    timed_out: bool = False
 
     def metrics(self, welfare: float, value_welfare: float) -> dict[str, float | bool | str]:
         """The ``rounds`` columns of a mechanism's round that reached ``welfare`` and ``value_welfare``."""
@@ -192,6 +193,7 @@ class OracleResult:
             "opt_scope": self.opt_scope,
             "bound_value_welfare": self.bound_value_welfare,
             "alg_value_bound": _ratio(value_welfare, self.bound_value_welfare),
+            "opt_time_limited": self.timed_out,
         }
 
 
@@ -202,12 +204,13 @@ def _ratio(part: float, whole: float) -> float:
 
 def _column_generation(
     market: RoundMarket, program: WelfareProgram, weight: np.ndarray, deadline: float,
-) -> tuple[float, LPResult | None, int]:
+) -> tuple[float, LPResult | None, int, bool]:
     """Grow ``program`` until no pair prices out or ``deadline`` (``time.perf_counter()``) passes.
 
     Returns:
-        ``(bound, lp, iterations)``: the best Lagrangian bound found (inf if no LP solved)
-        and the last LP solved to optimality (None if none was).
+        ``(bound, lp, iterations, timed_out)``: the best Lagrangian bound found (inf if no
+        LP solved), the last LP solved to optimality (None if none was), and whether time
+        (not convergence) stopped it.
     """
     m = market.resources.shape[0]
     keys = set((program.req * m + program.res).tolist())
@@ -215,7 +218,7 @@ def _column_generation(
     for it in range(1, MAX_ITERATIONS + 1):
         lp = program.solve_lp(max(0.05, deadline - time.perf_counter()))
         if not lp.ok:  # out of time: the bounds found so far stand
-            return bound, last, it
+            return bound, last, it, True
         last = lp
         res, _, gain, best, _, _ = market.price(weight, lp.offset, lp.lam, _RC_TOL, PRICE_TOP)
         # the Lagrangian bound: slack for the LP's own tolerances
@@ -224,13 +227,13 @@ def _column_generation(
         new = rows * m + res[rows, cols]
         fresh = np.fromiter((k not in keys for k in new.tolist()), dtype=bool, count=new.size)
         if not fresh.any() or time.perf_counter() > deadline:
-            return bound, lp, it
+            return bound, lp, it, bool(fresh.any())
         keys.update(new[fresh].tolist())
         program.add_pairs(rows[fresh], res[rows, cols][fresh], gain[rows, cols][fresh])
-    return bound, last, MAX_ITERATIONS
+    return bound, last, MAX_ITERATIONS, False
 
 
-def _dive(market: RoundMarket, prog: WelfareProgram, x: np.ndarray, deadline: float) -> np.ndarray:
+def _dive(market: RoundMarket, prog: WelfareProgram, x: np.ndarray, deadline: float) -> tuple[np.ndarray, bool]:
     """A good allocation from the LP by diving: fix near-integral pairs, re-solve, repeat.
 
     Each step takes the pairs at ``x > 0.9`` (else the largest tenth of the fractional
@@ -239,14 +242,16 @@ def _dive(market: RoundMarket, prog: WelfareProgram, x: np.ndarray, deadline: fl
     term stays exact); at the end the pairs still open are filled greedily by gain.
 
     Returns:
-        Indices into the program's pairs of a feasible allocation.
+        Indices into the program's pairs of a feasible allocation, and whether the deadline
+        cut the dive short.
     """
     need, user, prio = market.need, market.user, market.priority
     free, won = market.free.copy(), market.start_won.astype(float).copy()
     done = np.zeros(need.shape[0], dtype=bool)
     chosen: list[np.ndarray] = []
     alive = x > -1.0
-    while time.perf_counter() < deadline:
+    timed_out = False
+    while not (timed_out := time.perf_counter() >= deadline):
         fix = np.flatnonzero(alive & (x > 0.9))
         if fix.size == 0:
             frac = np.flatnonzero(alive & (x > 1e-6))
@@ -266,12 +271,13 @@ def _dive(market: RoundMarket, prog: WelfareProgram, x: np.ndarray, deadline: fl
         rest.add_pairs(prog.req[ids], prog.res[ids], prog.gain[ids])
         lp = rest.solve_lp(max(0.05, deadline - time.perf_counter()))
         if not lp.ok:
+            timed_out = True
             break
         x = np.zeros(prog.n_pairs)
         x[ids] = lp.x
     open_ = np.flatnonzero(alive)
     fill = np.flatnonzero(_round(open_[np.argsort(-prog.gain[open_], kind="stable")], prog.req, prog.res, need, free))
-    return np.concatenate([*chosen, fill]) if chosen else fill
+    return (np.concatenate([*chosen, fill]) if chosen else fill), timed_out
 
 
 def _first_pass(market: RoundMarket) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -317,7 +323,7 @@ def welfare_bound(market: RoundMarket, time_limit: float = 600.0) -> tuple[float
     first = _first_pass(market)
     n = market.requests.shape[0]
     prog = _program(market, first, np.ones(n), float(market.weights[3]))
-    bound, lp, iterations = _column_generation(market, prog, np.ones(n), time.perf_counter() + time_limit)
+    bound, lp, iterations, _ = _column_generation(market, prog, np.ones(n), time.perf_counter() + time_limit)
     return bound, (lp.value if lp is not None else math.inf), prog.n_pairs, int(first[3].sum()), iterations
 
 
@@ -364,17 +370,18 @@ def solve_round(
     budget = market.budget.astype(float)
     trivial_value = float(np.sum(np.where(reachable, budget * np.maximum(best0, 0.0), 0.0)))
     value_prog = program(budget, 0.0)
-    value_bound, _, _ = _column_generation(market, value_prog, budget, t0 + 0.3 * time_limit)
+    value_bound, _, _, late = _column_generation(market, value_prog, budget, t0 + 0.3 * time_limit)
     bound_value = max(min(value_bound, trivial_value), value_welfare)
 
     # --- welfare F: bound, then the exact search
     trivial = float(np.maximum(best0, 0.0)[reachable].sum()) + fairness_gain(
         market.user[reachable], market.priority[reachable], market.start_won, delta)
     prog = program(ones, delta)
-    cg_bound, lp, iterations = _column_generation(market, prog, ones, t0 + 0.7 * time_limit)
+    cg_bound, lp, iterations, late_f = _column_generation(market, prog, ones, t0 + 0.7 * time_limit)
+    late |= late_f
     bound = min(cg_bound, trivial)
     if lp is None:  # not even the LP solved
-        return OracleResult(welfare, max(trivial, welfare), "failed", "all", bound_value, prog.n_pairs, iterations)
+        return OracleResult(welfare, max(trivial, welfare), "failed", "all", bound_value, prog.n_pairs, iterations, late)
 
     def welfare_of(pairs: np.ndarray) -> float:
         req = prog.req[pairs]
@@ -389,7 +396,8 @@ def solve_round(
     rounded = np.flatnonzero(_round(np.lexsort((-prog.gain, -x)), prog.req, prog.res, market.need, market.free))
     # the dive serves the search (a near-optimal start, fewer pairs after fixing); without
     # a search (node_limit 0) its LP solves would cost more than the rest of the round
-    dived = _dive(market, prog, x, t0 + 0.8 * time_limit) if node_limit != 0 else rounded
+    dived, late_d = _dive(market, prog, x, t0 + 0.8 * time_limit) if node_limit != 0 else (rounded, False)
+    late |= late_d
     for found in (rounded, dived):
         if welfare_of(found) > best_known:
             best_known, start = welfare_of(found), found
@@ -398,10 +406,10 @@ def solve_round(
     scope = "all"
     gap = bound - best_known
     if gap <= 1e-7 * max(1.0, abs(bound)) and prog.exact:  # the incumbent reached the bound
-        return OracleResult(best_known, bound, "optimal", scope, bound_value, prog.n_pairs, iterations)
+        return OracleResult(best_known, bound, "optimal", scope, bound_value, prog.n_pairs, iterations, late)
     if node_limit == 0:  # no search asked for: the bound and the best allocation known, found
         # over part of the pairs only (the mechanism's, the LP's)
-        return OracleResult(best_known, bound, "feasible", "candidates", bound_value, prog.n_pairs, iterations)
+        return OracleResult(best_known, bound, "feasible", "candidates", bound_value, prog.n_pairs, iterations, late)
     # reduced-cost fixing: only pairs with rc >= LB - UB can beat the incumbent, UB being the
     # Lagrangian bound of these very duals (not the best bound of an earlier iteration, nor
     # the trivial one: they do not certify it); equal to the LP once nothing prices out
@@ -429,4 +437,5 @@ def solve_round(
     bound = max(bound, best_known)
     proven = scope == "all" and prog.exact and best_known >= bound - 1e-7 * max(1.0, abs(bound))
     status = "optimal" if proven else ("feasible" if mip.found else "bound_only")
-    return OracleResult(best_known, bound, status, scope, bound_value, prog.n_pairs, iterations)
+    late |= mip.timed_out
+    return OracleResult(best_known, bound, status, scope, bound_value, prog.n_pairs, iterations, late)
