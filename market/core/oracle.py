@@ -380,8 +380,9 @@ def solve_round(
     cg_bound, lp, iterations, late_f = _column_generation(market, prog, ones, t0 + 0.7 * time_limit)
     late |= late_f
     bound = min(cg_bound, trivial)
-    if lp is None:  # not even the LP solved
-        return OracleResult(welfare, max(trivial, welfare), "failed", "all", bound_value, prog.n_pairs, iterations, late)
+    if lp is None:  # not even the LP solved: no search either
+        return OracleResult(welfare, max(trivial, welfare), "failed", "candidates", bound_value, prog.n_pairs,
+                            iterations, late)
 
     def welfare_of(pairs: np.ndarray) -> float:
         req = prog.req[pairs]
