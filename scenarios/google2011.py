@@ -3,8 +3,20 @@
 Files live under ``$MARKET_DATA_DIR/clusterdata-2011-2/<table>/part-NNNNN-of-MMMMM.csv.gz``
 (the official layout; ``.csv.xz`` or a plain ``.csv`` with the same content is accepted
 too). No file has a header row; the columns are the official schema below. Timestamps
-are microseconds (0 = before the trace window); CPU and memory are normalised so that
-the largest machine has 1.0.
+are microseconds; CPU and memory are normalised so that the largest machine has 1.0.
+
+Two timestamps are sentinels, never real times (schema, section "Times"): ``0``
+(:data:`BEFORE_TRACE`) is an event before the trace window and ``2**63 - 1``
+(:data:`AFTER_TRACE`) one after it. The loaders' rules: an event at ``2**63 - 1`` is
+not an event of the trace (a task whose only end is there is still running at the end
+of the trace; a machine removed there is alive to the end); an event at ``0`` is placed
+at the trace start, the earliest time the trace knows (a machine added at 0 is there
+from the start). The trace end is the last real event time (:func:`trace_end`).
+
+Fields: an integer field (timestamp, ids, event type) that is empty or not an integer,
+or a numeric field that is not empty and not a number, stops the read with one line
+naming the file, its line and the field; numeric fields the schema allows to be empty
+(requests, priority, capacities, ...) are read as NaN and the caller's rule applies.
 
 Data: Google cluster-usage traces, clusterdata-2011-2, CC-BY 4.0. C. Reiss, J. Wilkes,
 J. L. Hellerstein, "Google cluster-usage traces: format + schema", Google, 2011.
@@ -65,6 +77,15 @@ CONTENT_SHA256: dict[str, str] = {
 SUBMIT, SCHEDULE, EVICT, FAIL, FINISH, KILL, LOST = range(7)
 TERMINAL = (FAIL, FINISH, KILL, LOST)
 ADD, REMOVE, UPDATE = 0, 1, 2
+#: sentinel times: before the trace window, after it
+BEFORE_TRACE = 0
+AFTER_TRACE = 2**63 - 1
+
+
+def trace_end(timestamps: pd.Series) -> int:
+    """The last real event time of ``timestamps`` (the sentinel ``2**63 - 1`` excluded; 0 if none)."""
+    real = timestamps[timestamps != AFTER_TRACE]
+    return int(real.max()) if len(real) else BEFORE_TRACE
 
 
 def data_dir() -> Path:
@@ -151,9 +172,40 @@ def read_events(
                 dtype={c: DTYPES[c] for c in usecols}, engine="c",
             )
         except Exception as exc:  # parse errors of many kinds: the user needs one line
+            _locate_bad_field(path, names, usecols)
             raise MarketInputError(f"cannot read trace file: {exc}", source=str(path)) from None
         frames.append(df.assign(part=np.int64(part)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*usecols, "part"])
+
+
+def _locate_bad_field(path: Path, names: list[str], usecols: list[str]) -> None:
+    """After a failed typed read: raise one line naming the first bad field, if any.
+
+    Re-reads ``path`` as text; an integer column must hold an integer on every line, a
+    float column a number or nothing. Returns quietly if no such field is found (the
+    caller then reports the parser's own message).
+    """
+    try:
+        raw = pd.read_csv(path, header=None, names=names, usecols=usecols, dtype=str, keep_default_na=False, engine="c")
+    except Exception:  # not a field problem: the caller reports the parser's message
+        return
+    bad_rows: list[tuple[int, str, str]] = []
+    for col in usecols:
+        kind = DTYPES[col]
+        if kind == "str":
+            continue
+        text = raw[col].str.strip()
+        if kind == "int64":
+            bad = ~text.str.fullmatch(r"[+-]?\d+")
+        else:
+            bad = (text != "") & pd.to_numeric(text, errors="coerce").isna() & ~text.str.lower().isin(["nan"])
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            bad_rows.append((row, col, raw[col].iat[row]))
+    if bad_rows:
+        row, col, value = min(bad_rows)
+        what = "is empty" if value.strip() == "" else f"is not a number: {value!r}"
+        raise MarketInputError(f"line {row + 1}: field {col!r} {what}", source=str(path))
 
 
 def first_submits(table: str, parts: Sequence[int], per_part: int | None = None, **kw) -> pd.DataFrame:
@@ -169,10 +221,12 @@ def machines_at(t_us: int, root: Path | None = None) -> pd.DataFrame:
     """Machines alive at trace time ``t_us`` with their capacity (replay of machine_events).
 
     ADD and UPDATE set a machine's capacity, REMOVE deletes it; rows with an empty
-    capacity are skipped. Returns ``machine_id, platform_id, cpu, mem`` sorted by id.
+    capacity are skipped. Events at 0 happened at or before the trace start; events at
+    the sentinel ``2**63 - 1`` are after the trace and never replayed. Returns
+    ``machine_id, platform_id, cpu, mem`` sorted by id.
     """
     ev = read_events("machine_events", (0,), root=root)
-    ev = ev[(ev["timestamp"] <= t_us)]
+    ev = ev[(ev["timestamp"] <= t_us) & (ev["timestamp"] != AFTER_TRACE)]
     ev = ev[(ev["event_type"] == REMOVE) | ev[["cpu", "mem"]].notna().all(axis=1)]
     last = ev.drop_duplicates("machine_id", keep="last")  # events are in time order
     alive = last[last["event_type"] != REMOVE]

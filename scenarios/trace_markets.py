@@ -27,8 +27,16 @@ requests, priority the real priority (``p_max`` = 11), budget
 ``budget_scale * (20 cpu + 5 p / 11)``, duration the real run time (first
 FAIL/FINISH/KILL/LOST after the first SCHEDULE, else after SUBMIT) in rounds, rounded up;
 tasks still running at the end of the loaded trace hold their machine until the
-horizon's last round. Tasks without a cpu request are dropped
-(``zero_demand = "drop"``) or lifted to ``demand_floor``. A job's tasks share one
+horizon's last round. Trace sentinel times (:mod:`scenarios.google2011`): an event at
+``2**63 - 1`` is after the trace, so a task whose end (or schedule) is only there is open-ended
+like a task still running, a task submitted there is in no window, and the trace end that
+bounds the window is the last real event time; an event at 0 (before the trace) is placed
+at the trace start, so a task submitted at 0 arrives in round 0 of a window starting at
+0 s and in no later window, and a task that ended at 0 (before the trace) is no request.
+Tasks without a cpu request are dropped (``zero_demand = "drop"``) or lifted to
+``demand_floor``; an empty memory request is read as 0; a task whose priority field is
+empty is dropped (before thinning). :func:`dropped_records` gives these counts for a
+scenario's window (seed-independent). A job's tasks share one
 location. Resources are machines alive at ``start_seconds`` (replay of machine_events)
 with their real (cpu, memory) capacity, a seeded sample stratified by capacity class,
 sized so that the cpu demand held per round is ``load`` times the sampled capacity
@@ -201,17 +209,26 @@ def _mohaf(opt: dict[str, Any], rounds: int, rng: np.random.Generator) -> tuple[
 
 @functools.lru_cache(maxsize=4)
 def _task_table(root: str) -> pd.DataFrame:
-    """Per task of task_events parts 0-1: first submit, schedule and end (us), requests."""
+    """Per task of task_events parts 0-1: first submit, schedule and end (us), requests.
+
+    Events at the sentinel ``2**63 - 1`` (after the trace) are not events of the loaded
+    trace: a task whose end is only there has no end (``ended`` NaN, open-ended); one
+    submitted only there is not a task of the trace. ``attrs["trace_end"]`` is the last real
+    event time.
+    """
     cols = ["timestamp", "job_id", "task_index", "event_type", "user", "priority", "cpu_request", "memory_request"]
     ev = google2011.read_events("task_events", TASK_PARTS, columns=cols, root=Path(root))
+    end_us = google2011.trace_end(ev["timestamp"])
+    ev = ev[ev["timestamp"] != google2011.AFTER_TRACE]
     key = ["job_id", "task_index"]
     submits = ev[ev["event_type"] == google2011.SUBMIT].drop_duplicates(key)  # first SUBMIT (time order)
     sched = ev[ev["event_type"] == google2011.SCHEDULE].groupby(key, sort=False)["timestamp"].min().rename("scheduled")
     ends = ev[ev["event_type"].isin(google2011.TERMINAL)].groupby(key, sort=False)["timestamp"].min().rename("ended")
     tasks = submits.join(sched, on=key).join(ends, on=key)
     tasks = tasks.drop(columns=["event_type", "part"]).rename(columns={"timestamp": "submitted"})
-    tasks.attrs["trace_end"] = int(ev["timestamp"].max())
-    return tasks.reset_index(drop=True)
+    tasks = tasks.reset_index(drop=True)
+    tasks.attrs["trace_end"] = end_us
+    return tasks
 
 
 @functools.lru_cache(maxsize=4)
@@ -219,9 +236,13 @@ def _machine_table(root: str, t_us: int) -> pd.DataFrame:
     return google2011.machines_at(t_us, Path(root))
 
 
-def _requests_real(opt: dict[str, Any], rounds: int, rng: np.random.Generator, source: str) -> pd.DataFrame:
-    root = str(google2011.data_dir())
-    tasks = _task_table(root)
+#: keys of :func:`dropped_records`
+DROP_KEYS = ("empty_priority", "ended_before_trace", "empty_cpu", "empty_mem")
+
+
+def _window_tasks(opt: dict[str, Any], rounds: int, source: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The tasks submitted in the window, after the record rules, and the rule counts."""
+    tasks = _task_table(str(google2011.data_dir()))
     start = int(opt["start_seconds"]) * US
     step = int(opt["step_seconds"]) * US
     stop = start + rounds * step
@@ -233,6 +254,37 @@ def _requests_real(opt: dict[str, Any], rounds: int, rng: np.random.Generator, s
             source=source,
         )
     t = tasks[(tasks["submitted"] >= start) & (tasks["submitted"] < stop)]
+    no_priority = t["priority"].isna().to_numpy()
+    before = (t["ended"] == google2011.BEFORE_TRACE).to_numpy()
+    counts = {
+        "empty_priority": int(no_priority.sum()),
+        "ended_before_trace": int((before & ~no_priority).sum()),
+    }
+    t = t[~no_priority & ~before]
+    counts["empty_cpu"] = int(t["cpu_request"].isna().sum())
+    counts["empty_mem"] = int(t["memory_request"].isna().sum())
+    return t, counts
+
+
+def dropped_records(scenario: Scenario) -> dict[str, int]:
+    """Counts of the record rules in the window of a ``real`` scenario (empty for ``mohaf``).
+
+    ``empty_priority``: tasks dropped for an empty priority field; ``ended_before_trace``:
+    tasks dropped because they ended at 0 (before the trace); ``empty_cpu``: tasks left
+    with an empty cpu request (then dropped or floored by ``zero_demand``, after thinning);
+    ``empty_mem``: tasks whose empty memory request is read as 0. Counted over every task
+    submitted in the window, before thinning, so the same for every seed.
+    """
+    opt = _options(scenario)
+    if opt["variant"] != "real":
+        return {}
+    return _window_tasks(opt, scenario.horizon, scenario.path)[1]
+
+
+def _requests_real(opt: dict[str, Any], rounds: int, rng: np.random.Generator, source: str) -> pd.DataFrame:
+    start = int(opt["start_seconds"]) * US
+    step = int(opt["step_seconds"]) * US
+    t, _ = _window_tasks(opt, rounds, source)
     began = t["scheduled"].where(t["scheduled"].notna(), t["submitted"]).to_numpy(dtype=float)
     end = t["ended"].to_numpy(dtype=float)
     end = np.where(end >= began, end, np.nan)
