@@ -49,3 +49,17 @@ def late_requests(market: MarketData, scenario: Scenario) -> pd.DataFrame:
     """
     last = max(scenario.rounds, scenario.horizon)
     return market.requests[market.requests["round"] >= last]
+
+
+def market_notes(scenario: Scenario) -> dict:
+    """What building the scenario's market left out, for the run's manifest.
+
+    ``{"trace_drops": counts}`` for a Google 2011 ``real`` market (records dropped or
+    read by a documented rule: :func:`scenarios.trace_markets.dropped_records`), else ``{}``.
+    """
+    if scenario.market.get("source") != "google2011":
+        return {}
+    from scenarios import trace_markets
+
+    drops = trace_markets.dropped_records(scenario)
+    return {"trace_drops": drops} if drops else {}

@@ -139,3 +139,18 @@ def test_machine_and_job_fields_are_checked_too(tmp_path):
     job = _write(tmp_path, "job_events", 0, ["0,,1,0,u,1,n,l", ",,2,0,u,1,n,l"])
     with pytest.raises(MarketInputError, match=rf"^{job}: line 2: field 'timestamp' is empty$"):
         g.read_events("job_events", (0,), root=tmp_path)
+
+
+def test_the_run_manifest_counts_the_dropped_records(tmp_path, monkeypatch):
+    import json
+
+    from market.core.runner import run_scenario
+
+    tasks = [*BASE, _task(900 * S, 6, 0, g.SUBMIT, prio=""), _task(950 * S, 6, 1, g.SUBMIT, cpu="", mem="")]
+    root = tmp_path / "trace"
+    _trace(root, tasks)
+    monkeypatch.setenv("MARKET_DATA_DIR", str(root))
+    scenario = _scenario().replace(mechanisms=["greedy"], seeds=[0], oracle=False)
+    run_scenario(scenario, tmp_path / "run")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["trace_drops"] == {"empty_priority": 1, "ended_before_trace": 0, "empty_cpu": 1, "empty_mem": 1}

@@ -26,7 +26,7 @@ from market.core.io import atomic_directory, sha256_file, write_json, write_tabl
 from market.core.model import MarketModel
 from market.errors import MarketInputError
 from scenarios.config import Scenario
-from scenarios.sources import build_market, late_requests
+from scenarios.sources import build_market, late_requests, market_notes
 
 RESULT_TABLES = ["rounds", "allocations", "requests", "resources"]
 KEYS = ["mechanism", "seed", "round"]
@@ -186,6 +186,7 @@ def run_scenario(
             "versions": package_versions(),
             "wall_time_s": round(time.perf_counter() - start, 3),
             "sha256": {"tables": hashes, "results": combined},
+            **market_notes(scenario),
         }
         write_json(manifest, tmp / "manifest.json")
     return manifest
