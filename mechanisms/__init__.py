@@ -1,11 +1,11 @@
 """Allocation mechanisms behind one interface, plus the exact-optimum oracle.
 
 Importing this package registers the built-ins: ``mohaf``, ``greedy``, ``first_price``,
-``second_price``, ``random`` and ``optimal``. See :mod:`mechanisms.registry` to add one
+``second_price``, ``random``, ``drf`` and ``optimal``. See :mod:`mechanisms.registry` to add one
 and :func:`mechanisms.checks.check_mechanism` to check that it keeps the contract.
 """
 
-from mechanisms import first_price, greedy, mohaf, optimal, random_allocation, second_price
+from mechanisms import drf, first_price, greedy, mohaf, optimal, random_allocation, second_price
 from mechanisms.base import Allocation, Mechanism, SubMarket
 from mechanisms.registry import available, create, mechanism_class, register, unregister
 
@@ -15,6 +15,7 @@ __all__ = [
     "SubMarket",
     "available",
     "create",
+    "drf",
     "first_price",
     "greedy",
     "mechanism_class",

@@ -108,7 +108,7 @@ def test_optimal_matches_brute_force(seed):
     assert alloc.bound == pytest.approx(best, abs=1e-6)
 
 
-@pytest.mark.parametrize("name", ["mohaf", "greedy", "first_price", "second_price", "random", "optimal"])
+@pytest.mark.parametrize("name", ["mohaf", "greedy", "first_price", "second_price", "random", "optimal", "drf"])
 def test_every_mechanism_respects_capacity_and_budgets(name):
     rng = np.random.default_rng(7)
     for _ in range(5):
