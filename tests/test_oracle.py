@@ -17,7 +17,7 @@ from mechanisms.welfare_program import fairness_gain
 from scenarios.config import load
 from scenarios.tables import MarketData
 
-MECHANISMS = ["mohaf", "greedy", "first_price", "second_price", "random", "optimal"]
+MECHANISMS = ["mohaf", "greedy", "first_price", "second_price", "random", "drf", "optimal"]
 
 
 def scenario(resources: int, requests: int, users: int, delta: float = 0.2, load_: float = 2.0, **oracle):
