@@ -5,10 +5,14 @@ Any trace can be converted to two tables. ``requests``: one row per request,
 ``duration`` (rounds held, default 1), ``min_reliability``, ``min_availability``,
 ``max_latency``. ``resources``: ``resource_id, cpu, mem, unit_cost, reliability,
 availability, energy_efficiency, x, y`` and optional ``owner_id``.
+
+Ids (``request_id, user_id, resource_id, owner_id``) are whole numbers or strings and
+come back exactly as given (:func:`_ids` states the rule).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +44,18 @@ _UNIT_INTERVAL = {
 }
 #: columns that must hold whole numbers (stored as int64)
 _INTEGER = {
-    "requests": ["request_id", "user_id", "round", "duration"],
+    "requests": ["round", "duration"],
+    "resources": [],
+}
+#: id columns: whole numbers within int64 (stored as int64) or strings (stored as str)
+_IDS = {
+    "requests": ["request_id", "user_id"],
     "resources": ["resource_id", "owner_id"],
 }
+ID_COLUMNS = ("request_id", "user_id", "resource_id", "owner_id")
+#: a CSV id cell read as a number: an integer written plainly (no sign +, no leading zero, no point)
+_PLAIN_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 #: columns that may be infinite (an empty cell means "no limit")
 _UNBOUNDED = {"max_latency"}
 
@@ -61,7 +74,8 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         if path.suffix.lower() in PARQUET_SUFFIXES:
             return pd.read_parquet(path)
-        return pd.read_csv(path)
+        # ids as the text written, so that :func:`validate` can keep them exactly
+        return pd.read_csv(path, dtype=dict.fromkeys(ID_COLUMNS, str))
     except Exception as exc:  # pandas raises many types; the user needs one line
         raise MarketInputError(f"cannot read table: {exc}", source=str(path)) from None
 
@@ -113,13 +127,70 @@ def _numeric(df: pd.DataFrame, col: str, rows: _Rows) -> pd.Series:
     return values
 
 
+def _whole(v: object) -> bool:
+    """True for an integer (not a boolean) or a whole float within int64 (an exact id)."""
+    if isinstance(v, bool | np.bool_):
+        return False
+    if isinstance(v, int | np.integer):
+        return True
+    return isinstance(v, float | np.floating) and bool(np.isfinite(v)) and v == np.round(v) and -(2.0**63) <= v < 2.0**63
+
+
+def _ids(df: pd.DataFrame, col: str, rows: _Rows) -> pd.Series:
+    """Id column ``col`` exactly as given: int64 if every id is a whole number within int64, else str.
+
+    A cell is a whole number if it is an integer (any integer type), a whole float, or, in
+    a CSV file, text written as a plain integer (``-?[1-9][0-9]*`` or ``0``: no ``+``, no
+    leading zero, no decimal point). If every cell is a whole number within int64 the column
+    is int64. Otherwise (any other text, or a whole number outside int64 such as a uint64
+    above ``2**63 - 1``) every id is kept as a string: text as written, numbers as their
+    exact decimal digits. A missing or empty cell, a boolean, a fraction, or a float
+    outside int64 (not exact) is refused, naming the file, row and column.
+    """
+    raw = df[col]
+    index = raw.index
+    if pd.api.types.is_bool_dtype(raw):
+        rows.fail(np.ones(len(raw), dtype=bool), f"column {col!r} must hold whole numbers or strings, got {{value}}", raw)
+    if raw.isna().any():
+        rows.fail(raw.isna().to_numpy(), f"column {col!r} has a missing value {{value}}", raw)
+    if pd.api.types.is_integer_dtype(raw):
+        if pd.api.types.is_unsigned_integer_dtype(raw) and len(raw) and int(raw.max()) > _INT64_MAX:
+            return pd.Series([str(v) for v in raw.tolist()], index=index, dtype=str)
+        return raw.astype(np.int64)
+    if pd.api.types.is_float_dtype(raw):
+        arr = raw.to_numpy(dtype=float)
+        if not np.isfinite(arr).all():
+            rows.fail(~np.isfinite(arr), f"column {col!r} has a missing or non-numeric value {{value}}", arr)
+        if (arr != np.round(arr)).any():
+            rows.fail(arr != np.round(arr), f"column {col!r} must hold whole numbers or strings, got {{value}}", arr)
+        outside = (arr < _INT64_MIN) | (arr >= 2.0**63)
+        if outside.any():
+            rows.fail(outside, f"column {col!r} holds {{value}}, a float outside int64 that cannot be an exact id; "
+                      "write it as an integer or a string", arr)
+        return raw.astype(np.int64)
+    values: list[object] = []
+    csv = rows.csv
+    for row, v in enumerate(raw.tolist()):
+        if isinstance(v, str):
+            if v == "":
+                rows.fail(np.arange(len(raw)) == row, f"column {col!r} has a missing value {{value}}", raw)
+            values.append(int(v) if csv and _PLAIN_INT.fullmatch(v) else v)
+        elif _whole(v):
+            values.append(int(v))
+        else:
+            rows.fail(np.arange(len(raw)) == row, f"column {col!r} must hold whole numbers or strings, got {{value}}", raw)
+    if all(isinstance(v, int) and _INT64_MIN <= v <= _INT64_MAX for v in values):
+        return pd.Series(values, index=index, dtype=np.int64)
+    return pd.Series([str(v) for v in values], index=index, dtype=str)
+
+
 def validate(df: pd.DataFrame, kind: str, source: str) -> pd.DataFrame:
     """Check and normalise a requests or resources table.
 
     Checks, each failing with one line that names the file, the column and the first
-    bad row and value: required columns present; every cell numeric and finite
-    (``max_latency`` may be empty or ``inf``, meaning no limit); ids, ``round``,
-    ``duration`` and ``owner_id`` whole numbers; ranges (budgets and resource
+    bad row and value: required columns present; every cell but the ids numeric and
+    finite (``max_latency`` may be empty or ``inf``, meaning no limit); ids whole numbers
+    or strings (see :func:`_ids`); ``round`` and ``duration`` whole numbers; ranges (budgets and resource
     capacities > 0, demands, costs, priorities and latencies >= 0, ``duration >= 1``,
     reliability and availability in [0, 1]); no duplicate ids; at least one resource.
 
@@ -130,7 +201,7 @@ def validate(df: pd.DataFrame, kind: str, source: str) -> pd.DataFrame:
 
     Returns:
         The table with optional columns filled in, numeric dtypes (whole-number columns
-        as int64), in input order.
+        as int64; each id column int64 or str, exactly as given), in input order.
 
     Raises:
         MarketInputError: naming the file, the column and the first bad row.
@@ -150,7 +221,7 @@ def validate(df: pd.DataFrame, kind: str, source: str) -> pd.DataFrame:
         if col not in df.columns:
             df[col] = default
     for col in [*required, *optional]:
-        df[col] = _numeric(df, col, rows)
+        df[col] = _ids(df, col, rows) if col in _IDS[kind] else _numeric(df, col, rows)
     for col in _INTEGER[kind]:
         arr = df[col].to_numpy(dtype=float)
         bad = arr != np.round(arr)

@@ -103,11 +103,17 @@ def check_run_tables(
     Raises:
         InfeasibleAllocationError: on the first violated constraint.
     """
+    requests, resources, allocations = _same_ids(requests, resources, allocations)
     req = requests.set_index("request_id")
     res = resources.set_index("resource_id")
     for mech, alloc in allocations.groupby("mechanism", sort=True):
         if alloc["request_id"].duplicated().any():
             raise InfeasibleAllocationError(f"{mech}: a request served twice")
+        unknown = ~alloc["request_id"].isin(req.index) | ~alloc["resource_id"].isin(res.index)
+        if unknown.any():
+            row = alloc[unknown].iloc[0]
+            raise InfeasibleAllocationError(f"{mech}: an allocation names a request or resource not in the tables "
+                                            f"(request_id {row['request_id']!r}, resource_id {row['resource_id']!r})")
         a = alloc.join(req, on="request_id", rsuffix="_req").join(res, on="resource_id", rsuffix="_res")
         if (a["round"] < a["round_req"]).any():
             raise InfeasibleAllocationError(f"{mech}: a request served before it arrived")
@@ -134,3 +140,21 @@ def check_run_tables(
             if (load.to_numpy() > cap * (1 + TOL) + TOL).any():
                 raise InfeasibleAllocationError(f"{mech}: capacity exceeded")
     return len(allocations)
+
+
+def _same_ids(
+    requests: pd.DataFrame, resources: pd.DataFrame, allocations: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Ids of one kind compared as text when the tables hold them in different dtypes.
+
+    Ids are int64 or str (README contract 2); a CSV read back without ``dtype=str`` may
+    parse string ids that look like integers as numbers in one table and not in another.
+    The decimal text of an int64 is the id as written, so comparing as text is exact.
+    """
+    for col, table in (("request_id", "requests"), ("resource_id", "resources")):
+        tables = {"requests": requests, "resources": resources}
+        if tables[table][col].dtype != allocations[col].dtype:
+            tables[table] = tables[table].assign(**{col: tables[table][col].astype(str)})
+            allocations = allocations.assign(**{col: allocations[col].astype(str)})
+        requests, resources = tables["requests"], tables["resources"]
+    return requests, resources, allocations

@@ -427,8 +427,10 @@ class MarketModel(mesa.Model):
             "mechanism": self.mechanism_name,
             "seed": np.int64(self.seed),
             "round": np.concatenate(rounds) if rounds else np.zeros(0, dtype=np.int64),
-            "request_id": self.request_ids[rows],
-            "resource_id": self.market.resources["resource_id"].to_numpy()[resource],
+            # ids as the market table holds them (int64 or str, even with no row)
+            "request_id": pd.Series(self.request_ids[rows], dtype=self.market.requests["request_id"].dtype),
+            "resource_id": pd.Series(self.market.resources["resource_id"].to_numpy()[resource],
+                                     dtype=self.market.resources["resource_id"].dtype),
             "payment": payment,
             "utility": utility,
         })

@@ -181,7 +181,7 @@ class Auditor:
                     lie = self.outcome(u, kind, f)
                     gain = lie.utility - truth.utility
                     rows.append({
-                        "mechanism": self.mechanism, "seed": self.seed, "user_id": self.user_ids[u].item(),
+                        "mechanism": self.mechanism, "seed": self.seed, "user_id": self.user_ids[u:u + 1].tolist()[0],
                         "requests": n_requests, "kind": kind, "factor": f, "served": lie.served,
                         "value": lie.value, "payment": lie.payment, "utility": lie.utility,
                         "truthful_served": truth.served, "truthful_utility": truth.utility, "gain": gain,
