@@ -64,9 +64,9 @@ def test_comparison_rows_match_each_mechanisms_own_run():
     dash = DashboardModel("default", "mohaf", rng=2)
     dash.step()
     table = dash.comparison
-    assert set(table.index) == {"first_price", "greedy", "mohaf", "random", "second_price"}
+    assert set(table.index) == {"drf", "first_price", "greedy", "mohaf", "random", "second_price"}
     assert list(table.columns) == COMPARISON
-    for name in ("greedy", "first_price", "second_price"):
+    for name in ("greedy", "first_price", "second_price", "drf"):
         own = MarketModel(load("default").replace(oracle=False), name, rng=2)
         own.step()
         for col in COMPARISON[:-1]:
