@@ -35,9 +35,7 @@ def scenario(resources: int, requests: int, users: int, delta: float = 0.2, load
 def round_market(model: MarketModel) -> RoundMarket:
     record = model.record
     book = record.book
-    return RoundMarket(book.request_matrix(), book.need, record.resource_matrix, record.free, book.user,
-                       book.columns["priority"], book.columns["budget"], record.start_won,
-                       model.round_params.weights, model.round_params.d_max)
+    return RoundMarket.of_book(book, record.resource_matrix, record.free, record.start_won, model.round_params)
 
 
 def brute_force(market: RoundMarket) -> tuple[float, float]:

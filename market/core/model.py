@@ -404,11 +404,7 @@ class MarketModel(mesa.Model):
             record: the round (its order book, prices, free capacity and outcome).
         """
         book, out = record.book, record.outcome
-        market = RoundMarket(
-            book.request_matrix(), book.need, record.resource_matrix, record.free, book.user,
-            book.columns["priority"], book.columns["budget"], record.start_won,
-            self.round_params.weights, self.round_params.d_max,
-        )
+        market = RoundMarket.of_book(book, record.resource_matrix, record.free, record.start_won, self.round_params)
         served = out.resource >= 0
         params = self.config.oracle_params
         return solve_round(

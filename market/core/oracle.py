@@ -49,6 +49,7 @@ import numba as nb
 import numpy as np
 
 from market.core.candidates import feasible_utility
+from market.core.engine import OrderBook, RoundParams
 from mechanisms.welfare_program import LPResult, WelfareProgram, fairness_gain
 
 #: pairs per request added per column-generation iteration
@@ -159,6 +160,13 @@ class RoundMarket:
     start_won: np.ndarray
     weights: tuple[float, float, float, float]
     d_max: float
+
+    @classmethod
+    def of_book(cls, book: OrderBook, resource_matrix: np.ndarray, free: np.ndarray, start_won: np.ndarray,
+                params: RoundParams) -> RoundMarket:
+        """The whole market of an order book on ``free`` capacity, at ``resource_matrix``'s prices."""
+        return cls(book.request_matrix(), book.need, resource_matrix, free, book.user, book.columns["priority"],
+                   book.columns["budget"], start_won, params.weights, params.d_max)
 
     def price(self, weight: np.ndarray, offset: np.ndarray, lam: np.ndarray, threshold: float, top: int) -> tuple:
         """Scan every pair against duals (see :func:`_price_rows`)."""

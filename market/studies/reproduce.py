@@ -101,11 +101,8 @@ def round_bound(model: MarketModel, record: RoundRecord) -> Bound:
     """
     if record.round > 0 and np.any(model.request_columns["duration"] != 1):
         raise ValueError("round_bound after round 0 needs one-round requests (every round starts with empty machines)")
-    book = record.book
-    params = model.round_params
-    market = RoundMarket(book.request_matrix(), book.need, record.resource_matrix, model.resource_ledger.capacity,
-                         book.user, book.columns["priority"], book.columns["budget"], record.start_won,
-                         params.weights, params.d_max)
+    market = RoundMarket.of_book(record.book, record.resource_matrix, model.resource_ledger.capacity, record.start_won,
+                                 model.round_params)
     return Bound(*welfare_bound(market))
 
 
