@@ -8,6 +8,18 @@ availability, energy_efficiency, x, y`` and optional ``owner_id``.
 
 Ids (``request_id, user_id, resource_id, owner_id``) are whole numbers or strings and
 come back exactly as given (:func:`_ids` states the rule).
+
+**Resource dimensions.** A market names its resource kinds (``[market] dimensions``,
+default ``("cpu", "mem")``); each is one numeric column in both tables, the request's
+demand and the resource's capacity in the same units (fractions are ordinary values: a
+pod asking for 0.46 of one GPU has ``gpu = 0.46``). Demands are >= 0; capacities of
+``cpu`` and ``mem`` are > 0 (every machine has them), of any other dimension >= 0 (a
+CPU-only machine has ``gpu = 0``).
+
+**Eligibility.** Optional ``resource_type`` (a resource's kind, e.g. its GPU model; empty
+= untyped) and ``allowed_types`` (a request's acceptable kinds, ``|``-separated, e.g.
+``V100M16|V100M32``; empty = any resource). A request with a list may only be placed on a
+resource whose type is in it.
 """
 
 from __future__ import annotations
@@ -21,12 +33,20 @@ import pandas as pd
 
 from market.errors import MarketInputError
 
+#: the resource dimensions of a market that does not name its own
+DEFAULT_DIMENSIONS = ("cpu", "mem")
+#: dimensions whose capacity must be > 0 when a market has them (others may be 0)
+_POSITIVE_CAPACITY = ("cpu", "mem")
 REQUEST_COLUMNS = ["request_id", "user_id", "round", "cpu", "mem", "budget", "priority", "x", "y"]
 REQUEST_OPTIONAL = {"duration": 1, "min_reliability": 0.0, "min_availability": 0.0, "max_latency": np.inf}
 RESOURCE_COLUMNS = [
     "resource_id", "cpu", "mem", "unit_cost", "reliability", "availability", "energy_efficiency", "x", "y",
 ]
 RESOURCE_OPTIONAL = {"owner_id": -1}
+#: optional text columns (eligibility): missing or empty = untyped resource / any resource
+TEXT_OPTIONAL = {"requests": "allowed_types", "resources": "resource_type"}
+#: separator of the types in ``allowed_types``
+TYPE_SEPARATOR = "|"
 #: suffixes :func:`read_table` reads as Parquet; anything else is read as (possibly compressed) CSV
 PARQUET_SUFFIXES = (".parquet", ".pq")
 #: suffixes a table file may have (CSV may be compressed)
@@ -34,9 +54,9 @@ TABLE_SUFFIXES = (*PARQUET_SUFFIXES, ".csv", ".csv.gz", ".csv.bz2", ".csv.xz", "
 
 #: (column, lower bound, strict?) checks; budgets and capacities must be > 0
 _RANGES = {
-    "requests": [("cpu", 0, False), ("mem", 0, False), ("budget", 0, True), ("priority", 0, False),
+    "requests": [("budget", 0, True), ("priority", 0, False),
                  ("round", 0, False), ("duration", 1, False), ("max_latency", 0, False)],
-    "resources": [("cpu", 0, True), ("mem", 0, True), ("unit_cost", 0, False), ("energy_efficiency", 0, True)],
+    "resources": [("unit_cost", 0, False), ("energy_efficiency", 0, True)],
 }
 _UNIT_INTERVAL = {
     "requests": ["min_reliability", "min_availability"],
@@ -184,7 +204,63 @@ def _ids(df: pd.DataFrame, col: str, rows: _Rows) -> pd.Series:
     return pd.Series([str(v) for v in values], index=index, dtype=str)
 
 
-def validate(df: pd.DataFrame, kind: str, source: str) -> pd.DataFrame:
+def required_columns(kind: str, dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS) -> list[str]:
+    """The columns a ``requests`` or ``resources`` table must have, for a market's dimensions.
+
+    The fixed columns of the contract without ``cpu, mem``, with one column per dimension
+    after the id columns (``cpu, mem`` for the default dimensions: the contract's order).
+    """
+    base = REQUEST_COLUMNS if kind == "requests" else RESOURCE_COLUMNS
+    head = 3 if kind == "requests" else 1  # request_id, user_id, round | resource_id
+    rest = [c for c in base[head:] if c not in DEFAULT_DIMENSIONS]
+    return [*base[:head], *dimensions, *rest]
+
+
+def check_dimensions(dimensions: object, source: str | None = None, key: str = "market.dimensions") -> tuple[str, ...]:
+    """A market's dimensions as a tuple of names, or one line naming the key.
+
+    Names are non-empty identifiers (letters, digits, ``_``), unique, not one of the
+    tables' other columns; at least one.
+    """
+    reserved = {*REQUEST_COLUMNS, *RESOURCE_COLUMNS, *REQUEST_OPTIONAL, *RESOURCE_OPTIONAL, *TEXT_OPTIONAL.values()}
+    reserved -= set(DEFAULT_DIMENSIONS)
+    if not isinstance(dimensions, list | tuple) or not dimensions:
+        raise MarketInputError(f"key {key!r} must be a non-empty list of names, got {dimensions!r}", source=source)
+    for name in dimensions:
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise MarketInputError(f"key {key!r}: {name!r} is not a dimension name (letters, digits, _)", source=source)
+        if name in reserved:
+            raise MarketInputError(f"key {key!r}: {name!r} is another column of the tables, not a dimension", source=source)
+    dup = [d for i, d in enumerate(dimensions) if d in dimensions[:i]]
+    if dup:
+        raise MarketInputError(f"key {key!r}: dimension {dup[0]!r} is listed twice", source=source)
+    return tuple(dimensions)
+
+
+def _types(df: pd.DataFrame, col: str, rows: _Rows) -> pd.Series:
+    """Text column ``col`` (eligibility): strings, missing or empty = ``""``; numbers as their text."""
+    raw = df[col]
+    out = []
+    for row, v in enumerate(raw.tolist()):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            out.append("")
+        elif isinstance(v, str):
+            out.append(v.strip())
+        elif isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_):
+            out.append(str(int(v)))
+        else:
+            rows.fail(np.arange(len(raw)) == row, f"column {col!r} must hold text, got {{value}}", raw)
+    values = pd.Series(out, index=raw.index, dtype=str)
+    if col == "allowed_types":
+        bad = values.map(lambda v: v != "" and "" in [t.strip() for t in v.split(TYPE_SEPARATOR)]).to_numpy(dtype=bool)
+        if bad.any():
+            rows.fail(bad, f"column {col!r} has an empty type in {{value}} (types are separated by {TYPE_SEPARATOR!r})",
+                      values)
+        values = values.map(lambda v: TYPE_SEPARATOR.join(t.strip() for t in v.split(TYPE_SEPARATOR)) if v else v)
+    return values
+
+
+def validate(df: pd.DataFrame, kind: str, source: str, dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS) -> pd.DataFrame:
     """Check and normalise a requests or resources table.
 
     Checks, each failing with one line that names the file, the column and the first
@@ -198,6 +274,7 @@ def validate(df: pd.DataFrame, kind: str, source: str) -> pd.DataFrame:
         df: the raw table.
         kind: ``"requests"`` or ``"resources"``.
         source: the file name used in error messages.
+        dimensions: the market's resource dimensions (one numeric column each).
 
     Returns:
         The table with optional columns filled in, numeric dtypes (whole-number columns
@@ -208,7 +285,8 @@ def validate(df: pd.DataFrame, kind: str, source: str) -> pd.DataFrame:
     """
     if kind not in _RANGES:
         raise ValueError(f"kind must be 'requests' or 'resources', got {kind!r}")
-    required = REQUEST_COLUMNS if kind == "requests" else RESOURCE_COLUMNS
+    dimensions = tuple(dimensions)
+    required = required_columns(kind, dimensions)
     optional = REQUEST_OPTIONAL if kind == "requests" else RESOURCE_OPTIONAL
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -222,13 +300,17 @@ def validate(df: pd.DataFrame, kind: str, source: str) -> pd.DataFrame:
             df[col] = default
     for col in [*required, *optional]:
         df[col] = _ids(df, col, rows) if col in _IDS[kind] else _numeric(df, col, rows)
+    text = TEXT_OPTIONAL[kind]
+    df[text] = _types(df, text, rows) if text in df.columns else pd.Series("", index=df.index, dtype=str)
     for col in _INTEGER[kind]:
         arr = df[col].to_numpy(dtype=float)
         bad = arr != np.round(arr)
         if bad.any():
             rows.fail(bad, f"column {col!r} must hold whole numbers, got {{value}}", arr)
         df[col] = df[col].astype(np.int64)
-    for col, low, strict in _RANGES[kind]:
+    ranges = [r for r in _RANGES[kind] if r[0] not in DEFAULT_DIMENSIONS]
+    ranges += [(d, 0, kind == "resources" and d in _POSITIVE_CAPACITY) for d in dimensions]
+    for col, low, strict in ranges:
         arr = df[col].to_numpy(dtype=float)
         bad = arr <= low if strict else arr < low
         if bad.any():
@@ -254,17 +336,25 @@ class MarketData:
     resources: pd.DataFrame
     #: priority normaliser ``p_max`` (``p~ = p / p_max``)
     priority_max: float = 10.0
+    #: the resource dimensions, one column each in both tables
+    dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dimensions", tuple(self.dimensions))
 
     def request_arrays(self) -> dict[str, np.ndarray]:
         """Request columns as contiguous float/int arrays (rows in table order)."""
         df = self.requests
         out = {c: np.ascontiguousarray(df[c].to_numpy(dtype=float)) for c in
-               ["cpu", "mem", "budget", "priority", "x", "y", "min_reliability", "min_availability", "max_latency"]}
+               [*self.dimensions, "budget", "priority", "x", "y", "min_reliability", "min_availability", "max_latency"]}
         out["round"] = df["round"].to_numpy(dtype=np.int64)
         out["duration"] = df["duration"].to_numpy(dtype=np.int64)
         return out
 
-    def resource_arrays(self) -> dict[str, np.ndarray]:
-        """Resource columns as contiguous float arrays (rows in table order)."""
-        df = self.resources
-        return {c: np.ascontiguousarray(df[c].to_numpy(dtype=float)) for c in RESOURCE_COLUMNS[1:]}
+    def demand(self) -> np.ndarray:
+        """``(N, D)`` each request's demand in every dimension (columns in ``dimensions`` order)."""
+        return np.ascontiguousarray(self.requests[list(self.dimensions)].to_numpy(dtype=float).reshape(-1, len(self.dimensions)))
+
+    def capacity(self) -> np.ndarray:
+        """``(M, D)`` each resource's capacity in every dimension."""
+        return np.ascontiguousarray(self.resources[list(self.dimensions)].to_numpy(dtype=float).reshape(-1, len(self.dimensions)))
