@@ -1,8 +1,10 @@
 """Numba kernels shared by the mechanisms: the allocation hot loops.
 
 All kernels work on the ELL layout of :class:`mechanisms.base.SubMarket`: ``cand`` is
-``(N, K)`` local resource indices (-1 = no candidate), ``demand`` is ``(N, 2)`` and
-``cap`` is the ``(M, 2)`` residual capacity, which kernels copy and never mutate.
+``(N, K)`` local resource indices (-1 = no candidate), ``demand`` is ``(N, D)`` and
+``cap`` is the ``(M, D)`` residual capacity, which kernels copy and never mutate. The
+number of resource dimensions ``D >= 1`` (cpu, memory, gpu, ...) is read from the
+arrays' shapes; a request fits a resource when it fits in every dimension.
 Ties are broken by the flat pair index ``i * K + k`` so results never depend on sort
 stability or thread count.
 """
@@ -30,8 +32,19 @@ def posted_price(cost: float, b: float) -> float:
 
 
 @nb.njit(cache=True, inline="always")
-def _fits(cap: np.ndarray, j: int, d0: float, d1: float) -> bool:
-    return cap[j, 0] + _EPS >= d0 and cap[j, 1] + _EPS >= d1
+def _fits(res: np.ndarray, j: int, demand: np.ndarray, i: int) -> bool:
+    """Request ``i`` fits resource ``j``'s residual ``res[j]`` in every dimension."""
+    for d in range(demand.shape[1]):  # noqa: SIM110 (a loop numba compiles; no generator in all())
+        if not res[j, d] + _EPS >= demand[i, d]:
+            return False
+    return True
+
+
+@nb.njit(cache=True, inline="always")
+def _take(res: np.ndarray, j: int, demand: np.ndarray, i: int) -> None:
+    """Place request ``i`` on resource ``j``: its demand leaves ``res[j]`` in every dimension."""
+    for d in range(demand.shape[1]):
+        res[j, d] -= demand[i, d]
 
 
 @nb.njit(cache=True, inline="always")
@@ -133,8 +146,7 @@ def lazy_greedy(
         if top == 0 or _above(rank, e, keys[0], idx[0]):
             j = cand[i, c]
             choice[i] = c
-            res[j, 0] -= demand[i, 0]
-            res[j, 1] -= demand[i, 1]
+            _take(res, j, demand, i)
             won[u] += prio[i]
         else:  # stale key: push back with the fresh gain
             pos = top
@@ -166,11 +178,10 @@ def edge_scan(order: np.ndarray, cand: np.ndarray, demand: np.ndarray, cap: np.n
         i = e // k
         c = e - i * k
         j = cand[i, c]
-        if j < 0 or choice[i] >= 0 or not _fits(res, j, demand[i, 0], demand[i, 1]):
+        if j < 0 or choice[i] >= 0 or not _fits(res, j, demand, i):
             continue
         choice[i] = c
-        res[j, 0] -= demand[i, 0]
-        res[j, 1] -= demand[i, 1]
+        _take(res, j, demand, i)
     return choice
 
 
@@ -179,7 +190,7 @@ def _best_column(i: int, key: np.ndarray, cand: np.ndarray, ok: np.ndarray, dema
     best = -1
     for c in range(cand.shape[1]):
         j = cand[i, c]
-        fits = j >= 0 and ok[i, c] and _fits(res, j, demand[i, 0], demand[i, 1])
+        fits = j >= 0 and ok[i, c] and _fits(res, j, demand, i)
         if fits and (best < 0 or key[i, c] > key[i, best]):
             best = c
     return best
@@ -201,8 +212,7 @@ def sequential_pick(
         if c >= 0:
             j = cand[i, c]
             choice[i] = c
-            res[j, 0] -= demand[i, 0]
-            res[j, 1] -= demand[i, 1]
+            _take(res, j, demand, i)
     return choice
 
 
@@ -243,7 +253,7 @@ def _quality_integral(lo: float, hi: float, avail: np.ndarray, quality: np.ndarr
 def _grow(undo_j: np.ndarray, undo_v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The undo log with twice the room, its entries kept."""
     j = np.empty(2 * undo_j.size, dtype=np.int64)
-    v = np.empty((2 * undo_j.size, 2))
+    v = np.empty((2 * undo_j.size, undo_v.shape[1]))
     j[: undo_j.size] = undo_j
     v[: undo_j.size] = undo_v
     return j, v
@@ -282,7 +292,7 @@ def myerson_ladder(
     threshold = np.empty(k)
     avail = np.empty(k, dtype=np.bool_)
     undo_j = np.empty(64, dtype=np.int64)
-    undo_v = np.empty((64, 2))
+    undo_v = np.empty((64, demand.shape[1]))
     for pos in range(n):
         i = order[pos]
         c = _best_column(i, quality, cand, ok, demand, res)
@@ -295,7 +305,7 @@ def myerson_ladder(
         floor = np.inf  # below every threshold q(t) = 0: stop replaying there
         for cc in range(k):
             j = cand[i, cc]
-            avail[cc] = j >= 0 and _fits(res, j, demand[i, 0], demand[i, 1])
+            avail[cc] = j >= 0 and _fits(res, j, demand, i)
             if avail[cc] and threshold[cc] < floor:
                 floor = threshold[cc]
         # replay the others after i, without i, in place on res; an undo log puts back
@@ -315,14 +325,12 @@ def myerson_ladder(
             if logged == undo_j.size:
                 undo_j, undo_v = _grow(undo_j, undo_v)
             undo_j[logged] = jo
-            undo_v[logged, 0] = res[jo, 0]
-            undo_v[logged, 1] = res[jo, 1]
+            undo_v[logged] = res[jo]
             logged += 1
-            res[jo, 0] -= demand[o, 0]
-            res[jo, 1] -= demand[o, 1]
+            _take(res, jo, demand, o)
             changed = False
             for cc in range(k):
-                if avail[cc] and cand[i, cc] == jo and not _fits(res, jo, demand[i, 0], demand[i, 1]):
+                if avail[cc] and cand[i, cc] == jo and not _fits(res, jo, demand, i):
                     changed = True
             if changed:
                 lo = min(report[o], upper)
@@ -335,14 +343,12 @@ def myerson_ladder(
                     if avail[cc] and threshold[cc] < floor:
                         floor = threshold[cc]
         for u in range(logged - 1, -1, -1):
-            res[undo_j[u], 0] = undo_v[u, 0]
-            res[undo_j[u], 1] = undo_v[u, 1]
+            res[undo_j[u]] = undo_v[u]
         integral += _quality_integral(0.0, upper, avail, quality[i], threshold)
         choice[i] = c
         payment[i] = max(0.0, z * win_q - integral)
         j = cand[i, c]
-        res[j, 0] -= demand[i, 0]
-        res[j, 1] -= demand[i, 1]
+        _take(res, j, demand, i)
     return choice, payment
 
 

@@ -22,7 +22,7 @@ from mechanisms.registry import register
 
 def capacity_share(market: SubMarket) -> np.ndarray:
     """Each request's size: its largest demand share of the sub-market's mean capacity."""
-    mean_cap = market.capacity.mean(axis=0) if market.capacity.size else np.ones(2)
+    mean_cap = market.capacity.mean(axis=0) if market.capacity.shape[0] else np.ones(market.demand.shape[1])
     share = market.demand / np.where(mean_cap > 0, mean_cap, 1.0)
     return np.maximum(share.max(axis=1), 1e-9)
 
