@@ -38,7 +38,10 @@ columns, ``M = 0`` resources, requests with no candidates and padding between re
 candidates, zero capacity, zero demand, tiny and huge numbers, identical requests over
 identical resources (ties), capacity that fits a set of requests exactly or misses by a
 hair, one user with many requests, and ``n_markets`` seeded random markets of several
-sizes. Only numpy and :mod:`mechanisms.base` are used, so a plug-in author can run the
+sizes, all with two resource dimensions (cpu, memory); then, for ``D`` = 1, 3 and 4
+resource dimensions (:data:`DIMENSIONS`), empty and resource-less markets, a random
+one, a dimension with no capacity anywhere, a dimension that binds, and capacity that
+fits exactly or misses in one dimension by a hair. Only numpy and :mod:`mechanisms.base` are used, so a plug-in author can run the
 check without the rest of the framework (``market check-mechanism NAME`` from a shell).
 """
 
@@ -173,9 +176,11 @@ def build_market(
 
 def random_market(
     rng: np.random.Generator, n: int, m: int, k: int, *, users: int | None = None,
-    fairness_weight: float = 0.3, cost_weight: float = 0.0, shading: bool = True,
+    fairness_weight: float = 0.3, cost_weight: float = 0.0, shading: bool = True, dims: int = 2,
 ) -> SubMarket:
     """A random consistent sub-market: distinct candidates per row, some padding.
+
+    Demands are uniform in [0.05, 1) and capacities in [0, 3) in every dimension.
 
     Args:
         rng: the generator.
@@ -186,6 +191,7 @@ def random_market(
         fairness_weight: ``delta``.
         cost_weight: ``alpha``.
         shading: draw bid scales below 1 for some requests.
+        dims: resource dimensions ``D`` (columns of ``demand`` and ``capacity``).
 
     Returns:
         The sub-market.
@@ -199,8 +205,8 @@ def random_market(
     users = n if users is None else users
     return build_market(
         cand,
-        rng.uniform(0.05, 1.0, (n, 2)),
-        rng.uniform(0.0, 3.0, (m, 2)),
+        rng.uniform(0.05, 1.0, (n, dims)),
+        rng.uniform(0.0, 3.0, (m, dims)),
         budget=budget,
         utility=rng.uniform(0.0, 1.0, (n, k)),
         reserve=rng.uniform(0.0, 0.9, (n, k)) * budget[:, None],
@@ -213,8 +219,66 @@ def random_market(
     )
 
 
+#: the resource dimensions ``D`` the conformance markets cover besides cpu and memory (D = 2)
+DIMENSIONS = (1, 3, 4)
+
+
+def dimension_markets(dims: int, seed: int = 0) -> Iterator[tuple[str, SubMarket]]:
+    """Markets with ``dims`` resource dimensions (columns of ``demand`` and ``capacity``).
+
+    Empty (``N = 0``), no resources (``M = 0``), a random market, a dimension with no
+    capacity anywhere (half the requests demand nothing there and may be served, the
+    others may not), a dimension that binds (plenty of everything else), and capacity
+    that fits four requests exactly or misses in one dimension by a hair. The special
+    dimension is the last one, which a mechanism that only looks at the first two
+    columns never sees.
+
+    Args:
+        dims: ``D >= 1``.
+        seed: seed of the random draws.
+
+    Yields:
+        ``(label, market)`` pairs, labelled ``"D=<dims>: ..."``.
+    """
+    rng = np.random.default_rng([seed, 2, dims])
+    tag = f"D={dims}:"
+    last = dims - 1
+    yield f"{tag} N=0", build_market(np.empty((0, 3), dtype=np.int64), np.empty((0, dims)), np.ones((2, dims)))
+    yield f"{tag} no resources, M=0", build_market(np.full((3, 2), -1), np.ones((3, dims)), np.empty((0, dims)))
+    yield f"{tag} random, N=30, M=5, K=4", random_market(
+        rng, 30, 5, 4, users=10, fairness_weight=0.3, cost_weight=0.4, dims=dims,
+    )
+    n, m = 12, 3
+    cand = np.tile(np.arange(m), (n, 1))
+    cand[1::3, 1] = -1
+    utility = rng.uniform(0.0, 1.0, (n, m))
+    demand = rng.uniform(0.05, 1.0, (n, dims))
+    demand[::2, last] = 0.0
+    capacity = rng.uniform(1.0, 3.0, (m, dims))
+    capacity[:, last] = 0.0
+    yield f"{tag} no capacity in dimension {last}", build_market(cand, demand, capacity, utility=utility)
+    n = 16
+    cand = np.tile(np.arange(m), (n, 1))
+    demand = rng.uniform(0.05, 1.0, (n, dims))
+    demand[:, last] = rng.uniform(0.3, 0.9, n)
+    capacity = np.full((m, dims), 100.0)
+    capacity[:, last] = 1.0
+    yield f"{tag} dimension {last} binds", build_market(
+        cand, demand, capacity, utility=rng.uniform(0.0, 1.0, (n, m)), priority=rng.integers(0, 11, n) / 10.0,
+    )
+    demand = rng.uniform(0.05, 1.0, (4, dims))
+    exact = demand.sum(axis=0, keepdims=True)
+    yield f"{tag} tight capacity: fits exactly", build_market(np.zeros((4, 1)), demand, exact)
+    short = exact + 1.0
+    short[0, last] = exact[0, last] - 1e-7
+    yield f"{tag} tight capacity: dimension {last} short by a hair", build_market(np.zeros((4, 1)), demand, short)
+
+
 def markets(n_markets: int = 8, seed: int = 0) -> Iterator[tuple[str, SubMarket]]:
-    """The conformance markets: the fixed degenerate ones, then ``n_markets`` random ones.
+    """The conformance markets: the fixed degenerate ones, ``n_markets`` random ones, other D.
+
+    The fixed and random markets have two resource dimensions (cpu, memory); then come
+    the :func:`dimension_markets` for each ``D`` in :data:`DIMENSIONS`.
 
     Args:
         n_markets: random markets after the fixed ones.
@@ -264,18 +328,22 @@ def markets(n_markets: int = 8, seed: int = 0) -> Iterator[tuple[str, SubMarket]
             rng, n, m, k, users=max(1, n // 2) if r % 2 else None,
             fairness_weight=(0.0, 0.3, 1.0)[r % 3], cost_weight=(0.0, 0.4)[r % 2],
         )
+    for dims in DIMENSIONS:
+        yield from dimension_markets(dims, seed)
 
 
 def truthful_markets(seed: int = 0) -> Iterator[tuple[str, SubMarket]]:
     """Small markets for the ``truthful`` invariant: one request per user, truthful bids.
 
+    The last one has three resource dimensions, the others two.
+
     Yields:
         ``(label, market)`` pairs.
     """
     rng = np.random.default_rng([seed, 1])
-    for r, (n, m, k) in enumerate([(4, 1, 1), (6, 2, 2), (8, 3, 3)]):
-        yield f"truthful #{r}: N={n}, M={m}, K={k}", random_market(
-            rng, n, m, k, fairness_weight=0.0, cost_weight=0.0, shading=False,
+    for r, (n, m, k, dims) in enumerate([(4, 1, 1, 2), (6, 2, 2, 2), (8, 3, 3, 2), (8, 3, 3, 3)]):
+        yield f"truthful #{r}: N={n}, M={m}, K={k}, D={dims}", random_market(
+            rng, n, m, k, fairness_weight=0.0, cost_weight=0.0, shading=False, dims=dims,
         )
 
 

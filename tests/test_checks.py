@@ -25,6 +25,7 @@ import mechanisms
 from mechanisms import create
 from mechanisms.base import Allocation, Mechanism, paid
 from mechanisms.checks import (
+    DIMENSIONS,
     INVARIANTS,
     InvariantError,
     build_market,
@@ -51,6 +52,28 @@ def test_the_markets_include_the_degenerate_cases():
     assert any(n > 0 and m == 0 for n, m, _ in shapes.values())
     assert any(label.startswith("ties") for label in shapes)
     assert sum(label.startswith("random") for label in shapes) == 2
+
+
+def test_the_markets_cover_one_to_four_dimensions():
+    by_dims: dict[int, list[str]] = {}
+    for label, m in markets(2):
+        assert m.demand.shape[1] == m.capacity.shape[1], label
+        by_dims.setdefault(m.demand.shape[1], []).append(label)
+    assert set(DIMENSIONS) == {1, 3, 4} and set(by_dims) == {1, 2, 3, 4}
+    for d in DIMENSIONS:
+        assert {f"D={d}: no capacity in dimension {d - 1}", f"D={d}: dimension {d - 1} binds",
+                f"D={d}: tight capacity: dimension {d - 1} short by a hair"} <= set(by_dims[d])
+    by_label = dict(markets(0))
+    zero = by_label["D=3: no capacity in dimension 2"]
+    assert np.all(zero.capacity[:, 2] == 0) and np.any(zero.demand[:, 2] == 0) and np.any(zero.demand[:, 2] > 0)
+    binds = by_label["D=4: dimension 3 binds"]
+    assert binds.demand[:, 3].sum() > binds.capacity[:, 3].sum()
+    assert np.all(binds.demand[:, :3].sum(axis=0) < binds.capacity[:, :3].min(axis=0))
+
+
+@pytest.mark.parametrize(("name", "params"), [("mohaf", {"rank": "density"}), ("drf", {"payment": "reserve"})])
+def test_built_ins_with_parameters_pass(name, params):
+    assert check_mechanism(create(name, **params)) > len(INVARIANTS)
 
 
 def test_the_flat_and_truthful_contract_is_declared():
@@ -195,6 +218,21 @@ class PastTheEnd(Mechanism):
         return Allocation(np.full(n, k, dtype=np.int64), np.zeros(n))
 
 
+class FitsTwoColumns(Mechanism):
+    """First candidate that fits in row order, but only cpu and memory (the first two columns) are checked."""
+
+    def allocate(self, market, rng):
+        free = market.capacity.copy()
+        choice = np.full(market.n_requests, -1, dtype=np.int64)
+        for i in range(market.n_requests):
+            for c, j in enumerate(market.candidates[i]):
+                if j >= 0 and np.all(market.demand[i, :2] <= free[j, :2] + 1e-12):
+                    free[j] -= market.demand[i]
+                    choice[i] = c
+                    break
+        return Allocation(choice, paid(market, choice, market.posted))
+
+
 class FlatAsString(Greedy):
     """Declares ``flat`` as a string."""
 
@@ -211,6 +249,7 @@ BROKEN = [
     (Overcharge, "payment-budget"),
     (FirstColumn, "qos"),
     (FirstCandidate, "capacity"),
+    (FitsTwoColumns, "capacity"),
     (Mutates, "no-mutation"),
     (Sneaky, "no-mutation"),
     (SwapsAScalar, "no-mutation"),
@@ -253,6 +292,13 @@ def test_capacity_is_checked_in_every_dimension():
     check_allocation(market, Allocation(np.array([0, -1]), np.zeros(2)), "3-d")
     with pytest.raises(AssertionError, match=r"invariant 'capacity': resource 0 dimension 2 over by 0\.6"):
         check_allocation(market, Allocation(np.array([0, 0]), np.zeros(2)), "3-d")
+
+
+def test_a_mechanism_blind_to_a_third_dimension_fails_on_the_three_dimensional_markets():
+    with pytest.raises(InvariantError) as info:
+        check_mechanism(FitsTwoColumns())
+    assert info.value.invariant == "capacity" and info.value.market.startswith("D=3: ")
+    assert "dimension 2 over by" in str(info.value)
 
 
 def test_a_non_mechanism_fails_the_interface():
