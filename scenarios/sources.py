@@ -37,6 +37,10 @@ def build_market(scenario: Scenario, seed: int) -> MarketData:
         from scenarios import trace_markets
 
         return trace_markets.build(scenario, rng)
+    if source == "alibaba_gpu":
+        from scenarios import alibaba_gpu
+
+        return alibaba_gpu.build(scenario, rng)
     raise MarketInputError(f"unknown market source {source!r}", source=scenario.path)
 
 
@@ -55,8 +59,14 @@ def market_notes(scenario: Scenario) -> dict:
     """What building the scenario's market left out, for the run's manifest.
 
     ``{"trace_drops": counts}`` for a Google 2011 ``real`` market (records dropped or
-    read by a documented rule: :func:`scenarios.trace_markets.dropped_records`), else ``{}``.
+    read by a documented rule: :func:`scenarios.trace_markets.dropped_records`) or an
+    Alibaba GPU market (:func:`scenarios.alibaba_gpu.dropped_records`, with the pods whose
+    GPU models are not among the sampled nodes), else ``{}``.
     """
+    if scenario.market.get("source") == "alibaba_gpu":
+        from scenarios import alibaba_gpu
+
+        return {"trace_drops": alibaba_gpu.dropped_records(scenario)}
     if scenario.market.get("source") != "google2011":
         return {}
     from scenarios import trace_markets
