@@ -400,3 +400,57 @@ def ladder_reserve(cand: np.ndarray, slope: np.ndarray, cost: np.ndarray, thresh
                 if threshold[i, low] < cross:
                     opens[i, j] = max(opens[i, j], cross)
     return np.where(valid, opens * slope, np.inf)
+
+
+#: the packing rules of :func:`pack_in_order`
+BEST_FIT = 0
+DOT_PRODUCT = 1
+
+
+@nb.njit(cache=True)
+def pack_in_order(
+    rule: int, ok: np.ndarray, cand: np.ndarray, demand: np.ndarray, cap: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
+    """Requests in row order each take the allowed, fitting candidate the packing ``rule`` scores best.
+
+    With ``r = res[j] / scale`` and ``q = demand[i] / scale`` (``res`` the residual
+    capacity at the time, per dimension), :data:`BEST_FIT` minimises the residual left
+    after placement, ``sum_d (r_d - q_d)``, and :data:`DOT_PRODUCT` maximises the
+    alignment ``sum_d q_d r_d``. Ties go to the lower column. O(N K D).
+
+    Args:
+        rule: :data:`BEST_FIT` or :data:`DOT_PRODUCT`.
+        ok: ``(N, K)`` pairs allowed (e.g. affordable).
+        cand: ``(N, K)`` candidate resources, -1 = padding.
+        demand: ``(N, D)`` demand per request.
+        cap: ``(M, D)`` residual capacity (copied, never mutated).
+        scale: ``(D,)`` positive normaliser of each dimension.
+
+    Returns:
+        ``(N,)`` chosen candidate column per request, -1 if unserved.
+    """
+    n, k = cand.shape
+    dims = demand.shape[1]
+    res = cap.copy()
+    choice = np.full(n, -1, dtype=np.int64)
+    for i in range(n):
+        best = -1
+        best_score = 0.0
+        for c in range(k):
+            j = cand[i, c]
+            if j < 0 or not ok[i, c] or not _fits(res, j, demand, i):
+                continue
+            score = 0.0
+            if rule == BEST_FIT:
+                for d in range(dims):
+                    score -= (res[j, d] - demand[i, d]) / scale[d]
+            else:
+                for d in range(dims):
+                    score += (demand[i, d] / scale[d]) * (res[j, d] / scale[d])
+            if best < 0 or score > best_score:
+                best = c
+                best_score = score
+        if best >= 0:
+            choice[i] = best
+            _take(res, cand[i, best], demand, i)
+    return choice
