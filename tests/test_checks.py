@@ -36,7 +36,7 @@ from mechanisms.checks import (
 from mechanisms.first_price import FirstPrice
 from mechanisms.greedy import Greedy
 
-BUILT_INS = ["drf", "first_price", "greedy", "mohaf", "optimal", "random", "second_price"]
+BUILT_INS = ["best_fit", "dot_product", "drf", "first_price", "greedy", "mohaf", "optimal", "random", "second_price"]
 
 
 @pytest.mark.parametrize("name", BUILT_INS)
