@@ -47,12 +47,12 @@ class ResourceLedger:
     """Every resource's state, as arrays.
 
     Attributes:
-        capacity: ``(M, 2)`` capacity in allocation units (cpu and memory, or slots).
-        capacity_real: ``(M, 2)`` cpu and memory capacity.
+        capacity: ``(M, E)`` capacity in allocation units (the D dimensions, or slots).
+        capacity_real: ``(M, D)`` capacity in each dimension.
         energy_efficiency: ``(M,)`` energy efficiency (> 0).
-        used: ``(M, 2)`` allocation units held by running requests.
-        used_real: ``(M, 2)`` cpu and memory held by running requests.
-        load: ``(M,)`` utilisation after the last round (max over cpu and memory).
+        used: ``(M, E)`` allocation units held by running requests.
+        used_real: ``(M, D)`` capacity of each dimension held by running requests.
+        load: ``(M,)`` utilisation after the last round (max over the dimensions).
         energy: ``(M,)`` energy used so far.
         revenue: ``(M,)`` payments collected so far.
         credit: ``(M,)`` payments collected in the last round.
@@ -95,7 +95,7 @@ class ResourceLedger:
 
     @property
     def free(self) -> np.ndarray:
-        """``(M, 2)`` free capacity in allocation units."""
+        """``(M, E)`` free capacity in allocation units."""
         return self.capacity - self.used
 
     def release(self, t: int) -> None:
@@ -113,8 +113,8 @@ class ResourceLedger:
         Args:
             t: the round.
             j: ``(S,)`` resource of each served request.
-            need: ``(S, 2)`` allocation units each one holds.
-            real: ``(S, 2)`` cpu and memory each one uses.
+            need: ``(S, E)`` allocation units each one holds.
+            real: ``(S, D)`` demand in each dimension each one uses.
             payment: ``(S,)`` what each one pays its resource.
             duration: ``(S,)`` rounds each one runs (it finishes at ``t + duration``).
 
@@ -152,9 +152,9 @@ class ResourceAgent(mesa.Agent):
         return float(self.model.resource_columns[name][self.index])
 
     @property
-    def capacity(self) -> tuple[float, float]:
-        """(cpu, mem) capacity."""
-        return self._col("cpu"), self._col("mem")
+    def capacity(self) -> tuple[float, ...]:
+        """Capacity in each of the market's dimensions (``(cpu, mem)`` by default)."""
+        return tuple(float(v) for v in self.model.resource_columns["capacity"][self.index])
 
     @property
     def unit_cost(self) -> float:
@@ -188,7 +188,7 @@ class ResourceAgent(mesa.Agent):
 
     @property
     def load(self) -> float:
-        """Utilisation (max over cpu and memory) including running requests."""
+        """Utilisation (max over the dimensions) including running requests."""
         return float(self.model.resource_ledger.load[self.index])
 
     @property

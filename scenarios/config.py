@@ -1,8 +1,10 @@
 """Scenario files: TOML with fixed keys (README, "Architecture", contract 1), validated on load.
 
 Fixed keys (other tools write them): ``name, rounds, seeds, mechanisms, oracle`` and a
-``[market]`` table with ``source`` (``synthetic``, ``tabular``, ``google2011``) and, for
-``tabular``, ``requests`` and ``resources`` paths relative to the scenario file. Our own
+``[market]`` table with ``source`` (``synthetic``, ``tabular``, ``google2011``,
+``alibaba_gpu``) and, for ``tabular``, ``requests`` and ``resources`` paths relative to the
+scenario file. Every source takes ``dimensions`` (the resource kinds, default ``["cpu",
+"mem"]``) and ``price_weights`` (:attr:`Scenario.price_weights`). Our own
 optional key ``horizon`` (the rounds the market spans; default ``rounds``) and tables:
 ``[utility]``, ``[pricing]``, ``[clustering]``, ``[settlement]``, ``[users]``,
 ``[oracle_params]`` and ``[mechanism_params.<name>]``. Every error names the file, the
@@ -35,7 +37,10 @@ from typing import Any, ClassVar, Self
 from market.errors import MarketInputError
 
 SCENARIO_DIR = Path(__file__).resolve().parent
-SOURCES = ("synthetic", "tabular", "google2011")
+SOURCES = ("synthetic", "tabular", "google2011", "alibaba_gpu")
+#: ``[market]`` keys of every source (the engine's, not the source's): the resource
+#: dimensions and how a price applies to them
+COMMON_MARKET_KEYS = ("dimensions", "price_weights")
 _NUMBER = (int, float)
 
 # key -> (python type(s), default); None default = required
@@ -236,6 +241,35 @@ class Scenario:
     def __post_init__(self) -> None:
         if self.horizon is None:  # a market spans the rounds played unless told otherwise
             object.__setattr__(self, "horizon", self.rounds)
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        """The market's resource dimensions (``[market] dimensions``, default ``("cpu", "mem")``)."""
+        from scenarios.tables import DEFAULT_DIMENSIONS
+
+        return tuple(self.market.get("dimensions", DEFAULT_DIMENSIONS))
+
+    def price_weights(self, dimensions: tuple[str, ...] | None = None) -> tuple[float, ...]:
+        """``(D,)`` weight ``w_d`` of each dimension in a request's priced quantity ``q = sum_d w_d demand_d``.
+
+        ``[market] price_weights``, a table from dimension to weight (dimensions left out
+        weigh 0); default: 1 for the first dimension, 0 for the others (cpu: the paper's
+        rule, a price per unit of cpu per round). A resource's unit price is a price per
+        unit of ``q`` per round: a request pays ``price_j * q_i * duration_i`` (times the
+        posted markup).
+
+        Args:
+            dimensions: the market's dimensions (default: the scenario's).
+        """
+        given = self.market.get("price_weights")
+        dims = self.dimensions if dimensions is None else tuple(dimensions)
+        if given is None:
+            return tuple(1.0 if d == 0 else 0.0 for d in range(len(dims)))
+        return tuple(float(given.get(name, 0.0)) for name in dims)
+
+    def source_params(self) -> dict[str, Any]:
+        """The ``[market]`` table without the keys every source shares (what the source reads)."""
+        return {k: v for k, v in self.market.items() if k not in COMMON_MARKET_KEYS}
 
     @property
     def weights(self) -> tuple[float, float, float, float]:
@@ -495,17 +529,43 @@ def _market(raw: dict[str, Any], source: str, base_dir: Path) -> dict[str, Any]:
         if isinstance(value, float) and not math.isfinite(value):
             raise MarketInputError(f"key 'market.{key}' must be a finite number, got {value!r}", source=source)
     market = dict(market)
+    _common_market_keys(market, source)
     if kind in _MARKET_KEYS:
-        unknown = sorted(set(market) - set(_MARKET_KEYS[kind]))
+        unknown = sorted(set(market) - {*_MARKET_KEYS[kind], *COMMON_MARKET_KEYS})
         if unknown:
             known = ", ".join(_MARKET_KEYS[kind])
             raise MarketInputError(f"unknown key market.{unknown[0]} for source {kind!r} (known: {known})", source=source)
     if kind == "synthetic":
-        _synthetic(market, source)
+        _synthetic({k: v for k, v in market.items() if k not in COMMON_MARKET_KEYS}, source)
     if kind == "tabular":
         for key in ("requests", "resources"):
             market[key] = str(_table_path(market.get(key), f"market.{key}", source, base_dir))
     return market
+
+
+def _common_market_keys(market: dict[str, Any], source: str) -> None:
+    """Check ``market.dimensions`` and ``market.price_weights`` in place (one line naming the key)."""
+    from scenarios.tables import DEFAULT_DIMENSIONS, check_dimensions
+
+    if "dimensions" in market:
+        market["dimensions"] = list(check_dimensions(market["dimensions"], source))
+    dims = market.get("dimensions", list(DEFAULT_DIMENSIONS))
+    if "price_weights" in market:
+        weights = market["price_weights"]
+        if not isinstance(weights, dict) or not weights:
+            raise MarketInputError(f"key 'market.price_weights' must be a table of dimension = weight, got {weights!r}",
+                                   source=source)
+        for name, w in weights.items():
+            key = f"market.price_weights.{name}"
+            if name not in dims:
+                raise MarketInputError(f"key {key!r}: {name!r} is not a dimension of the market ({', '.join(dims)})",
+                                       source=source)
+            if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
+                raise MarketInputError(f"key {key!r} must be a finite number >= 0, got {w!r}", source=source)
+        if not any(w > 0 for w in weights.values()):
+            raise MarketInputError("key 'market.price_weights' must give some dimension a weight > 0 "
+                                   f"(else every price is 0), got {weights!r}", source=source)
+        market["price_weights"] = {name: float(w) for name, w in weights.items()}
 
 
 def _synthetic(market: dict[str, Any], source: str) -> None:

@@ -21,18 +21,29 @@ def build_market(scenario: Scenario, seed: int) -> MarketData:
     Raises:
         MarketInputError: on bad tables or source parameters.
     """
+    market = _build(scenario, seed)
+    if "dimensions" in scenario.market and market.dimensions != scenario.dimensions:
+        raise MarketInputError(
+            f"key 'market.dimensions': a {scenario.market['source']} market has dimensions "
+            f"{list(market.dimensions)}, not {list(scenario.dimensions)}", source=scenario.path)
+    return market
+
+
+def _build(scenario: Scenario, seed: int) -> MarketData:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x4D41524B]))  # "MARK"
     source = scenario.market["source"]
+    dims = scenario.dimensions
     if source == "synthetic":
         try:
-            return synthetic.generate(scenario.market, scenario.horizon, rng)
+            return synthetic.generate(scenario.source_params(), scenario.horizon, rng, dims)
         except MarketInputError as exc:
             raise MarketInputError(str(exc), source=scenario.path) from None
     if source == "tabular":
-        req = validate(read_table(scenario.market["requests"]), "requests", scenario.market["requests"])
-        res = validate(read_table(scenario.market["resources"]), "resources", scenario.market["resources"])
+        req = validate(read_table(scenario.market["requests"]), "requests", scenario.market["requests"], dims)
+        res = validate(read_table(scenario.market["resources"]), "resources", scenario.market["resources"], dims)
         pmax = float(scenario.utility.priority_max)
-        return MarketData(req, res, priority_max=max(pmax, float(req["priority"].max()) if len(req) else 1.0))
+        return MarketData(req, res, priority_max=max(pmax, float(req["priority"].max()) if len(req) else 1.0),
+                          dimensions=dims)
     if source == "google2011":
         from scenarios import trace_markets
 

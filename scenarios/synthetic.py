@@ -8,6 +8,14 @@ market), with log-normal cpu demand, memory proportional to cpu, geometric durat
 budgets from a per-user valuation of a unit of cpu, integer priorities 1..10, and, for a
 share of requests, QoS thresholds (reliability, availability, latency as distance).
 Capacities are scaled so that demand over capacity equals ``load`` (>1 is contended).
+
+**More dimensions.** A market whose ``dimensions`` name kinds beyond ``cpu`` and ``mem``
+(both required here) gets, for each extra kind, a capacity on a seeded share of the
+resources (half of them; the others have none, like CPU-only machines in a GPU cluster)
+proportional to their cpu, and a demand on a seeded share of the requests (a third)
+proportional to their cpu, scaled to the same ``load``. They are drawn from their own
+random stream after everything else, so the cpu/mem market of a seed is the same
+whatever the extra dimensions.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from market.errors import MarketInputError
-from scenarios.tables import MarketData
+from scenarios.tables import DEFAULT_DIMENSIONS, MarketData
 
 DEFAULTS = {
     "resources": 200,
@@ -82,7 +90,8 @@ def _resources(m: int, rng: np.random.Generator) -> pd.DataFrame:
     })
 
 
-def generate(market: dict, rounds: int, rng: np.random.Generator) -> MarketData:
+def generate(market: dict, rounds: int, rng: np.random.Generator,
+             dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS) -> MarketData:
     """Generate a market.
 
     Args:
@@ -90,10 +99,17 @@ def generate(market: dict, rounds: int, rng: np.random.Generator) -> MarketData:
         rounds: number of rounds requests arrive over and capacity is sized for (the
             scenario's ``horizon``, not the rounds a run plays).
         rng: the generator (the seed fixes the whole market).
+        dimensions: the market's resource dimensions; must include ``cpu`` and ``mem``.
 
     Returns:
         The market in the tabular format.
+
+    Raises:
+        MarketInputError: on bad parameters or dimensions without cpu and mem.
     """
+    missing = [d for d in DEFAULT_DIMENSIONS if d not in dimensions]
+    if missing:
+        raise MarketInputError(f"key 'market.dimensions': a synthetic market has cpu and mem; {missing[0]!r} is missing")
     p = params(market)
     m, n_users, n = int(p["resources"]), int(p["users"]), int(p["requests"])
     res = _resources(m, rng)
@@ -126,4 +142,28 @@ def generate(market: dict, rounds: int, rng: np.random.Generator) -> MarketData:
     big = int(res["cpu"].to_numpy().argmax())
     res.loc[big, "cpu"] = max(res.loc[big, "cpu"], float(cpu.max()))
     res.loc[big, "mem"] = max(res.loc[big, "mem"], float(mem.max()))
-    return MarketData(req, res.drop(columns="tier"), priority_max=10.0)
+    extra = [d for d in dimensions if d not in DEFAULT_DIMENSIONS]
+    if extra:
+        _extra_dimensions(req, res, extra, float(p["load"]), rounds, rng.spawn(1)[0])
+    return MarketData(req, res.drop(columns="tier"), priority_max=10.0, dimensions=tuple(dimensions))
+
+
+def _extra_dimensions(req: pd.DataFrame, res: pd.DataFrame, names: list[str], load: float, rounds: int,
+                      rng: np.random.Generator) -> None:
+    """Add each extra dimension's demand and capacity columns in place (module docstring)."""
+    n, m = len(req), len(res)
+    cpu_req, cpu_res = req["cpu"].to_numpy(), res["cpu"].to_numpy()
+    for name in names:
+        has = rng.random(m) < 0.5
+        has[int(cpu_res.argmax())] = True  # the largest machine has every kind (every request fits somewhere)
+        wants = rng.random(n) < 1 / 3
+        demand = np.where(wants, cpu_req * rng.uniform(0.25, 1.0, n), 0.0)
+        capacity = np.where(has, cpu_res * rng.uniform(0.5, 1.5, m), 0.0)
+        held = float((demand * req["duration"].to_numpy()).sum()) / rounds
+        total = float(capacity.sum())
+        if held > 0 and total > 0:
+            capacity *= held / load / total
+        big = int(cpu_res.argmax())
+        capacity[big] = max(capacity[big], float(demand.max()) if n else 0.0)
+        req[name] = demand
+        res[name] = capacity

@@ -355,6 +355,20 @@ class MarketData:
         """``(N, D)`` each request's demand in every dimension (columns in ``dimensions`` order)."""
         return np.ascontiguousarray(self.requests[list(self.dimensions)].to_numpy(dtype=float).reshape(-1, len(self.dimensions)))
 
+    def resource_types(self) -> np.ndarray:
+        """``(M,)`` each resource's type (``resource_type``; ``""`` = untyped, also when the table has none)."""
+        col = TEXT_OPTIONAL["resources"]
+        if col not in self.resources:
+            return np.full(len(self.resources), "", dtype=object)
+        return self.resources[col].fillna("").astype(str).to_numpy(dtype=object)
+
+    def allowed_types(self) -> np.ndarray:
+        """``(N,)`` each request's ``allowed_types`` (``""`` = any, also when the table has none)."""
+        col = TEXT_OPTIONAL["requests"]
+        if col not in self.requests:
+            return np.full(len(self.requests), "", dtype=object)
+        return self.requests[col].fillna("").astype(str).to_numpy(dtype=object)
+
     def capacity(self) -> np.ndarray:
         """``(M, D)`` each resource's capacity in every dimension."""
         return np.ascontiguousarray(self.resources[list(self.dimensions)].to_numpy(dtype=float).reshape(-1, len(self.dimensions)))

@@ -96,7 +96,7 @@ def paper_budget(demand: np.ndarray, priority: np.ndarray) -> np.ndarray:
 
 def _options(scenario: Scenario) -> dict[str, Any]:
     """The ``[market]`` table with defaults, every key checked (errors name the file)."""
-    given = dict(scenario.market)
+    given = dict(scenario.source_params())
     given.pop("source", None)
     variant = given.pop("variant", "mohaf")
     if variant not in VARIANTS:

@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from market.apps.cli import main
-from market.core.candidates import find_candidates, pair_terms, pair_utility
+from market.core.candidates import (
+    find_candidates,
+    pair_terms,
+    pair_utility,
+    request_rows,
+    resource_rows,
+)
 from market.core.model import MarketModel
 from market.core.runner import run_one
 from market.errors import MarketInputError
@@ -38,16 +44,18 @@ def test_pair_terms_are_the_kernels_utilities():
     """The shared component function gives the candidate kernel's b_ij bit for bit."""
     rng = np.random.default_rng(7)
     n, m = 300, 40
-    rq = np.column_stack([
-        rng.uniform(-100, 100, n), rng.uniform(-100, 100, n), rng.uniform(0.01, 0.4, n), rng.uniform(0, 0.4, n),
-        rng.integers(1, 4, n), rng.uniform(0.05, 3, n), np.zeros(n), np.zeros(n), np.full(n, np.inf),
-    ])
-    rs = np.column_stack([
-        rng.uniform(-100, 100, m), rng.uniform(-100, 100, m), rng.uniform(0.5, 1, m), rng.uniform(0.5, 1, m),
-        rng.uniform(0.3, 0.8, m), rng.uniform(0.9, 1, m), rng.uniform(0.9, 1, m), rng.uniform(0, 1, m),
-    ])
+    demand = np.column_stack([rng.uniform(0.01, 0.4, n), rng.uniform(0, 0.4, n)])
+    rq = request_rows(
+        rng.uniform(-100, 100, n), rng.uniform(-100, 100, n), demand[:, 0], rng.integers(1, 4, n),
+        rng.uniform(0.05, 3, n), np.zeros(n), np.zeros(n), np.full(n, np.inf), demand,
+    )
+    capacity = np.column_stack([rng.uniform(0.5, 1, m), rng.uniform(0.5, 1, m)])
+    rs = resource_rows(
+        rng.uniform(-100, 100, m), rng.uniform(-100, 100, m), rng.uniform(0.3, 0.8, m), rng.uniform(0.9, 1, m),
+        rng.uniform(0.9, 1, m), rng.uniform(0, 1, m), np.zeros(m), capacity,
+    )
     weights = (0.37, 0.21, 0.29, 0.13)
-    cand = find_candidates(rq, rq[:, 2:4].copy(), rs, rs[:, 2:4].copy(), np.arange(m), np.array([0, m]),
+    cand = find_candidates(rq, demand, rs, capacity, np.arange(m), np.array([0, m]),
                            np.zeros((n, 1), dtype=np.int64), 6, weights, 150.0)
     i, k = np.nonzero(cand.resource >= 0)
     assert i.size > 100

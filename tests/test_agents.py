@@ -10,7 +10,7 @@ import pytest
 
 from agents import Shading
 from agents.strategies import UserHistory
-from market.core.model import METRICS, MarketModel
+from market.core.model import METRICS, MarketModel, dimension_metrics
 from scenarios.config import load
 from tests.conftest import DATA
 
@@ -112,7 +112,9 @@ def test_the_datacollector_is_the_source_of_rounds():
     model = _model("greedy")
     model.run_for(3)
     table = model.datacollector.get_table_dataframe("rounds")
-    assert list(table.columns) == ["mechanism", "seed", "round", *METRICS]
+    dims = dimension_metrics(model.dimensions)
+    assert dims == ["utilization_cpu", "utilization_mem"]
+    assert list(table.columns) == ["mechanism", "seed", "round", *METRICS, *dims]
     assert table["round"].tolist() == [0, 1, 2]
-    assert table.iloc[-1][METRICS].to_dict() == pytest.approx(model.metrics)
+    assert table.iloc[-1][[*METRICS, *dims]].to_dict() == pytest.approx(model.metrics)
     assert model.record.round == 2 and model.record.metrics is model.metrics

@@ -53,13 +53,15 @@ def test_round_metrics_count_ir_violations_and_excess():
     value = np.array([3.0, 4.0, 0.0, 1.0])  # request 1 pays 1 more than its value; 3 pays exactly it
     m = round_metrics(
         utility=np.array([0.5, 0.4, 0.0, 0.1]), served=served, payment=payment, value=value,
-        user=np.array([0, 1, 1, 2]), used_cpu=np.array([1.0]), capacity_cpu=np.array([2.0]),
+        user=np.array([0, 1, 1, 2]), used=np.array([[1.0, 0.5]]), capacity=np.array([[2.0, 2.0]]),
         load=np.array([0.5]), energy=np.array([1.0]), price=np.array([1.0]),
     )
     assert m["ir_violations"] == 1
     assert m["ir_excess"] == pytest.approx(1.0)
     assert m["user_surplus"] == pytest.approx((3 - 2) + (4 - 5) + (1 - 1))
     assert m["revenue"] == pytest.approx(8.0)
+    assert m["utilization"] == m["utilization_cpu"] == pytest.approx(0.5)
+    assert m["utilization_mem"] == pytest.approx(0.25)
 
 
 @pytest.mark.parametrize("mechanism", ["second_price", "first_price", "greedy", "mohaf"])

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market.core.candidates import find_candidates
+from market.core.candidates import (
+    RQ_DEMAND,
+    RS_CAPACITY,
+    find_candidates,
+    request_rows,
+    resource_rows,
+)
 from market.core.model import MarketModel, auto_candidates
 from scenarios.config import parse
 from scenarios.tables import MarketData
@@ -18,20 +24,22 @@ D_MAX = 200 * np.sqrt(2)
 
 
 def _resources(m: int, price: float = 0.5) -> np.ndarray:
-    """``(m, 8)`` identical resources for the kernel: x, y, cpu, mem, price, rel, avail, energy."""
-    return np.tile([0.0, 0.0, 2.0, 2.0, price, 0.99, 0.99, 1.0], (m, 1))
+    """``m`` identical resources for the kernel: 2 cpu, 2 mem, at ``price``."""
+    one = np.ones(m)
+    return resource_rows(0 * one, 0 * one, price * one, 0.99 * one, 0.99 * one, one, 0 * one, np.full((m, 2), 2.0))
 
 
 def _requests(n: int) -> np.ndarray:
-    """``(n, 9)`` requests: x, y, cpu, mem, duration, budget, min_rel, min_avail, max_latency."""
-    rq = np.tile([0.0, 0.0, 1.0, 1.0, 1.0, 10.0, 0.0, 0.0, np.inf], (n, 1))
-    rq[:, 0] = np.linspace(-50, 50, n)  # different requests; every resource is as near as the others
-    return rq
+    """``n`` requests for 1 cpu and 1 mem, budget 10, no QoS threshold."""
+    one = np.ones(n)
+    # different requests; every resource is as near as the others
+    return request_rows(np.linspace(-50, 50, n), 0 * one, one, one, 10 * one, 0 * one, 0 * one, np.inf * one,
+                        np.ones((n, 2)))
 
 
 def _candidates(rq: np.ndarray, rs: np.ndarray, k: int, keys: np.ndarray | None = None):
     n, m = rq.shape[0], rs.shape[0]
-    return find_candidates(rq, rq[:, 2:4].copy(), rs, rs[:, 2:4].copy(), np.arange(m), np.array([0, m]),
+    return find_candidates(rq, rq[:, RQ_DEMAND:].copy(), rs, rs[:, RS_CAPACITY:].copy(), np.arange(m), np.array([0, m]),
                            np.zeros((n, 1), dtype=np.int64), k, WEIGHTS, D_MAX, keys)
 
 

@@ -275,12 +275,34 @@ def test_user_mechanism_registers_and_runs_without_core_changes():
 def test_feasibility_check_rejects_an_overfull_resource():
     from market.core.feasibility import InfeasibleAllocationError
 
-    cols = {"cpu": np.array([1.0, 1.0]), "mem": np.array([1.0, 1.0]), "budget": np.array([5.0, 5.0]),
+    cols = {"demand": np.ones((2, 2)), "budget": np.array([5.0, 5.0]),
             "min_reliability": np.zeros(2), "min_availability": np.zeros(2), "max_latency": np.full(2, np.inf),
             "x": np.zeros(2), "y": np.zeros(2)}
-    res = {"cpu": np.array([1.5]), "mem": np.array([4.0]), "reliability": np.ones(1), "availability": np.ones(1),
+    res = {"capacity": np.array([[1.5, 4.0]]), "type": np.zeros(1), "reliability": np.ones(1), "availability": np.ones(1),
            "x": np.zeros(1), "y": np.zeros(1)}
     need = np.ones((2, 2))
-    with pytest.raises(InfeasibleAllocationError):
+    with pytest.raises(InfeasibleAllocationError, match="capacity exceeded"):
         check_round(np.array([0, 0]), np.array([1.0, 1.0]), cols, res, need, np.array([[1.5, 4.0]]))
     check_round(np.array([0, -1]), np.array([1.0, 0.0]), cols, res, need, np.array([[1.5, 4.0]]))
+
+
+@pytest.mark.parametrize("dims", [1, 3, 4])
+def test_feasibility_check_sees_every_dimension_and_eligibility(dims):
+    from market.core.eligibility import allowed_masks
+    from market.core.feasibility import InfeasibleAllocationError
+
+    cols = {"demand": np.ones((2, dims)), "budget": np.array([5.0, 5.0]),
+            "min_reliability": np.zeros(2), "min_availability": np.zeros(2), "max_latency": np.full(2, np.inf),
+            "x": np.zeros(2), "y": np.zeros(2)}
+    res = {"capacity": np.full((1, dims), 2.0), "type": np.array([1]), "reliability": np.ones(1),
+           "availability": np.ones(1), "x": np.zeros(1), "y": np.zeros(1)}
+    free = np.full((1, dims), 2.0)
+    check_round(np.array([0, 0]), np.array([1.0, 1.0]), cols, res, cols["demand"], free)
+    free[0, dims - 1] = 1.5  # the last dimension binds: two requests no longer fit
+    with pytest.raises(InfeasibleAllocationError, match="capacity exceeded"):
+        check_round(np.array([0, 0]), np.array([1.0, 1.0]), cols, res, cols["demand"], free)
+    # request 1 allows only type B; the resource is type A (code 1)
+    cols["allowed"] = allowed_masks(np.array(["", "B"], dtype=object), ["A", "B"])
+    check_round(np.array([0, -1]), np.array([1.0, 0.0]), cols, res, cols["demand"], free)
+    with pytest.raises(InfeasibleAllocationError, match="type not allowed"):
+        check_round(np.array([-1, 0]), np.array([0.0, 1.0]), cols, res, cols["demand"], free)

@@ -6,15 +6,25 @@ static utility ``b_ij``, the cost, QoS and energy terms of the MOHAF paper's uti
 (Agrawal et al., arXiv:2508.14830, 2025), each rescaled into [0, 1] (the paper's QoS term
 reaches 1.5; its fairness term moves into the welfare ``F`` of :mod:`market.core.engine`):
 
-- ``u_cost = clip(1 - rho_j * cpu_i * duration_i / B_i, 0, 1)``
+- ``u_cost = clip(1 - rho_j * q_i * duration_i / B_i, 0, 1)``, with ``q_i`` the request's
+  priced quantity (``sum_d w_d demand_id`` over the market's dimensions; by default its
+  demand in the first dimension, the cpu: the paper's rule)
 - ``u_qos = 0.5 * (reliability_j + availability_j) / 2 + 0.5 * max(0, 1 - dist_ij / D_max)``
 - ``u_en`` = min-max normalised energy efficiency of j
 - ``b_ij = alpha * u_cost + beta * u_qos + gamma * u_en``
 
-and the posted prices ``reserve_ij = rho_j * cpu_i * duration_i`` and
+and the posted prices ``reserve_ij = rho_j * q_i * duration_i`` and
 ``posted_ij = reserve_ij * (0.8 + 0.4 b_ij)``. A pair is feasible when the request fits
-the resource's free capacity now, meets its QoS thresholds and both prices are within
+the resource (its demand within the resource's capacity in every dimension) and its free
+capacity now (in every allocation unit), the resource's type is one the request allows
+(:mod:`market.core.eligibility`), it meets its QoS thresholds and both prices are within
 its budget. Output is the ELL layout ``(N, K)``, padded with -1, ordered by utility.
+
+**Layouts.** Request rows ``rq`` (``RQ_*`` columns): x, y, priced quantity ``q``,
+duration, budget, min reliability, min availability, max latency, then the demand in
+each of the D dimensions. Resource rows ``rs`` (``RS_*``): x, y, unit price,
+reliability, availability, normalised energy efficiency, type code, then the capacity
+in each dimension. D is read from the shapes, so every kernel works for any D.
 
 **Ties.** Pairs of equal utility (identical resources, or a term that clips) are spread
 over requests by the request's key, a stable id (the engine passes its row in the
@@ -38,7 +48,58 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from market.core.eligibility import any_type, eligible
 from mechanisms.kernels import posted_price
+
+# request columns of the kernels' ``rq`` matrix (then one demand column per dimension)
+RQ_X, RQ_Y, RQ_PRICED, RQ_DURATION, RQ_BUDGET, RQ_MIN_REL, RQ_MIN_AVAIL, RQ_MAX_LAT, RQ_DEMAND = range(9)
+# resource columns of the kernels' ``rs`` matrix (then one capacity column per dimension)
+RS_X, RS_Y, RS_PRICE, RS_REL, RS_AVAIL, RS_ENERGY, RS_TYPE, RS_CAPACITY = range(8)
+
+
+def request_rows(
+    x: np.ndarray, y: np.ndarray, priced: np.ndarray, duration: np.ndarray, budget: np.ndarray,
+    min_reliability: np.ndarray, min_availability: np.ndarray, max_latency: np.ndarray, demand: np.ndarray,
+) -> np.ndarray:
+    """``(N, 8 + D)`` request rows in the kernels' layout (the one place that writes it).
+
+    Args:
+        x: ``(N,)`` location, first coordinate.
+        y: ``(N,)`` location, second coordinate.
+        priced: ``(N,)`` the priced quantity ``q`` (its price is per unit of it per round).
+        duration: ``(N,)`` rounds held.
+        budget: ``(N,)`` the most the request pays.
+        min_reliability: ``(N,)`` QoS threshold in [0, 1].
+        min_availability: ``(N,)`` QoS threshold in [0, 1].
+        max_latency: ``(N,)`` largest distance accepted (``inf``: none).
+        demand: ``(N, D)`` demand in every dimension.
+    """
+    demand = np.asarray(demand, dtype=float)
+    demand = demand if demand.ndim == 2 else demand.reshape(np.shape(x)[0], -1)
+    return np.column_stack([x, y, priced, duration, budget, min_reliability, min_availability, max_latency,
+                            demand]).astype(float)
+
+
+def resource_rows(
+    x: np.ndarray, y: np.ndarray, price: np.ndarray, reliability: np.ndarray, availability: np.ndarray,
+    energy_norm: np.ndarray, type_code: np.ndarray, capacity: np.ndarray,
+) -> np.ndarray:
+    """``(M, 7 + D)`` resource rows in the kernels' layout (the one place that writes it).
+
+    Args:
+        x: ``(M,)`` location, first coordinate.
+        y: ``(M,)`` location, second coordinate.
+        price: ``(M,)`` the round's unit price.
+        reliability: ``(M,)`` in [0, 1].
+        availability: ``(M,)`` in [0, 1].
+        energy_norm: ``(M,)`` energy efficiency min-max normalised to [0, 1].
+        type_code: ``(M,)`` eligibility type codes (:mod:`market.core.eligibility`; 0 = untyped).
+        capacity: ``(M, D)`` capacity in every dimension.
+    """
+    capacity = np.asarray(capacity, dtype=float)
+    capacity = capacity if capacity.ndim == 2 else capacity.reshape(np.shape(x)[0], -1)
+    return np.column_stack([x, y, price, reliability, availability, energy_norm, type_code,
+                            capacity]).astype(float)
 
 
 @dataclass(frozen=True)
@@ -127,22 +188,22 @@ def pair_components(rq: np.ndarray, i: int, rs: np.ndarray, j: int, d_max: float
     """The utility terms of pair ``(i, j)`` (the one copy of the formulas above).
 
     Args:
-        rq: ``(N, 9)`` request columns in the kernel's order (x, y, cpu, mem, duration, budget, ...).
+        rq: ``(N, 8 + D)`` request rows (the module's layout).
         i: request row.
-        rs: ``(M, 8)`` resource columns in the kernel's order (x, y, cap_cpu, cap_mem, price,
-            reliability, availability, energy_norm), ``price`` being the round's unit price.
+        rs: ``(M, 7 + D)`` resource rows (the module's layout), the price being the
+            round's unit price.
         j: resource row.
         d_max: distance at which the proximity utility reaches 0.
 
     Returns:
-        ``(dist, reserve, u_cost, u_qos, u_en)``: distance, reserve price ``rho_j cpu_i dur_i``
+        ``(dist, reserve, u_cost, u_qos, u_en)``: distance, reserve price ``rho_j q_i dur_i``
         and the three utility terms (each in [0, 1]).
     """
-    dist = math.sqrt((rs[j, 0] - rq[i, 0]) ** 2 + (rs[j, 1] - rq[i, 1]) ** 2)
-    cost = rs[j, 4] * rq[i, 2] * rq[i, 4]
-    u_cost = min(1.0, max(0.0, 1.0 - cost / rq[i, 5]))
-    u_qos = 0.25 * (rs[j, 5] + rs[j, 6]) + 0.5 * max(0.0, 1.0 - dist / d_max)
-    return dist, cost, u_cost, u_qos, rs[j, 7]
+    dist = math.sqrt((rs[j, RS_X] - rq[i, RQ_X]) ** 2 + (rs[j, RS_Y] - rq[i, RQ_Y]) ** 2)
+    cost = rs[j, RS_PRICE] * rq[i, RQ_PRICED] * rq[i, RQ_DURATION]
+    u_cost = min(1.0, max(0.0, 1.0 - cost / rq[i, RQ_BUDGET]))
+    u_qos = 0.25 * (rs[j, RS_REL] + rs[j, RS_AVAIL]) + 0.5 * max(0.0, 1.0 - dist / d_max)
+    return dist, cost, u_cost, u_qos, rs[j, RS_ENERGY]
 
 
 @nb.njit(cache=True, inline="always")
@@ -175,26 +236,31 @@ def pair_utility(terms: np.ndarray, alpha: float, beta: float, gamma: float) -> 
 
 @nb.njit(cache=True, inline="always")
 def feasible_utility(
-    rq: np.ndarray, need: np.ndarray, rs: np.ndarray, free: np.ndarray, i: int, j: int,
+    rq: np.ndarray, need: np.ndarray, rs: np.ndarray, free: np.ndarray, allowed: np.ndarray, i: int, j: int,
     alpha: float, beta: float, gamma: float, d_max: float,
 ) -> float:
     """``b_ij`` if request ``i`` may be placed on resource ``j`` now, else -1.
 
-    The one feasibility rule of a pair (the module's: capacity, free capacity, QoS,
-    latency, reserve and posted price within the budget), shared by the candidate
-    kernel and the whole-market oracle (:mod:`market.core.oracle`).
+    The one feasibility rule of a pair (the module's: capacity and free capacity in every
+    dimension, eligibility, QoS, latency, reserve and posted price within the budget),
+    shared by the candidate kernel and the whole-market oracle (:mod:`market.core.oracle`).
+    ``allowed`` is the ``(N, W)`` eligibility masks (:mod:`market.core.eligibility`).
     """
-    if rq[i, 2] > rs[j, 2] or rq[i, 3] > rs[j, 3]:
+    for d in range(rq.shape[1] - RQ_DEMAND):
+        if rq[i, RQ_DEMAND + d] > rs[j, RS_CAPACITY + d]:
+            return -1.0
+    for d in range(need.shape[1]):
+        if need[i, d] > free[j, d] + 1e-12:
+            return -1.0
+    if not eligible(allowed, i, int(rs[j, RS_TYPE])):
         return -1.0
-    if need[i, 0] > free[j, 0] + 1e-12 or need[i, 1] > free[j, 1] + 1e-12:
-        return -1.0
-    if rs[j, 5] < rq[i, 6] or rs[j, 6] < rq[i, 7]:
+    if rs[j, RS_REL] < rq[i, RQ_MIN_REL] or rs[j, RS_AVAIL] < rq[i, RQ_MIN_AVAIL]:
         return -1.0
     dist, cost, u_cost, u_qos, u_en = pair_components(rq, i, rs, j, d_max)
-    if dist > rq[i, 8] or cost > rq[i, 5]:
+    if dist > rq[i, RQ_MAX_LAT] or cost > rq[i, RQ_BUDGET]:
         return -1.0
     b = weighted_utility(u_cost, u_qos, u_en, alpha, beta, gamma)
-    if posted_price(cost, b) > rq[i, 5]:
+    if posted_price(cost, b) > rq[i, RQ_BUDGET]:
         return -1.0
     return b
 
@@ -228,8 +294,8 @@ def _rotate_levels(util: np.ndarray, cand: np.ndarray, i: int, n: int, key: int)
 
 @nb.njit(cache=True)
 def _spread_cut_level(
-    rq: np.ndarray, need: np.ndarray, rs: np.ndarray, free: np.ndarray, order: np.ndarray, start: np.ndarray,
-    routes: np.ndarray, util: np.ndarray, cand: np.ndarray, i: int, k: int, key: int,
+    rq: np.ndarray, need: np.ndarray, rs: np.ndarray, free: np.ndarray, allowed: np.ndarray, order: np.ndarray,
+    start: np.ndarray, routes: np.ndarray, util: np.ndarray, cand: np.ndarray, i: int, k: int, key: int,
     alpha: float, beta: float, gamma: float, d_max: float,
 ) -> int:
     """Refill row ``i``'s last utility level, which the top-k cut, by the rotation rule.
@@ -252,7 +318,7 @@ def _spread_cut_level(
         if c < 0:
             continue
         for pos in range(start[c], start[c + 1]):
-            if feasible_utility(rq, need, rs, free, i, order[pos], alpha, beta, gamma, d_max) == level:
+            if feasible_utility(rq, need, rs, free, allowed, i, order[pos], alpha, beta, gamma, d_max) == level:
                 total += 1
     o = key % total
     t = 0
@@ -260,7 +326,7 @@ def _spread_cut_level(
         if c < 0:
             continue
         for pos in range(start[c], start[c + 1]):
-            if feasible_utility(rq, need, rs, free, i, order[pos], alpha, beta, gamma, d_max) == level:
+            if feasible_utility(rq, need, rs, free, allowed, i, order[pos], alpha, beta, gamma, d_max) == level:
                 d = (t - o) % total
                 if d < r:
                     cand[i, k - r + d] = pos
@@ -269,10 +335,11 @@ def _spread_cut_level(
 
 
 def _candidate_rows(
-    rq: np.ndarray,  # (N, 9): x, y, cpu, mem, duration, budget, min_rel, min_avail, max_lat
-    need: np.ndarray,  # (N, 2) demand in the allocation's capacity units
-    rs: np.ndarray,  # (M, 8): x, y, cap_cpu, cap_mem, price, reliability, availability, energy_norm
-    free: np.ndarray,  # (M, 2) free capacity in allocation units
+    rq: np.ndarray,  # (N, 8 + D) request rows (RQ_* layout)
+    need: np.ndarray,  # (N, E) demand in the allocation's capacity units
+    rs: np.ndarray,  # (M, 7 + D) resource rows (RS_* layout) at the round's prices
+    free: np.ndarray,  # (M, E) free capacity in allocation units
+    allowed: np.ndarray,  # (N, W) eligibility masks
     order: np.ndarray,  # resources sorted by cluster
     start: np.ndarray,  # (C + 1,) cluster c holds order[start[c]:start[c + 1]]
     routes: np.ndarray,  # (N, S) clusters to scan per request, -1 = none
@@ -289,7 +356,7 @@ def _candidate_rows(
     reserve = np.zeros((n, k))
     posted = np.zeros((n, k))
     for i in nb.prange(n):
-        cpu, dur = rq[i, 2], rq[i, 4]
+        priced, dur = rq[i, RQ_PRICED], rq[i, RQ_DURATION]
         count = 0
         lost = -1.0  # best utility of a feasible pair left out (to detect a cut tie)
         for s in range(routes.shape[1]):
@@ -297,7 +364,7 @@ def _candidate_rows(
             if c < 0:
                 continue
             for pos in range(start[c], start[c + 1]):
-                b = feasible_utility(rq, need, rs, free, i, order[pos], alpha, beta, gamma, d_max)
+                b = feasible_utility(rq, need, rs, free, allowed, i, order[pos], alpha, beta, gamma, d_max)
                 if b < 0.0:
                     continue
                 # keep the row's top-k (by position in ``order`` while scanning) in a heap
@@ -316,13 +383,13 @@ def _candidate_rows(
         whole = count
         if count == k and k > 0 and lost == util[i, k - 1]:
             # the last utility level was cut: choose which of its pairs stay by the key
-            whole = _spread_cut_level(rq, need, rs, free, order, start, routes, util, cand, i, k,
+            whole = _spread_cut_level(rq, need, rs, free, allowed, order, start, routes, util, cand, i, k,
                                       keys[i], alpha, beta, gamma, d_max)
         _rotate_levels(util, cand, i, whole, keys[i])
         for p in range(count):
             j = order[cand[i, p]]
             cand[i, p] = j
-            reserve[i, p] = rs[j, 4] * cpu * dur
+            reserve[i, p] = rs[j, RS_PRICE] * priced * dur
             posted[i, p] = posted_price(reserve[i, p], util[i, p])
     return cand, util, reserve, posted
 
@@ -349,14 +416,15 @@ def find_candidates(
     weights: tuple[float, float, float, float],
     d_max: float,
     keys: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
 ) -> Candidates:
     """Top-``k`` feasible candidates per request among the clusters in ``routes``.
 
     Args:
-        requests: ``(N, 9)`` request columns (see the kernel's comment).
-        need: ``(N, 2)`` demand in allocation units.
-        resources: ``(M, 8)`` resource columns including the current unit price.
-        free: ``(M, 2)`` free capacity in allocation units.
+        requests: ``(N, 8 + D)`` request rows (the module's ``RQ_*`` layout).
+        need: ``(N, E)`` demand in allocation units.
+        resources: ``(M, 7 + D)`` resource rows (``RS_*``) at the current unit prices.
+        free: ``(M, E)`` free capacity in allocation units.
         order: resources sorted by cluster.
         start: cluster offsets into ``order``.
         routes: ``(N, S)`` cluster ids to scan per request (-1 = none).
@@ -366,6 +434,8 @@ def find_candidates(
         keys: ``(N,)`` a stable non-negative key of each request (its row in the market),
             which spreads its equal-utility candidates (the module's "Ties"); None: its
             row here.
+        allowed: ``(N, W)`` eligibility masks (:mod:`market.core.eligibility`); None:
+            every request may use every resource.
 
     Returns:
         The candidate arrays, each ``(N, k)``, best first: utility descending, then the
@@ -376,13 +446,14 @@ def find_candidates(
     keys = np.arange(n, dtype=np.int64) if keys is None else np.ascontiguousarray(keys, dtype=np.int64)
     if keys.shape != (n,):
         raise ValueError(f"keys: one per request ({n}) expected, got shape {keys.shape}")
+    allowed = any_type(n) if allowed is None else np.ascontiguousarray(allowed, dtype=np.int64)
     if n == 0:
         z = np.zeros((0, k))
         return Candidates(np.zeros((0, k), dtype=np.int64), z, z, z)
     return Candidates(
         *(_candidate_kernel_parallel if requests.shape[0] >= PARALLEL_MIN_ROWS else _candidate_kernel_serial)(
             np.ascontiguousarray(requests), np.ascontiguousarray(need), np.ascontiguousarray(resources),
-            np.ascontiguousarray(free), order, start, np.ascontiguousarray(routes), keys, int(k),
+            np.ascontiguousarray(free), allowed, order, start, np.ascontiguousarray(routes), keys, int(k),
             float(alpha), float(beta), float(gamma), float(d_max),
         )
     )

@@ -31,7 +31,8 @@ from typing import Protocol
 
 import numpy as np
 
-from market.core.candidates import Candidates, find_candidates
+from market.core.candidates import Candidates, find_candidates, request_rows
+from market.core.eligibility import any_type
 from market.core.feasibility import check_round
 from market.core.hierarchy import Hierarchy, route
 from mechanisms.base import Allocation, Mechanism, SubMarket
@@ -74,10 +75,12 @@ class OrderBook:
     book's own rows ``0..N-1`` (a book built by hand).
     """
 
-    columns: dict[str, np.ndarray]  # x, y, cpu, mem, duration, budget, priority (p~), ...
+    # x, y, duration, budget, priority (p~), ..., "demand" (N, D) in every dimension,
+    # "priced" (N,) the priced quantity q, optional "allowed" (N, W) eligibility masks
+    columns: dict[str, np.ndarray]
     user: np.ndarray  # (N,) global user index
     bid_scale: np.ndarray  # (N,) from each owner's bidding strategy
-    need: np.ndarray  # (N, 2) demand in allocation units
+    need: np.ndarray  # (N, E) demand in allocation units
     rows: np.ndarray | None = None  # (N,) each request's row in the market (its key)
 
     @property
@@ -90,13 +93,17 @@ class OrderBook:
         """Number of requests."""
         return int(self.user.size)
 
+    @property
+    def allowed(self) -> np.ndarray:
+        """``(N, W)`` eligibility masks (:mod:`market.core.eligibility`); all types if the book has none."""
+        allowed = self.columns.get("allowed")
+        return any_type(self.size) if allowed is None else allowed
+
     def request_matrix(self) -> np.ndarray:
-        """``(N, 9)`` columns in the candidate kernel's order."""
+        """``(N, 8 + D)`` request rows in the candidate kernel's layout (:mod:`market.core.candidates`)."""
         c = self.columns
-        return np.column_stack(
-            [c["x"], c["y"], c["cpu"], c["mem"], c["duration"], c["budget"],
-             c["min_reliability"], c["min_availability"], c["max_latency"]]
-        ).astype(float)
+        return request_rows(c["x"], c["y"], c["priced"], c["duration"], c["budget"], c["min_reliability"],
+                            c["min_availability"], c["max_latency"], c["demand"])
 
 
 @dataclass
@@ -240,10 +247,11 @@ def clear_round(
 
     Args:
         book: the order book.
-        resource_matrix: ``(M, 8)`` resource columns for the candidate kernel
-            (x, y, cpu, mem, price, reliability, availability, normalised energy).
-        resources: resource columns for validation (cpu, mem, reliability, ...).
-        free: ``(M, 2)`` free capacity in allocation units (not modified).
+        resource_matrix: ``(M, 7 + D)`` resource rows for the candidate kernel at the
+            round's prices (:mod:`market.core.candidates`, "Layouts").
+        resources: resource columns for validation (``capacity`` ``(M, D)``, ``type``,
+            reliability, ...).
+        free: ``(M, E)`` free capacity in allocation units (not modified).
         hierarchy: the clusters.
         mechanism: the allocation mechanism.
         rng: this round's generator (one child per cluster is spawned from it).
@@ -270,12 +278,13 @@ def clear_round(
     routes = route(hierarchy, xy, book.need, free, params.spill_neighbors)
     matrix = book.request_matrix()
     keys = book.keys
+    allowed = book.allowed
 
     def candidates(rows: np.ndarray, clusters: np.ndarray, members: tuple[np.ndarray, np.ndarray] | None = None) -> Candidates:
         order, start = members or (hierarchy.order, hierarchy.start)
         return find_candidates(
             matrix[rows], book.need[rows], resource_matrix, free, order, start,
-            clusters, params.candidates, params.weights, params.d_max, keys[rows],
+            clusters, params.candidates, params.weights, params.d_max, keys[rows], allowed[rows],
         )
 
     def allocate(c: int, sub: SubMarket, rng: np.random.Generator) -> Allocation:

@@ -1,8 +1,9 @@
 """The one shared feasibility check every allocation passes (README, "Architecture": one round).
 
-Single assignment, cpu and memory capacity including requests still running from
-earlier rounds, ``0 <= payment <= budget``, and QoS thresholds (reliability,
-availability, latency). A violation is a bug in a mechanism: it raises
+Single assignment, capacity in every resource dimension including requests still
+running from earlier rounds, eligibility (a request with ``allowed_types`` only on a
+resource of one of those types), ``0 <= payment <= budget``, and QoS thresholds
+(reliability, availability, latency). A violation is a bug in a mechanism: it raises
 :class:`InfeasibleAllocationError`, it is never repaired.
 
 :func:`check_round` checks one round from arrays inside the engine.
@@ -14,6 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from market.core.eligibility import BITS, eligible_pairs
+from scenarios.tables import DEFAULT_DIMENSIONS
 
 TOL = 1e-9
 
@@ -39,11 +43,13 @@ def check_round(
     Args:
         resource: ``(N,)`` global resource of each order-book request, -1 if unserved.
         payment: ``(N,)`` payments.
-        requests: order-book columns (``cpu, mem, budget, x, y, min_reliability,
-            min_availability, max_latency``), each ``(N,)``.
-        resources: resource columns (``cpu, mem, reliability, availability, x, y``).
-        need: ``(N, 2)`` demand in allocation units.
-        free: ``(M, 2)`` free capacity in allocation units before this round.
+        requests: order-book columns (``demand`` ``(N, D)``, ``budget, x, y,
+            min_reliability, min_availability, max_latency`` each ``(N,)``, optional
+            ``allowed`` ``(N, W)`` eligibility masks).
+        resources: resource columns (``capacity`` ``(M, D)``, ``type`` codes,
+            ``reliability, availability, x, y``).
+        need: ``(N, E)`` demand in allocation units.
+        free: ``(M, E)`` free capacity in allocation units before this round.
 
     Raises:
         InfeasibleAllocationError: on the first violated constraint.
@@ -66,10 +72,15 @@ def check_round(
     bad = np.any(used > free + TOL * (1 + np.abs(free)), axis=1)
     if np.any(bad):
         _fail("capacity exceeded on resources", np.flatnonzero(bad))
-    for col in ("cpu", "mem"):
-        too_big = requests[col][served] > resources[col][j] * (1 + TOL) + TOL
-        if np.any(too_big):
-            _fail(f"request {col} above resource capacity", served[too_big])
+    too_big = np.any(requests["demand"][served] > resources["capacity"][j] * (1 + TOL) + TOL, axis=1)
+    if np.any(too_big):
+        _fail("request demand above resource capacity", served[too_big])
+    if "allowed" in requests:
+        code = resources["type"][j].astype(np.int64)
+        word = requests["allowed"][served, code // BITS]
+        barred = ((word >> (code % BITS)) & 1) == 0
+        if np.any(barred):
+            _fail("resource type not allowed by the request", served[barred])
     for req_col, res_col in (("min_reliability", "reliability"), ("min_availability", "availability")):
         low = resources[res_col][j] < requests[req_col][served] - TOL
         if np.any(low):
@@ -86,16 +97,21 @@ def check_run_tables(
     allocations: pd.DataFrame,
     capacity: str = "sum",
     slots: int = 1,
+    dimensions: tuple[str, ...] | list[str] = DEFAULT_DIMENSIONS,
 ) -> int:
     """Re-check a whole run from its written tables (one seed's market).
+
+    Independent of the engine's arrays: pandas joins on the ids, eligibility by the type
+    names (``allowed_types`` split on ``|``), capacity per dimension and round.
 
     Args:
         requests: the ``requests`` table (tabular format).
         resources: the ``resources`` table.
         allocations: rows ``mechanism, round, request_id, resource_id, payment``.
-        capacity: ``"sum"`` (cpu and memory add up) or ``"slots"`` (``slots`` requests
-            per resource at once, each fitting the whole machine).
+        capacity: ``"sum"`` (demands add up in every dimension) or ``"slots"``
+            (``slots`` requests per resource at once, each fitting the whole machine).
         slots: requests per resource under ``"slots"``.
+        dimensions: the market's dimensions (the run's ``market.dimensions``).
 
     Returns:
         The number of allocation rows checked.
@@ -103,6 +119,10 @@ def check_run_tables(
     Raises:
         InfeasibleAllocationError: on the first violated constraint.
     """
+    dims = list(dimensions)
+    missing = [d for d in dims if d not in requests.columns or d not in resources.columns]
+    if missing:
+        raise ValueError(f"dimension {missing[0]!r} is not a column of both tables")
     requests, resources, allocations = _same_ids(requests, resources, allocations)
     req = requests.set_index("request_id")
     res = resources.set_index("resource_id")
@@ -119,8 +139,16 @@ def check_run_tables(
             raise InfeasibleAllocationError(f"{mech}: a request served before it arrived")
         if ((a["payment"] < 0) | (a["payment"] > a["budget"] * (1 + TOL) + TOL)).any():
             raise InfeasibleAllocationError(f"{mech}: a payment outside [0, budget]")
-        if ((a["cpu"] > a["cpu_res"] + TOL) | (a["mem"] > a["mem_res"] + TOL)).any():
-            raise InfeasibleAllocationError(f"{mech}: a request larger than its machine")
+        for d in dims:
+            if (a[d] > a[f"{d}_res"] * (1 + TOL) + TOL).any():
+                raise InfeasibleAllocationError(f"{mech}: a request larger than its machine in {d}")
+        if "allowed_types" in a and "resource_type" in a:
+            ok = eligible_pairs(a["allowed_types"].fillna(""), a["resource_type"].fillna(""))
+            if not ok.all():
+                row = a[~ok].iloc[0]
+                raise InfeasibleAllocationError(
+                    f"{mech}: request {row['request_id']!r} (allowed types {row['allowed_types']!r}) placed on "
+                    f"resource {row['resource_id']!r} of type {row['resource_type']!r}")
         if (a["reliability"] < a["min_reliability"] - TOL).any() or (a["availability"] < a["min_availability"] - TOL).any():
             raise InfeasibleAllocationError(f"{mech}: a QoS threshold broken")
         dist = np.hypot(a["x_res"] - a["x"], a["y_res"] - a["y"])
@@ -135,8 +163,8 @@ def check_run_tables(
             if (load > slots).any():
                 raise InfeasibleAllocationError(f"{mech}: more than {slots} requests on a resource at once")
         else:
-            load = held.groupby(["resource_id", "held_round"])[["cpu", "mem"]].sum()
-            cap = res.loc[load.index.get_level_values(0), ["cpu", "mem"]].to_numpy()
+            load = held.groupby(["resource_id", "held_round"])[dims].sum()
+            cap = res.loc[load.index.get_level_values(0), dims].to_numpy()
             if (load.to_numpy() > cap * (1 + TOL) + TOL).any():
                 raise InfeasibleAllocationError(f"{mech}: capacity exceeded")
     return len(allocations)

@@ -30,6 +30,15 @@ SAMPLE_PER_CLUSTER = 10
 FEATURES = ["x", "y", "cpu", "mem", "unit_cost", "reliability", "availability", "energy_efficiency"]
 
 
+def features_of(dimensions: tuple[str, ...] | list[str]) -> list[str]:
+    """The resource columns the planners cluster on: :data:`FEATURES` with the market's dimensions.
+
+    ``x, y`` first, then the capacity of each dimension, then cost, QoS and energy (for the
+    default dimensions exactly :data:`FEATURES`).
+    """
+    return ["x", "y", *dimensions, *FEATURES[4:]]
+
+
 @dataclass(frozen=True)
 class Hierarchy:
     """Resource clusters: labels, members sorted by cluster, and mean locations."""
@@ -109,8 +118,8 @@ def route(
     Args:
         hierarchy: the clusters.
         xy: ``(N, 2)`` request locations.
-        need: ``(N, 2)`` demand in allocation units.
-        free: ``(M, 2)`` free capacity in allocation units.
+        need: ``(N, E)`` demand in allocation units.
+        free: ``(M, E)`` free capacity in allocation units.
         spill_neighbors: further clusters per request for the spill-over pass
             (``-1`` = all other clusters).
 
@@ -124,7 +133,7 @@ def route(
     if c_total == 1:
         return np.zeros((n, 1), dtype=np.int64)
     # a cluster can take a request only if its roomiest resource can
-    room = np.zeros((c_total, 2))
+    room = np.zeros((c_total, free.shape[1]))
     np.maximum.at(room, hierarchy.labels, free)
     probe = c_total if spill_neighbors < 0 else min(c_total, 2 * width + 6)
     tree = cKDTree(hierarchy.centres)
@@ -154,7 +163,12 @@ def _first_with_room(near: np.ndarray, room: np.ndarray, need: np.ndarray, width
         for c in near[i]:
             if found == width:
                 break
-            if room[c, 0] + 1e-12 >= need[i, 0] and room[c, 1] + 1e-12 >= need[i, 1]:
+            fits = True
+            for d in range(need.shape[1]):
+                if room[c, d] + 1e-12 < need[i, d]:
+                    fits = False
+                    break
+            if fits:
                 routes[i, found] = c
                 found += 1
         short[i] = found < width

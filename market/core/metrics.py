@@ -6,7 +6,9 @@
 - ``jain`` over **all** requests with 0 for the unserved (headline), ``jain_winners``
   over served requests only (the paper's way), ``jain_users`` over users' totals;
 - ``gini`` over users' received utility; ``satisfaction = served / requests``;
-- ``utilization`` = used cpu / total cpu (running requests included),
+- ``utilization`` = used cpu / total cpu (running requests included; a market without a
+  cpu dimension: its first dimension), ``utilization_<dim>`` the same for every
+  dimension of the market,
   ``resource_share`` = share of resources holding any load;
 - ``revenue`` = sum of payments; ``energy`` = sum over resources of the linear power
   model :func:`agents.resource.power` (Fan, Weber and Barroso, ISCA 2007);
@@ -67,11 +69,12 @@ def round_metrics(
     payment: np.ndarray,
     value: np.ndarray,
     user: np.ndarray,
-    used_cpu: np.ndarray,
-    capacity_cpu: np.ndarray,
+    used: np.ndarray,
+    capacity: np.ndarray,
     load: np.ndarray,
     energy: np.ndarray,
     price: np.ndarray,
+    dimensions: tuple[str, ...] = ("cpu", "mem"),
 ) -> dict[str, float]:
     """All metrics of one round.
 
@@ -81,11 +84,13 @@ def round_metrics(
         payment: ``(N,)`` payments.
         value: ``(N,)`` value ``budget * b_ij`` of the won pair (0 if unserved).
         user: ``(N,)`` user index of each request.
-        used_cpu: ``(M,)`` cpu in use after settlement (running requests included).
-        capacity_cpu: ``(M,)`` cpu capacity.
+        used: ``(M, D)`` capacity in use in every dimension after settlement (running
+            requests included).
+        capacity: ``(M, D)`` capacity in every dimension.
         load: ``(M,)`` utilisation of each resource (max over dimensions).
         energy: ``(M,)`` energy used by each resource this round.
         price: ``(M,)`` unit prices this round.
+        dimensions: the ``D`` dimension names (columns of ``used`` and ``capacity``).
 
     Returns:
         A flat dict of floats (and counts).
@@ -96,6 +101,9 @@ def round_metrics(
     _, per_user = np.unique(user, return_inverse=True)
     user_utility = np.bincount(per_user, weights=utility) if n else np.zeros(0)
     over = served & (payment > value * (1 + 1e-9) + 1e-9)  # individual rationality broken
+    per_dim = {f"utilization_{d}": share(float(used[:, k].sum()), float(capacity[:, k].sum()))
+               for k, d in enumerate(dimensions)}
+    primary = f"utilization_{'cpu' if 'cpu' in dimensions else dimensions[0]}"
     return {
         "n_requests": n,
         "n_allocated": n_served,
@@ -109,7 +117,7 @@ def round_metrics(
         "jain_users": jain(user_utility),
         "gini": gini(user_utility),
         "gini_requests": gini(utility),
-        "utilization": share(float(used_cpu.sum()), float(capacity_cpu.sum())),
+        "utilization": per_dim[primary],
         "resource_share": float(np.mean(load > 0)) if load.size else 0.0,
         "revenue": float(payment.sum()),
         "energy": float(energy.sum()),
@@ -117,4 +125,5 @@ def round_metrics(
         "ir_violations": int(np.sum(over)),
         "ir_excess": float(np.sum(np.where(over, payment - value, 0.0))),
         "user_surplus": float(np.sum(np.where(served, value - payment, 0.0))),
+        **per_dim,
     }

@@ -32,8 +32,10 @@ import pandas as pd
 from agents import PlannerAgent, ResourceAgent, Shading, Truthful, UserAgent
 from agents.resource import ResourceLedger
 from agents.user import UserLedger, bid_scales
+from market.core.candidates import resource_rows
+from market.core.eligibility import allowed_masks, type_codes
 from market.core.engine import OrderBook, RoundOutcome, RoundParams, clear_round
-from market.core.hierarchy import FEATURES, build_hierarchy
+from market.core.hierarchy import build_hierarchy, features_of
 from market.core.metrics import round_metrics
 from market.core.oracle import OracleResult, RoundMarket, solve_round
 from market.core.pricing import PriceRule
@@ -58,6 +60,11 @@ ORACLE_METRICS = [
     "bound_value_welfare", "alg_value_bound", "opt_time_limited",
 ]
 FLAT_METRICS = ["flat_welfare", "cluster_loss"]
+
+
+def dimension_metrics(dimensions: tuple[str, ...]) -> list[str]:
+    """The ``rounds`` columns of a market's dimensions: ``utilization_<dim>`` each."""
+    return [f"utilization_{d}" for d in dimensions]
 TIMINGS = ["candidates_ms", "alloc_ms", "validate_ms", "oracle_ms", "settle_price_ms", "metrics_ms"]
 KEYS = ["mechanism", "seed", "round"]
 
@@ -180,28 +187,33 @@ class MarketModel(mesa.Model):
         self.metrics: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
         self._served: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        columns = [*KEYS, *METRICS, *(ORACLE_METRICS if self.oracle else []), *(FLAT_METRICS if self.compare_flat else [])]
+        columns = [*KEYS, *METRICS, *dimension_metrics(self.dimensions), *(ORACLE_METRICS if self.oracle else []), *(FLAT_METRICS if self.compare_flat else [])]
         self.datacollector = mesa.DataCollector(tables={"rounds": columns, "timings": [*KEYS, *TIMINGS]})
 
     # --- set-up -----------------------------------------------------------------------
     def _setup_resources(self) -> ResourceLedger:
         cfg = self.config
         res = self.market.resources
-        self.resource_columns = {c: res[c].to_numpy(dtype=float) for c in FEATURES}
+        self.dimensions = self.market.dimensions
+        features = features_of(self.dimensions)
+        self.resource_columns = {c: res[c].to_numpy(dtype=float) for c in features}
         cols = self.resource_columns
         m = len(res)
+        # (M, D) capacity in every dimension; (M,) type code (eligibility; 0 = untyped)
+        cols["capacity"] = self.market.capacity()
+        cols["type"], self.type_names = type_codes(self.market.resource_types())
         self.n_resources = m
         energy = cols["energy_efficiency"]
         span = energy.max() - energy.min() if m else 0.0
         self.energy_norm = (energy - energy.min()) / span if span > 0 else np.ones(m)
         self.slots = cfg.capacity.mode == "slots"
-        real = np.column_stack([cols["cpu"], cols["mem"]])
-        # allocation units: (cpu, mem) or (slots, unused)
+        real = cols["capacity"]
+        # allocation units: the dimensions, or (slots, unused)
         alloc = np.column_stack([np.full(m, float(cfg.capacity.slots)), np.ones(m)]) if self.slots else real
         n_clusters = cfg.clustering.clusters or auto_clusters(m)
-        features = np.column_stack([cols[c] for c in FEATURES])
-        self.hierarchy = build_hierarchy(features, n_clusters, _stream(self.seed, "clusters"))
-        self.flat_hierarchy = build_hierarchy(features, 1, _stream(self.seed, "clusters"))
+        matrix = np.column_stack([cols[c] for c in features])
+        self.hierarchy = build_hierarchy(matrix, n_clusters, _stream(self.seed, "clusters"))
+        self.flat_hierarchy = build_hierarchy(matrix, 1, _stream(self.seed, "clusters"))
         self.params_k = cfg.clustering.candidates or auto_candidates(m)
         self.resource_agents = [
             ResourceAgent(self, j, rid) for j, rid in enumerate(res["resource_id"].to_numpy())
@@ -215,8 +227,15 @@ class MarketModel(mesa.Model):
         cfg = self.config
         req = self.market.requests
         cols = self.market.request_arrays()
-        cols["cpu"] = np.maximum(cols["cpu"], float(cfg.capacity.min_cpu))
+        if "cpu" in cols:
+            cols["cpu"] = np.maximum(cols["cpu"], float(cfg.capacity.min_cpu))
         cols["priority"] = cols["priority"] / float(self.market.priority_max)
+        # (N, D) demand in every dimension, (N,) priced quantity q = sum_d w_d demand_d,
+        # (N, W) eligibility masks
+        cols["demand"] = np.ascontiguousarray(np.column_stack([cols[d] for d in self.dimensions]).reshape(-1, len(self.dimensions)))
+        self.price_weights = np.asarray(cfg.price_weights(self.dimensions), dtype=float)
+        cols["priced"] = cols["demand"] @ self.price_weights
+        cols["allowed"] = allowed_masks(self.market.allowed_types(), self.type_names)
         self.request_columns = cols
         self.request_ids = req["request_id"].to_numpy()
         user_ids, self.request_user = np.unique(req["user_id"].to_numpy(), return_inverse=True)
@@ -225,9 +244,7 @@ class MarketModel(mesa.Model):
         strategies = (Truthful(), Shading(float(cfg.users.shading_factor)))
         self.user_agents = [UserAgent(self, u, uid, strategies[int(shading[u])]) for u, uid in enumerate(user_ids)]
         n = len(req)
-        self.need = (
-            np.column_stack([np.ones(n), np.zeros(n)]) if self.slots else np.column_stack([cols["cpu"], cols["mem"]])
-        )
+        self.need = np.column_stack([np.ones(n), np.zeros(n)]) if self.slots else cols["demand"]
         self.round_params = RoundParams(
             weights=weights, d_max=float(cfg.utility.d_max), candidates=int(self.params_k),
             spill_neighbors=int(cfg.clustering.spill_neighbors),
@@ -281,12 +298,14 @@ class MarketModel(mesa.Model):
         return np.flatnonzero((status == 0) & (arrival <= t) & (t - arrival <= patience))
 
     def resource_matrix(self, price: np.ndarray | None = None) -> np.ndarray:
-        """``(M, 8)`` resource columns for the candidate kernel at ``price`` (default: current)."""
+        """``(M, 7 + D)`` resource rows for the candidate kernel at ``price`` (default: current).
+
+        The layout of :mod:`market.core.candidates` ("Layouts").
+        """
         c = self.resource_columns
         price = self.price if price is None else price
-        return np.column_stack(
-            [c["x"], c["y"], c["cpu"], c["mem"], price, c["reliability"], c["availability"], self.energy_norm]
-        )
+        return resource_rows(c["x"], c["y"], price, c["reliability"], c["availability"], self.energy_norm, c["type"],
+                             c["capacity"])
 
     # --- one round --------------------------------------------------------------------
     def step(self) -> None:
@@ -351,9 +370,8 @@ class MarketModel(mesa.Model):
         t_settle = time.perf_counter()
         served = outcome.resource >= 0
         hit = np.flatnonzero(served)
-        cpu_mem = np.column_stack([book.columns["cpu"][hit], book.columns["mem"][hit]])
-        energy = state.resources.settle(t, outcome.resource[hit], book.need[hit], cpu_mem, outcome.payment[hit],
-                                        book.columns["duration"][hit])
+        energy = state.resources.settle(t, outcome.resource[hit], book.need[hit], book.columns["demand"][hit],
+                                        outcome.payment[hit], book.columns["duration"][hit])
         state.status[rows[hit]] = 1
         patience = int(self.config.settlement.patience)
         state.status[rows[~served & (t - book.columns["round"] >= patience)]] = 2
@@ -362,7 +380,8 @@ class MarketModel(mesa.Model):
         t_metrics = time.perf_counter()
         metrics = round_metrics(
             outcome.utility, served, outcome.payment, book.columns["budget"] * outcome.base_utility, book.user,
-            state.resources.used_real[:, 0], self.resource_columns["cpu"], state.resources.load, energy, record.prices,
+            state.resources.used_real, self.resource_columns["capacity"], state.resources.load, energy, record.prices,
+            self.dimensions,
         )
         # this round's credits alone (a difference of running totals would carry their round-off)
         metrics["budget_balance"] = float(state.resources.credit.sum() - outcome.payment.sum())

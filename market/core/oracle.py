@@ -49,6 +49,7 @@ import numba as nb
 import numpy as np
 
 from market.core.candidates import feasible_utility
+from market.core.eligibility import any_type
 from market.core.engine import OrderBook, RoundParams
 from mechanisms.welfare_program import LPResult, WelfareProgram, fairness_gain
 
@@ -61,7 +62,7 @@ MAX_PAIRS = 60_000
 _RC_TOL = 1e-9
 
 
-def _price_rows(rq, need, rs, free, alpha, beta, gamma, d_max, weight, offset, lam, threshold, top):
+def _price_rows(rq, need, rs, free, allowed, alpha, beta, gamma, d_max, weight, offset, lam, threshold, top):
     """Per request: its feasible pairs' count, the largest reduced cost, and the ``top`` best above ``threshold``.
 
     Reduced cost of ``(i, j)``: ``weight_i b_ij + offset_i - sum_d lam_jd need_id``.
@@ -78,7 +79,7 @@ def _price_rows(rq, need, rs, free, alpha, beta, gamma, d_max, weight, offset, l
     for i in nb.prange(n):
         kept = 0
         for j in range(m):
-            b = feasible_utility(rq, need, rs, free, i, j, alpha, beta, gamma, d_max)
+            b = feasible_utility(rq, need, rs, free, allowed, i, j, alpha, beta, gamma, d_max)
             if b < 0.0:
                 continue
             feasible[i] += 1
@@ -141,13 +142,16 @@ class RoundMarket:
     """The round's whole market as the oracle sees it (arrays of the order book).
 
     Attributes:
-        requests: ``(N, 9)`` request columns in the candidate kernel's order.
-        need: ``(N, D)`` demand in allocation units.
-        resources: ``(M, 8)`` resource columns at the round's prices.
-        free: ``(M, D)`` free capacity the round cleared on.
+        requests: ``(N, 8 + D)`` request rows in the candidate kernel's layout
+            (:mod:`market.core.candidates`).
+        need: ``(N, E)`` demand in allocation units.
+        resources: ``(M, 7 + D)`` resource rows at the round's prices.
+        free: ``(M, E)`` free capacity the round cleared on.
         user: ``(N,)`` user index; priority ``(N,)`` normalised; budget ``(N,)``.
         start_won: ``(U,)`` priority mass the users carried into the round.
         weights: ``(alpha, beta, gamma, delta)``; d_max: the proximity scale.
+        allowed: ``(N, W)`` eligibility masks (:mod:`market.core.eligibility`); None:
+            every request may use every resource.
     """
 
     requests: np.ndarray
@@ -160,19 +164,24 @@ class RoundMarket:
     start_won: np.ndarray
     weights: tuple[float, float, float, float]
     d_max: float
+    allowed: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.allowed is None:
+            object.__setattr__(self, "allowed", any_type(self.requests.shape[0]))
 
     @classmethod
     def of_book(cls, book: OrderBook, resource_matrix: np.ndarray, free: np.ndarray, start_won: np.ndarray,
                 params: RoundParams) -> RoundMarket:
         """The whole market of an order book on ``free`` capacity, at ``resource_matrix``'s prices."""
         return cls(book.request_matrix(), book.need, resource_matrix, free, book.user, book.columns["priority"],
-                   book.columns["budget"], start_won, params.weights, params.d_max)
+                   book.columns["budget"], start_won, params.weights, params.d_max, book.allowed)
 
     def price(self, weight: np.ndarray, offset: np.ndarray, lam: np.ndarray, threshold: float, top: int) -> tuple:
         """Scan every pair against duals (see :func:`_price_rows`)."""
         a, b, g, _ = self.weights
         kernel = _price_parallel if self.requests.shape[0] * self.resources.shape[0] >= PARALLEL_MIN_PAIRS else _price_serial
-        return kernel(self.requests, self.need, self.resources, self.free, float(a), float(b), float(g),
+        return kernel(self.requests, self.need, self.resources, self.free, self.allowed, float(a), float(b), float(g),
                       float(self.d_max), weight, offset, lam, float(threshold), int(top))
 
 

@@ -141,7 +141,7 @@ class Auditor:
             if hit.size == 0:
                 continue
             r = rows[hit]
-            cost = rec.prices[out.resource[hit]] * book.columns["cpu"][hit] * book.columns["duration"][hit]
+            cost = rec.prices[out.resource[hit]] * book.columns["priced"][hit] * book.columns["duration"][hit]
             base = true_base_utility(out.base_utility[hit], cost, book.columns["budget"][hit], self.true_budget[r], self.alpha)
             served += hit.size
             value += float(np.sum(self.true_budget[r] * base))

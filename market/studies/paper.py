@@ -398,6 +398,7 @@ class PaperModel(mesa.Model):
             "cpu": inst.capacity, "mem": np.zeros(inst.m), "unit_cost": inst.cost,
             "reliability": inst.reliability, "availability": inst.availability,
             "energy_efficiency": inst.energy, "x": inst.resource_xy[:, 0], "y": inst.resource_xy[:, 1],
+            "capacity": np.column_stack([inst.capacity, np.zeros(inst.m)]),
         }
         self.price = inst.cost.copy()
         capacity = np.column_stack([inst.capacity, np.zeros(inst.m)])
