@@ -155,7 +155,7 @@ def brute_envy(user, alloc, tasks, active):
     )
 
 
-def test_envy_chunks_agree(monkeypatch):
+def test_envy_counts_like_brute_force_and_estimates_on_a_sample(monkeypatch):
     rng = np.random.default_rng(7)
     n_users, d = 40, 3
     tasks = rng.integers(0, 3, size=(n_users, d)).astype(float)
@@ -164,8 +164,16 @@ def test_envy_chunks_agree(monkeypatch):
     active = rng.random(n_users) < 0.8
     whole = envy(user, alloc, tasks, active)
     assert whole.count == brute_envy(user, alloc, tasks, active) > 0
-    monkeypatch.setattr(mr, "ENVY_CHUNK", 7)  # a few rows (even 1) per chunk
-    assert envy(user, alloc, tasks, active) == whole
+    # above ENVY_SAMPLE users: the share among evenly spaced users, scaled to every pair
+    monkeypatch.setattr(mr, "ENVY_SAMPLE", 10)
+    kept = np.flatnonzero(active)[np.linspace(0, active.sum() - 1, 10).round().astype(int)]
+    sample_active = np.zeros(n_users, dtype=bool)
+    sample_active[kept] = True
+    exact_sample = brute_envy(user, alloc, tasks, sample_active)
+    estimate = envy(user, alloc, tasks, active)
+    assert estimate.pairs == whole.pairs
+    assert estimate.share == pytest.approx(exact_sample / 90)
+    assert estimate.count == round(exact_sample / 90 * whole.pairs)
 
 
 # --- unallocated share and fragmentation on three hand-made nodes (cpu, mem GB, gpu)

@@ -37,6 +37,7 @@ from market.core.eligibility import allowed_masks, type_codes
 from market.core.engine import OrderBook, RoundOutcome, RoundParams, clear_round
 from market.core.hierarchy import build_hierarchy, features_of
 from market.core.metrics import round_metrics
+from market.core.multiresource import multiresource_columns, round_multiresource
 from market.core.oracle import OracleResult, RoundMarket, solve_round
 from market.core.pricing import PriceRule
 from mechanisms import create
@@ -63,8 +64,12 @@ FLAT_METRICS = ["flat_welfare", "cluster_loss"]
 
 
 def dimension_metrics(dimensions: tuple[str, ...]) -> list[str]:
-    """The ``rounds`` columns of a market's dimensions: ``utilization_<dim>`` each."""
-    return [f"utilization_{d}" for d in dimensions]
+    """The ``rounds`` columns that depend on a market's dimensions.
+
+    ``utilization_<dim>`` for each, then the multi-resource metrics
+    (:func:`market.core.multiresource.round_multiresource`).
+    """
+    return [*(f"utilization_{d}" for d in dimensions), *multiresource_columns(dimensions)]
 TIMINGS = ["candidates_ms", "alloc_ms", "validate_ms", "oracle_ms", "settle_price_ms", "metrics_ms"]
 KEYS = ["mechanism", "seed", "round"]
 
@@ -383,6 +388,8 @@ class MarketModel(mesa.Model):
             state.resources.used_real, self.resource_columns["capacity"], state.resources.load, energy, record.prices,
             self.dimensions,
         )
+        metrics.update(round_multiresource(book.user, book.columns["demand"], served, self.resource_columns["capacity"],
+                                           state.resources.used_real, self.dimensions))
         # this round's credits alone (a difference of running totals would carry their round-off)
         metrics["budget_balance"] = float(state.resources.credit.sum() - outcome.payment.sum())
         metrics["spilled"] = outcome.spilled

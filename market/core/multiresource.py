@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numba as nb
 import numpy as np
 
 from market.core.metrics import jain, share
@@ -34,8 +35,8 @@ from market.core.metrics import jain, share
 #: ``mechanisms.drf``: a request fits if ``free + EPS >= demand`` in every dimension
 EPS = 1e-12
 
-#: pairwise envy is evaluated in chunks of at most this many ``(u, v, d)`` entries
-ENVY_CHUNK = 10_000_000
+#: above this many counted users, envy is estimated over this many of them (evenly spaced)
+ENVY_SAMPLE = 3_000
 
 
 def _user_index(user: np.ndarray, n_users: int) -> np.ndarray:
@@ -206,7 +207,10 @@ def envy(
     should not prefer the allocation of another user"), so under a DRF allocation of
     divisible tasks ``count`` is 0; under indivisible requests DRF need not be envy-free.
 
-    Vectorised over pairs: ``(chunk, U, D)`` at a time, at most :data:`ENVY_CHUNK` entries.
+    A numba loop over pairs (O(n^2 D), stopping at a pair's first ratio under the limit).
+    With more than :data:`ENVY_SAMPLE` counted users the share is estimated over
+    :data:`ENVY_SAMPLE` of them, evenly spaced in index order (deterministic), and
+    ``count`` is that share times ``pairs``, rounded.
 
     Args:
         user: ``(S,)`` int, local user index of each allocated (served/held) request.
@@ -241,29 +245,43 @@ def envy(
     pairs = n * (n - 1)
     if pairs == 0:
         return Envy(0, 0.0, 0)
-    positive = task > 0
-    own = _tasks(bundle[:, None, :], task[:, None, :], positive[:, None, :])[:, 0]  # (n,)
+    if n > ENVY_SAMPLE:  # estimated on evenly spaced users (deterministic): O(ENVY_SAMPLE^2 D)
+        pick = np.linspace(0, n - 1, ENVY_SAMPLE).round().astype(np.int64)
+        task, bundle, n = task[pick], bundle[pick], ENVY_SAMPLE
+    count = int(_envy_count(np.ascontiguousarray(bundle), np.ascontiguousarray(task), float(rtol)))
+    sampled = n * (n - 1)
+    return Envy(count if sampled == pairs else round(count * pairs / sampled), count / sampled, pairs)
+
+
+@nb.njit(cache=True)
+def _envy_count(bundle: np.ndarray, task: np.ndarray, rtol: float) -> int:
+    """Envious ordered pairs: ``min_{d: t_ud > 0} x_vd / t_ud > (1 + rtol) tasks_u(x_u)``, ``u != v``.
+
+    The minimum exceeds the limit iff every ratio does, so a pair stops at its first
+    ratio at or below it. A user with no positive task entry runs unboundedly many tasks
+    with any bundle and envies nobody.
+    """
+    n, d = task.shape
     count = 0
-    step = max(1, ENVY_CHUNK // max(1, n * d))
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        # (chunk, n): tasks of u = lo..hi-1 with each v's bundle
-        other = _tasks(bundle[None, :, :], task[lo:hi, None, :], positive[lo:hi, None, :])
-        envious = other > own[lo:hi, None] * (1.0 + rtol)
-        envious[np.arange(hi - lo), np.arange(lo, hi)] = False  # u never envies itself
-        count += int(envious.sum())
-    return Envy(count, count / pairs, pairs)
-
-
-def _tasks(bundle: np.ndarray, task: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """``min over d with task > 0 of bundle / task`` (broadcast), ``+inf`` if no such ``d``."""
-    ratio = np.divide(
-        bundle,
-        task,
-        out=np.full(np.broadcast_shapes(bundle.shape, task.shape), np.inf),
-        where=positive,
-    )
-    return ratio.min(axis=-1) if ratio.shape[-1] else np.full(ratio.shape[:-1], np.inf)
+    for u in range(n):
+        own = np.inf
+        for k in range(d):
+            if task[u, k] > 0:
+                own = min(own, bundle[u, k] / task[u, k])
+        if own == np.inf:
+            continue
+        limit = own * (1.0 + rtol)
+        for v in range(n):
+            if v == u:
+                continue
+            envious = True
+            for k in range(d):
+                if task[u, k] > 0 and bundle[v, k] / task[u, k] <= limit:
+                    envious = False
+                    break
+            if envious:
+                count += 1
+    return count
 
 
 def _free_column(
@@ -353,3 +371,62 @@ def fragmentation(
         raise ValueError(f"typical_demand must be ({free.shape[1]},), got shape {t.shape}")
     cannot_host = ((free + EPS < t) & (t > 0)).any(axis=1)
     return share(float(free[cannot_host, dim].sum()), total)
+
+
+#: the dimension whose unallocated share and fragmentation a round reports, when a market has it
+ACCELERATOR = "gpu"
+
+
+def round_multiresource(
+    user: np.ndarray,
+    demand: np.ndarray,
+    served: np.ndarray,
+    capacity: np.ndarray,
+    used: np.ndarray,
+    dimensions: tuple[str, ...],
+) -> dict[str, float]:
+    """The multi-resource metrics of one round (``rounds`` columns).
+
+    - ``dominant_share_jain``: Jain's index over the dominant shares of the round's
+      winners' bundles (each user's served demand over the market's total capacity),
+      among the users with a request in the book (a user served nothing has share 0);
+    - ``envy_share``: the share of ordered pairs of those users where one could run more of
+      its tasks (its mean request in the round) with the other's round bundle (:func:`envy`);
+    - for a market with a ``gpu`` dimension, ``unallocated_gpu``: the share of GPU capacity
+      free after the round (running requests included), and ``gpu_fragmentation``: the share
+      of GPU capacity free on nodes that cannot host the typical (median) request still
+      waiting for a GPU (:func:`fragmentation`), over the nodes that have GPUs.
+
+    Args:
+        user: ``(N,)`` user of each order-book request (any integer ids).
+        demand: ``(N, D)`` demand of each.
+        served: ``(N,)`` bool, served this round.
+        capacity: ``(M, D)`` capacity of every resource.
+        used: ``(M, D)`` capacity in use after settlement (running requests included).
+        dimensions: the ``D`` dimension names.
+    """
+    users, local = np.unique(np.asarray(user), return_inverse=True)
+    n_users = users.size
+    local = local.reshape(-1)
+    demand = np.asarray(demand, dtype=float).reshape(local.size, -1)
+    served = np.asarray(served, dtype=bool)
+    active = users_with_requests(local, n_users)
+    shares = dominant_shares(local[served], demand[served], capacity.sum(axis=0), n_users)
+    out = {
+        "dominant_share_jain": dominant_share_jain(shares, active),
+        "envy_share": envy(local[served], demand[served], user_tasks(local, demand, n_users), active).share,
+    }
+    if ACCELERATOR in dimensions:
+        g = dimensions.index(ACCELERATOR)
+        has = capacity[:, g] > 0
+        free = np.maximum(capacity - used, 0.0)
+        waiting = ~served & (demand[:, g] > 0)
+        out["unallocated_gpu"] = unallocated_share(free[has], capacity[has], g)
+        out["gpu_fragmentation"] = fragmentation(free[has], capacity[has], typical_demand(demand[waiting]), g)
+    return out
+
+
+def multiresource_columns(dimensions: tuple[str, ...]) -> list[str]:
+    """The ``rounds`` columns :func:`round_multiresource` gives for a market's dimensions."""
+    return ["dominant_share_jain", "envy_share", *(["unallocated_gpu", "gpu_fragmentation"]
+                                                   if ACCELERATOR in dimensions else [])]
