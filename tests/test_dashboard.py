@@ -64,9 +64,10 @@ def test_comparison_rows_match_each_mechanisms_own_run():
     dash = DashboardModel("default", "mohaf", rng=2)
     dash.step()
     table = dash.comparison
-    assert set(table.index) == {"drf", "first_price", "greedy", "mohaf", "random", "second_price"}
+    assert set(table.index) == {"best_fit", "dot_product", "drf", "first_price", "greedy", "mohaf", "random",
+                                "second_price"}
     assert list(table.columns) == COMPARISON
-    for name in ("greedy", "first_price", "second_price", "drf"):
+    for name in ("greedy", "first_price", "second_price", "drf", "best_fit", "dot_product"):
         own = MarketModel(load("default").replace(oracle=False), name, rng=2)
         own.step()
         for col in COMPARISON[:-1]:
@@ -142,6 +143,21 @@ def test_round_option_has_one_point_per_round():
     assert len(jain) == 2
     assert [p[0] for p in jain[0]["data"]] == [0, 1, 2, 3, 4]
     assert [p[1] for p in jain[1]["data"]] == pytest.approx([r["jain_winners"] for r in model.round_records])
+
+
+def test_a_gpu_market_plots_every_dimension_and_compares_every_mechanism():
+    model = DashboardModel("alibaba-gpu", mechanism="best_fit", rng=1)
+    for _ in range(2):
+        model.step()
+    assert model.dimensions == ("cpu", "mem", "gpu")
+    option = round_option(model.round_records, model.dimensions)
+    lines = {s["name"]: s for s in option["series"]}
+    for d in model.dimensions:
+        assert [p[1] for p in lines[d]["data"]] == pytest.approx([r[f"utilization_{d}"] for r in model.round_records])
+    assert [p[1] for p in lines["dominant shares"]["data"]] == pytest.approx(
+        [r["dominant_share_jain"] for r in model.round_records])
+    assert set(model.comparison.index) >= {"best_fit", "dot_product", "drf", "mohaf"}
+    assert model.comparison.loc["best_fit", "n_allocated"] == model.round_records[-1]["n_allocated"]
 
 
 # --- headless Solara rendering ---------------------------------------------------------

@@ -45,15 +45,24 @@ COMPARISON = [
     "n_allocated", "efficiency", "welfare", "satisfaction", "jain", "jain_winners", "utilization",
     "revenue", "ir_violations", "alloc_ms",
 ]
-#: per-round panels: title -> (metric, label) lines
+#: per-round panels: title -> (metric, label) lines ("Utilisation" gets one line per
+#: dimension of the market: :func:`panels`)
 PANELS = {
     "Efficiency": [("efficiency", "efficiency")],
-    "Jain's index": [("jain", "all requests"), ("jain_winners", "winners only")],
-    "Utilisation (cpu)": [("utilization", "utilisation")],
+    "Jain's index": [("jain", "all requests"), ("jain_winners", "winners only"),
+                     ("dominant_share_jain", "dominant shares")],
+    "Utilisation": [("utilization", "utilisation")],
     "Revenue": [("revenue", "revenue")],
     "Mean price": [("mean_price", "mean price")],
     "Satisfaction": [("satisfaction", "served share")],
 }
+
+
+def panels(dimensions: tuple[str, ...] | None = None) -> dict[str, list[tuple[str, str]]]:
+    """:data:`PANELS` for a market: its utilisation per dimension (``utilization_<dim>``)."""
+    if not dimensions:
+        return PANELS
+    return {**PANELS, "Utilisation": [(f"utilization_{d}", d) for d in dimensions]}
 #: at most this many resource nodes are drawn (larger markets aggregate neighbours)
 MAX_NODES = 1500
 COLOUR_MODES = ["utilisation", "price"]
@@ -293,11 +302,18 @@ def hierarchy_option(model: MarketModel, layout: TreeLayout, mode: str) -> dict[
     }
 
 
-def round_option(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """ECharts option: per-round plots of :data:`PANELS` (one small grid each)."""
+def round_option(records: list[dict[str, Any]], dimensions: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """ECharts option: per-round plots of :func:`panels` (one small grid each).
+
+    Args:
+        records: the ``rounds`` rows played so far.
+        dimensions: the market's dimensions (one utilisation line each); None: the
+            ``utilization`` column alone.
+    """
     rounds = [int(r["round"]) for r in records]
     titles, grids, xs, ys, series = [], [], [], [], []
-    for i, (title, lines) in enumerate(PANELS.items()):
+    shown = panels(dimensions)
+    for i, (title, lines) in enumerate(shown.items()):
         col, row = i % 3, i // 3
         left, top = 2 + 33 * col, 30 + 165 * row  # percent across, pixels down
         titles.append({"text": title, "left": f"{left + 19}%", "textAlign": "center", "top": top - 24,
@@ -314,7 +330,8 @@ def round_option(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "animation": False, "title": titles, "grid": grids, "xAxis": xs, "yAxis": ys, "series": series,
         "tooltip": {"trigger": "axis"},
-        "legend": {"data": [label for _, label in PANELS["Jain's index"]], "bottom": 0, "left": "center",
+        "legend": {"data": [label for title in ("Jain's index", "Utilisation") for _, label in shown[title]],
+                   "bottom": 0, "left": "center",
                    "textStyle": {"fontSize": 11}},
     }
 
@@ -411,7 +428,7 @@ def HierarchyView(model: DashboardModel) -> None:
 def RoundPlots(model: DashboardModel) -> None:
     """Per-round efficiency, Jain, utilisation, revenue, mean price and satisfaction."""
     update_counter.get()
-    option = solara.use_memo(lambda: round_option(model.round_records), [model, model.round])
+    option = solara.use_memo(lambda: round_option(model.round_records, model.dimensions), [model, model.round])
     solara.FigureEcharts(option, attributes={"id": "round-plots", "style": "height: 375px; width: 100%;"}, responsive=True)
 
 
