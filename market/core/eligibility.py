@@ -6,10 +6,12 @@ list may only be placed on a resource whose type is in it; a request without one
 placed anywhere (README, contract 2).
 
 For the numba kernels each resource type gets a code (0 = untyped, typed resources
-``1..T`` in sorted order) and each request a row of ``int64`` words whose bit ``c % 63``
-of word ``c // 63`` is set when code ``c`` is allowed (63 bits per word keep the sign bit
-clear, so every operation stays in ``int64``). A request without a list has every bit
-set; types named by requests but held by no resource get no code (nothing can serve them).
+``1..T`` in sorted order) and each request a row of ``int64`` words whose bit ``c % 32``
+of word ``c // 32`` is set when code ``c`` is allowed (32 bits per word: shifts and masks
+only, and the sign bit stays clear, so every operation stays in ``int64``). A request
+without a list has every bit set; types named by requests but held by no resource get no
+code (nothing can serve them). A market where no request has a list gets masks with no
+word at all, ``(N, 0)``: the kernels then skip the test (no cost in untyped markets).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import pandas as pd
 
 from scenarios.tables import TYPE_SEPARATOR
 
-#: bits used per int64 word of a request's mask
-BITS = 63
+#: bits used per int64 word of a request's mask (a power of two: shifts, not divisions)
+BITS = 32
+SHIFT = 5
 #: a word with every bit set: every type allowed
 FULL = (1 << BITS) - 1
 
@@ -43,13 +46,17 @@ def type_codes(resource_type: pd.Series | np.ndarray) -> tuple[np.ndarray, list[
 
 
 def allowed_masks(allowed_types: pd.Series | np.ndarray, names: list[str]) -> np.ndarray:
-    """``(N, W)`` int64 masks of the codes each request may use (``W >= 1`` words).
+    """``(N, W)`` int64 masks of the codes each request may use.
+
+    ``W = 0`` when no request has a list (every request may use every resource).
 
     Args:
         allowed_types: ``(N,)`` ``|``-separated type lists, ``""`` = any.
         names: the type names of codes ``1..T`` (:func:`type_codes`).
     """
     values = np.asarray(allowed_types, dtype=object).astype(str).tolist()
+    if not any(values):
+        return any_type(len(values))
     words = (len(names) + 1) // BITS + 1
     masks = np.full((len(values), words), FULL, dtype=np.int64)
     lookup = {name: c + 1 for c, name in enumerate(names)}
@@ -65,14 +72,16 @@ def allowed_masks(allowed_types: pd.Series | np.ndarray, names: list[str]) -> np
 
 
 def any_type(n: int) -> np.ndarray:
-    """``(n, 1)`` masks of requests that may use every resource (a market without types)."""
-    return np.full((n, 1), FULL, dtype=np.int64)
+    """``(n, 0)`` masks: no request has a list, every request may use every resource."""
+    return np.zeros((n, 0), dtype=np.int64)
 
 
 @nb.njit(cache=True, inline="always")
 def eligible(allowed: np.ndarray, i: int, code: int) -> bool:
-    """Request ``i`` may use a resource of type ``code`` (bit ``code`` of its mask)."""
-    return (allowed[i, code // 63] >> (code % 63)) & 1 == 1
+    """Request ``i`` may use a resource of type ``code`` (bit ``code`` of its mask; always with no masks)."""
+    if allowed.shape[1] == 0:
+        return True
+    return (allowed[i, code >> SHIFT] >> (code & (BITS - 1))) & 1 == 1
 
 
 def eligible_pairs(allowed_types: pd.Series | np.ndarray, resource_type: pd.Series | np.ndarray) -> np.ndarray:

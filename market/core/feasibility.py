@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from market.core.eligibility import BITS, eligible_pairs
+from market.core.eligibility import BITS, SHIFT, eligible_pairs
 from scenarios.tables import DEFAULT_DIMENSIONS
 
 TOL = 1e-9
@@ -75,10 +75,10 @@ def check_round(
     too_big = np.any(requests["demand"][served] > resources["capacity"][j] * (1 + TOL) + TOL, axis=1)
     if np.any(too_big):
         _fail("request demand above resource capacity", served[too_big])
-    if "allowed" in requests:
+    if "allowed" in requests and requests["allowed"].shape[1]:
         code = resources["type"][j].astype(np.int64)
-        word = requests["allowed"][served, code // BITS]
-        barred = ((word >> (code % BITS)) & 1) == 0
+        word = requests["allowed"][served, code >> SHIFT]
+        barred = ((word >> (code & (BITS - 1))) & 1) == 0
         if np.any(barred):
             _fail("resource type not allowed by the request", served[barred])
     for req_col, res_col in (("min_reliability", "reliability"), ("min_availability", "availability")):

@@ -25,13 +25,24 @@ from scenarios.config import parse
 from scenarios.synthetic import generate
 
 
+#: the dimensions of a bench market with D of them: the first D of these, then ``r<d>``
+DIMENSION_NAMES = ("cpu", "mem", "gpu", "disk", "net")
+
+
+def bench_dimensions(d: int) -> list[str]:
+    """The ``d`` dimension names of a bench market (``d >= 2``; cpu and mem first)."""
+    if d < 2:
+        raise MarketInputError(f"bench: --dimensions must be at least 2 (cpu and mem), got {d}")
+    return [*DIMENSION_NAMES[:d], *(f"r{k}" for k in range(len(DIMENSION_NAMES), d))]
+
+
 def bench_scenario(requests: int, resources: int, mechanism: str, rounds: int, candidates: int, clusters: int,
-                   params: dict | None) -> dict:
+                   params: dict | None, dimensions: int = 2) -> dict:
     """The scenario ``market bench`` runs (as a scenario dict, validated by :func:`parse`)."""
     return {
         "name": "bench", "rounds": rounds + 1, "seeds": [0], "mechanisms": [mechanism],
         "market": {"source": "synthetic", "resources": resources, "users": max(1, requests // 10),
-                   "requests": requests, "qos_share": 0.3},
+                   "requests": requests, "qos_share": 0.3, "dimensions": bench_dimensions(dimensions)},
         "pricing": {"eta": 0.02, "target": 0.8},
         "clustering": {"clusters": clusters, "candidates": candidates},
         # every request waits for the whole run (the book is reopened every round)
@@ -50,6 +61,7 @@ def bench(
     seed: int = 0,
     oracle: float = 0.0,
     params: dict | None = None,
+    dimensions: int = 2,
 ) -> dict:
     """Time ``rounds`` rounds and return the figures as a dict.
 
@@ -62,6 +74,9 @@ def bench(
         clusters: clusters (0 = automatic).
         seed: market and clustering seed.
         params: the mechanism's parameters.
+        dimensions: resource dimensions D of the synthetic market (cpu, mem, then gpu,
+            disk, net, ...: :func:`bench_dimensions`); the extra ones come from the
+            generator's own stream, so the cpu/mem market is the same for every D.
         oracle: if > 0, solve the last round's whole market with the model's own
             yardstick (:meth:`~market.core.model.MarketModel.optimum`, each solver call
             limited to this many seconds, timed apart from the round) and report it.
@@ -81,14 +96,14 @@ def bench(
         raise MarketInputError(f"bench: --rounds must be at least 1 (timed rounds), got {rounds}")
     if oracle < 0:
         raise MarketInputError(f"bench: --oracle must be a time limit in seconds >= 0 (0 = no oracle), got {oracle}")
-    raw = bench_scenario(requests, resources, mechanism, rounds, candidates, clusters, params)
+    raw = bench_scenario(requests, resources, mechanism, rounds, candidates, clusters, params, dimensions)
     if oracle > 0:
         # the time limit stops the search (nodes unbounded): the bench measures the solver
         raw["oracle_params"] = {"time_limit": float(oracle), "node_limit": 10**9}
     scenario = parse(raw, "market bench", Path.cwd())
     rng = np.random.default_rng(seed)
     # one round of arrivals: every request is in the book of every (reopened) round
-    market = generate({k: v for k, v in scenario.market.items() if k != "source"}, 1, rng)
+    market = generate({k: v for k, v in scenario.source_params().items() if k != "source"}, 1, rng, scenario.dimensions)
     t0 = time.perf_counter()
     model = MarketModel(scenario, mechanism=mechanism, rng=seed, market=market)  # no oracle, no flat clearing
     clustering_s = time.perf_counter() - t0
@@ -123,6 +138,7 @@ def bench(
         "candidates": model.params_k,
         "clusters": model.hierarchy.n_clusters,
         "mechanism": mechanism,
+        "dimensions": len(scenario.dimensions),
         "rounds": rounds,
         "round_s": round(median, 6),
         "round_s_all": [round(t, 6) for t in times],

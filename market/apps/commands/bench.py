@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="mechanism parameter (repeatable), e.g. rank=density")
     p.add_argument("--oracle", type=float, default=0.0, metavar="SECONDS",
                    help="also measure the last round against the whole-market oracle with this time budget (best known, proven bound, status)")
+    p.add_argument("--dimensions", type=int, default=2, metavar="D",
+                   help="resource dimensions of the synthetic market: cpu, mem, then gpu, disk, net, ... (default 2)")
     p.add_argument("--json", action="store_true", help="print JSON only")
 
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     result = bench(
         requests=args.requests, resources=args.resources, mechanism=args.mechanism, rounds=args.rounds,
         candidates=args.candidates, clusters=args.clusters, seed=args.seed, oracle=args.oracle,
-        params=params(args.param),
+        params=params(args.param), dimensions=args.dimensions,
     )
     if args.json:
         print(json.dumps(result))
