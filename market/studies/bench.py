@@ -24,7 +24,6 @@ from market.errors import MarketInputError
 from scenarios.config import parse
 from scenarios.synthetic import generate
 
-
 #: the dimensions of a bench market with D of them: the first D of these, then ``r<d>``
 DIMENSION_NAMES = ("cpu", "mem", "gpu", "disk", "net")
 
