@@ -26,16 +26,18 @@ class SubMarket:
     """One planner's market for one round, as arrays.
 
     Attributes:
-        demand: ``(N, 2)`` cpu and memory demanded by each request.
+        demand: ``(N, D)`` demand of each request in every allocation unit (the market's
+            resource dimensions, e.g. cpu and memory, or cpu, memory and GPUs).
         budget: ``(N,)`` true budget (the most a request can pay in total).
         bid_scale: ``(N,)`` the owner's bidding strategy: 1 is truthful, < 1 shades.
         priority: ``(N,)`` normalised priority ``p~`` in [0, 1] (fairness weight).
         user: ``(N,)`` local user index (rows of ``user_won``).
         candidates: ``(N, K)`` local resource index of each candidate, -1 = none.
         utility: ``(N, K)`` static pair utility ``b_ij`` in [0, 1] (same for everyone).
-        reserve: ``(N, K)`` posted cost ``rho_j * cpu_i * duration_i``.
+        reserve: ``(N, K)`` posted cost ``rho_j * q_i * duration_i`` (``q_i`` the request's
+            priced quantity, by default its cpu).
         posted: ``(N, K)`` posted price ``reserve * (0.8 + 0.4 b_ij)``.
-        capacity: ``(M, 2)`` residual cpu and memory of the local resources.
+        capacity: ``(M, D)`` residual capacity of the local resources in every dimension.
         user_won: ``(U,)`` priority mass ``X_u`` each user already holds this round.
         fairness_weight: ``delta``, weight of the concave fairness term.
         resource_ids: ``(M,)`` global index of each local resource (for reporting).

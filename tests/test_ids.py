@@ -19,10 +19,10 @@ import pytest
 
 from market.apps.cli import main
 from market.core.feasibility import check_run_tables
-from mechanisms.registry import available
+from mechanisms.registry import available, mechanism_class
 from scenarios.tables import read_table, validate
 
-MECHANISMS = ["mohaf", "greedy", "first_price", "second_price", "random", "optimal"]
+MECHANISMS = [n for n in available() if mechanism_class(n).__module__.startswith("mechanisms.")]  # the built-ins
 
 
 def scenario_text(requests: str, resources: str, mechanisms: list[str], oracle: bool = True) -> str:

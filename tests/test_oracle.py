@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 
 from market.core.model import ORACLE_METRICS, MarketModel
 from market.core.oracle import RoundMarket, solve_round
+from mechanisms.registry import available, mechanism_class
 from mechanisms.welfare_program import fairness_gain
 from scenarios.config import load
 from scenarios.tables import MarketData
 
-MECHANISMS = ["mohaf", "greedy", "first_price", "second_price", "random", "drf", "optimal"]
+MECHANISMS = [n for n in available() if mechanism_class(n).__module__.startswith("mechanisms.")]  # the built-ins
 
 
 def scenario(resources: int, requests: int, users: int, delta: float = 0.2, load_: float = 2.0, **oracle):

@@ -408,7 +408,7 @@ def round_multiresource(
     users, local = np.unique(np.asarray(user), return_inverse=True)
     n_users = users.size
     local = local.reshape(-1)
-    demand = np.asarray(demand, dtype=float).reshape(local.size, -1)
+    demand = np.asarray(demand, dtype=float)
     served = np.asarray(served, dtype=bool)
     active = users_with_requests(local, n_users)
     shares = dominant_shares(local[served], demand[served], capacity.sum(axis=0), n_users)
