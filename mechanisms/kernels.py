@@ -16,6 +16,8 @@ import math
 import numba as nb
 import numpy as np
 
+import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
+
 _EPS = 1e-12
 #: posted price = posted cost x (0.8 + 0.4 b_ij); with b_ij <= 1 at most this multiple
 POSTED_MARKUP_MAX = 1.2

@@ -20,6 +20,7 @@ import numba as nb
 import numpy as np
 import pandas as pd
 
+import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
 from scenarios.tables import TYPE_SEPARATOR
 
 #: bits used per int64 word of a request's mask (a power of two: shifts, not divisions)

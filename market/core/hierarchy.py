@@ -24,6 +24,8 @@ import numpy as np
 from scipy.cluster.vq import kmeans2, vq
 from scipy.spatial import cKDTree
 
+import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
+
 #: sample size per cluster for fitting centroids when resources are plentiful
 SAMPLE_PER_CLUSTER = 10
 

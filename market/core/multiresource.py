@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
+import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
 from market.core.metrics import jain, share
 
 #: slack of the fit test, as in the allocation kernels (``mechanisms.kernels``) and

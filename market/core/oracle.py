@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
 from market.core.candidates import feasible_utility
 from market.core.eligibility import any_type
 from market.core.engine import OrderBook, RoundParams
