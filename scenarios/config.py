@@ -537,6 +537,10 @@ def _market(raw: dict[str, Any], source: str, base_dir: Path) -> dict[str, Any]:
             raise MarketInputError(f"unknown key market.{unknown[0]} for source {kind!r} (known: {known})", source=source)
     if kind == "synthetic":
         _synthetic({k: v for k, v in market.items() if k not in COMMON_MARKET_KEYS}, source)
+        missing = [d for d in ("cpu", "mem") if d not in market.get("dimensions", ("cpu", "mem"))]
+        if missing:
+            raise MarketInputError(f"key 'market.dimensions': a synthetic market has cpu and mem; {missing[0]!r} is missing",
+                                   source=source)
     if kind == "tabular":
         for key in ("requests", "resources"):
             market[key] = str(_table_path(market.get(key), f"market.{key}", source, base_dir))

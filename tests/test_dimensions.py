@@ -29,6 +29,7 @@ from market.apps.cli import main
 from market.core.feasibility import check_run_tables
 from market.core.model import MarketModel
 from market.core.oracle import RoundMarket
+from market.errors import MarketInputError
 from mechanisms import available
 from mechanisms.welfare_program import fairness_gain
 from scenarios.config import load
@@ -486,6 +487,9 @@ def test_a_synthetic_market_without_cpu(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ") and "market.dimensions" in lines[0] and "cpu" in lines[0], err
     assert str(toml) in lines[0], err
     assert not out.exists()
+    # refused on load, as every other scenario key (market scenarios lists it as invalid)
+    with pytest.raises(MarketInputError, match=r"market\.dimensions"):
+        load(toml)
 
 
 # --- 4. default markets unchanged ----------------------------------------------------------
