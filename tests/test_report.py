@@ -22,11 +22,12 @@ import pytest
 from scipy import stats
 
 from market.apps.cli import main
-from market.apps.report import RESTRICTIONS, SUMMARY, TRAJECTORIES, write_report
+from market.apps.report import MULTIRESOURCE, RESTRICTIONS, SUMMARY, TRAJECTORIES, write_report
 from tests.conftest import read_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
-FIGURES = {"comparison.png", "price_convergence.png", "alg_opt.png", "timing.png",
+#: the small scenario is a cpu/mem market: it has the multi-resource section (dominant shares, envy)
+FIGURES = {"comparison.png", "multiresource.png", "price_convergence.png", "alg_opt.png", "timing.png",
            *(f"{metric}.png" for metric, _ in TRAJECTORIES)}
 
 
@@ -40,7 +41,7 @@ def report(small_run, tmp_path_factory) -> tuple[Path, dict[str, pd.DataFrame]]:
 def test_report_writes_figures_and_summary(report):
     out, _ = report
     files = {p.name for p in out.iterdir()}
-    assert files == FIGURES | {"summary.md", "summary.csv", ".market-output"}  # nothing else, no temporaries
+    assert files == FIGURES | {"summary.md", "summary.csv", "multiresource.csv", ".market-output"}  # no temporaries
     for name in FIGURES:
         data = (out / name).read_bytes()
         assert data.startswith(PNG) and len(data) > 10_000, name
@@ -65,8 +66,8 @@ def test_summary_means_equal_rounds_table(report):
     out, tables = report
     rounds = tables["rounds"]
     summary = pd.read_csv(out / "summary.csv")
-    metrics = [m for m, _, _ in SUMMARY] + [m for m, _ in RESTRICTIONS]
-    present = [m for m in metrics if m in rounds and rounds[m].notna().any()]
+    metrics = [m for m, _, _ in SUMMARY] + [m for m, _, _ in MULTIRESOURCE] + [m for m, _ in RESTRICTIONS]
+    present = [m for m in dict.fromkeys(metrics) if m in rounds and rounds[m].notna().any()]
     assert set(summary["metric"]) == set(present)
     assert {"efficiency", "welfare", "jain", "gini", "alg_opt"} <= set(present)  # the small run has the oracle on
     kept = counted(rounds)
@@ -553,3 +554,122 @@ def test_mechanism_that_served_nobody_is_not_bolded_by_convention(tmp_path):
         assert not summary.xs(metric, level="metric")["best"].any(), metric
     assert md_row(md, "Jain, all requests") == ["1 ± 0", "1 ± 0"]
     assert md_row(md, "welfare (utility sum)") == ["**0 ± 0**", "**0 ± 0**"]
+
+
+# --- the multi-resource section ------------------------------------------------------------
+#: t quantile of a 95 % interval with 2 degrees of freedom (three seeds), scipy.stats.t.ppf(0.975, 2)
+T2 = 4.302652729911275
+#: the section's table header (a market with a gpu dimension)
+GPU_HEADER = ("| mechanism | unallocated GPU share ↓ | GPU fragmentation ↓ | welfare (utility sum) ↑ | welfare in money ↑ "
+              "| satisfaction ↑ | Jain, dominant shares ↑ | envy share ↓ | GPU utilisation ↑ |")
+
+
+def gpu_rounds(seeds: tuple[int, ...] = (1, 2, 3)) -> pd.DataFrame:
+    """A GPU market: drf, best_fit and optimal, three rounds per seed, the last without requests.
+
+    Per counted round: best_fit leaves 0.1 / 0.3 of the GPUs free in seed 1, 0.2 / 0.4 in
+    seed 2, 0.3 / 0.5 in seed 3 (per-seed means 0.2, 0.3, 0.4); drf's welfare is 10 + seed
+    and 12 + seed (per-seed means 12, 13, 14); everything else is constant. optimal has the
+    best value of every column but fails in seed 1 round 1 (nothing served, zeros there).
+    The round without requests carries values that would move every mean.
+    """
+    rows = []
+    for mechanism in ("drf", "best_fit", "optimal"):
+        for seed in seeds:
+            for t in range(3):
+                failed = mechanism == "optimal" and (seed, t) == (1, 1)
+                row = {"mechanism": mechanism, "seed": seed, "round": t, "n_requests": 0 if t == 2 else 10,
+                       "mechanism_failed": failed, "n_allocated": 5, "efficiency": 0.5, "jain": 0.5,
+                       "jain_winners": 0.9, "utilization": 0.6, "mean_price": 1.0, "price_change": 0.01,
+                       "satisfaction": 0.5, "gpu_fragmentation": 0.1}
+                if mechanism == "drf":
+                    row.update(unallocated_gpu=0.4, welfare=10.0 + seed + 2 * t, value_welfare=4.0,
+                               dominant_share_jain=0.9, envy_share=0.1)
+                elif mechanism == "best_fit":
+                    row.update(unallocated_gpu=0.1 * seed + 0.2 * t, welfare=10.0, value_welfare=5.0,
+                               dominant_share_jain=0.6, envy_share=0.3)
+                else:
+                    row.update(unallocated_gpu=0.05, gpu_fragmentation=0.0, welfare=20.0, value_welfare=6.0,
+                               satisfaction=0.7, dominant_share_jain=0.95, envy_share=0.05)
+                if failed or t == 2:
+                    row.update(n_allocated=0, unallocated_gpu=0.0 if failed else 1.0, gpu_fragmentation=0.0,
+                               welfare=100.0, value_welfare=100.0, satisfaction=1.0, dominant_share_jain=1.0,
+                               envy_share=0.0)
+                row["utilization_gpu"] = 1.0 - row["unallocated_gpu"]
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_multiresource_section_has_the_means_and_intervals(tmp_path):
+    md, summary = report_md(tmp_path, gpu_rounds(), "gpu")
+    out = tmp_path / "gpu-report"
+    section = md.split("## Multi-resource market")[1].split("\n## ")[0]
+    assert GPU_HEADER in section
+    half = T2 * 0.1 / np.sqrt(3)  # best_fit's unallocated share and GPU utilisation, drf's welfare (sd 0.1, 1)
+    assert f"{half:.2g}" == "0.25" and f"{10 * half:.2g}" == "2.5"
+    # best per column among those with no failed round: optimal, best on every column, is bolded nowhere;
+    # equal means (fragmentation, satisfaction) are all bold
+    assert md_row(section, "drf") == ["0.4 ± 0", "**0.1 ± 0**", "**13 ± 2.5**", "4 ± 0", "**0.5 ± 0**",
+                                      "**0.9 ± 0**", "**0.1 ± 0**", "0.6 ± 0"]
+    assert md_row(section, "best_fit") == ["**0.3 ± 0.25**", "**0.1 ± 0**", "10 ± 0", "**5 ± 0**", "**0.5 ± 0**",
+                                           "0.6 ± 0", "0.3 ± 0", "**0.7 ± 0.25**"]
+    assert md_row(section, "optimal") == ["0.05 ± 0", "0 ± 0", "20 ± 0", "6 ± 0", "0.7 ± 0", "0.95 ± 0", "0.05 ± 0",
+                                          "0.95 ± 0"]
+    assert "Never bolded: optimal (failed rounds)." in section
+    # the CSV beside summary.csv: the section's rows in its order, the same numbers as summary.csv
+    table = pd.read_csv(out / "multiresource.csv")
+    assert list(dict.fromkeys(table["metric"])) == [m for m, _, _ in MULTIRESOURCE]
+    assert table["mechanism"].tolist() == ["drf", "best_fit", "optimal"] * len(MULTIRESOURCE)
+    rows = table.set_index(["mechanism", "metric"])
+    pd.testing.assert_frame_equal(rows, summary.loc[rows.index], check_names=False)
+    unallocated = rows.loc[("best_fit", "unallocated_gpu")]
+    assert unallocated["mean"] == pytest.approx(0.3, rel=1e-12)
+    assert unallocated["ci_low"] == pytest.approx(0.3 - half, rel=1e-9)
+    assert unallocated["ci_high"] == pytest.approx(0.3 + half, rel=1e-9)
+    welfare = rows.loc[("drf", "welfare")]
+    assert (welfare["mean"], welfare["n_seeds"], welfare["n_rounds"]) == (pytest.approx(13.0, rel=1e-12), 3, 6)
+    assert welfare["ci_high"] - welfare["mean"] == pytest.approx(10 * half, rel=1e-9)
+    assert rows.loc[("optimal", "welfare"), "n_rounds"] == 5 and rows.loc[("optimal", "welfare"), "n_failed"] == 1
+    assert rows.loc[("optimal", "unallocated_gpu"), "mean"] == pytest.approx(0.05, rel=1e-12)  # failed round left out
+    best = table[table["best"]].groupby("metric")["mechanism"].apply(list).to_dict()
+    assert best == {"unallocated_gpu": ["best_fit"], "gpu_fragmentation": ["drf", "best_fit"], "welfare": ["drf"],
+                    "value_welfare": ["best_fit"], "satisfaction": ["drf", "best_fit"],
+                    "dominant_share_jain": ["drf"], "envy_share": ["drf"], "utilization_gpu": ["best_fit"]}
+    # the bars, drawn and linked
+    assert (out / "multiresource.png").read_bytes().startswith(PNG)
+    assert "(multiresource.png)" in md and "[multiresource.csv](multiresource.csv)" in md
+
+
+def test_multiresource_section_needs_its_columns(tmp_path):
+    """No multi-resource column: no section, CSV or figure. A cpu/mem market: the section without the GPU."""
+    values = {"mohaf": {"welfare": 2.0, "value_welfare": 1.0}, "greedy": {"welfare": 1.0, "value_welfare": 2.0}}
+    md, summary = report_md(tmp_path, market_rounds(values), "plain")
+    out = tmp_path / "plain-report"
+    assert "## Multi-resource market" not in md and "multiresource.csv" not in md and "multiresource.png" not in md
+    assert not (out / "multiresource.csv").exists() and not (out / "multiresource.png").exists()
+    assert not {m for m, _, _ in MULTIRESOURCE if m not in {c for c, _, _ in SUMMARY}} & set(
+        summary.index.get_level_values("metric"))
+    rounds = gpu_rounds().drop(columns=["unallocated_gpu", "gpu_fragmentation", "utilization_gpu"])
+    md, _ = report_md(tmp_path, rounds, "cpumem")
+    section = md.split("## Multi-resource market")[1].split("\n## ")[0]
+    assert ("| mechanism | welfare (utility sum) ↑ | welfare in money ↑ | satisfaction ↑ | Jain, dominant shares ↑ "
+            "| envy share ↓ |") in section
+    assert "GPU" not in section and "unallocated_gpu" not in section
+    assert md_row(section, "drf") == ["**13 ± 2.5**", "4 ± 0", "**0.5 ± 0**", "**0.9 ± 0**", "**0.1 ± 0**"]
+    table = pd.read_csv(tmp_path / "cpumem-report" / "multiresource.csv")
+    assert list(dict.fromkeys(table["metric"])) == ["welfare", "value_welfare", "satisfaction",
+                                                    "dominant_share_jain", "envy_share"]
+
+
+def test_multiresource_section_with_one_seed_is_never_nan(tmp_path):
+    md, _ = report_md(tmp_path, gpu_rounds(seeds=(1,)), "one")
+    section = md.split("## Multi-resource market")[1].split("\n## ")[0]
+    cells = [c for m in ("drf", "best_fit", "optimal") for c in md_row(section, m)]
+    assert not any(c.strip("*") in ("nan", "n/a", "") or "±" in c for c in cells)
+    assert not re.search(r"\bnan\b", md, re.IGNORECASE)
+    assert md_row(section, "best_fit") == ["**0.2**", "**0.1**", "10", "**5**", "**0.5**", "0.6", "0.3", "**0.8**"]
+    assert md_row(section, "drf")[2] == "**12**"
+    assert md_row(section, "optimal") == ["0.05", "0", "20", "6", "0.7", "0.95", "0.05", "0.95"]  # failed: no bold
+    table = pd.read_csv(tmp_path / "one-report" / "multiresource.csv")
+    assert table["mean"].notna().all() and (table["n_seeds"] == 1).all()
+    assert table["ci_low"].isna().all() and table["ci_high"].isna().all()  # one seed: no interval, as in summary.csv

@@ -9,7 +9,11 @@ and the time per round when timings are present. ``summary.md`` tabulates the me
 their intervals, ranks the mechanisms by both yardsticks (welfare as the utility sum and
 as money), counts the oracle's status per mechanism, shows what the candidate restriction
 and the cluster hierarchy cost where the run has those columns, and links the figures;
-``summary.csv`` holds the same means for machines.
+``summary.csv`` holds the same means for machines. A run whose rounds have the
+multi-resource columns (``dominant_share_jain``, ``envy_share``; in a market with a gpu
+dimension also ``unallocated_gpu``, ``gpu_fragmentation``, ``utilization_gpu``) gets a
+"Multi-resource market" section: those means per mechanism beside welfare, money welfare
+and satisfaction, in ``multiresource.csv`` and the bars of ``multiresource.png``.
 
 Which rounds count: a round with no requests (``n_requests == 0``: nothing to allocate) is
 left out of every per-seed mean, of every metric (utilisation, energy and price
@@ -81,6 +85,20 @@ SUMMARY = [
     ("alg_bound", "ALG/bound", True),
     ("alg_value_bound", "ALG/bound, money", True),
 ]
+#: (column, label, higher is better) of the multi-resource section, in order (those present are shown):
+#: the GPU columns exist only in a market with a gpu dimension (market.core.multiresource)
+MULTIRESOURCE = [
+    ("unallocated_gpu", "unallocated GPU share", False),
+    ("gpu_fragmentation", "GPU fragmentation", False),
+    ("welfare", "welfare (utility sum)", True),
+    ("value_welfare", "welfare in money", True),
+    ("satisfaction", "satisfaction", True),
+    ("dominant_share_jain", "Jain, dominant shares", True),
+    ("envy_share", "envy share", False),
+    ("utilization_gpu", "GPU utilisation", True),
+]
+#: the columns whose presence makes a run a multi-resource market (every market since issue 12 has them)
+MULTIRESOURCE_MARKERS = ["dominant_share_jain", "envy_share"]
 #: (column, label) of the cost of restrictions, in summary.csv and its own section
 RESTRICTIONS = [("cluster_loss", "cluster loss (hierarchy against flat)")]
 #: the welfare ratios against the oracle's yardsticks, in the order they are drawn
@@ -95,7 +113,8 @@ STATUS = {"opt_status": ["optimal", "feasible", "bound_only", "failed"], "opt_sc
 #: numeric columns the report reads (others are left as they are)
 NUMERIC = [*dict.fromkeys(["seed", "round", "n_requests", "n_allocated", "price_change", "flat_welfare",
                            "opt_welfare", "bound_welfare", "bound_value_welfare",
-                           *(c for c, _ in TRAJECTORIES), *(c for c, _, _ in SUMMARY), *(c for c, _ in RESTRICTIONS)])]
+                           *(c for c, _ in TRAJECTORIES), *(c for c, _, _ in SUMMARY), *(c for c, _, _ in MULTIRESOURCE),
+                           *(c for c, _ in RESTRICTIONS)])]
 #: the exact mechanism whose welfare shows the cost of the candidate restriction
 EXACT = "optimal"
 #: the ALG/OPT axis stops here: a valid yardstick keeps every ratio <= 1
@@ -104,7 +123,7 @@ ALG_OPT_TOP = 1.1
 SLACK = 1e-9
 #: rows an empty allocation wins by its metric's convention (Jain of nothing is 1, Gini 0, no energy):
 #: a mechanism that served nobody is never bolded there, nor on any row where lower is better
-CONVENTION = {"jain", "jain_winners", "jain_users", "gini", "gini_requests", "energy"}
+CONVENTION = {"jain", "jain_winners", "jain_users", "gini", "gini_requests", "energy", "dominant_share_jain"}
 #: relative tolerance within which two means are equal (one bold, one shared rank)
 TIE_RTOL = 1e-12
 #: the column order of summary.csv
@@ -154,6 +173,11 @@ class Run:
     def counted(self) -> pd.Series:
         """The rounds every mean is taken over: a market, and an allocation."""
         return ~self.no_requests & ~self.failed
+
+    @property
+    def multiresource(self) -> bool:
+        """Whether the rounds have the multi-resource columns (dominant-share Jain or envy)."""
+        return any(self.present(c) for c in MULTIRESOURCE_MARKERS)
 
     @property
     def no_market(self) -> bool:
@@ -319,7 +343,9 @@ def _best(rows: pd.DataFrame, better: bool | None, idle: frozenset[str] = frozen
 def summarize(run: Run, confidence: float = 0.95) -> pd.DataFrame:
     """Mean over seeds of each metric's per-seed mean over counted rounds, with a t-interval over seeds.
 
-    Counted rounds: the round had requests and the mechanism did not fail in it.
+    Counted rounds: the round had requests and the mechanism did not fail in it. The
+    metrics: :data:`SUMMARY`, then those of :data:`MULTIRESOURCE` not in it, then
+    :data:`RESTRICTIONS`, each where the run has the column.
 
     Returns:
         One row per (mechanism, metric): ``mechanism, metric, n_seeds`` (seeds with a
@@ -331,7 +357,9 @@ def summarize(run: Run, confidence: float = 0.95) -> pd.DataFrame:
     rows = []
     counted = run.rounds[run.counted]
     failed = run.rounds[run.failed].groupby("mechanism").size()
-    for metric, _label, better in [*SUMMARY, *((c, label, None) for c, label in RESTRICTIONS)]:
+    listed = {c for c, _, _ in SUMMARY}
+    extra = [m for m in MULTIRESOURCE if m[0] not in listed]
+    for metric, _label, better in [*SUMMARY, *extra, *((c, label, None) for c, label in RESTRICTIONS)]:
         if not run.present(metric):
             continue
         seeds = per_seed(counted, metric)
@@ -399,8 +427,17 @@ def _labels(run: Run) -> list[str]:
 
 
 def _comparison(run: Run, summary: pd.DataFrame, path: Path) -> Path:
-    labels = {m: label for m, label, _ in SUMMARY}
-    metrics = [m for m in COMPARISON if (summary["metric"] == m).any()]
+    return _bars(run, summary, COMPARISON, {m: label for m, label, _ in SUMMARY}, path)
+
+
+def _multiresource_figure(run: Run, summary: pd.DataFrame, path: Path) -> Path:
+    labels = {m: label + ("" if better else " (lower is better)") for m, label, better in MULTIRESOURCE}
+    return _bars(run, summary, [m for m, _, _ in MULTIRESOURCE], labels, path)
+
+
+def _bars(run: Run, summary: pd.DataFrame, wanted: list[str], labels: dict[str, str], path: Path) -> Path:
+    """One panel of bars with 95 % t-intervals per metric of ``wanted`` that the summary has."""
+    metrics = [m for m in wanted if (summary["metric"] == m).any()]
     ncols = 2 if len(metrics) <= 4 else 3
     nrows = -(-len(metrics) // ncols)
     fig, axes = plots.figure(nrows, ncols, width=4.4, height=0.45 * len(run.mechanisms) + 1.4)
@@ -773,7 +810,60 @@ def _comparison_text(run: Run, summary: pd.DataFrame, n_seeds: int, failed: dict
                   "bound apart)."), ""]
     lines += _status(run)
     lines += _restrictions(run, summary)
+    lines += _multiresource(run, summary, failed)
     return lines
+
+
+def _multiresource(run: Run, summary: pd.DataFrame, failed: dict[str, tuple[int, int]]) -> list[str]:
+    """The multi-resource metrics per mechanism (a run with the columns; the GPU ones where present)."""
+    columns = [(m, label, better) for m, label, better in MULTIRESOURCE if (summary["metric"] == m).any()]
+    if not run.multiresource or not columns:
+        return []
+    arrows = {True: " ↑", False: " ↓", None: ""}
+    gpu = any(m in ("unallocated_gpu", "gpu_fragmentation") for m, _, _ in columns)
+    lines = [
+        "## Multi-resource market",
+        "",
+        ("The market's resources have several dimensions" + (", a GPU among them" if gpu else "") + ". "
+         "Per mechanism, the same means over seeds as above (± half-width of the 95 % t-interval, none with one "
+         "seed; counted rounds only), ↑ higher is better, ↓ lower is better; the best of each column in bold "
+         "with the same rules as above (ties all bold, never a mechanism with failed rounds or missing values, "
+         "nor one that served nobody where an empty allocation wins by convention or lower is better)."),
+        "",
+    ]
+    notes = []
+    if gpu:
+        notes += ["`unallocated_gpu`: share of the GPU capacity free after the round (running requests included)",
+                  ("`gpu_fragmentation`: share of the GPU capacity free on nodes that cannot host the typical "
+                   "(median) request still waiting for a GPU (after Weng et al., USENIX ATC 2023)")]
+    notes += [("`dominant_share_jain`: Jain's index over the users' dominant shares of the market (DRF, Ghodsi "
+               "et al., NSDI 2011), among the users with a request in the round"),
+              ("`envy_share`: share of ordered pairs of those users where one could run more of its tasks with "
+               "the other's bundle")]
+    if any(m == "utilization_gpu" for m, _, _ in columns):
+        notes.append("`utilization_gpu`: GPUs in use over GPU capacity")
+    lines += [f"- {note}" for note in notes]
+    lines += ["", "| mechanism | " + " | ".join(label + arrows[better] for _, label, better in columns) + " |",
+              "|---|" + "---:|" * len(columns)]
+    for name in run.mechanisms:
+        cells = []
+        for metric, _label, _better in columns:
+            row = _metric(summary, metric).loc[name]
+            cells.append(f"**{_cell(row)}**" if row["best"] else _cell(row))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if failed:
+        lines += ["", "Never bolded: " + ", ".join(failed) + " (failed rounds)."]
+    lines += ["", "Numbers for machines: [multiresource.csv](multiresource.csv).", ""]
+    return lines
+
+
+def multiresource_table(run: Run, summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``summary`` the multi-resource section shows, in its column order (empty without the columns)."""
+    if not run.multiresource:
+        return summary.iloc[:0]
+    order = {m: i for i, (m, _, _) in enumerate(MULTIRESOURCE)}
+    rows = summary[summary["metric"].isin(order)]
+    return rows.sort_values("metric", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 
 
 def _markdown(run: Run, summary: pd.DataFrame, figures: dict[str, str], band: str) -> str:
@@ -805,6 +895,8 @@ def _markdown(run: Run, summary: pd.DataFrame, figures: dict[str, str], band: st
                      "Welfare over the exact optimum, every round and seed: box (quartiles, median) and one dot per round.")
     captions = {
         "comparison": ("Mechanism comparison", "Means with 95 % confidence intervals over seeds."),
+        "multiresource": ("Multi-resource comparison", ("Means with 95 % confidence intervals over seeds of the "
+                          "multi-resource metrics (counted rounds only).")),
         **{m: (f"{label} per round", f"Mean across seeds, shaded: {band_text}.{gaps}") for m, label in TRAJECTORIES},
         "price_convergence": ("Price convergence", ("Left: each run's mean unit price relative to its first "
                               "round (removes the level that differs between seeds' markets). Right: the largest "
@@ -838,9 +930,12 @@ def write_report(run_dir: Path, out: Path, band: str = "minmax") -> dict[str, st
     summary = summarize(run)
     figures: dict[str, str] = {}
     masked = _masked(run)
+    multi = multiresource_table(run, summary) if not run.no_market else summary.iloc[:0]
     with atomic_directory(Path(out)) as tmp, plots.report_style():
         if not run.no_market:  # with no market every mean and every drawn round would be empty
             figures["comparison"] = _comparison(run, summary, tmp / "comparison.png").name
+            if not multi.empty:
+                figures["multiresource"] = _multiresource_figure(run, summary, tmp / "multiresource.png").name
             for metric, label in TRAJECTORIES:
                 figures[metric] = _trajectory_figure(run, masked, metric, label, band, tmp / f"{metric}.png").name
         figures["price_convergence"] = _price_convergence(run, band, tmp / "price_convergence.png").name
@@ -851,5 +946,7 @@ def write_report(run_dir: Path, out: Path, band: str = "minmax") -> dict[str, st
             if timing is not None:
                 figures["timing"] = timing.name
         summary.to_csv(tmp / "summary.csv", index=False, float_format="%.17g")
+        if not multi.empty:
+            multi.to_csv(tmp / "multiresource.csv", index=False, float_format="%.17g")
         (tmp / "summary.md").write_text(_markdown(run, summary, figures, band))
     return figures
