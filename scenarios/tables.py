@@ -94,8 +94,9 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         if path.suffix.lower() in PARQUET_SUFFIXES:
             return pd.read_parquet(path)
-        # ids as the text written, so that :func:`validate` can keep them exactly
-        return pd.read_csv(path, dtype=dict.fromkeys(ID_COLUMNS, str))
+        # ids and type names as the text written (a GPU model may be called 3090), so that
+        # :func:`validate` can keep them exactly
+        return pd.read_csv(path, dtype=dict.fromkeys((*ID_COLUMNS, *TEXT_OPTIONAL.values()), str))
     except Exception as exc:  # pandas raises many types; the user needs one line
         raise MarketInputError(f"cannot read table: {exc}", source=str(path)) from None
 
@@ -238,7 +239,12 @@ def check_dimensions(dimensions: object, source: str | None = None, key: str = "
 
 
 def _types(df: pd.DataFrame, col: str, rows: _Rows) -> pd.Series:
-    """Text column ``col`` (eligibility): strings, missing or empty = ``""``; numbers as their text."""
+    """Text column ``col`` (eligibility): strings, missing or empty = ``""``.
+
+    CSV cells are read as the text written (``3090`` stays ``"3090"``); in Parquet a
+    string column is taken as it is and an integer column as the decimal text of each
+    value; floats and booleans are refused (a type is a name, not a quantity).
+    """
     raw = df[col]
     out = []
     for row, v in enumerate(raw.tolist()):
@@ -361,6 +367,23 @@ class MarketData:
         if col not in self.resources:
             return np.full(len(self.resources), "", dtype=object)
         return self.resources[col].fillna("").astype(str).to_numpy(dtype=object)
+
+    def unservable(self) -> tuple[int, list[str]]:
+        """Requests whose ``allowed_types`` name no type any resource has (nobody can serve them).
+
+        Returns:
+            ``(count, types)``: how many requests, and the type names they allow that no
+            resource has (sorted), e.g. a misspelt model or ``A100,T4`` written with a comma.
+        """
+        held = set(self.resource_types().tolist()) - {""}
+        count, unknown = 0, set()
+        for text in self.allowed_types().tolist():
+            if text:
+                names = set(text.split(TYPE_SEPARATOR))
+                if not names & held:
+                    count += 1
+                    unknown |= names
+        return count, sorted(unknown - held)
 
     def allowed_types(self) -> np.ndarray:
         """``(N,)`` each request's ``allowed_types`` (``""`` = any, also when the table has none)."""

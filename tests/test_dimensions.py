@@ -19,6 +19,7 @@ import io
 import itertools
 import json
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -538,3 +539,39 @@ def test_a_round_with_no_requests_in_the_book(tmp_path):
     assert len(empty) > 0
     for col in SHARES:
         assert np.isfinite(empty[col].to_numpy(float)).all(), col
+
+
+# --- 5. type names as a user writes them ----------------------------------------------------
+
+
+def test_number_like_type_names_in_csv_are_text(tmp_path):
+    """GPU models called 3090 and 4090: in CSV a type is the text written, as ids are."""
+    req, res = gpu_market()
+    res["resource_type"] = ["4090", "4090", "3090", "3090", "", "", "4090", "3090", "", "", "4090", "3090"][: len(res)]
+    req["allowed_types"] = np.where(req["gpu"] > 0, "3090", "")
+    toml = write_market(tmp_path / "m", req, res, mechanisms=["greedy"])
+    out = tmp_path / "out"
+    code, err = cli("run", str(toml), "--out", str(out), "--quiet", "--no-oracle")
+    assert code == 0, err
+    t = tables(out)
+    assert t["resources"]["resource_type"].tolist()[:4] == ["4090", "4090", "3090", "3090"]
+    one = {k: v[v["seed"] == 1] for k, v in t.items() if "seed" in v}
+    a = joined(one["requests"], one["resources"], one["allocations"])
+    gpu_pods = a[a["gpu"] > 0]
+    assert len(gpu_pods) and (gpu_pods["resource_type"] == "3090").all()
+
+
+def test_pods_allowing_only_types_nobody_has_are_warned_about(tmp_path):
+    req, res = gpu_market()
+    req.loc[req["gpu"] > 0, "allowed_types"] = "A100,T4"  # a comma, not |: one type no node has
+    toml = write_market(tmp_path / "m", req, res, mechanisms=["greedy"])
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # as outside pytest: the CLI prints it as one line
+        code, err = cli("run", str(toml), "--out", str(out), "--quiet", "--no-oracle")
+    assert code == 0, err
+    assert err.count("warning: gpu-cluster (seed ") == 2, err
+    assert "46 requests allow only resource types no resource has ('A100,T4'); nobody can serve them" in err, err
+    t = tables(out)
+    served = t["allocations"]["request_id"]
+    assert not req.loc[req["gpu"] > 0, "request_id"].isin(served).any()

@@ -90,6 +90,11 @@ def market_tables(scenario: Scenario, seeds: Iterable[int]) -> tuple[pd.DataFram
             last = max(scenario.rounds, scenario.horizon) - 1
             warnings.warn(f"{scenario.name}: {len(late)} requests arrive after the last round ({last}) and are ignored",
                           stacklevel=2)
+        count, types = market.unservable()
+        if count:
+            shown = ", ".join(repr(t) for t in types[:3]) + (", ..." if len(types) > 3 else "")
+            warnings.warn(f"{scenario.name} (seed {seed}): {count} requests allow only resource types no resource has "
+                          f"({shown}); nobody can serve them", stacklevel=2)
         reqs.append(market.requests.assign(seed=seed))
         ress.append(market.resources.assign(seed=seed))
     return _seed_first(pd.concat(reqs, ignore_index=True)), _seed_first(pd.concat(ress, ignore_index=True))
