@@ -113,7 +113,7 @@ def test_the_datacollector_is_the_source_of_rounds():
     model.run_for(3)
     table = model.datacollector.get_table_dataframe("rounds")
     dims = dimension_metrics(model.dimensions)
-    assert dims == ["utilization_cpu", "utilization_mem"]
+    assert dims == ["utilization_cpu", "utilization_mem", "dominant_share_jain", "envy_share"]
     assert list(table.columns) == ["mechanism", "seed", "round", *METRICS, *dims]
     assert table["round"].tolist() == [0, 1, 2]
     assert table.iloc[-1][[*METRICS, *dims]].to_dict() == pytest.approx(model.metrics)
