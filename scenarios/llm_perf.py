@@ -21,23 +21,24 @@ Splitwise authors published with their simulator: ``data/perf_model.csv`` in
 github.com/Mutinifni/splitwise-sim (the artifact of the ISCA 2024 paper; its README calls
 it "extensive profiling data from the DGX-A100 and DGX-H100 machines"). Rows used:
 ``model == llama2-70b``, ``tensor_parallel == 8``, hardware ``a100-80gb`` / ``h100-80gb``
-(5 to 45 repetitions per point; times in ms, converted to s).
+(5 to 45 repetitions per point; 128 generated tokens per request, except the 512-token,
+batch-1 point, repeated with 128 ... 8,192 generated tokens; times in ms, converted to s).
 
 * ``prefill_tokens_per_s``: least-squares fit through the origin of ``prompt_time`` against
   ``prompt_size`` over the single-request rows (``batch_size == 1``, prompts 128 ... 8192
-  tokens, 35 rows per GPU): A100 5,550 tokens/s, H100 10,020 tokens/s. The measured rate
-  is not constant: it peaks near 2,048 tokens (A100 7,240, H100 15,240 tokens/s, medians)
+  tokens, 75 rows per GPU: 5 repetitions per size, 45 at 512): A100 5,550 tokens/s, H100
+  10,020 tokens/s. The measured rate is not constant: it peaks near 2,048 tokens (A100 7,240, H100 15,240 tokens/s, medians)
   and is lower for short prompts (fixed overhead: ~60 ms at 128 tokens) and for long ones
   (attention is quadratic in the prompt: A100 4,600 tokens/s at 8,192). The fit is the
   single number that best predicts prefill time over that range; it errs by up to ~2x on
   short prompts (optimistic) and ~1.3x near 2,048 tokens (pessimistic).
 * ``decode_base_s`` and ``decode_per_seq_s``: least-squares line through ``token_time``
   (the time per output token of every sequence in the batch, i.e. TBT/TPOT) against
-  ``batch_size`` over the rows with 512-token prompts and batches 1, 2, 4, ..., 64 (105
-  rows per GPU): A100 ``0.04440 + 0.000389 b`` s (R^2 0.96), H100 ``0.03007 + 0.000302 b``
-  s (R^2 0.98). Medians, A100: 45.0 ms at b = 1, 50.4 ms at 16, 71.6 ms at 64; H100: 30.6,
-  34.2, 50.2 ms. The measured contexts are short (512 prompt tokens plus up to 8,192
-  generated); longer contexts cost more per token (attention reads the whole KV cache) and
+  ``batch_size`` over the rows with 512-token prompts and batches 1, 2, 4, ..., 64 (75
+  rows per GPU: 45 at batch 1, 5 at each other batch): A100 ``0.04440 + 0.000389 b`` s
+  (R^2 0.96), H100 ``0.03007 + 0.000302 b`` s (R^2 0.98). Medians, A100: 45.0 ms at b = 1,
+  50.4 ms at 16, 71.6 ms at 64; H100: 30.6, 34.2, 50.2 ms. The measured contexts are short
+  (512 prompt tokens plus 128 generated at batches >= 2); longer contexts cost more per token (attention reads the whole KV cache) and
   this linear model does not see context length. Batches above 64 are extrapolation.
 
 The KV-cache size is architecture arithmetic, the memory left for it is GPU memory minus
