@@ -27,19 +27,22 @@ batch-1 point, repeated with 128 ... 8,192 generated tokens; times in ms, conver
 * ``prefill_tokens_per_s``: least-squares fit through the origin of ``prompt_time`` against
   ``prompt_size`` over the single-request rows (``batch_size == 1``, prompts 128 ... 8192
   tokens, 75 rows per GPU: 5 repetitions per size, 45 at 512): A100 5,550 tokens/s, H100
-  10,020 tokens/s. The measured rate is not constant: it peaks near 2,048 tokens (A100 7,240, H100 15,240 tokens/s, medians)
-  and is lower for short prompts (fixed overhead: ~60 ms at 128 tokens) and for long ones
-  (attention is quadratic in the prompt: A100 4,600 tokens/s at 8,192). The fit is the
-  single number that best predicts prefill time over that range; it errs by up to ~2x on
-  short prompts (optimistic) and ~1.3x near 2,048 tokens (pessimistic).
+  10,020 tokens/s. The measured rate is not constant: it peaks near 2,048 tokens (A100
+  7,240, H100 15,240 tokens/s, medians), is lower for long prompts (attention is quadratic
+  in the prompt: A100 4,600 tokens/s at 8,192) and much lower for short ones (a fixed cost
+  of ~50-65 ms per prefill). The fit is the single rate that best predicts prefill time
+  over that range. Its errors: optimistic on short prompts (128 tokens: predicted 23 ms
+  vs 65 ms measured on A100, 13 ms vs 58 ms on H100), pessimistic near 2,048 tokens
+  (1.3x on A100, 1.5x on H100), within 10 % at 8,192.
 * ``decode_base_s`` and ``decode_per_seq_s``: least-squares line through ``token_time``
   (the time per output token of every sequence in the batch, i.e. TBT/TPOT) against
   ``batch_size`` over the rows with 512-token prompts and batches 1, 2, 4, ..., 64 (75
   rows per GPU: 45 at batch 1, 5 at each other batch): A100 ``0.04440 + 0.000389 b`` s
   (R^2 0.96), H100 ``0.03007 + 0.000302 b`` s (R^2 0.98). Medians, A100: 45.0 ms at b = 1,
   50.4 ms at 16, 71.6 ms at 64; H100: 30.6, 34.2, 50.2 ms. The measured contexts are short
-  (512 prompt tokens plus 128 generated at batches >= 2); longer contexts cost more per token (attention reads the whole KV cache) and
-  this linear model does not see context length. Batches above 64 are extrapolation.
+  (512 prompt tokens plus 128 generated at batches >= 2); longer contexts cost more per
+  token (attention reads the whole KV cache) and this linear model does not see context
+  length. Batches above 64 are extrapolation.
 
 The KV-cache size is architecture arithmetic, the memory left for it is GPU memory minus
 weights minus a stated reserve, and the transfer link is the DGX's InfiniBand (below).
