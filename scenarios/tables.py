@@ -16,6 +16,14 @@ pod asking for 0.46 of one GPU has ``gpu = 0.46``). Demands are >= 0; capacities
 ``cpu`` and ``mem`` are > 0 (every machine has them), of any other dimension >= 0 (a
 CPU-only machine has ``gpu = 0``).
 
+**Precedence and deadlines.** Optional ``after`` (the ``request_id`` of a request that
+must be served first; empty = none), ``after_lag`` (rounds after that request is served
+before this one enters the book, default 1) and ``deadline`` (the last round it may be
+served; empty = none). A request with ``after`` arrives ``after_lag`` rounds after its
+predecessor is served (never, if it is not), and its patience counts from then; a request
+past its deadline leaves the book (it gave up). An LLM request's decode part waits for its
+prefill this way.
+
 **Eligibility.** Optional ``resource_type`` (a resource's kind, e.g. its GPU model; empty
 = untyped) and ``allowed_types`` (a request's acceptable kinds, ``|``-separated, e.g.
 ``V100M16|V100M32``; empty = any resource). A request with a list may only be placed on a
@@ -38,13 +46,14 @@ DEFAULT_DIMENSIONS = ("cpu", "mem")
 #: dimensions whose capacity must be > 0 when a market has them (others may be 0)
 _POSITIVE_CAPACITY = ("cpu", "mem")
 REQUEST_COLUMNS = ["request_id", "user_id", "round", "cpu", "mem", "budget", "priority", "x", "y"]
-REQUEST_OPTIONAL = {"duration": 1, "min_reliability": 0.0, "min_availability": 0.0, "max_latency": np.inf}
+REQUEST_OPTIONAL = {"duration": 1, "min_reliability": 0.0, "min_availability": 0.0, "max_latency": np.inf,
+                    "after_lag": 1, "deadline": np.inf}
 RESOURCE_COLUMNS = [
     "resource_id", "cpu", "mem", "unit_cost", "reliability", "availability", "energy_efficiency", "x", "y",
 ]
 RESOURCE_OPTIONAL = {"owner_id": -1}
 #: optional text columns (eligibility): missing or empty = untyped resource / any resource
-TEXT_OPTIONAL = {"requests": "allowed_types", "resources": "resource_type"}
+TEXT_OPTIONAL = {"requests": ("allowed_types", "after"), "resources": ("resource_type",)}
 #: separator of the types in ``allowed_types``
 TYPE_SEPARATOR = "|"
 #: suffixes :func:`read_table` reads as Parquet; anything else is read as (possibly compressed) CSV
@@ -55,7 +64,7 @@ TABLE_SUFFIXES = (*PARQUET_SUFFIXES, ".csv", ".csv.gz", ".csv.bz2", ".csv.xz", "
 #: (column, lower bound, strict?) checks; budgets and capacities must be > 0
 _RANGES = {
     "requests": [("budget", 0, True), ("priority", 0, False),
-                 ("round", 0, False), ("duration", 1, False), ("max_latency", 0, False)],
+                 ("round", 0, False), ("duration", 1, False), ("max_latency", 0, False), ("after_lag", 1, False)],
     "resources": [("unit_cost", 0, False), ("energy_efficiency", 0, True)],
 }
 _UNIT_INTERVAL = {
@@ -64,7 +73,7 @@ _UNIT_INTERVAL = {
 }
 #: columns that must hold whole numbers (stored as int64)
 _INTEGER = {
-    "requests": ["round", "duration"],
+    "requests": ["round", "duration", "after_lag"],
     "resources": [],
 }
 #: id columns: whole numbers within int64 (stored as int64) or strings (stored as str)
@@ -77,7 +86,7 @@ ID_COLUMNS = ("request_id", "user_id", "resource_id", "owner_id")
 _PLAIN_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 #: columns that may be infinite (an empty cell means "no limit")
-_UNBOUNDED = {"max_latency"}
+_UNBOUNDED = {"max_latency", "deadline"}
 
 
 def has_table_suffix(path: str | Path) -> bool:
@@ -96,7 +105,7 @@ def read_table(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         # ids and type names as the text written (a GPU model may be called 3090), so that
         # :func:`validate` can keep them exactly
-        return pd.read_csv(path, dtype=dict.fromkeys((*ID_COLUMNS, *TEXT_OPTIONAL.values()), str))
+        return pd.read_csv(path, dtype=dict.fromkeys((*ID_COLUMNS, *(c for cs in TEXT_OPTIONAL.values() for c in cs)), str))
     except Exception as exc:  # pandas raises many types; the user needs one line
         raise MarketInputError(f"cannot read table: {exc}", source=str(path)) from None
 
@@ -223,7 +232,8 @@ def check_dimensions(dimensions: object, source: str | None = None, key: str = "
     Names are non-empty identifiers (letters, digits, ``_``), unique, not one of the
     tables' other columns; at least one.
     """
-    reserved = {*REQUEST_COLUMNS, *RESOURCE_COLUMNS, *REQUEST_OPTIONAL, *RESOURCE_OPTIONAL, *TEXT_OPTIONAL.values()}
+    reserved = {*REQUEST_COLUMNS, *RESOURCE_COLUMNS, *REQUEST_OPTIONAL, *RESOURCE_OPTIONAL,
+                *(c for cs in TEXT_OPTIONAL.values() for c in cs)}
     reserved -= set(DEFAULT_DIMENSIONS)
     if not isinstance(dimensions, list | tuple) or not dimensions:
         raise MarketInputError(f"key {key!r} must be a non-empty list of names, got {dimensions!r}", source=source)
@@ -306,8 +316,8 @@ def validate(df: pd.DataFrame, kind: str, source: str, dimensions: tuple[str, ..
             df[col] = default
     for col in [*required, *optional]:
         df[col] = _ids(df, col, rows) if col in _IDS[kind] else _numeric(df, col, rows)
-    text = TEXT_OPTIONAL[kind]
-    df[text] = _types(df, text, rows) if text in df.columns else pd.Series("", index=df.index, dtype=str)
+    for text in TEXT_OPTIONAL[kind]:
+        df[text] = _types(df, text, rows) if text in df.columns else pd.Series("", index=df.index, dtype=str)
     for col in _INTEGER[kind]:
         arr = df[col].to_numpy(dtype=float)
         bad = arr != np.round(arr)
@@ -331,7 +341,41 @@ def validate(df: pd.DataFrame, kind: str, source: str, dimensions: tuple[str, ..
     dup = df[id_col].duplicated().to_numpy()
     if dup.any():
         rows.fail(dup, f"duplicate {id_col} {{value}}", df[id_col])
+    if kind == "requests":
+        _check_precedence(df, rows)
     return df.reset_index(drop=True)
+
+
+def _check_precedence(df: pd.DataFrame, rows: _Rows) -> None:
+    """``after`` names another request of the table, chains end; ``deadline`` is a whole round >= ``round``."""
+    deadline = df["deadline"].to_numpy(dtype=float)
+    bad = np.isfinite(deadline) & ((deadline != np.round(deadline)) | (deadline < df["round"].to_numpy()))
+    if bad.any():
+        rows.fail(bad, "column 'deadline' must be a whole round >= the request's round (or empty: none), got {value}",
+                  deadline)
+    after = df["after"].to_numpy(dtype=object)
+    if not any(after):
+        return
+    pred = predecessors(df["request_id"], df["after"])
+    unknown = (after != "") & (pred < 0)
+    if unknown.any():
+        rows.fail(unknown, "column 'after' names no request_id of the table: {value}", after)
+    own = pred == np.arange(len(df))
+    if own.any():
+        rows.fail(own, "column 'after' names the request itself: {value}", after)
+    # pointer jumping: a chain longer than the table is a cycle
+    hop = pred.copy()
+    for _ in range(max(1, int(np.ceil(np.log2(len(df) + 1)))) + 1):
+        hop = np.where(hop >= 0, hop[np.maximum(hop, 0)], -1)  # the ancestor twice as far
+    cyclic = hop >= 0
+    if cyclic.any():
+        rows.fail(cyclic, "column 'after' makes a cycle (this request waits for itself): {value}", after)
+
+
+def predecessors(request_id: pd.Series, after: pd.Series) -> np.ndarray:
+    """``(N,)`` the row of each request's ``after`` request (-1: none or not found), ids compared as text."""
+    index = {str(v): k for k, v in enumerate(request_id.tolist())}
+    return np.array([index.get(a, -1) if a else -1 for a in after.astype(str).tolist()], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -355,15 +399,25 @@ class MarketData:
                [*self.dimensions, "budget", "priority", "x", "y", "min_reliability", "min_availability", "max_latency"]}
         out["round"] = df["round"].to_numpy(dtype=np.int64)
         out["duration"] = df["duration"].to_numpy(dtype=np.int64)
+        # precedence and deadlines (optional: a generated market may not have the columns)
+        out["after_lag"] = (df["after_lag"].to_numpy(dtype=np.int64) if "after_lag" in df
+                            else np.ones(len(df), dtype=np.int64))
+        out["deadline"] = df["deadline"].to_numpy(dtype=float) if "deadline" in df else np.full(len(df), np.inf)
         return out
 
     def demand(self) -> np.ndarray:
         """``(N, D)`` each request's demand in every dimension (columns in ``dimensions`` order)."""
         return np.ascontiguousarray(self.requests[list(self.dimensions)].to_numpy(dtype=float).reshape(-1, len(self.dimensions)))
 
+    def predecessor(self) -> np.ndarray:
+        """``(N,)`` the row of each request's ``after`` request, -1 for none (also without the column)."""
+        if "after" not in self.requests:
+            return np.full(len(self.requests), -1, dtype=np.int64)
+        return predecessors(self.requests["request_id"], self.requests["after"].fillna(""))
+
     def resource_types(self) -> np.ndarray:
         """``(M,)`` each resource's type (``resource_type``; ``""`` = untyped, also when the table has none)."""
-        col = TEXT_OPTIONAL["resources"]
+        col = "resource_type"
         if col not in self.resources:
             return np.full(len(self.resources), "", dtype=object)
         return self.resources[col].fillna("").astype(str).to_numpy(dtype=object)
@@ -387,7 +441,7 @@ class MarketData:
 
     def allowed_types(self) -> np.ndarray:
         """``(N,)`` each request's ``allowed_types`` (``""`` = any, also when the table has none)."""
-        col = TEXT_OPTIONAL["requests"]
+        col = "allowed_types"
         if col not in self.requests:
             return np.full(len(self.requests), "", dtype=object)
         return self.requests[col].fillna("").astype(str).to_numpy(dtype=object)

@@ -61,6 +61,8 @@ ORACLE_METRICS = [
     "bound_value_welfare", "alg_value_bound", "opt_time_limited",
 ]
 FLAT_METRICS = ["flat_welfare", "cluster_loss"]
+#: the arrival round of a request whose predecessor is not served (after every run)
+NEVER = np.iinfo(np.int64).max // 2
 
 
 def dimension_metrics(dimensions: tuple[str, ...]) -> list[str]:
@@ -100,6 +102,8 @@ class MarketState:
         status: ``(N,)`` per market request: 0 waiting, 1 served, 2 gave up.
         resources: the resources' ledger (load, running requests, energy, revenue).
         users: the users' ledger (wins, spend, utility, fairness memory).
+        served_round: ``(N,)`` the round each request was served in, -1 if not (requests
+            with ``after`` arrive from it).
     """
 
     round: int
@@ -107,10 +111,12 @@ class MarketState:
     status: np.ndarray
     resources: ResourceLedger
     users: UserLedger
+    served_round: np.ndarray
 
     def copy(self) -> MarketState:
         """An independent copy (a what-if round leaves the original untouched)."""
-        return MarketState(self.round, self.price.copy(), self.status.copy(), self.resources.copy(), self.users.copy())
+        return MarketState(self.round, self.price.copy(), self.status.copy(), self.resources.copy(), self.users.copy(),
+                           self.served_round.copy())
 
 
 @dataclass
@@ -186,8 +192,9 @@ class MarketModel(mesa.Model):
         self._rng_round = _stream(seed, "mechanism", mechanism)
         resources = self._setup_resources()
         users = self._setup_requests(cfg.weights)
-        self.state = MarketState(0, self.resource_columns["unit_cost"].copy(),
-                                 np.zeros(len(self.market.requests), dtype=np.int8), resources, users)
+        n = len(self.market.requests)
+        self.state = MarketState(0, self.resource_columns["unit_cost"].copy(), np.zeros(n, dtype=np.int8), resources, users,
+                                 np.full(n, -1, dtype=np.int64))
         self.record: RoundRecord | None = None
         self.metrics: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
@@ -232,6 +239,8 @@ class MarketModel(mesa.Model):
         cfg = self.config
         req = self.market.requests
         cols = self.market.request_arrays()
+        self.predecessor = self.market.predecessor()
+        self.has_predecessors = bool((self.predecessor >= 0).any())
         if "cpu" in cols:
             cols["cpu"] = np.maximum(cols["cpu"], float(cfg.capacity.min_cpu))
         cols["priority"] = cols["priority"] / float(self.market.priority_max)
@@ -295,12 +304,33 @@ class MarketModel(mesa.Model):
         """The ``timings`` table of this run (one row per round), from the DataCollector."""
         return self.datacollector.get_table_dataframe("timings")
 
-    def waiting(self, t: int, status: np.ndarray | None = None) -> np.ndarray:
-        """Market request rows in the order book of round ``t``."""
-        status = self.status if status is None else status
-        patience = int(self.config.settlement.patience)
+    def arrival(self, state: MarketState | None = None) -> np.ndarray:
+        """``(N,)`` the round each request enters the book (README, contract 2: precedence).
+
+        Its ``round``; for a request with ``after``, ``after_lag`` rounds after that request
+        was served (not before its own ``round``), and never (a round past every run) while
+        that one is not served.
+        """
+        state = self.state if state is None else state
         arrival = self.request_columns["round"]
-        return np.flatnonzero((status == 0) & (arrival <= t) & (t - arrival <= patience))
+        if not self.has_predecessors:
+            return arrival
+        pred = self.predecessor
+        done = np.where(pred >= 0, state.served_round[np.maximum(pred, 0)], 0)
+        after = np.where(done >= 0, np.maximum(arrival, done + self.request_columns["after_lag"]), NEVER)
+        return np.where(pred >= 0, after, arrival)
+
+    def waiting(self, t: int, state: MarketState | None = None) -> np.ndarray:
+        """Market request rows in the order book of round ``t``.
+
+        Waiting (not served, not given up), arrived by ``t`` (:meth:`arrival`), at most
+        ``patience`` rounds ago, and ``t`` not past its ``deadline``.
+        """
+        state = self.state if state is None else state
+        patience = int(self.config.settlement.patience)
+        arrival = self.arrival(state)
+        return np.flatnonzero((state.status == 0) & (arrival <= t) & (t - arrival <= patience)
+                              & (t <= self.request_columns["deadline"]))
 
     def resource_matrix(self, price: np.ndarray | None = None) -> np.ndarray:
         """``(M, 7 + D)`` resource rows for the candidate kernel at ``price`` (default: current).
@@ -346,6 +376,7 @@ class MarketModel(mesa.Model):
         For ``market bench``, which re-auctions one instance round after round.
         """
         self.state.status[:] = 0
+        self.state.served_round[:] = -1
         self.state.resources.reset()
         self.state.users = UserLedger.empty(len(self.user_agents))
 
@@ -354,7 +385,8 @@ class MarketModel(mesa.Model):
         """Play round ``state.round`` on ``state`` (changed in place) and account for it."""
         t = state.round
         state.resources.release(t)
-        rows = self.waiting(t, state.status)
+        rows = self.waiting(t, state)
+        entered = self.arrival(state)[rows]
         user = self.request_user[rows]
         scale = bid_scales(self.user_agents, state.users)
         book = OrderBook({name: col[rows] for name, col in self.request_columns.items()}, user, scale[user], self.need[rows],
@@ -378,8 +410,10 @@ class MarketModel(mesa.Model):
         energy = state.resources.settle(t, outcome.resource[hit], book.need[hit], book.columns["demand"][hit],
                                         outcome.payment[hit], book.columns["duration"][hit])
         state.status[rows[hit]] = 1
+        state.served_round[rows[hit]] = t
         patience = int(self.config.settlement.patience)
-        state.status[rows[~served & (t - book.columns["round"] >= patience)]] = 2
+        gave_up = ~served & ((t - entered >= patience) | (t >= book.columns["deadline"]))
+        state.status[rows[gave_up]] = 2
         state.users.settle(book.user, served, outcome.payment, outcome.utility, outcome.won)
         state.price = self.price_rule.step(state.price, state.resources.load, t, self.resource_columns["unit_cost"])
         t_metrics = time.perf_counter()
