@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Self
 from market.errors import MarketInputError
 
 SCENARIO_DIR = Path(__file__).resolve().parent
-SOURCES = ("synthetic", "tabular", "google2011", "alibaba_gpu")
+SOURCES = ("synthetic", "tabular", "google2011", "alibaba_gpu", "azure_llm")
 #: ``[market]`` keys of every source (the engine's, not the source's): the resource
 #: dimensions and how a price applies to them
 COMMON_MARKET_KEYS = ("dimensions", "price_weights")
@@ -237,6 +237,9 @@ class Scenario:
     oracle_params: OracleParams = field(default_factory=OracleParams)
     mechanism_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str = ""
+    #: ``[llm]``: an LLM-serving market's pools, instances and performance overrides
+    #: (:mod:`scenarios.azure_llm`; only with ``source = "azure_llm"``)
+    llm: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.horizon is None:  # a market spans the rounds played unless told otherwise
@@ -314,7 +317,7 @@ class Scenario:
                 changes[key] = value.replace()  # checked even if built directly
             elif key in _TOP and key not in ("seeds", "mechanisms"):  # those: their own checks below
                 _check(value, _TOP[key][0], key, None)
-            elif key in ("market", "mechanism_params"):
+            elif key in ("market", "mechanism_params", "llm"):
                 _check(value, dict, key, None)
             elif key == "path":
                 _check(value, str, key, None)
@@ -489,7 +492,7 @@ def parse(raw: dict[str, Any], source: str, base_dir: Path) -> Scenario:
     Raises:
         MarketInputError: on the first bad key or value.
     """
-    known = [*_TOP, "horizon", *_TABLES, "market", "mechanism_params"]
+    known = [*_TOP, "horizon", *_TABLES, "market", "mechanism_params", "llm"]
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise MarketInputError(f"unknown key {unknown[0]!r} (known: {', '.join(known)})", source=source)
@@ -515,7 +518,16 @@ def parse(raw: dict[str, Any], source: str, base_dir: Path) -> Scenario:
     tables = {name: _build_table(name, values[name]) for name in _TABLES}
     mech_params = _mechanism_params(raw, source)
     market = _market(raw, source, base_dir)
-    return Scenario(**top, market=market, mechanism_params=mech_params, path=source, **tables)
+    llm = raw.get("llm", {})
+    if not isinstance(llm, dict):
+        raise MarketInputError(f"[llm] must be a table, got {llm!r}", source=source)
+    if llm and market["source"] != "azure_llm":
+        raise MarketInputError(f"[llm] is for source 'azure_llm', not {market['source']!r}", source=source)
+    if market["source"] == "azure_llm":
+        from scenarios import azure_llm
+
+        azure_llm.options({k: v for k, v in market.items() if k not in COMMON_MARKET_KEYS}, llm, source)
+    return Scenario(**top, market=market, mechanism_params=mech_params, path=source, llm=llm, **tables)
 
 
 def _market(raw: dict[str, Any], source: str, base_dir: Path) -> dict[str, Any]:

@@ -52,6 +52,10 @@ def _build(scenario: Scenario, seed: int) -> MarketData:
         from scenarios import alibaba_gpu
 
         return alibaba_gpu.build(scenario, rng)
+    if source == "azure_llm":
+        from scenarios import azure_llm
+
+        return azure_llm.build(scenario, rng)
     raise MarketInputError(f"unknown market source {source!r}", source=scenario.path)
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -388,6 +389,11 @@ class MarketData:
     priority_max: float = 10.0
     #: the resource dimensions, one column each in both tables
     dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS
+    #: what a source adds to its rounds (an LLM-serving market's :class:`scenarios.azure_llm.LLMServing`)
+    extension: Any = None
+    #: the source's own price weights per dimension (None: the scenario's rule), used
+    #: unless the scenario sets ``[market] price_weights``
+    price_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dimensions", tuple(self.dimensions))

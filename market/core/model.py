@@ -32,6 +32,7 @@ import pandas as pd
 from agents import PlannerAgent, ResourceAgent, Shading, Truthful, UserAgent
 from agents.resource import ResourceLedger
 from agents.user import UserLedger, bid_scales
+from market.core import serving
 from market.core.candidates import resource_rows
 from market.core.eligibility import allowed_masks, type_codes
 from market.core.engine import OrderBook, RoundOutcome, RoundParams, clear_round
@@ -44,6 +45,7 @@ from mechanisms import create
 from mechanisms.base import Mechanism
 from mechanisms.optimal import Optimal
 from scenarios import config as scenario_config
+from scenarios.azure_llm import LLMServing
 from scenarios.config import Scenario
 from scenarios.sources import build_market
 from scenarios.tables import MarketData
@@ -104,6 +106,9 @@ class MarketState:
         users: the users' ledger (wins, spend, utility, fairness memory).
         served_round: ``(N,)`` the round each request was served in, -1 if not (requests
             with ``after`` arrive from it).
+        served_resource: ``(N,)`` the resource each request was served on, -1 if not.
+        serving: an LLM-serving market's per-request latencies (:mod:`market.core.serving`),
+            else empty.
     """
 
     round: int
@@ -112,11 +117,14 @@ class MarketState:
     resources: ResourceLedger
     users: UserLedger
     served_round: np.ndarray
+    served_resource: np.ndarray
+    serving: dict[str, np.ndarray] = field(default_factory=dict)
 
     def copy(self) -> MarketState:
         """An independent copy (a what-if round leaves the original untouched)."""
         return MarketState(self.round, self.price.copy(), self.status.copy(), self.resources.copy(), self.users.copy(),
-                           self.served_round.copy())
+                           self.served_round.copy(), self.served_resource.copy(),
+                           {k: v.copy() for k, v in self.serving.items()})
 
 
 @dataclass
@@ -193,13 +201,16 @@ class MarketModel(mesa.Model):
         resources = self._setup_resources()
         users = self._setup_requests(cfg.weights)
         n = len(self.market.requests)
+        self.serving = self.market.extension if isinstance(self.market.extension, LLMServing) else None
         self.state = MarketState(0, self.resource_columns["unit_cost"].copy(), np.zeros(n, dtype=np.int8), resources, users,
-                                 np.full(n, -1, dtype=np.int64))
+                                 np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64),
+                                 serving.new_ledger(self.serving) if self.serving else {})
         self.record: RoundRecord | None = None
         self.metrics: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
         self._served: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        columns = [*KEYS, *METRICS, *dimension_metrics(self.dimensions), *(ORACLE_METRICS if self.oracle else []), *(FLAT_METRICS if self.compare_flat else [])]
+        columns = [*KEYS, *METRICS, *dimension_metrics(self.dimensions),
+                   *(LLMServing.COLUMNS if self.serving else ()), *(ORACLE_METRICS if self.oracle else []), *(FLAT_METRICS if self.compare_flat else [])]
         self.datacollector = mesa.DataCollector(tables={"rounds": columns, "timings": [*KEYS, *TIMINGS]})
 
     # --- set-up -----------------------------------------------------------------------
@@ -247,7 +258,9 @@ class MarketModel(mesa.Model):
         # (N, D) demand in every dimension, (N,) priced quantity q = sum_d w_d demand_d,
         # (N, W) eligibility masks
         cols["demand"] = np.ascontiguousarray(np.column_stack([cols[d] for d in self.dimensions]).reshape(-1, len(self.dimensions)))
-        self.price_weights = np.asarray(cfg.price_weights(self.dimensions), dtype=float)
+        own = self.market.price_weights
+        priced = own if own is not None and "price_weights" not in cfg.market else cfg.price_weights(self.dimensions)
+        self.price_weights = np.asarray(priced, dtype=float)
         cols["priced"] = cols["demand"] @ self.price_weights
         cols["allowed"] = allowed_masks(self.market.allowed_types(), self.type_names)
         self.request_columns = cols
@@ -377,6 +390,9 @@ class MarketModel(mesa.Model):
         """
         self.state.status[:] = 0
         self.state.served_round[:] = -1
+        self.state.served_resource[:] = -1
+        if self.serving:
+            self.state.serving = serving.new_ledger(self.serving)
         self.state.resources.reset()
         self.state.users = UserLedger.empty(len(self.user_agents))
 
@@ -411,6 +427,7 @@ class MarketModel(mesa.Model):
                                         outcome.payment[hit], book.columns["duration"][hit])
         state.status[rows[hit]] = 1
         state.served_round[rows[hit]] = t
+        state.served_resource[rows[hit]] = outcome.resource[hit]
         patience = int(self.config.settlement.patience)
         gave_up = ~served & ((t - entered >= patience) | (t >= book.columns["deadline"]))
         state.status[rows[gave_up]] = 2
@@ -424,6 +441,10 @@ class MarketModel(mesa.Model):
         )
         metrics.update(round_multiresource(book.user, book.columns["demand"], served, self.resource_columns["capacity"],
                                            state.resources.used_real, self.dimensions))
+        if self.serving:  # an LLM-serving market: the latencies this round fixes, its SLO metrics
+            batch = state.resources.used_real[:, self.dimensions.index("batch")]
+            serving.settle(self.serving, t, state.serving, rows[hit], outcome.resource[hit], batch)
+            metrics.update(serving.metrics(self.serving, t, state.serving))
         # this round's credits alone (a difference of running totals would carry their round-off)
         metrics["budget_balance"] = float(state.resources.credit.sum() - outcome.payment.sum())
         metrics["spilled"] = outcome.spilled
