@@ -148,3 +148,61 @@ def bench(
         **quality,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+
+
+def bench_rounds(scenario: str, mechanism: str = "mohaf", rounds: int = 7, seed: int | None = None,
+                 settings: dict | None = None) -> dict:
+    """Time the first ``rounds`` rounds of a scenario's own market, as a run plays them.
+
+    Args:
+        scenario: a shipped scenario name or a file.
+        mechanism: the mechanism.
+        rounds: rounds timed (after one untimed warm-up round; the market's horizon is
+            kept, so these are its first rounds).
+        seed: the market's seed (default: the scenario's first).
+        settings: ``{"market.KEY" | "llm.KEY": value}`` changes (e.g. ``market.rate = 4``),
+            or ``{"horizon": rounds}`` (the rounds the market spans).
+
+    Returns:
+        ``scenario, mechanism, rounds, build_s`` (building the market and model),
+        ``round_s`` (median seconds per round), ``round_s_max``, ``requests`` (rows of the
+        market), ``peak_rss_mb``.
+
+    Raises:
+        MarketInputError: on a bad scenario, key or value.
+    """
+    from scenarios import config
+
+    sc = config.load(scenario)
+    market, llm = dict(sc.market), dict(sc.llm)
+    horizon = sc.horizon
+    for key, value in (settings or {}).items():
+        table, _, name = key.partition(".")
+        if key == "horizon" and isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            horizon = value
+            continue
+        if table not in ("market", "llm") or not name:
+            raise MarketInputError(f"bench: --set expects market.KEY=VALUE, llm.KEY=VALUE or horizon=ROUNDS, got {key!r}")
+        (market if table == "market" else llm)[name] = value
+    raw = {**sc.to_dict(), "market": market, "llm": llm, "horizon": horizon}
+    sc = parse({k: v for k, v in raw.items() if k not in ("path",) and v is not None}, sc.path or "market bench",
+               Path(sc.path).parent if sc.path else Path.cwd())
+    if rounds < 1:
+        raise MarketInputError(f"bench: --rounds must be at least 1, got {rounds}")
+    sc = sc.replace(rounds=rounds + 1, horizon=max(sc.horizon, rounds + 1))
+    t0 = time.perf_counter()
+    model = MarketModel(sc.replace(oracle=False, compare_flat=False), mechanism=mechanism,
+                        rng=sc.seeds[0] if seed is None else seed)
+    build_s = time.perf_counter() - t0
+    times = []
+    for r in range(rounds + 1):
+        t1 = time.perf_counter()
+        model.step()
+        if r:
+            times.append(time.perf_counter() - t1)
+    return {
+        "scenario": sc.name, "mechanism": mechanism, "rounds": rounds, "build_s": round(build_s, 3),
+        "round_s": round(statistics.median(times), 6), "round_s_max": round(max(times), 6),
+        "requests": len(model.market.requests),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }

@@ -29,6 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also measure the last round against the whole-market oracle with this time budget (best known, proven bound, status)")
     p.add_argument("--dimensions", type=int, default=2, metavar="D",
                    help="resource dimensions of the synthetic market: cpu, mem, then gpu, disk, net, ... (default 2)")
+    p.add_argument("--scenario", default=None, metavar="NAME",
+                   help="time the rounds of a scenario's market instead (its first seed, rounds in order)")
+    p.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", dest="settings",
+                   help="with --scenario: change a [market] or [llm] key or the horizon, e.g. market.rate=4 (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON only")
 
 
@@ -50,8 +54,12 @@ def params(pairs: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """``market bench``."""
-    from market.studies.bench import bench
+    from market.studies.bench import bench, bench_rounds
 
+    if args.scenario:
+        result = bench_rounds(args.scenario, args.mechanism, args.rounds, args.seed, params(args.settings))
+        print(json.dumps(result) if args.json else "\n".join(f"{k:22s} {v}" for k, v in result.items()))
+        return 0
     result = bench(
         requests=args.requests, resources=args.resources, mechanism=args.mechanism, rounds=args.rounds,
         candidates=args.candidates, clusters=args.clusters, seed=args.seed, oracle=args.oracle,
