@@ -6,7 +6,8 @@ hour each of a code-completion and a conversation service; Patel et al., "Splitw
 ISCA 2024, Azure Public Dataset, CC-BY 4.0).
 
 **Time.** A round is ``round_seconds`` of trace time. The trace is replayed from
-``start_seconds`` after its first request, at ``rate`` times its speed: a request
+``start_seconds`` after its first request (of any of the services: they keep their
+relative timing), at ``rate`` times its speed: a request
 ``s`` seconds into the trace arrives at ``(s - start_seconds) / rate`` seconds of market
 time (``rate = 2`` replays it twice as fast: twice the requests per second, the same
 requests), in round ``floor(arrival / round_seconds)``; the market spans the scenario's
@@ -189,6 +190,13 @@ def options(market: Mapping[str, Any], llm: Mapping[str, Any], source: str) -> d
                                            or not any(r == "decode" for _, r in roles)):
         raise MarketInputError(f"key 'llm.prefill_share' = {lo['prefill_share']!r} leaves a phase without instances "
                                f"({sum(instances.values())} in all)", source=source)
+    tightest = min(slo[s].tpot_s for s in services)
+    slice_ = (1 - lo["shared_prefill_share"]) if lo["pools"] == "shared" else 1.0
+    if all(int(llm_perf.max_batch(tightest * slice_, profiles[g])) == 0 for g, r in roles if r != "prefill"):
+        key = "llm.shared_prefill_share" if lo["pools"] == "shared" else "llm.slo"
+        raise MarketInputError(f"key {key!r}: no instance can decode within the tightest TPOT SLO ({tightest:g} s"
+                               + (f" x {slice_:g} of each round" if lo["pools"] == "shared" else "")
+                               + "): every decode-capable GPU's decode_base_s is above it", source=source)
     return opt
 
 
@@ -214,7 +222,10 @@ def _roles(instances: Mapping[str, int], pools: str, prefill_share: float) -> li
 
 
 def read_trace(service: str, root: Path | None = None) -> pd.DataFrame:
-    """One service's trace: ``seconds`` (from the service's first request), ``prompt``, ``output``.
+    """One service's trace: ``time`` (its timestamp), ``prompt``, ``output``, in time order.
+
+    Timestamps are ISO 8601 (``2023-11-16 18:17:03.9799600``, fractions optional); token
+    counts are whole numbers >= 0 written as digits.
 
     Raises:
         MarketInputError: a missing file or column, an unparseable timestamp, a missing,
@@ -230,7 +241,7 @@ def read_trace(service: str, root: Path | None = None) -> pd.DataFrame:
     for col in ("TIMESTAMP", "ContextTokens", "GeneratedTokens"):
         if col not in raw.columns:
             raise MarketInputError(f"missing column {col!r}", source=str(path))
-    stamps = pd.to_datetime(raw["TIMESTAMP"].str.strip(), format="%Y-%m-%d %H:%M:%S.%f", errors="coerce")
+    stamps = pd.to_datetime(raw["TIMESTAMP"].str.strip(), format="ISO8601", errors="coerce")
     bad = stamps.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -238,16 +249,16 @@ def read_trace(service: str, root: Path | None = None) -> pd.DataFrame:
                                source=str(path))
     out = {}
     for col, name in (("ContextTokens", "prompt"), ("GeneratedTokens", "output")):
-        values = pd.to_numeric(raw[col].str.strip(), errors="coerce").to_numpy(dtype=float)
-        bad = ~np.isfinite(values) | (values < 0) | (values != np.round(values))
+        text = raw[col].str.strip()
+        values = pd.to_numeric(text.where(text.str.fullmatch(r"[0-9]+"), None), errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise MarketInputError(f"line {row + 2}: field {col!r} must be a whole number of tokens >= 0, "
                                    f"got {raw[col].iloc[row]!r}", source=str(path))
         out[name] = values.astype(np.int64)
-    seconds = (stamps - stamps.min()).dt.total_seconds().to_numpy()
-    frame = pd.DataFrame({"seconds": seconds, **out})
-    return frame.sort_values("seconds", kind="stable").reset_index(drop=True)
+    frame = pd.DataFrame({"time": stamps, **out})
+    return frame.sort_values("time", kind="stable").reset_index(drop=True)
 
 
 # --- the market ---------------------------------------------------------------------------
@@ -295,6 +306,8 @@ def build(scenario: Any, rng: np.random.Generator) -> MarketData:
         t = t.assign(service=s, trace_index=np.arange(len(t)))
         frames.append(t)
     trace = pd.concat(frames, ignore_index=True)
+    # the services' clocks together: seconds from the first request of any of them
+    trace["seconds"] = (trace["time"] - trace["time"].min()).dt.total_seconds()
     arrival = (trace["seconds"].to_numpy() - opt["start_seconds"]) / opt["rate"]
     keep = (arrival >= 0) & (arrival < horizon * R)
     trace = trace[keep].assign(arrival_s=arrival[keep]).sort_values(["arrival_s", "service", "trace_index"], kind="stable")

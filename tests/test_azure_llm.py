@@ -380,6 +380,7 @@ GOOD = "2023-11-16 00:00:00.0000000,100,5\n"
     ("2023-11-16 00:00:00.5000000,100,many\n", "GeneratedTokens", "many"),
     ("16/11/2023 noon,100,5\n", "TIMESTAMP", "noon"),
     ("2023-11-16 00:00:00.5000000,100\n", "GeneratedTokens", ""),  # a short row
+    ("2023-11-16 00:00:00.5000000,1e3,5\n", "ContextTokens", "1e3"),  # tokens are written as digits
 ])
 def test_bad_trace_field(tmp_path, monkeypatch, line, field, value):
     toml = tiny(tmp_path, monkeypatch, code_csv=HEADER + GOOD + line)
@@ -404,6 +405,8 @@ def test_bad_trace_field(tmp_path, monkeypatch, line, field, value):
     ({"instances = { G = 1 }": "instances = { B200 = 1 }"}, ["llm.instances.B200"]),
     ({"shared_prefill_share = 0.5": "shared_prefill_share = 1.0"}, ["llm.shared_prefill_share", "below 1"]),
     ({"decode_per_seq_s = 0.001": "decode_per_seq_s = 0"}, ["llm.gpus.G.decode_per_seq_s", "> 0"]),
+    # 0.1105 s x (1 - 0.9) is below the GPU's 0.02 s decode step: no decode capacity at all
+    ({"shared_prefill_share = 0.5": "shared_prefill_share = 0.9"}, ["llm.shared_prefill_share", "no instance can decode"]),
 ])
 def test_bad_scenario_key(tmp_path, monkeypatch, replace, words):
     toml = tiny(tmp_path, monkeypatch, **replace)
@@ -471,3 +474,36 @@ def test_tiny_market_reproducible(tmp_path, monkeypatch):
     for name in ("rounds", "allocations"):
         pd.testing.assert_frame_equal(outs[0][name], outs[1][name], check_exact=True, obj=name)
     assert math.isclose(outs[0]["rounds"]["goodput"].sum(), 0.125)
+
+
+def test_timestamps_without_fractions_and_services_on_one_clock(tmp_path, monkeypatch):
+    # conversation starts 2 s after code: its request at +2.5 s of its own clock is 4.5 s
+    # after the first code request, (4.5 - 0.25) / 2 = 2.125 s: round 2
+    conv = HEADER + "2023-11-16 00:00:02,100,5\n2023-11-16 00:00:04.5,1500,25\n"
+    model = MarketModel(load(tiny(tmp_path, monkeypatch, conv_csv=conv)), "greedy", 1)
+    req = model.market.requests.set_index("request_id")
+    assert req.loc["conv-0/prefill", "round"] == 0  # (2 - 0.25) / 2 = 0.875 s
+    assert req.loc["conv-1/prefill", "round"] == 2
+
+
+def test_a_dropped_request_is_a_miss_of_the_round_it_leaves():
+    from market.core import serving
+    from scenarios import llm_perf
+    from scenarios.azure_llm import LLMServing
+
+    spec = LLMServing(
+        n=3, round_seconds=1.0, arrival_s=np.zeros(3), prompt=np.full(3, 100), output=np.full(3, 10),
+        prefill_rounds=np.ones(3, dtype=np.int64), decode_rounds=np.ones(3, dtype=np.int64),
+        ttft_slo=np.full(3, 2.0), tpot_slo=np.full(3, 0.1), tenant=np.array(["a", "a", "b"], dtype=object),
+        profiles=(llm_perf.A100_80GB,), shared_share=0.0, gpus=8, hopeless=0,
+    )
+    ledger = serving.new_ledger(spec)
+    ledger["ttft"][:2], ledger["tpot"][:2], ledger["finish"][:2] = [1.0, 3.0], [0.05, 0.05], [4, 4]
+    # request 2's decode row (market row 3 + 2 = 5) leaves the book unserved in round 4
+    serving.settle(spec, 4, ledger, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(1),
+                   gave_up=np.array([5]))
+    m = serving.metrics(spec, 4, ledger)
+    # finished: 0 (good), 1 (TTFT 3 > 2: miss); dropped: 2 -> 1 good of 3
+    assert m["slo_attainment"] == pytest.approx(1 / 3)
+    assert m["goodput"] == pytest.approx(1 / (8 * 1.0))
+    assert serving.metrics(spec, 5, ledger)["slo_attainment"] == 1.0  # nothing finished or dropped

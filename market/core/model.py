@@ -443,7 +443,7 @@ class MarketModel(mesa.Model):
                                            state.resources.used_real, self.dimensions))
         if self.serving:  # an LLM-serving market: the latencies this round fixes, its SLO metrics
             batch = state.resources.used_real[:, self.dimensions.index("batch")]
-            serving.settle(self.serving, t, state.serving, rows[hit], outcome.resource[hit], batch)
+            serving.settle(self.serving, t, state.serving, rows[hit], outcome.resource[hit], batch, rows[gave_up])
             metrics.update(serving.metrics(self.serving, t, state.serving))
         # this round's credits alone (a difference of running totals would carry their round-off)
         metrics["budget_balance"] = float(state.resources.credit.sum() - outcome.payment.sum())
