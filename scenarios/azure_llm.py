@@ -70,6 +70,12 @@ from scenarios.tables import MarketData, validate
 
 FOLDER = "azure-llm-2023"
 FILES = {"code": "AzureLLMInferenceTrace_code.csv", "conversation": "AzureLLMInferenceTrace_conv.csv"}
+FETCH_HINT = "run: market data fetch azure-llm-2023, or set MARKET_DATA_DIR"
+#: sha256 of each file's content (the data folder's README; ``market data verify``)
+CONTENT_SHA256: dict[str, str] = {
+    "AzureLLMInferenceTrace_code.csv": "54e9a6d2a4bd06ba1e060304b900abbc74cbea53de96506e60fe5bb4f2277fb6",
+    "AzureLLMInferenceTrace_conv.csv": "2f1e5b666d4e3055fdbba98598ce2ec307767b9064e03e2fa46676dbcc7d0bf8",
+}
 DIMENSIONS = ("prefill", "kv", "batch")
 #: ``[market]`` keys of the source, with their defaults
 DEFAULTS: dict[str, Any] = {
@@ -233,7 +239,7 @@ def read_trace(service: str, root: Path | None = None) -> pd.DataFrame:
     """
     path = (data_dir() if root is None else Path(root)) / FILES[service]
     if not path.is_file():
-        raise MarketInputError(f"missing trace file {path} (run: market data fetch azure-llm-2023, or set MARKET_DATA_DIR)")
+        raise MarketInputError(f"missing trace file {path} ({FETCH_HINT})")
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:  # pandas raises many types; the user needs one line

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import io
 import math
 import textwrap
@@ -507,3 +508,21 @@ def test_a_dropped_request_is_a_miss_of_the_round_it_leaves():
     assert m["slo_attainment"] == pytest.approx(1 / 3)
     assert m["goodput"] == pytest.approx(1 / (8 * 1.0))
     assert serving.metrics(spec, 5, ledger)["slo_attainment"] == 1.0  # nothing finished or dropped
+
+
+def test_data_verify_and_fetch_the_azure_trace(tmp_path):
+    from market.apps.data import fetch, verify
+    from scenarios import azure_llm
+
+    real = Path(os.environ["MARKET_DATA_DIR"]) / azure_llm.FOLDER
+    assert [s.status for s in verify(real.parent, data="azure-llm-2023")] == ["ok", "ok"]
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in azure_llm.CONTENT_SHA256:
+        (mirror / name).write_bytes((real / name).read_bytes())
+    dest = tmp_path / "data"
+    lines: list[str] = []
+    out = fetch(dest, base_url=mirror.as_uri(), log=lines.append, data="azure-llm-2023")
+    assert [s.status for s in out] == ["ok", "ok"] and all(line.startswith("fetched") for line in lines)
+    name = azure_llm.FILES["conversation"]
+    assert (dest / azure_llm.FOLDER / name).read_bytes() == (real / name).read_bytes()

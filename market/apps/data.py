@@ -11,6 +11,9 @@ folder under ``$MARKET_DATA_DIR``, the files the project uses with the sha256 of
 - ``alibaba-gpu-2023``: the node and pod lists of Alibaba's GPU trace
   (:data:`scenarios.alibaba_gpu.CONTENT_SHA256`), plain CSV files from the
   ``alibaba/clusterdata`` repository on GitHub.
+- ``azure-llm-2023``: the Azure LLM inference traces of 2023
+  (:data:`scenarios.azure_llm.CONTENT_SHA256`), plain CSV files from the
+  ``Azure/AzurePublicDataset`` repository on GitHub (CC-BY 4.0; Patel et al., ISCA 2024).
 
 ``fetch`` downloads a dataset's files over https into ``$MARKET_DATA_DIR`` (or ``--dir``)
 in the official layout, checks the sha256 of each file's content against the committed
@@ -45,7 +48,8 @@ from market.errors import MarketInputError
 BUCKET = "https://storage.googleapis.com/clusterdata-2011-2"
 ALIBABA_URL = "https://raw.githubusercontent.com/alibaba/clusterdata/master/cluster-trace-gpu-v2023/csv"
 #: the registry's names, in order (``market data verify`` checks them all)
-DATASETS = ("google2011", "alibaba-gpu-2023")
+AZURE_URL = "https://raw.githubusercontent.com/Azure/AzurePublicDataset/master/data"
+DATASETS = ("google2011", "alibaba-gpu-2023", "azure-llm-2023")
 CHUNK = 1 << 20
 _OPENERS: dict[str, Callable] = {".gz": gzip.open, ".xz": lzma.open}
 
@@ -88,6 +92,10 @@ def dataset(name: str) -> Dataset:
         from scenarios import alibaba_gpu
 
         return Dataset(name, alibaba_gpu.TRACE, alibaba_gpu.CONTENT_SHA256, ALIBABA_URL, "", ("",), alibaba_gpu.FETCH_HINT)
+    if name == "azure-llm-2023":
+        from scenarios import azure_llm
+
+        return Dataset(name, azure_llm.FOLDER, azure_llm.CONTENT_SHA256, AZURE_URL, "", ("",), azure_llm.FETCH_HINT)
     raise MarketInputError(f"unknown dataset {name!r} (known: {', '.join(DATASETS)})")
 
 
