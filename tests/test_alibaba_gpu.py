@@ -213,17 +213,18 @@ def test_missing_file_is_one_line(tmp_path, monkeypatch):
 # --- market data fetch / verify (file:// mirrors only) -----------------------------------------
 
 
-def test_verify_both_datasets(tmp_path):
+def test_verify_every_dataset(tmp_path):
     from market.apps.data import verify, verify_all
 
     assert [s.status for s in verify(data="alibaba-gpu-2023")] == ["ok", "ok"]
-    assert len(verify_all()) == 7 and {s.status for s in verify_all()} == {"ok"}
+    # google2011 5 files, alibaba-gpu-2023 2, azure-llm-2023 2
+    assert len(verify_all()) == 9 and {s.status for s in verify_all()} == {"ok"}
     _write(tmp_path)  # right names, wrong content
     status = {s.name: s.status for s in verify_all(tmp_path)}
     assert status[NODES] == status[PODS] == "mismatch"
     proc = subprocess.run([sys.executable, "-m", "market", "data", "verify", "--dir", str(tmp_path)],
                           check=False, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and len(proc.stdout.splitlines()) == 7
+    assert proc.returncode == 1 and len(proc.stdout.splitlines()) == 9
     assert f"mismatch  {tmp_path / ali.TRACE / PODS} (content sha256" in proc.stdout
     assert "market data fetch google2011" in proc.stderr and "market data fetch alibaba-gpu-2023" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "market", "data", "verify", "--dataset", "alibaba-gpu-2023"],

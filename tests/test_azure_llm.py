@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import io
 import math
+import os
 import textwrap
 from pathlib import Path
 
