@@ -33,6 +33,7 @@ COMMANDS = [
     "scaling",
     "dashboard",
     "ablation",
+    "llm_report",
     "audit",
     "check_mechanism",
 ]
