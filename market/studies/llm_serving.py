@@ -253,7 +253,7 @@ def rate_figure(summary: pd.DataFrame, metric: str, label: str, title: str, path
     rates = sorted(summary["rate"].unique())
     # a small horizontal offset per line (log axis: a factor) keeps the bars apart
     lines = [(p, m) for p in POOLS for m in mechanisms]
-    spread = 0.04 * (len(lines) - 1) / 2
+    spread = 0.012 * (len(lines) - 1) / 2
     with plots.report_style():
         fig, axes = plots.figure(1, 1, width=7.5, height=4.6)
         ax = axes[0, 0]
@@ -261,7 +261,7 @@ def rate_figure(summary: pd.DataFrame, metric: str, label: str, title: str, path
             rows = summary[(summary["pools"] == pool) & (summary["mechanism"] == mech)].sort_values("rate")
             if rows.empty:
                 continue
-            x = rows["rate"].to_numpy(dtype=float) * 2 ** (0.04 * k - spread)
+            x = rows["rate"].to_numpy(dtype=float) * 2 ** (0.012 * k - spread)
             m = rows[metric].to_numpy(dtype=float)
             err = np.nan_to_num(np.abs(np.vstack([m - rows[f"{metric}_low"].to_numpy(dtype=float),
                                                   rows[f"{metric}_high"].to_numpy(dtype=float) - m])), nan=0.0)
