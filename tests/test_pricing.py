@@ -99,3 +99,58 @@ def test_equal_price_bounds_are_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == f"error: {path}: key 'pricing.lower' must be below 'pricing.upper' (1.0), got 1.0"
     assert not out.exists()
+
+
+# --- tatonnement: prices on excess demand
+
+def test_tatonnement_moves_with_excess_demand_and_stays_in_bounds():
+    from market.core.pricing import Tatonnement
+
+    cost = np.ones(3)
+    cap = np.array([4.0, 4.0, 4.0])
+    # z = (unserved - free) / cap: +0.5, -0.25, 0
+    unserved, free = np.array([3.0, 0.0, 1.0]), np.array([1.0, 1.0, 1.0])
+    for mode in ("multiplicative", "additive"):
+        rule = Tatonnement(eta=0.2, mode=mode)
+        new = rule.step(np.ones(3), unserved, free, cap, 0, cost)
+        assert new[0] > 1.0 and new[1] < 1.0 and new[2] == 1.0
+    mult = Tatonnement(eta=0.2).step(np.ones(3), unserved, free, cap, 0, cost)
+    assert mult.tolist() == pytest.approx([1.1, 0.95, 1.0])
+    add = Tatonnement(eta=0.2, mode="additive").step(np.ones(3), unserved, free, cap, 0, cost)
+    assert add.tolist() == pytest.approx([1.1, 0.95, 1.0])
+    # bounds: [0.5, 2] x unit cost; a huge excess is clipped at z = 1 (multiplicative) and at the cap
+    rule = Tatonnement(eta=0.9)
+    assert rule.step(np.array([1.9]), np.array([100.0]), np.zeros(1), np.ones(1), 0, np.ones(1))[0] == 2.0
+    assert rule.step(np.array([0.55]), np.zeros(1), np.ones(1), np.ones(1), 0, np.ones(1))[0] == 0.5
+
+
+def test_tatonnement_is_a_no_op_at_zero_excess_demand():
+    from market.core.pricing import Tatonnement
+
+    price = np.array([0.7, 1.3, 2.0])
+    for mode in ("multiplicative", "additive"):
+        rule = Tatonnement(eta=0.5, mode=mode, schedule="sqrt")
+        same = rule.step(price, np.array([2.0, 0.0, 5.0]), np.array([2.0, 0.0, 5.0]), np.array([4.0, 0.0, 8.0]), 3,
+                         np.ones(3))
+        assert same.tolist() == price.tolist()
+
+
+def test_tatonnement_prices_free_resources_from_zero():
+    from market.core.pricing import Tatonnement
+
+    rule = Tatonnement(eta=0.1)
+    free_cost = np.zeros(2)
+    new = rule.step(np.zeros(2), np.array([2.0, 0.0]), np.array([0.0, 1.0]), np.array([1.0, 1.0]), 0, free_cost)
+    assert new.tolist() == pytest.approx([0.2, 0.0])  # additive from 0: eta * z = 0.1 * 2
+    assert rule.step(new, np.array([2.0, 0.0]), np.zeros(2), np.ones(2), 1, free_cost)[0] == pytest.approx(0.22)
+
+
+def test_price_rule_factory_and_unknown_name():
+    from market.core.pricing import Tatonnement, price_rule
+    from market.errors import MarketInputError
+
+    assert price_rule("utilization", eta=0.02, target=0.7, mode="additive") == PriceRule(eta=0.02, target=0.7)
+    assert price_rule("tatonnement", eta=0.3, target=0.7) == Tatonnement(eta=0.3)
+    with pytest.raises(MarketInputError, match="pricing.rule") as info:
+        price_rule("walras")
+    assert "\n" not in str(info.value)
