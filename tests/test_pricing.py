@@ -151,6 +151,6 @@ def test_price_rule_factory_and_unknown_name():
 
     assert price_rule("utilization", eta=0.02, target=0.7, mode="additive") == PriceRule(eta=0.02, target=0.7)
     assert price_rule("tatonnement", eta=0.3, target=0.7) == Tatonnement(eta=0.3)
-    with pytest.raises(MarketInputError, match="pricing.rule") as info:
+    with pytest.raises(MarketInputError, match=r"pricing\.rule") as info:
         price_rule("walras")
     assert "\n" not in str(info.value)

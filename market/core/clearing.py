@@ -85,9 +85,15 @@ def unit_prices(lam: np.ndarray, req: np.ndarray, res: np.ndarray, x: np.ndarray
     """``(M,)`` ``rho*_j`` from capacity duals and the LP's allocation (the module's formula).
 
     Args:
-        lam: ``(M, D)`` capacity duals; req, res, x: ``(P,)`` the LP's pairs and values.
-        need: ``(N, D)`` demand in allocation units; priced, duration: ``(N,)`` ``q_i``, ``dur_i``.
-        alpha: the cost weight (money welfare per unit of money paid); m: resources.
+        lam: ``(M, D)`` capacity duals.
+        req: ``(P,)`` request of each LP pair.
+        res: ``(P,)`` resource of each LP pair.
+        x: ``(P,)`` the LP's value of each pair.
+        need: ``(N, D)`` demand in allocation units.
+        priced: ``(N,)`` priced quantity ``q_i``.
+        duration: ``(N,)`` rounds held ``dur_i``.
+        alpha: the cost weight (money welfare per unit of money paid).
+        m: resources.
     """
     x = np.maximum(np.asarray(x, dtype=float), 0.0)
     charge = np.einsum("pd,pd->p", lam[res], need[req]) * x
