@@ -1,4 +1,4 @@
-"""User-facing errors: one clear line, exit code 2, no traceback (unless ``--debug``)."""
+"""User-facing errors (one clear line, exit code 2, no traceback unless ``--debug``) and warnings."""
 
 from __future__ import annotations
 
@@ -15,3 +15,10 @@ class MarketInputError(Exception):
     def __init__(self, message: str, *, source: str | None = None) -> None:
         text = f"{source}: {message}" if source else message
         super().__init__(" ".join(text.split()))
+
+
+class MarketWarning(UserWarning):
+    """Something about the input a user should know, the run going on (requests that arrive
+    after the last round, or that nothing can serve). The CLI always prints it as one line
+    ``warning: <message>``, whatever the warning filters of the caller.
+    """

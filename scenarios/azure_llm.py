@@ -189,6 +189,9 @@ def options(market: Mapping[str, Any], llm: Mapping[str, Any], source: str) -> d
     slo_table = lo["slo"]
     if not isinstance(slo_table, dict):
         raise MarketInputError(f"key 'llm.slo' must be a table of service tables, got {slo_table!r}", source=source)
+    unknown = sorted(set(slo_table) - set(FILES))
+    if unknown:
+        raise MarketInputError(f"key 'llm.slo.{unknown[0]}': no such service (known: {', '.join(FILES)})", source=source)
     slo = llm_perf.slo_from(slo_table, source=source)
     opt["llm"] = {**lo, "profiles": profiles, "slo": slo}
     roles = _roles(instances, lo["pools"], lo["prefill_share"])
@@ -369,7 +372,7 @@ def build(scenario: Any, rng: np.random.Generator) -> MarketData:
     prefill_allowed = np.array(["|".join(t for t, ok in zip(prefill_types, allowed_arr[:, i], strict=True) if ok)
                                 for i in range(n)], dtype=object)
     # no type meets the TTFT SLO: the request is still sold (its TTFT will miss), to any
-    # prefill type, within the patience; it is counted in the notes
+    # prefill type, within the patience; counted (LLMServing.hopeless) and warned about
     hopeless = prefill_allowed == ""
     prefill_allowed[hopeless] = "|".join(prefill_types)
     prefill_deadline = np.where(hopeless, np.inf, np.maximum(deadline, rnd)).astype(float)
@@ -476,3 +479,11 @@ class LLMServing:
     hopeless: int
 
     COLUMNS = ("slo_attainment", "goodput", "ttft_p90", "tpot_p90", "tenant_goodput_jain")
+
+    def warnings(self) -> list[str]:
+        """What a user should know before trusting the run (one line each)."""
+        if not self.hopeless:
+            return []
+        return [(f"{self.hopeless} of {self.n} requests cannot meet their TTFT SLO on any instance type even if "
+                 "served at once (a prompt longer than a round's prefill budget, or an SLO below a round); they are "
+                 "sold to any prefill instance and count as misses")]

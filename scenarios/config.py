@@ -521,7 +521,7 @@ def parse(raw: dict[str, Any], source: str, base_dir: Path) -> Scenario:
     llm = raw.get("llm", {})
     if not isinstance(llm, dict):
         raise MarketInputError(f"[llm] must be a table, got {llm!r}", source=source)
-    if llm and market["source"] != "azure_llm":
+    if "llm" in raw and market["source"] != "azure_llm":
         raise MarketInputError(f"[llm] is for source 'azure_llm', not {market['source']!r}", source=source)
     if market["source"] == "azure_llm":
         from scenarios import azure_llm

@@ -528,3 +528,18 @@ def test_data_verify_and_fetch_the_azure_trace(tmp_path):
     assert [s.status for s in out] == ["ok", "ok"] and all(line.startswith("fetched") for line in lines)
     name = azure_llm.FILES["conversation"]
     assert (dest / azure_llm.FOLDER / name).read_bytes() == (real / name).read_bytes()
+
+
+def test_requests_no_instance_can_serve_in_time_are_warned_about(tmp_path):
+    out = tmp_path / "out"
+    code, err = cli("run", "azure-llm", "--rounds", "2", "--seeds", "1", "--mechanisms", "greedy", "--out", str(out),
+                    "--quiet")
+    assert code == 0, err
+    assert "warning: azure-llm (seed 1): " in err and "cannot meet their TTFT SLO on any instance type" in err, err
+
+
+def test_an_slo_for_an_unknown_service_is_refused(tmp_path, monkeypatch):
+    toml = tiny(tmp_path, monkeypatch, llm_extra="")
+    toml.write_text(toml.read_text() + "\n[llm.slo.conv]\nttft_s = 1.0\ntpot_s = 0.1\n")
+    code, err = cli("run", str(toml), "--out", str(tmp_path / "out"), "--quiet")
+    assert code == 2 and "llm.slo.conv" in err and "no such service" in err, err

@@ -19,7 +19,7 @@ import threading
 import warnings
 from collections.abc import Collection, Sequence
 
-from market.errors import MarketInputError
+from market.errors import MarketInputError, MarketWarning
 
 #: the command modules under :mod:`market.apps.commands`; a new command is one more name
 COMMANDS = [
@@ -119,6 +119,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
+            warnings.simplefilter("default", MarketWarning)  # the user's warnings are shown, never raised
             return int(args.func(args) or 0)
     except MarketInputError as exc:
         if args.debug:

@@ -24,7 +24,7 @@ from market import __version__
 from market.core.feasibility import InfeasibleAllocationError
 from market.core.io import atomic_directory, sha256_file, write_json, write_table
 from market.core.model import MarketModel
-from market.errors import MarketInputError
+from market.errors import MarketInputError, MarketWarning
 from scenarios.config import Scenario
 from scenarios.sources import build_market, late_requests, market_notes
 
@@ -89,12 +89,15 @@ def market_tables(scenario: Scenario, seeds: Iterable[int]) -> tuple[pd.DataFram
         if len(late):
             last = max(scenario.rounds, scenario.horizon) - 1
             warnings.warn(f"{scenario.name}: {len(late)} requests arrive after the last round ({last}) and are ignored",
+                          MarketWarning,
                           stacklevel=2)
+        for line in getattr(market.extension, "warnings", list)():
+            warnings.warn(f"{scenario.name} (seed {seed}): {line}", MarketWarning, stacklevel=2)
         count, types = market.unservable()
         if count:
             shown = ", ".join(repr(t) for t in types[:3]) + (", ..." if len(types) > 3 else "")
             warnings.warn(f"{scenario.name} (seed {seed}): {count} requests allow only resource types no resource has "
-                          f"({shown}); nobody can serve them", stacklevel=2)
+                          f"({shown}); nobody can serve them", MarketWarning, stacklevel=2)
         reqs.append(market.requests.assign(seed=seed))
         ress.append(market.resources.assign(seed=seed))
     return _seed_first(pd.concat(reqs, ignore_index=True)), _seed_first(pd.concat(ress, ignore_index=True))
