@@ -18,7 +18,8 @@ class MarketInputError(Exception):
 
 
 class MarketWarning(UserWarning):
-    """Something about the input a user should know, the run going on (requests that arrive
-    after the last round, or that nothing can serve). The CLI always prints it as one line
-    ``warning: <message>``, whatever the warning filters of the caller.
+    """Something about the input a user should know while the run goes on.
+
+    For example requests that arrive after the last round, or that nothing can serve. The
+    CLI always prints it as one line ``warning: <message>``, whatever the caller's filters.
     """
