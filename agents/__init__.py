@@ -2,7 +2,23 @@
 
 from agents.planner import PlannerAgent
 from agents.resource import ResourceAgent
-from agents.strategies import BiddingStrategy, Shading, Truthful
+from agents.strategies import (
+    BiddingStrategy,
+    Learning,
+    Pacing,
+    Shading,
+    Truthful,
+    assign_strategies,
+    available_strategies,
+    create_strategy,
+    register_strategy,
+    strategy_class,
+    strategy_mix,
+)
 from agents.user import UserAgent
 
-__all__ = ["BiddingStrategy", "PlannerAgent", "ResourceAgent", "Shading", "Truthful", "UserAgent"]
+__all__ = [
+    "BiddingStrategy", "Learning", "Pacing", "PlannerAgent", "ResourceAgent", "Shading", "Truthful", "UserAgent",
+    "assign_strategies", "available_strategies", "create_strategy", "register_strategy", "strategy_class",
+    "strategy_mix",
+]

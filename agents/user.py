@@ -4,7 +4,11 @@ Users' state lives in one :class:`UserLedger` of arrays (row ``u`` = user ``u``)
 model settles a round into it with one vectorised call, and each UserAgent reads its own
 row. Each round every user's strategy is asked for the scale of its bids
 (:func:`bid_scales`, one vectorised call per strategy object), so a strategy assigned to
-``user.strategy`` between rounds acts in the next.
+``user.strategy`` between rounds acts in the next. After settlement the model lets
+stateful strategies learn (:func:`update_strategies`); their per-user arrays live in
+``UserLedger.strategy_state`` and are copied with the ledger (what-if rounds play on a
+copy). Strategies with a spending limit cap the requests a user puts in the book
+(:func:`remaining_budgets`, :func:`affordable`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ if TYPE_CHECKING:
 
 
 #: the per-user arrays of a history
-_PER_USER = tuple(f.name for f in fields(UserHistory) if f.name not in ("users", "rounds"))
+_PER_USER = tuple(f.name for f in fields(UserHistory) if f.name not in ("users", "rounds", "state"))
 
 
 @dataclass
@@ -31,23 +35,45 @@ class UserLedger(UserHistory):
 
     Attributes:
         memory: ``(U,)`` priority mass each user won in the last round (fairness memory).
+        strategy_state: per-user arrays strategies own (``key -> (U, ...)``), e.g. a
+            learner's ``(U, G)`` log-weights or a pacer's ``(U,)`` multipliers; created by
+            the strategies' ``update`` on first use, copied with the ledger.
     """
 
     memory: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    strategy_state: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
-    def empty(cls, n_users: int) -> UserLedger:
-        """A ledger of ``n_users`` users with nothing played."""
+    def empty(cls, n_users: int, budget_total: np.ndarray | None = None) -> UserLedger:
+        """A ledger of ``n_users`` users with nothing played.
+
+        Args:
+            n_users: users.
+            budget_total: ``(U,)`` sum of each user's request budgets over the run (what a
+                pacing user's run budget is a share of); ``nan`` if not given.
+        """
         counts, amounts = (lambda: np.zeros(n_users, dtype=np.int64)), (lambda: np.zeros(n_users))
-        return cls(np.arange(n_users), 0, counts(), amounts(), amounts(), counts(), amounts(), amounts(), amounts())
+        total = np.full(n_users, np.nan) if budget_total is None else np.asarray(budget_total, dtype=float).copy()
+        if total.shape != (n_users,):
+            raise ValueError(f"budget_total must have shape ({n_users},), got {total.shape}")
+        return cls(users=np.arange(n_users), rounds=0, wins=counts(), spend=amounts(), utility=amounts(),
+                   last_wins=counts(), last_spend=amounts(), last_utility=amounts(), last_requests=counts(),
+                   last_value=amounts(), last_surplus=amounts(), last_relative_surplus=amounts(),
+                   budget_total=total, memory=amounts())
 
     def copy(self) -> UserLedger:
-        """An independent copy (for what-if rounds)."""
-        return UserLedger(**{f.name: getattr(self, f.name).copy() if f.name != "rounds" else self.rounds
-                             for f in fields(self)})
+        """An independent copy (for what-if rounds): every array and strategy array copied."""
+        values: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, dict):
+                values[f.name] = {k: v.copy() for k, v in value.items()}
+            else:
+                values[f.name] = value.copy() if isinstance(value, np.ndarray) else value
+        return UserLedger(**values)
 
     def settle(self, user: np.ndarray, served: np.ndarray, payment: np.ndarray, utility: np.ndarray,
-               won: np.ndarray) -> None:
+               won: np.ndarray, value: np.ndarray | None = None, budget: np.ndarray | None = None) -> None:
         """Book one round.
 
         Args:
@@ -56,11 +82,26 @@ class UserLedger(UserHistory):
             payment: ``(N,)`` payment of each request (0 if unserved).
             utility: ``(N,)`` welfare share of each request (0 if unserved).
             won: ``(U,)`` priority mass each user holds after the round.
+            value: ``(N,)`` the user's value of each request, ``budget * b_ij`` of the won
+                pair (0 if unserved); without it the surplus fields stay 0.
+            budget: ``(N,)`` each request's budget (normalises ``last_relative_surplus``);
+                without it, ``value`` does.
         """
         n = self.wins.size
         self.last_wins = np.bincount(user[served], minlength=n).astype(np.int64)
         self.last_spend = np.bincount(user[served], payment[served], minlength=n)
         self.last_utility = np.bincount(user, utility, minlength=n)
+        self.last_requests = np.bincount(user, minlength=n).astype(np.int64)
+        if value is None:
+            self.last_value, self.last_surplus, self.last_relative_surplus = np.zeros(n), np.zeros(n), np.zeros(n)
+        else:
+            value = np.where(served, value, 0.0)
+            surplus = np.where(served, value - payment, 0.0)
+            scale = np.asarray(value if budget is None else budget, dtype=float)
+            relative = np.divide(surplus, scale, out=np.zeros(surplus.size), where=served & (scale > 0))
+            self.last_value = np.bincount(user, value, minlength=n)
+            self.last_surplus = np.bincount(user, surplus, minlength=n)
+            self.last_relative_surplus = np.bincount(user, relative, minlength=n)
         self.wins += self.last_wins
         self.spend += self.last_spend
         self.utility += self.last_utility
@@ -70,7 +111,85 @@ class UserLedger(UserHistory):
     def history(self, users: np.ndarray) -> UserHistory:
         """What the users ``users`` (dense indices) know of their past."""
         rows = {name: getattr(self, name)[users] for name in _PER_USER}
-        return UserHistory(users=users, rounds=self.rounds, **rows)
+        state = {key: arr[users] for key, arr in self.strategy_state.items()}
+        return UserHistory(users=users, rounds=self.rounds, state=state, **rows)
+
+
+def _groups(users: list[UserAgent]) -> dict[BiddingStrategy, np.ndarray]:
+    """Users by strategy object (equal frozen dataclasses are one group), dense indices."""
+    groups: dict[BiddingStrategy, list[int]] = {}
+    for agent in users:
+        groups.setdefault(agent.strategy, []).append(agent.index)
+    return {strategy: np.asarray(members, dtype=np.int64) for strategy, members in groups.items()}
+
+
+def update_strategies(users: list[UserAgent], ledger: UserLedger) -> None:
+    """Let stateful strategies learn from the round just settled into ``ledger``.
+
+    Calls ``strategy.update(history, ledger)`` once per strategy object that has one,
+    ``history`` being its users' rows taken after settlement but before any update (so a
+    strategy sees the state it bid with). Strategies write into ``ledger.strategy_state``
+    only: call it on the ledger of the state the round was played on.
+    """
+    groups = _groups(users)
+    histories = {strategy: ledger.history(idx) for strategy, idx in groups.items()}
+    for strategy, history in histories.items():
+        update = getattr(strategy, "update", None)
+        if update is not None:
+            update(history, ledger)
+
+
+def remaining_budgets(users: list[UserAgent], ledger: UserLedger) -> np.ndarray:
+    """``(U,)`` what each user may still pay this run: ``inf`` unless its strategy has ``remaining``."""
+    out = np.full(len(users), np.inf)
+    for strategy, idx in _groups(users).items():
+        remaining = getattr(strategy, "remaining", None)
+        if remaining is not None:
+            out[idx] = remaining(ledger.history(idx))
+    return out
+
+
+def exhausted_users(users: list[UserAgent], ledger: UserLedger) -> np.ndarray:
+    """``(U,)`` bool: users whose strategy says their run budget is spent (``exhausted``)."""
+    out = np.zeros(len(users), dtype=bool)
+    for strategy, idx in _groups(users).items():
+        exhausted = getattr(strategy, "exhausted", None)
+        if exhausted is not None:
+            out[idx] = exhausted(ledger.history(idx))
+    return out
+
+
+def affordable(user: np.ndarray, cap: np.ndarray, remaining: np.ndarray) -> np.ndarray:
+    """Which order-book requests a user can still pay for, whatever the mechanism charges.
+
+    A request costs at most ``cap`` (its budget: every mechanism charges
+    ``0 <= payment <= budget``). Walking each user's requests in book order, a request is
+    kept while the running sum of kept caps stays within the user's ``remaining``; the
+    first that does not fit and every later one of that user are dropped (a prefix, so
+    it is one vectorised cumulative sum). Users with ``remaining = inf`` keep everything.
+
+    Args:
+        user: ``(N,)`` user of each request.
+        cap: ``(N,)`` the most each request can cost.
+        remaining: ``(U,)`` what each user may still pay.
+
+    Returns:
+        ``(N,)`` bool mask of the requests to put in the book.
+    """
+    user = np.asarray(user, dtype=np.int64)
+    cap = np.asarray(cap, dtype=float)
+    if user.size == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.argsort(user, kind="stable")
+    u, c = user[order], cap[order]
+    csum = np.cumsum(c)
+    start = np.r_[0, np.flatnonzero(u[1:] != u[:-1]) + 1]
+    before = np.repeat(csum[start] - c[start], np.diff(np.r_[start, u.size]))
+    within = csum - before  # each user's running total, in book order
+    keep_sorted = within <= remaining[u] * (1 + 1e-12)
+    keep = np.empty(user.size, dtype=bool)
+    keep[order] = keep_sorted
+    return keep
 
 
 def bid_scales(users: list[UserAgent], ledger: UserLedger) -> np.ndarray:
@@ -87,12 +206,8 @@ def bid_scales(users: list[UserAgent], ledger: UserLedger) -> np.ndarray:
         ValueError: if a strategy returns a scale that is not finite and > 0, naming it.
     """
     # equal strategies (frozen dataclasses compare by value) answer in one call; others by identity
-    groups: dict[BiddingStrategy, list[int]] = {}
-    for agent in users:
-        groups.setdefault(agent.strategy, []).append(agent.index)
     scale = np.ones(len(users))
-    for strategy, members in groups.items():
-        idx = np.asarray(members, dtype=np.int64)
+    for strategy, idx in _groups(users).items():
         scale[idx] = strategy.bid_scale(ledger.history(idx))
     if not np.all((scale > 0) & np.isfinite(scale)):
         bad = int(np.flatnonzero(~((scale > 0) & np.isfinite(scale)))[0])
