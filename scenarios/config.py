@@ -64,6 +64,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "pricing.target": (0, 1, True, False),
     "pricing.lower": (0, None, False, False),
     "pricing.upper": (0, None, True, False),
+    "pricing.clearing_time_limit": (0, None, True, False),
     "clustering.clusters": (0, None, False, False),
     "clustering.candidates": (0, None, False, False),
     "clustering.spill_neighbors": (-1, None, False, False),
@@ -76,7 +77,8 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "oracle_params.time_limit": (0, None, True, False),
     "oracle_params.node_limit": (0, None, False, False),
 }
-_CHOICES = {"pricing.schedule": ("constant", "sqrt"), "capacity.mode": ("sum", "slots")}
+_CHOICES = {"pricing.schedule": ("constant", "sqrt"), "pricing.rule": ("utilization", "tatonnement"),
+            "pricing.mode": ("multiplicative", "additive"), "capacity.mode": ("sum", "slots")}
 #: keys of ``[market]`` for each source that this module checks (google2011: its loader does)
 _MARKET_KEYS = {"tabular": ("source", "requests", "resources")}
 
@@ -137,6 +139,10 @@ class Pricing(_Table):
     schedule: str = "constant"
     lower: float = 0.5
     upper: float = 2.0
+    rule: str = "utilization"
+    mode: str = "multiplicative"
+    clearing: bool = False
+    clearing_time_limit: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -195,7 +201,8 @@ class OracleParams(_Table):
 #: table name -> (class, key -> python type(s) a file value must have); defaults: the class's
 _TABLES: dict[str, tuple[type[_Table], dict[str, type | tuple[type, ...]]]] = {
     "utility": (Utility, {"weights": list, "d_max": _NUMBER, "priority_max": _NUMBER}),
-    "pricing": (Pricing, {"eta": _NUMBER, "target": _NUMBER, "schedule": str, "lower": _NUMBER, "upper": _NUMBER}),
+    "pricing": (Pricing, {"eta": _NUMBER, "target": _NUMBER, "schedule": str, "lower": _NUMBER, "upper": _NUMBER,
+                           "rule": str, "mode": str, "clearing": bool, "clearing_time_limit": _NUMBER}),
     "clustering": (Clustering, {"clusters": int, "candidates": int, "spill_neighbors": int}),
     "capacity": (Capacity, {"mode": str, "slots": int, "min_cpu": _NUMBER}),
     "settlement": (Settlement, {"patience": int, "fairness_memory": _NUMBER}),

@@ -154,3 +154,32 @@ def test_price_rule_factory_and_unknown_name():
     with pytest.raises(MarketInputError, match=r"pricing\.rule") as info:
         price_rule("walras")
     assert "\n" not in str(info.value)
+
+
+def test_tatonnement_and_the_price_gap_through_the_model():
+    """``[pricing] rule = "tatonnement"`` moves each price with its unmet demand; ``clearing``
+    adds the round's ``price_gap`` (finite, >= 0); the default rule is unchanged."""
+    sc = load("default").replace(oracle=False, rounds=4)
+    base = MarketModel(sc, "greedy", 1)
+    tat = MarketModel(sc.replace(pricing=sc.pricing.replace(rule="tatonnement", eta=0.2, clearing=True)), "greedy", 1)
+    for model in (base, tat):
+        for _ in range(4):
+            model.step()
+    assert "price_gap" not in base.rounds_table() and "price_gap" in tat.rounds_table()
+    gap = tat.rounds_table()["price_gap"].to_numpy()
+    assert np.isfinite(gap).all() and (gap >= 0).all()
+    # round 0 clears on the same prices and book: same allocation; the price steps differ
+    assert base.rounds_table()["welfare"].iloc[0] == tat.rounds_table()["welfare"].iloc[0]
+    assert not np.allclose(base.price, tat.price)
+    lo, _ = tat.price_rule.bounds(tat.resource_columns["unit_cost"])
+    assert (tat.price >= lo - 1e-12).all()
+
+
+def test_an_unknown_price_rule_is_one_line(tmp_path):
+    from market.errors import MarketInputError
+
+    path = tmp_path / "s.toml"
+    path.write_text('name = "x"\nrounds = 2\nseeds = [1]\nmechanisms = ["greedy"]\n[market]\nsource = "synthetic"\n'
+                    '[pricing]\nrule = "walras"\n')
+    with pytest.raises(MarketInputError, match=r"pricing\.rule"):
+        load(path)

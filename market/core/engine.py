@@ -120,6 +120,7 @@ class RoundOutcome:
     bound: float | None = None
     spilled: int = 0
     failed: bool = False  # a planner's mechanism found no allocation (exact solvers only)
+    best: np.ndarray | None = None  # (N,) each request's best candidate resource this round (-1: none)
 
     @property
     def welfare(self) -> float:
@@ -297,6 +298,7 @@ def clear_round(
     children = rng.spawn(hierarchy.n_clusters + 1)  # one stream per cluster planner
     if mechanism.flat:
         primary = candidates(everyone, routes[:, :1])
+        out.best = primary.resource[:, 0].copy()
         # one market over every pair a request could reach, priced on the same free capacity
         union = Candidates.concat(primary, candidates(everyone, routes[:, 1:])) if spill else primary
         t1 = time.perf_counter()
@@ -310,6 +312,8 @@ def clear_round(
         # candidates in cluster order: a cluster's requests are scanned one after another
         # while its resources are in cache, and each planner gets its block as views
         primary = candidates(order, routes[order, :1])
+        out.best = np.empty(n, dtype=np.int64)
+        out.best[order] = primary.resource[:, 0]
         t1 = time.perf_counter()
         bounds = np.searchsorted(home[order], np.arange(-1, hierarchy.n_clusters + 1))
         for c in range(hierarchy.n_clusters):

@@ -34,13 +34,14 @@ from agents.resource import ResourceLedger
 from agents.user import UserLedger, bid_scales
 from market.core import serving
 from market.core.candidates import resource_rows
+from market.core.clearing import clearing_prices, price_gap
 from market.core.eligibility import allowed_masks, type_codes
 from market.core.engine import OrderBook, RoundOutcome, RoundParams, clear_round
 from market.core.hierarchy import build_hierarchy, features_of
 from market.core.metrics import round_metrics
 from market.core.multiresource import multiresource_columns, round_multiresource
 from market.core.oracle import OracleResult, RoundMarket, solve_round
-from market.core.pricing import PriceRule
+from market.core.pricing import Tatonnement, price_rule
 from mechanisms import create
 from mechanisms.base import Mechanism
 from mechanisms.optimal import Optimal
@@ -57,6 +58,8 @@ METRICS = [
     "resource_share", "revenue", "energy", "mean_price", "ir_violations", "ir_excess",
     "user_surplus", "budget_balance", "spilled", "price_change", "mechanism_failed",
 ]
+#: the clearing-price distance (``[pricing] clearing = true``)
+PRICING_METRICS = ["price_gap"]
 #: the whole-market oracle's columns (:mod:`market.core.oracle`)
 ORACLE_METRICS = [
     "opt_welfare", "bound_welfare", "alg_opt", "alg_bound", "opt_proven", "opt_status", "opt_scope",
@@ -196,7 +199,8 @@ class MarketModel(mesa.Model):
         self.oracle = cfg.oracle
         self.compare_flat = cfg.compare_flat
         p = cfg.pricing
-        self.price_rule = PriceRule(eta=p.eta, target=p.target, schedule=p.schedule, lower=p.lower, upper=p.upper)
+        self.price_rule = price_rule(p.rule, eta=p.eta, target=p.target, schedule=p.schedule, lower=p.lower, upper=p.upper,
+                                     mode=p.mode)
         self._rng_round = _stream(seed, "mechanism", mechanism)
         resources = self._setup_resources()
         users = self._setup_requests(cfg.weights)
@@ -210,7 +214,7 @@ class MarketModel(mesa.Model):
         self.timings: dict[str, float] = {}
         self._served: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         columns = [*KEYS, *METRICS, *dimension_metrics(self.dimensions),
-                   *(LLMServing.COLUMNS if self.serving else ()), *(ORACLE_METRICS if self.oracle else []), *(FLAT_METRICS if self.compare_flat else [])]
+                   *(LLMServing.COLUMNS if self.serving else ()), *(ORACLE_METRICS if self.oracle else []), *(FLAT_METRICS if self.compare_flat else []), *(PRICING_METRICS if cfg.pricing.clearing else [])]
         self.datacollector = mesa.DataCollector(tables={"rounds": columns, "timings": [*KEYS, *TIMINGS]})
 
     # --- set-up -----------------------------------------------------------------------
@@ -432,7 +436,19 @@ class MarketModel(mesa.Model):
         gave_up = ~served & ((t - entered >= patience) | (t >= book.columns["deadline"]))
         state.status[rows[gave_up]] = 2
         state.users.settle(book.user, served, outcome.payment, outcome.utility, outcome.won)
-        state.price = self.price_rule.step(state.price, state.resources.load, t, self.resource_columns["unit_cost"])
+        unit_cost = self.resource_columns["unit_cost"]
+        if isinstance(self.price_rule, Tatonnement):
+            res = state.resources
+            if self.slots:  # slots: requests and capacity in slots
+                q, free_q, cap_q = book.need[:, 0], res.free[:, 0], res.capacity[:, 0]
+            else:  # the priced quantity q = demand . price_weights, capacity likewise
+                q = book.columns["priced"]
+                free_q, cap_q = res.free @ self.price_weights, res.capacity @ self.price_weights
+            unmet = ~served & (outcome.best >= 0)
+            unserved = np.bincount(outcome.best[unmet], weights=q[unmet], minlength=self.n_resources)
+            state.price = self.price_rule.step(state.price, unserved, free_q, cap_q, t, unit_cost)
+        else:
+            state.price = self.price_rule.step(state.price, state.resources.load, t, unit_cost)
         t_metrics = time.perf_counter()
         metrics = round_metrics(
             outcome.utility, served, outcome.payment, book.columns["budget"] * outcome.base_utility, book.user,
@@ -450,6 +466,9 @@ class MarketModel(mesa.Model):
         metrics["spilled"] = outcome.spilled
         metrics["price_change"] = float(np.abs(state.price - record.prices).max()) if self.n_resources else 0.0
         metrics["mechanism_failed"] = bool(outcome.failed)
+        if self.config.pricing.clearing:
+            market = RoundMarket.of_book(book, record.resource_matrix, record.free, start_won, self.round_params)
+            metrics["price_gap"] = price_gap(record.prices, clearing_prices(market, self.config.pricing.clearing_time_limit))
         t_oracle = time.perf_counter()
         metrics_ms = 1e3 * (t_oracle - t_metrics)
         if self.oracle:  # the yardstick: needs the round's welfare in both objectives
