@@ -50,7 +50,9 @@ def test_to_dict_is_the_manifests_plain_data():
     d = sc.to_dict()
     assert list(d) == [f.name for f in dataclasses.fields(Scenario)]
     assert d["utility"] == {"weights": [1, 0, 0, 0], "d_max": sc.utility.d_max, "priority_max": 10.0}
-    assert d["pricing"] == {"eta": 0, "target": 0.8, "schedule": "constant", "lower": 0.5, "upper": 2.0}
+    assert d["pricing"] == {"eta": 0, "target": 0.8, "schedule": "constant", "lower": 0.5, "upper": 2.0,
+                            "rule": "utilization", "mode": "multiplicative", "clearing": False,
+                            "clearing_time_limit": 2.0}
     assert d["settlement"] == {"patience": 2, "fairness_memory": 0.0}
     assert json.loads(json.dumps(d)) == d  # lists, dicts, numbers and strings only
 
