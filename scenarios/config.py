@@ -28,6 +28,7 @@ horizon, so a run of R rounds plays the first R rounds of the same market.
 
 from __future__ import annotations
 
+import itertools
 import math
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -76,6 +77,10 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "users.shading_factor": (0, 1, True, False),
     "oracle_params.time_limit": (0, None, True, False),
     "oracle_params.node_limit": (0, None, False, False),
+    "users.learning_eta": (0, 10, True, False),
+    "users.learning_gamma": (0, 1, False, True),
+    "users.pacing_budget_share": (0, None, False, False),
+    "users.pacing_eta": (0, 10, True, False),
 }
 _CHOICES = {"pricing.schedule": ("constant", "sqrt"), "pricing.rule": ("utilization", "tatonnement"),
             "pricing.mode": ("multiplicative", "additive"), "capacity.mode": ("sum", "slots")}
@@ -176,11 +181,24 @@ class Settlement(_Table):
 
 @dataclass(frozen=True)
 class Users(_Table):
-    """``[users]``: share of users who shade their bids, and by what factor."""
+    """``[users]``: the users' bidding strategies (:mod:`agents.strategies`).
+
+    ``mix`` gives each registered strategy's share of the users (``{truthful = 0.5,
+    learning = 0.5}``; shares sum to 1); without it ``shading_share`` of the users shade by
+    ``shading_factor`` and the rest are truthful, as before. ``learning_*`` are the EXP3
+    learners' grid of bid-shading factors, rate and exploration; ``pacing_*`` the pacing
+    users' run budget (a share of their requests' budgets) and step.
+    """
 
     NAME: ClassVar[str] = "users"
     shading_share: float = 0.0
     shading_factor: float = 0.8
+    mix: dict[str, float] | None = None
+    learning_grid: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    learning_eta: float = 0.2
+    learning_gamma: float = 0.05
+    pacing_budget_share: float = 0.5
+    pacing_eta: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -206,7 +224,9 @@ _TABLES: dict[str, tuple[type[_Table], dict[str, type | tuple[type, ...]]]] = {
     "clustering": (Clustering, {"clusters": int, "candidates": int, "spill_neighbors": int}),
     "capacity": (Capacity, {"mode": str, "slots": int, "min_cpu": _NUMBER}),
     "settlement": (Settlement, {"patience": int, "fairness_memory": _NUMBER}),
-    "users": (Users, {"shading_share": _NUMBER, "shading_factor": _NUMBER}),
+    "users": (Users, {"shading_share": _NUMBER, "shading_factor": _NUMBER, "mix": (dict, type(None)),
+                      "learning_grid": (list, tuple), "learning_eta": _NUMBER, "learning_gamma": _NUMBER,
+                      "pacing_budget_share": _NUMBER, "pacing_eta": _NUMBER}),
     "oracle_params": (OracleParams, {"time_limit": _NUMBER, "node_limit": int}),
 }
 
@@ -410,10 +430,39 @@ def _table_values(name: str, given: dict[str, Any], source: str | None) -> dict[
     return out
 
 
+def _check_users(values: dict[str, Any], source: str | None) -> None:
+    """``[users]``: an increasing learning grid in (0, 1.5]; mix shares finite, >= 0, summing to 1.
+
+    Strategy names are checked when the model is built (plug-ins may add names).
+    """
+    grid = values["learning_grid"]
+    numbers = all(isinstance(g, int | float) and not isinstance(g, bool) and 0 < g <= 1.5 for g in grid)
+    if not grid or not numbers or any(b <= a for a, b in itertools.pairwise(grid)):
+        raise MarketInputError(f"key 'users.learning_grid' must be increasing numbers in (0, 1.5], got {list(grid)!r}",
+                               source=source)
+    values["learning_grid"] = tuple(float(g) for g in grid)
+    mix = values["mix"]
+    if mix is None:
+        return
+    if values["shading_share"] != 0:
+        raise MarketInputError(f"key 'users.shading_share' ({values['shading_share']!r}) cannot be given with users.mix "
+                               "(put the shading share in users.mix)", source=source)
+    if not mix:
+        raise MarketInputError("key 'users.mix' must be a table of shares, got {}", source=source)
+    for key, value in mix.items():
+        if not (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0):
+            raise MarketInputError(f"key 'users.mix.{key}' must be a finite number >= 0, got {value!r}", source=source)
+    total = math.fsum(mix.values())
+    if abs(total - 1.0) > 1e-9:
+        raise MarketInputError(f"key 'users.mix' shares must sum to 1, got {total!r}", source=source)
+
+
 def _check_table(name: str, values: dict[str, Any], source: str | None) -> None:
     """The checks across a table's keys (weights, price bounds)."""
     if name == "utility":
         _check_weights(values["weights"], source)
+    if name == "users":
+        _check_users(values, source)
     if name == "pricing" and values["lower"] >= values["upper"]:  # equal bounds: a price that never moves
         raise MarketInputError(
             f"key 'pricing.lower' must be below 'pricing.upper' ({values['upper']!r}), "

@@ -302,3 +302,43 @@ def test_updating_a_copy_leaves_the_original_ledger_unchanged():
     assert np.array_equal(ledger.spend, spend) and ledger.rounds == 1
     assert np.array_equal(bid_scales(agents, ledger), scales)
     assert ledger.budget_total is not what_if.budget_total
+
+
+# --- through the model ---------------------------------------------------------------------
+
+
+def _mixed(mix: dict[str, float], rounds: int = 8):
+    from scenarios.config import load
+
+    sc = load("default")
+    return sc.replace(oracle=False, rounds=rounds, users=sc.users.replace(shading_share=0.0, mix=mix))
+
+
+def test_a_mixed_population_plays_reproducibly_and_pacers_keep_their_budgets():
+    from market.core.model import MarketModel
+
+    sc = _mixed({"truthful": 0.25, "learning": 0.5, "pacing": 0.25})
+    runs = []
+    for _ in range(2):
+        model = MarketModel(sc, "first_price", 3)
+        names = {a.strategy.name for a in model.user_agents}
+        assert names == {"truthful", "learning", "pacing"}
+        for _ in range(8):
+            before = {k: v.copy() for k, v in model.user_ledger.strategy_state.items()}
+            model.preview("greedy")  # a what-if round leaves the learners alone
+            assert all(np.array_equal(before[k], model.user_ledger.strategy_state[k]) for k in before)
+            model.step()
+        runs.append(model.rounds_table())
+        pacers = np.array([a.index for a in model.user_agents if a.strategy.name == "pacing"])
+        budget = 0.5 * model.user_budget[pacers]
+        assert (model.user_ledger.spend[pacers] <= budget * (1 + 1e-9) + 1e-9).all()
+    assert runs[0].equals(runs[1])
+
+
+def test_an_unknown_strategy_in_the_mix_is_one_line():
+    from market.core.model import MarketModel
+    from market.errors import MarketInputError
+
+    with pytest.raises(MarketInputError, match=r"users\.mix\.bogus") as err:
+        MarketModel(_mixed({"truthful": 0.5, "bogus": 0.5}), "greedy", 1)
+    assert "\n" not in str(err.value)

@@ -29,9 +29,10 @@ import mesa
 import numpy as np
 import pandas as pd
 
-from agents import PlannerAgent, ResourceAgent, Shading, Truthful, UserAgent
+from agents import PlannerAgent, ResourceAgent, UserAgent
 from agents.resource import ResourceLedger
-from agents.user import UserLedger, bid_scales
+from agents.strategies import assign_strategies, strategy_mix
+from agents.user import UserLedger, affordable, bid_scales, remaining_budgets, update_strategies
 from market.core import serving
 from market.core.candidates import resource_rows
 from market.core.clearing import clearing_prices, price_gap
@@ -271,16 +272,32 @@ class MarketModel(mesa.Model):
         self.request_ids = req["request_id"].to_numpy()
         user_ids, self.request_user = np.unique(req["user_id"].to_numpy(), return_inverse=True)
         n_users = user_ids.size
-        shading = _stream(self.seed, "strategies").random(n_users) < float(cfg.users.shading_share)
-        strategies = (Truthful(), Shading(float(cfg.users.shading_factor)))
-        self.user_agents = [UserAgent(self, u, uid, strategies[int(shading[u])]) for u, uid in enumerate(user_ids)]
+        mix, params = self._strategy_mix()
+        strategies = assign_strategies(mix, params, n_users, _stream(self.seed, "strategies"))
+        self.user_agents = [UserAgent(self, u, uid, strategies[u]) for u, uid in enumerate(user_ids)]
+        in_run = cols["round"] < int(cfg.rounds)  # what each user could spend over the run (pacing budgets)
+        self.user_budget = np.bincount(self.request_user[in_run], cols["budget"][in_run], minlength=n_users)
         n = len(req)
         self.need = np.column_stack([np.ones(n), np.zeros(n)]) if self.slots else cols["demand"]
         self.round_params = RoundParams(
             weights=weights, d_max=float(cfg.utility.d_max), candidates=int(self.params_k),
             spill_neighbors=int(cfg.clustering.spill_neighbors),
         )
-        return UserLedger.empty(n_users)
+        return UserLedger.empty(n_users, budget_total=self.user_budget)
+
+    def _strategy_mix(self) -> tuple[list[tuple[str, float]], dict[str, dict[str, Any]]]:
+        """``[users] mix`` (or the older ``shading_share``), checked, and each strategy's parameters."""
+        u = self.config.users
+        share = float(u.shading_share)
+        mix = dict(u.mix) if u.mix is not None else {"truthful": 1.0 - share, "shading": share}
+        params: dict[str, dict[str, Any]] = {
+            "shading": {"factor": float(u.shading_factor)},
+            "learning": {"grid": tuple(float(g) for g in u.learning_grid), "eta": float(u.learning_eta),
+                         "gamma": float(u.learning_gamma), "seed": self.seed},
+            "pacing": {"budget_share": float(u.pacing_budget_share), "eta": float(u.pacing_eta),
+                       "rounds": int(self.config.rounds)},
+        }
+        return strategy_mix(mix, params, source=self.config.path or None), params
 
     # --- state, as agents and readers see it -------------------------------------------
     @property
@@ -398,7 +415,7 @@ class MarketModel(mesa.Model):
         if self.serving:
             self.state.serving = serving.new_ledger(self.serving)
         self.state.resources.reset()
-        self.state.users = UserLedger.empty(len(self.user_agents))
+        self.state.users = UserLedger.empty(len(self.user_agents), budget_total=self.user_budget)
 
     def _play(self, state: MarketState, mechanism: Mechanism, rng: np.random.Generator,
               planners: list[PlannerAgent] | None) -> RoundRecord:
@@ -406,6 +423,11 @@ class MarketModel(mesa.Model):
         t = state.round
         state.resources.release(t)
         rows = self.waiting(t, state)
+        remaining = remaining_budgets(self.user_agents, state.users)
+        dropped = rows[:0]
+        if np.isfinite(remaining).any():  # paced users bid only for what they can still pay
+            keep = affordable(self.request_user[rows], self.request_columns["budget"][rows], remaining)
+            rows, dropped = rows[keep], rows[~keep]
         entered = self.arrival(state)[rows]
         user = self.request_user[rows]
         scale = bid_scales(self.user_agents, state.users)
@@ -435,7 +457,11 @@ class MarketModel(mesa.Model):
         patience = int(self.config.settlement.patience)
         gave_up = ~served & ((t - entered >= patience) | (t >= book.columns["deadline"]))
         state.status[rows[gave_up]] = 2
-        state.users.settle(book.user, served, outcome.payment, outcome.utility, outcome.won)
+        patience_late = (t - self.arrival(state)[dropped] >= patience) | (t >= self.request_columns["deadline"][dropped])
+        state.status[dropped[patience_late]] = 2  # unaffordable requests age out as if they had bid and lost
+        state.users.settle(book.user, served, outcome.payment, outcome.utility, outcome.won,
+                           value=book.columns["budget"] * outcome.base_utility, budget=book.columns["budget"])
+        update_strategies(self.user_agents, state.users)
         unit_cost = self.resource_columns["unit_cost"]
         if isinstance(self.price_rule, Tatonnement):
             res = state.resources
