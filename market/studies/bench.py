@@ -185,6 +185,8 @@ def bench_rounds(scenario: str, mechanism: str = "mohaf", rounds: int = 7, seed:
             raise MarketInputError(f"bench: --set expects market.KEY=VALUE, llm.KEY=VALUE or horizon=ROUNDS, got {key!r}")
         (market if table == "market" else llm)[name] = value
     raw = {**sc.to_dict(), "market": market, "llm": llm, "horizon": horizon}
+    if not llm:  # an [llm] table belongs to LLM-serving markets only
+        del raw["llm"]
     sc = parse({k: v for k, v in raw.items() if k not in ("path",) and v is not None}, sc.path or "market bench",
                Path(sc.path).parent if sc.path else Path.cwd())
     if rounds < 1:
