@@ -342,3 +342,15 @@ def test_an_unknown_strategy_in_the_mix_is_one_line():
     with pytest.raises(MarketInputError, match=r"users\.mix\.bogus") as err:
         MarketModel(_mixed({"truthful": 0.5, "bogus": 0.5}), "greedy", 1)
     assert "\n" not in str(err.value)
+
+
+def test_bid_to_value_is_the_scale_users_bid_at():
+    from market.core.model import MarketModel
+    from scenarios.config import load
+
+    sc = load("default").replace(oracle=False, rounds=3)
+    for share, expect in ((0.0, 1.0), (1.0, 0.8)):  # b_ij <= 1: min(scale, 1 / b) = scale
+        model = MarketModel(sc.replace(users=sc.users.replace(shading_share=share, shading_factor=0.8)), "first_price", 1)
+        for _ in range(3):
+            model.step()
+        assert model.rounds_table()["bid_to_value"].to_numpy() == pytest.approx(expect)

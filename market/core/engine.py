@@ -121,6 +121,7 @@ class RoundOutcome:
     spilled: int = 0
     failed: bool = False  # a planner's mechanism found no allocation (exact solvers only)
     best: np.ndarray | None = None  # (N,) each request's best candidate resource this round (-1: none)
+    best_utility: np.ndarray | None = None  # (N,) its utility b_ij (0: none)
 
     @property
     def welfare(self) -> float:
@@ -299,6 +300,7 @@ def clear_round(
     if mechanism.flat:
         primary = candidates(everyone, routes[:, :1])
         out.best = primary.resource[:, 0].copy()
+        out.best_utility = primary.utility[:, 0].copy()
         # one market over every pair a request could reach, priced on the same free capacity
         union = Candidates.concat(primary, candidates(everyone, routes[:, 1:])) if spill else primary
         t1 = time.perf_counter()
@@ -314,6 +316,8 @@ def clear_round(
         primary = candidates(order, routes[order, :1])
         out.best = np.empty(n, dtype=np.int64)
         out.best[order] = primary.resource[:, 0]
+        out.best_utility = np.empty(n)
+        out.best_utility[order] = primary.utility[:, 0]
         t1 = time.perf_counter()
         bounds = np.searchsorted(home[order], np.arange(-1, hierarchy.n_clusters + 1))
         for c in range(hierarchy.n_clusters):

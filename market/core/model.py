@@ -57,7 +57,7 @@ METRICS = [
     "n_requests", "n_allocated", "welfare", "value_welfare", "efficiency", "efficiency_served", "satisfaction",
     "jain", "jain_winners", "jain_users", "gini", "gini_requests", "utilization",
     "resource_share", "revenue", "energy", "mean_price", "ir_violations", "ir_excess",
-    "user_surplus", "budget_balance", "spilled", "price_change", "mechanism_failed",
+    "user_surplus", "budget_balance", "spilled", "price_change", "mechanism_failed", "bid_to_value",
 ]
 #: the clearing-price distance (``[pricing] clearing = true``)
 PRICING_METRICS = ["price_gap"]
@@ -492,6 +492,11 @@ class MarketModel(mesa.Model):
         metrics["spilled"] = outcome.spilled
         metrics["price_change"] = float(np.abs(state.price - record.prices).max()) if self.n_resources else 0.0
         metrics["mechanism_failed"] = bool(outcome.failed)
+        # reported over true value of the round's bids: min(scale * value, budget) / value of
+        # each request's best candidate, i.e. min(scale, 1 / b); 1.0 for an empty book
+        best_b = np.where(outcome.best >= 0, outcome.best_utility, 0.0) if outcome.best is not None else np.zeros(0)
+        ratio = np.minimum(book.bid_scale, 1.0 / np.maximum(best_b, 1e-12))[best_b > 0]
+        metrics["bid_to_value"] = float(ratio.mean()) if ratio.size else 1.0
         if self.config.pricing.clearing:
             market = RoundMarket.of_book(book, record.resource_matrix, record.free, start_won, self.round_params)
             metrics["price_gap"] = price_gap(record.prices, clearing_prices(market, self.config.pricing.clearing_time_limit))
