@@ -354,15 +354,16 @@ class MarketModel(mesa.Model):
         after = np.where(done >= 0, np.maximum(arrival, done + self.request_columns["after_lag"]), NEVER)
         return np.where(pred >= 0, after, arrival)
 
-    def waiting(self, t: int, state: MarketState | None = None) -> np.ndarray:
+    def waiting(self, t: int, state: MarketState | None = None, arrival: np.ndarray | None = None) -> np.ndarray:
         """Market request rows in the order book of round ``t``.
 
-        Waiting (not served, not given up), arrived by ``t`` (:meth:`arrival`), at most
-        ``patience`` rounds ago, and ``t`` not past its ``deadline``.
+        Waiting (not served, not given up), arrived by ``t`` (:meth:`arrival`, or the
+        ``arrival`` given: the round computes it once), at most ``patience`` rounds ago, and
+        ``t`` not past its ``deadline``.
         """
         state = self.state if state is None else state
         patience = int(self.config.settlement.patience)
-        arrival = self.arrival(state)
+        arrival = self.arrival(state) if arrival is None else arrival
         return np.flatnonzero((state.status == 0) & (arrival <= t) & (t - arrival <= patience)
                               & (t <= self.request_columns["deadline"]))
 
@@ -422,13 +423,14 @@ class MarketModel(mesa.Model):
         """Play round ``state.round`` on ``state`` (changed in place) and account for it."""
         t = state.round
         state.resources.release(t)
-        rows = self.waiting(t, state)
+        arrival = self.arrival(state)  # once a round: the book, patience and drops read it
+        rows = self.waiting(t, state, arrival)
         remaining = remaining_budgets(self.user_agents, state.users)
         dropped = rows[:0]
         if np.isfinite(remaining).any():  # paced users bid only for what they can still pay
             keep = affordable(self.request_user[rows], self.request_columns["budget"][rows], remaining)
             rows, dropped = rows[keep], rows[~keep]
-        entered = self.arrival(state)[rows]
+        entered = arrival[rows]
         user = self.request_user[rows]
         scale = bid_scales(self.user_agents, state.users)
         book = OrderBook({name: col[rows] for name, col in self.request_columns.items()}, user, scale[user], self.need[rows],
@@ -457,7 +459,7 @@ class MarketModel(mesa.Model):
         patience = int(self.config.settlement.patience)
         gave_up = ~served & ((t - entered >= patience) | (t >= book.columns["deadline"]))
         state.status[rows[gave_up]] = 2
-        patience_late = (t - self.arrival(state)[dropped] >= patience) | (t >= self.request_columns["deadline"][dropped])
+        patience_late = (t - arrival[dropped] >= patience) | (t >= self.request_columns["deadline"][dropped])
         state.status[dropped[patience_late]] = 2  # unaffordable requests age out as if they had bid and lost
         state.users.settle(book.user, served, outcome.payment, outcome.utility, outcome.won,
                            value=book.columns["budget"] * outcome.base_utility, budget=book.columns["budget"])
