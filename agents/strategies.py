@@ -38,6 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from agents import bandit
 from market.errors import MarketInputError
 
 
@@ -130,13 +131,8 @@ class StrategyParamError(ValueError):
         self.param = param
 
 
-def _uniforms(seed: int, rounds: int, users: np.ndarray) -> np.ndarray:
-    """One uniform in [0, 1) per user, a pure function of (seed, round, user): no rng state.
-
-    A what-if round draws what the real round draws, and nothing needs copying.
-    """
-    size = int(users.max()) + 1 if users.size else 0
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(rounds), 0x5EED]).random(size)[users]
+#: separates the users' EXP3 draws from other learners' (:func:`agents.bandit.uniforms`)
+USER_SALT = 0x5EED
 
 
 @dataclass(frozen=True)
@@ -160,7 +156,7 @@ class Learning:
     information, which would need the surplus every other factor would have earned.
 
     Deterministic per seed: the draw is an inverse-CDF of a uniform that is a pure function
-    of ``(seed, round, user)`` (:func:`_uniforms`), so there is no rng state to copy, a
+    of ``(seed, round, user)`` (:func:`agents.bandit.uniforms`), so there is no rng state to copy, a
     what-if round plays the same factors as the real round, and :meth:`update` recovers
     the factor played from the same draw. The weights live in the ledger
     (``strategy_state[state_key]``, ``(U, G)`` log-weights), copied with the state.
@@ -200,19 +196,12 @@ class Learning:
 
     def probabilities(self, history: UserHistory) -> np.ndarray:
         """``(n, G)`` probability of each grid factor, per user."""
-        g = len(self.grid)
-        log_w = history.state.get(self.state_key)
-        if log_w is None:
-            return np.full((history.users.size, g), 1.0 / g)
-        z = np.exp(log_w - log_w.max(axis=1, keepdims=True))
-        return (1.0 - self.gamma) * z / z.sum(axis=1, keepdims=True) + self.gamma / g
+        return bandit.probabilities(history.state.get(self.state_key), history.users.size, len(self.grid), self.gamma)
 
     def arm(self, history: UserHistory, rounds: int | None = None) -> np.ndarray:
         """``(n,)`` index of the grid factor each user plays in round ``rounds`` (default: next)."""
-        p = self.probabilities(history)
-        u = _uniforms(self.seed, history.rounds if rounds is None else rounds, history.users)
-        cdf = np.cumsum(p, axis=1)
-        return np.minimum((cdf <= u[:, None]).sum(axis=1), len(self.grid) - 1)
+        u = bandit.uniforms(self.seed, history.rounds if rounds is None else rounds, history.users, USER_SALT)
+        return bandit.draw(self.probabilities(history), u)
 
     def bid_scale(self, history: UserHistory) -> np.ndarray:
         """The drawn grid factor per user."""
@@ -229,13 +218,9 @@ class Learning:
         active = history.last_requests > 0
         if not active.any():
             return
-        p = self.probabilities(history)
         k = self.arm(history, history.rounds - 1)  # the factor played in the round just settled
-        x = np.clip(history.last_relative_surplus / np.maximum(history.last_requests, 1), -1.0, 1.0)
-        rows = np.arange(history.users.size)
-        new = log_w[history.users].copy()
-        new[rows, k] += np.where(active, self.eta * x / p[rows, k], 0.0)
-        log_w[history.users] = new - new.max(axis=1, keepdims=True)  # keep them bounded
+        x = history.last_relative_surplus / np.maximum(history.last_requests, 1)
+        bandit.update(log_w, history.users, k, x, self.probabilities(history), self.eta, active)
 
 
 @dataclass(frozen=True)

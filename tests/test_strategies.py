@@ -11,13 +11,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from agents.bandit import uniforms
 from agents.strategies import (
+    USER_SALT,
     Learning,
     Pacing,
     Shading,
     Truthful,
     UserHistory,
-    _uniforms,
     assign_strategies,
     available_strategies,
     create_strategy,
@@ -133,7 +134,7 @@ def test_exp3_log_weights_after_two_hand_computed_updates():
     ledger = UserLedger.empty(1)
     agents = _agents([learner])
     # round 0: uniform p = (0.5, 0.5); the draw is 0.609 -> factor 1.0 (index 1)
-    assert _uniforms(0, 0, np.array([0]))[0] == pytest.approx(0.60896169)
+    assert uniforms(0, 0, np.array([0]), USER_SALT)[0] == pytest.approx(0.60896169)
     assert bid_scales(agents, ledger).tolist() == [1.0]
     # served: value 8, paid 4, budget 10 -> reward x = 0.4
     _settle(ledger, [True], [4.0], [8.0], [10.0])
@@ -143,7 +144,7 @@ def test_exp3_log_weights_after_two_hand_computed_updates():
     # round 1: p = softmax(-0.4, 0) = (0.401312, 0.598688); the draw 0.410 -> factor 1.0 again
     p1 = 1.0 / (1.0 + math.exp(-0.4))
     assert learner.probabilities(ledger.history(np.array([0])))[0] == pytest.approx([1 - p1, p1])
-    assert _uniforms(0, 1, np.array([0]))[0] == pytest.approx(0.41000567)
+    assert uniforms(0, 1, np.array([0]), USER_SALT)[0] == pytest.approx(0.41000567)
     assert bid_scales(agents, ledger).tolist() == [1.0]
     # served: value 6, paid 5, budget 10 -> x = 0.1; log_w[1] += 0.5 * 0.1 / 0.598688 = 0.083516
     _settle(ledger, [True], [5.0], [6.0], [10.0])
