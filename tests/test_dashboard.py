@@ -18,17 +18,22 @@ import solara
 
 from market.apps.commands import dashboard as dashboard_command
 from market.apps.dashboard import (
+    ABSENT,
     COMPARISON,
     DashboardModel,
     effective_weights,
     make_page,
     node_values,
     round_option,
+    round_plots_height,
     scale_market,
+    strategy_counts,
     summary_markdown,
     tree_layout,
+    user_mix,
 )
 from market.core.model import MarketModel
+from market.core.pricing import PriceRule, Tatonnement
 from scenarios.config import load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +109,93 @@ def test_overrides_size_weights_and_end_of_run():
     assert not small.running  # Play stops after the scenario's rounds
     assert "(finished)" in summary_markdown(small)
     assert list(small.comparison.index) == ["greedy"]
+
+
+def test_user_mix_is_always_a_valid_mix():
+    """Any slider positions give shares >= 0 summing to 1, truthful users the remainder."""
+    assert user_mix(0.0, 0.0, 0.0) == {"truthful": 1.0}
+    assert user_mix(0.1, 0.2, 0.3) == pytest.approx({"shading": 0.1, "learning": 0.2, "pacing": 0.3, "truthful": 0.4})
+    assert user_mix(0.0, 1.0, 0.0) == {"learning": 1.0}
+    assert user_mix(0.6, 0.6, 0.0) == pytest.approx({"shading": 0.5, "learning": 0.5})  # scaled down
+    assert user_mix(-0.5, 2.0, 0.25) == pytest.approx({"learning": 0.8, "pacing": 0.2})  # clipped, then scaled
+    rng = np.random.default_rng(0)
+    load("default").users.replace(mix=user_mix(0.3, 0.3, 0.3), shading_share=0.0)  # the scenario accepts it
+    for shares in rng.uniform(-0.2, 1.2, size=(200, 3)):
+        mix = user_mix(*shares)
+        assert all(v > 0 for v in mix.values()) and abs(sum(mix.values()) - 1.0) <= 1e-9, (shares, mix)
+
+
+def test_mix_and_price_rule_controls_reach_the_model():
+    every = DashboardModel("default", rng=1, rule="tatonnement", custom_mix=True, share_learning=1.0, compare=False)
+    assert strategy_counts(every) == {"learning": len(every.user_agents)}
+    assert {agent.strategy.name for agent in every.user_agents} == {"learning"}
+    assert isinstance(every.price_rule, Tatonnement) and every.config.pricing.rule == "tatonnement"
+    assert every.price_rule.eta == pytest.approx(0.02)
+    every.step()
+    summary = summary_markdown(every)  # the tatonnement rule has no target: no crash, no target shown
+    assert "tatonnement pricing, step 0.02." in summary and f"learning {len(every.user_agents)}." in summary
+    # the sliders' mix assigns users exactly as the same mix in a scenario does
+    mixed = DashboardModel("default", rng=4, custom_mix=True, share_shading=0.2, share_learning=0.3, share_pacing=0.25,
+                           compare=False)
+    assert mixed.config.users.mix == pytest.approx({"shading": 0.2, "learning": 0.3, "pacing": 0.25, "truthful": 0.25})
+    base = load("default")
+    plain = MarketModel(base.replace(users=base.users.replace(mix=mixed.config.users.mix, shading_share=0.0),
+                                     oracle=False), "mohaf", rng=4)
+    names = [agent.strategy.name for agent in mixed.user_agents]
+    assert names == [agent.strategy.name for agent in plain.user_agents]
+    counts = strategy_counts(mixed)
+    assert set(counts) == {"truthful", "shading", "learning", "pacing"} and sum(counts.values()) == 60
+    assert all(abs(counts[k] - 60 * share) <= 10 for k, share in mixed.config.users.mix.items()), counts
+    # without custom_mix the scenario's own users (default: 20% shade) and the utilisation rule
+    own = DashboardModel("default", rng=4, share_learning=1.0, compare=False)
+    assert own.config.users == base.users and "learning" not in strategy_counts(own)
+    assert type(own.price_rule) is PriceRule and own.price_rule.target == pytest.approx(0.8)
+
+
+def test_learning_and_tatonnement_run_equals_plain_model_run():
+    """Comparing mechanisms (what-if rounds) leaves the learners, pacers and tatonnement prices alone."""
+    dash = DashboardModel("default", "mohaf", rng=5, rule="tatonnement", eta=0.05, custom_mix=True,
+                          share_learning=0.5, share_pacing=0.3)
+    base = load("default")
+    plain = MarketModel(base.replace(
+        pricing=base.pricing.replace(rule="tatonnement", eta=0.05),
+        users=base.users.replace(mix={"learning": 0.5, "pacing": 0.3, "truthful": 0.2}, shading_share=0.0), oracle=False,
+    ), "mohaf", rng=5)
+    for _ in range(3):
+        dash.step()
+        plain.step()
+    assert dash.round_records == plain.round_records
+    assert np.array_equal(dash.price, plain.price)
+    assert len(dash.comparison) > 1
+
+
+def test_round_option_plots_bid_to_value_and_the_price_gap(tmp_path):
+    """bid/value is always plotted; the price gap when the run has the column, else a note."""
+    small = tmp_path / "clearing.toml"
+    small.write_text((DATA / "small.toml").read_text().replace("[users]", "[pricing]\nclearing = true\n\n[users]"))
+    model = DashboardModel(str(small), "greedy", rng=1, compare=False)
+    assert model.config.pricing.clearing
+    for _ in range(3):
+        model.step()
+    records = model.round_records
+    option = round_option(records, model.dimensions, model.rounds_table().columns)
+    lines = {s["name"]: s for s in option["series"]}
+    assert [p[1] for p in lines["bid / value"]["data"]] == pytest.approx([r["bid_to_value"] for r in records])
+    assert [p[1] for p in lines["posted vs clearing"]["data"]] == pytest.approx([r["price_gap"] for r in records])
+    assert [p[0] for p in lines["posted vs clearing"]["data"]] == [0, 1, 2]
+    assert all(t["subtext"] == "" for t in option["title"])
+    assert 0 < records[0]["bid_to_value"] < 1  # 30% of the users shade by 0.8
+    # no clearing: no price-gap line, the panel says why; round 0 (no record) does not crash
+    plain = DashboardModel(str(DATA / "small.toml"), "greedy", rng=1, compare=False)
+    assert round_option(plain.round_records, plain.dimensions, plain.rounds_table().columns)["series"][-1]["data"] == []
+    plain.step()
+    for option in (round_option(plain.round_records, plain.dimensions, plain.rounds_table().columns),
+                   round_option(plain.round_records)):
+        names = [s["name"] for s in option["series"]]
+        assert "bid / value" in names and "posted vs clearing" not in names
+        notes = {t["text"]: t["subtext"] for t in option["title"]}
+        assert notes["Price gap"] == ABSENT["price_gap"] and notes["Bid / value"] == ""
+    assert len(option["grid"]) == 8 and round_plots_height(8) == 540 and round_plots_height(6) == 375
 
 
 def test_tree_layout_and_colours_follow_the_hierarchy():
@@ -248,6 +340,31 @@ def test_reset_rebuilds_with_changed_controls():
     rc.find(ipyvuetify.Btn, children=["Step"]).widget.click()
     assert model.round == 1 and model.comparison.loc["greedy", "n_allocated"] == model.metrics["n_allocated"]
     assert "tight" in _texts(rc)
+
+
+def test_reset_applies_the_strategy_mix_and_price_rule():
+    reactive, rc = _render(DashboardModel(compare=False))
+    rc.find(ipyvuetify.Select, label="Price rule").widget.v_model = "tatonnement"
+    rc.find(ipyvuetify.Slider, label="Share: learning").widget.v_model = 0.7
+    rc.find(ipyvuetify.Slider, label="Share: pacing").widget.v_model = 0.6
+    rc.find(ipyvuetify.Slider, label="Share: shading").widget.v_model = 0.0
+    rc.find(ipyvuetify.Btn, children=["Reset"]).widget.click()
+    model = reactive.value
+    assert isinstance(model.price_rule, Tatonnement)
+    assert model.config.users == load("default").users  # the shares apply only with the checkbox
+    rc.find(ipyvuetify.Checkbox, label="Set the users' strategy mix (else the scenario's)").widget.v_model = True
+    rc.find(ipyvuetify.Btn, children=["Reset"]).widget.click()
+    model = reactive.value
+    assert model.config.users.mix == pytest.approx({"learning": 0.7 / 1.3, "pacing": 0.6 / 1.3})  # scaled to sum 1
+    counts = strategy_counts(model)
+    assert set(counts) == {"learning", "pacing"} and sum(counts.values()) == len(model.user_agents)
+    rc.find(ipyvuetify.Btn, children=["Step"]).widget.click()
+    assert f"learning {counts['learning']}" in _texts(rc) and "tatonnement pricing" in _texts(rc)
+    plots = _echarts(rc, "round-plots")
+    lines = {s["name"]: s["data"] for s in plots.option["series"]}
+    assert lines["bid / value"] == [[0, pytest.approx(model.round_records[0]["bid_to_value"], abs=1e-6)]]
+    assert "posted vs clearing" not in lines  # default has no clearing prices
+    assert "height: 540px" in plots.attributes["style"]
 
 
 def test_colour_toggle_switches_the_network_to_prices():
@@ -423,6 +540,8 @@ def test_browser_steps_the_market(chromium, dashboard_server):
             expect(page.get_by_text("Round 0 of 20")).to_be_visible(timeout=30_000)
             plots = page.locator("#round-plots")
             expect(plots.locator("canvas")).to_have_count(1, timeout=30_000)
+            for control in ("Price rule", "Share: learning", "Share: pacing", "Share: shading"):
+                expect(page.get_by_text(control, exact=True)).to_be_visible()
             expect(page.locator("#hierarchy-view canvas")).to_have_count(1, timeout=30_000)
             # the page and its one tab have names (Mesa's own tab reads "Page 0")
             assert page.title() == "Market allocation"

@@ -2,8 +2,9 @@
 
 Serve it with ``market dashboard`` (loopback, port 8765) or ``solara run
 market/apps/dashboard.py``. The sidebar picks the scenario and the mechanism and sets the
-utility weights, the pricing step and target, the number of clusters, the market size
-and the seed; **Reset** rebuilds the market with them, **Step** clears one round and
+utility weights, the price rule (utilisation-driven or tatonnement), its step and target,
+the users' strategy mix (:func:`user_mix`), the number of clusters, the market size and
+the seed; **Reset** rebuilds the market with them, **Step** clears one round and
 **Play** keeps clearing. The page shows the planner hierarchy (root, cluster planners,
 resources) coloured by utilisation or price, per-round plots, a comparison of every
 mechanism on the current round's order book, and the distribution of the utility users
@@ -20,6 +21,9 @@ aggregated before plotting, so a step only redraws what changed.
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -34,6 +38,7 @@ from mesa.visualization import SolaraViz
 from mesa.visualization.utils import update_counter
 
 from market.core.model import MarketModel, RoundRecord
+from market.core.pricing import PRICE_RULES
 from mechanisms import available
 from scenarios import config as scenario_config
 from scenarios.config import Scenario
@@ -55,7 +60,13 @@ PANELS = {
     "Revenue": [("revenue", "revenue")],
     "Mean price": [("mean_price", "mean price")],
     "Satisfaction": [("satisfaction", "served share")],
+    "Bid / value": [("bid_to_value", "bid / value")],
+    "Price gap": [("price_gap", "posted vs clearing")],
 }
+#: why a run has no column for a panel's metric (shown under the panel's title)
+ABSENT = {"price_gap": "off: [pricing] clearing = false"}
+#: the strategies whose shares the sidebar sets (truthful users are the remainder)
+MIX_STRATEGIES = ("shading", "learning", "pacing")
 
 
 def panels(dimensions: tuple[str, ...] | None = None) -> dict[str, list[tuple[str, str]]]:
@@ -97,6 +108,36 @@ def scale_market(scenario: Scenario, size: float) -> Scenario:
     return scenario.replace(market=market)
 
 
+def user_mix(shading: float, learning: float, pacing: float) -> dict[str, float]:
+    """The ``[users] mix`` of the sidebar's shares: always valid (shares >= 0, summing to 1).
+
+    Each share is clipped to ``[0, 1]``; shares summing to more than 1 are scaled down to
+    sum to 1; the truthful users are the remainder, ``1 - shading - learning - pacing``.
+    Strategies with no share are left out (they would draw no user anyway).
+
+    Args:
+        shading: share of users shading their bids by ``[users] shading_factor``.
+        learning: share of EXP3 learners over the bid-shading grid.
+        pacing: share of users pacing a run budget.
+
+    Returns:
+        ``strategy -> share`` for :meth:`Users.replace` (``mix=``).
+    """
+    shares = np.clip(np.asarray((shading, learning, pacing), dtype=float), 0.0, 1.0)
+    total = float(shares.sum())
+    if total > 1.0:
+        shares = shares / total
+    mix = {name: float(x) for name, x in zip(MIX_STRATEGIES, shares) if x > 0}
+    mix["truthful"] = max(0.0, 1.0 - math.fsum(mix.values()))
+    return {name: x for name, x in mix.items() if x > 0}
+
+
+def strategy_counts(model: MarketModel) -> dict[str, int]:
+    """Users by the name of their bidding strategy, most common first."""
+    counts = Counter(agent.strategy.name for agent in model.user_agents)
+    return dict(counts.most_common())
+
+
 def effective_weights(weights: tuple[float, ...]) -> tuple[float, float, float, float]:
     """Non-negative weights scaled down to sum to 1 if they sum to more (utility in [0, 1])."""
     w = np.clip(np.asarray(weights, dtype=float), 0.0, None)
@@ -118,8 +159,15 @@ class DashboardModel(MarketModel):
         w_energy: weight of the energy utility (gamma).
         w_fairness: weight of the fairness utility (delta). Weights summing to more
             than 1 are scaled to sum to 1.
+        rule: the price rule, ``utilization`` or ``tatonnement`` (``[pricing] rule``).
         eta: pricing step.
-        target: target utilisation of the pricing rule.
+        target: target utilisation of the pricing rule (the utilisation rule only).
+        custom_mix: set the users' strategy mix from the three shares below
+            (:func:`user_mix`); False keeps the scenario's ``[users]`` table.
+        share_shading: share of bid-shading users (with ``custom_mix``).
+        share_learning: share of learning (EXP3) users (with ``custom_mix``).
+        share_pacing: share of budget-pacing users (with ``custom_mix``); truthful
+            users are the remainder.
         clusters: number of cluster planners (0 = the scenario's setting).
         size: market size as a multiple of the scenario's (synthetic markets).
         compare: compare every mechanism on each round's order book.
@@ -139,17 +187,24 @@ class DashboardModel(MarketModel):
         w_qos: float = 0.3,
         w_energy: float = 0.1,
         w_fairness: float = 0.2,
+        rule: str = "utilization",
         eta: float = 0.02,
         target: float = 0.8,
+        custom_mix: bool = False,
+        share_shading: float = 0.0,
+        share_learning: float = 0.0,
+        share_pacing: float = 0.0,
         clusters: int = 0,
         size: float = 1.0,
         compare: bool = True,
         optimum: bool = False,
     ) -> None:
         base = scale_market(scenario_config.load(scenario_name), float(size))
+        mix = user_mix(share_shading, share_learning, share_pacing)
         scenario = base.replace(
             utility=base.utility.replace(weights=effective_weights((w_cost, w_qos, w_energy, w_fairness))),
-            pricing=base.pricing.replace(eta=eta, target=target),
+            pricing=base.pricing.replace(rule=rule, eta=eta, target=target),
+            users=base.users.replace(mix=mix, shading_share=0.0) if custom_mix else base.users,
             clustering=base.clustering.replace(clusters=int(clusters)) if int(clusters) else base.clustering,
             oracle=False, compare_flat=False,
         )
@@ -302,27 +357,48 @@ def hierarchy_option(model: MarketModel, layout: TreeLayout, mode: str) -> dict[
     }
 
 
-def round_option(records: list[dict[str, Any]], dimensions: tuple[str, ...] | None = None) -> dict[str, Any]:
+#: per-round plots: panels per row, pixels per row of panels, pixels above the first row
+#: and below the last (the x-axis name and the legend)
+ROUND_COLUMNS, ROUND_ROW_PX, ROUND_MARGIN_PX = 3, 165, 45
+
+
+def round_plots_height(n_panels: int) -> int:
+    """Pixels the per-round plots need for ``n_panels`` panels (:data:`ROUND_COLUMNS` a row)."""
+    return ROUND_MARGIN_PX + ROUND_ROW_PX * -(-n_panels // ROUND_COLUMNS)
+
+
+def round_option(records: list[dict[str, Any]], dimensions: tuple[str, ...] | None = None,
+                 columns: Collection[str] | None = None) -> dict[str, Any]:
     """ECharts option: per-round plots of :func:`panels` (one small grid each).
+
+    A line whose metric is not a column of the run (``price_gap`` without ``[pricing]
+    clearing``) is left out; a panel left with no line keeps its place, empty, with the
+    reason (:data:`ABSENT`) under its title.
 
     Args:
         records: the ``rounds`` rows played so far.
         dimensions: the market's dimensions (one utilisation line each); None: the
             ``utilization`` column alone.
+        columns: the run's ``rounds`` columns; None: those of ``records[0]`` (every
+            metric while there is no record).
     """
     rounds = [int(r["round"]) for r in records]
+    if columns is None:
+        columns = records[0].keys() if records else None
     titles, grids, xs, ys, series = [], [], [], [], []
     shown = panels(dimensions)
     for i, (title, lines) in enumerate(shown.items()):
-        col, row = i % 3, i // 3
-        left, top = 2 + 33 * col, 30 + 165 * row  # percent across, pixels down
-        titles.append({"text": title, "left": f"{left + 19}%", "textAlign": "center", "top": top - 24,
-                       "textStyle": {"fontSize": 12}})
+        col, row = i % ROUND_COLUMNS, i // ROUND_COLUMNS
+        left, top = 2 + 33 * col, 30 + ROUND_ROW_PX * row  # percent across, pixels down
+        present = [(metric, label) for metric, label in lines if columns is None or metric in columns]
+        note = "" if present else "; ".join(ABSENT.get(metric, f"no {metric} in this run") for metric, _ in lines)
+        titles.append({"text": title, "subtext": note, "left": f"{left + 19}%", "textAlign": "center",
+                       "top": top - 24, "textStyle": {"fontSize": 12}, "subtextStyle": {"fontSize": 10}})
         grids.append({"left": f"{left + 7}%", "top": top, "width": "24%", "height": 110})
-        xs.append({"type": "value", "gridIndex": i, "min": 0, "minInterval": 1, "name": "round" if row else "",
+        xs.append({"type": "value", "gridIndex": i, "min": 0, "minInterval": 1, "name": "round" if i + ROUND_COLUMNS >= len(shown) else "",
                    "nameLocation": "middle", "nameGap": 20, "axisLabel": {"fontSize": 9}})
         ys.append({"type": "value", "gridIndex": i, "scale": True, "splitNumber": 3, "axisLabel": {"fontSize": 9}})
-        for metric, label in lines:
+        for metric, label in present:
             series.append({
                 "type": "line", "name": label, "xAxisIndex": i, "yAxisIndex": i, "showSymbol": True,
                 "symbolSize": 4, "data": [[t, round(float(r[metric]), 6)] for t, r in zip(rounds, records)],
@@ -369,6 +445,10 @@ def comparison_markdown(table: pd.DataFrame, current: str) -> str:
 def summary_markdown(model: DashboardModel) -> str:
     """Round counter, the market's settings and where its requests stand."""
     w = model.round_params.weights
+    rule = model.config.pricing.rule
+    target = getattr(model.price_rule, "target", None)  # the tatonnement rule has none
+    pricing = f"{rule} pricing, step {model.price_rule.eta:g}" + (f", target utilisation {target:g}" if target is not None else "")
+    users = ", ".join(f"{name} {n}" for name, n in strategy_counts(model).items())
     done = " (finished)" if not model.running else ""
     rows = model.waiting(model.round)
     return (
@@ -378,7 +458,7 @@ def summary_markdown(model: DashboardModel) -> str:
         f"{len(model.user_agents)} users. Served so far {int(np.sum(model.status == 1))}, gave up "
         f"{int(np.sum(model.status == 2))}, next order book {rows.size}. "
         f"Weights (cost, QoS, energy, fairness) ({w[0]:.2f}, {w[1]:.2f}, {w[2]:.2f}, {w[3]:.2f}), "
-        f"pricing step {model.price_rule.eta:g}, target utilisation {model.price_rule.target:g}."
+        f"{pricing}. Users by strategy: {users}."
     )
 
 
@@ -426,10 +506,14 @@ def HierarchyView(model: DashboardModel) -> None:
 
 @solara.component
 def RoundPlots(model: DashboardModel) -> None:
-    """Per-round efficiency, Jain, utilisation, revenue, mean price and satisfaction."""
+    """Per-round plots of :func:`panels`: efficiency, Jain, utilisation, ..., bid/value, price gap."""
     update_counter.get()
-    option = solara.use_memo(lambda: round_option(model.round_records, model.dimensions), [model, model.round])
-    solara.FigureEcharts(option, attributes={"id": "round-plots", "style": "height: 375px; width: 100%;"}, responsive=True)
+    option = solara.use_memo(
+        lambda: round_option(model.round_records, model.dimensions, model.rounds_table().columns), [model, model.round],
+    )
+    height = round_plots_height(len(option["grid"]))
+    solara.FigureEcharts(option, attributes={"id": "round-plots", "style": f"height: {height}px; width: 100%;"},
+                         responsive=True)
 
 
 @solara.component
@@ -453,8 +537,12 @@ def model_params() -> dict[str, dict[str, Any]]:
         "w_qos": {"type": "SliderFloat", "value": 0.3, "min": 0.0, "max": 1.0, "step": 0.05, "label": "Weight: QoS"},
         "w_energy": {"type": "SliderFloat", "value": 0.1, "min": 0.0, "max": 1.0, "step": 0.05, "label": "Weight: energy"},
         "w_fairness": {"type": "SliderFloat", "value": 0.2, "min": 0.0, "max": 1.0, "step": 0.05, "label": "Weight: fairness"},
+        "rule": {"type": "Select", "value": "utilization", "values": list(PRICE_RULES), "label": "Price rule"},
         "eta": {"type": "SliderFloat", "value": 0.02, "min": 0.0, "max": 0.2, "step": 0.005, "label": "Pricing step eta"},
         "target": {"type": "SliderFloat", "value": 0.8, "min": 0.05, "max": 1.0, "step": 0.05, "label": "Target utilisation"},
+        "custom_mix": {"type": "Checkbox", "value": False, "label": "Set the users' strategy mix (else the scenario's)"},
+        **{f"share_{name}": {"type": "SliderFloat", "value": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
+                             "label": f"Share: {name}"} for name in MIX_STRATEGIES},
         "clusters": {"type": "SliderInt", "value": 0, "min": 0, "max": 20, "step": 1, "label": "Clusters (0 = scenario's)"},
         "size": {"type": "SliderFloat", "value": 1.0, "min": 0.25, "max": 4.0, "step": 0.25, "label": "Market size (x scenario)"},
         "compare": {"type": "Checkbox", "value": True, "label": "Compare all mechanisms each round"},
