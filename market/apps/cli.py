@@ -34,6 +34,7 @@ COMMANDS = [
     "dashboard",
     "ablation",
     "llm_report",
+    "poa",
     "audit",
     "check_mechanism",
 ]
