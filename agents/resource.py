@@ -57,6 +57,8 @@ class ResourceLedger:
         revenue: ``(M,)`` payments collected so far.
         credit: ``(M,)`` payments collected in the last round.
         releases: round -> list of ``(resource, need, real)`` that finish then.
+        owner_state: arrays the owners' strategy keeps (:mod:`agents.owner`), e.g. the
+            learners' ``(O, G)`` log-weights; copied with the ledger.
     """
 
     capacity: np.ndarray
@@ -69,6 +71,7 @@ class ResourceLedger:
     revenue: np.ndarray = field(init=False)
     credit: np.ndarray = field(init=False)
     releases: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(init=False)
+    owner_state: dict[str, np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
         self.reset()
@@ -83,6 +86,7 @@ class ResourceLedger:
         self.revenue = np.zeros(m)
         self.credit = np.zeros(m)
         self.releases = {}
+        self.owner_state = {}
 
     def copy(self) -> ResourceLedger:
         """An independent copy (for what-if rounds); the capacities are shared, read-only."""
@@ -91,6 +95,7 @@ class ResourceLedger:
         for name in ("used", "used_real", "load", "energy", "revenue", "credit"):
             setattr(new, name, getattr(self, name).copy())
         new.releases = {t: list(items) for t, items in self.releases.items()}
+        new.owner_state = {k: v.copy() for k, v in self.owner_state.items()}
         return new
 
     @property
@@ -183,8 +188,8 @@ class ResourceAgent(mesa.Agent):
 
     @property
     def price(self) -> float:
-        """Current posted unit price."""
-        return float(self.model.price[self.index])
+        """The unit price posted next round (the price rule's, floored by its owner's reserve)."""
+        return float(self.model.posted_prices()[self.index])
 
     @property
     def load(self) -> float:

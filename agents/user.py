@@ -139,24 +139,29 @@ def update_strategies(users: list[UserAgent], ledger: UserLedger) -> None:
             update(history, ledger)
 
 
+def _per_user(users: list[UserAgent], ledger: UserLedger, method: str, default: float | bool) -> np.ndarray:
+    """``(U,)`` each strategy's ``method(history)`` for its users; ``default`` where it has none."""
+    out = np.full(len(users), default)
+    for strategy, idx in _groups(users).items():
+        answer = getattr(strategy, method, None)
+        if answer is not None:
+            out[idx] = answer(ledger.history(idx))
+    return out
+
+
 def remaining_budgets(users: list[UserAgent], ledger: UserLedger) -> np.ndarray:
     """``(U,)`` what each user may still pay this run: ``inf`` unless its strategy has ``remaining``."""
-    out = np.full(len(users), np.inf)
-    for strategy, idx in _groups(users).items():
-        remaining = getattr(strategy, "remaining", None)
-        if remaining is not None:
-            out[idx] = remaining(ledger.history(idx))
-    return out
+    return _per_user(users, ledger, "remaining", np.inf)
+
+
+def run_budgets(users: list[UserAgent], ledger: UserLedger) -> np.ndarray:
+    """``(U,)`` each user's budget for the whole run: ``nan`` unless its strategy has ``run_budget``."""
+    return _per_user(users, ledger, "run_budget", np.nan)
 
 
 def exhausted_users(users: list[UserAgent], ledger: UserLedger) -> np.ndarray:
     """``(U,)`` bool: users whose strategy says their run budget is spent (``exhausted``)."""
-    out = np.zeros(len(users), dtype=bool)
-    for strategy, idx in _groups(users).items():
-        exhausted = getattr(strategy, "exhausted", None)
-        if exhausted is not None:
-            out[idx] = exhausted(ledger.history(idx))
-    return out
+    return _per_user(users, ledger, "exhausted", False)
 
 
 def affordable(user: np.ndarray, cap: np.ndarray, remaining: np.ndarray) -> np.ndarray:

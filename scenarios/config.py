@@ -6,7 +6,7 @@ Fixed keys (other tools write them): ``name, rounds, seeds, mechanisms, oracle``
 scenario file. Every source takes ``dimensions`` (the resource kinds, default ``["cpu",
 "mem"]``) and ``price_weights`` (:attr:`Scenario.price_weights`). Our own
 optional key ``horizon`` (the rounds the market spans; default ``rounds``) and tables:
-``[utility]``, ``[pricing]``, ``[clustering]``, ``[settlement]``, ``[users]``,
+``[utility]``, ``[pricing]``, ``[clustering]``, ``[settlement]``, ``[users]``, ``[owners]``,
 ``[oracle_params]`` and ``[mechanism_params.<name>]``. Every error names the file, the
 key and the bad value, in one line.
 
@@ -81,9 +81,13 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "users.learning_gamma": (0, 1, False, True),
     "users.pacing_budget_share": (0, None, False, False),
     "users.pacing_eta": (0, 10, True, False),
+    "owners.reserve": (0, None, False, False),
+    "owners.eta": (0, 10, True, False),
+    "owners.gamma": (0, 1, False, True),
 }
 _CHOICES = {"pricing.schedule": ("constant", "sqrt"), "pricing.rule": ("utilization", "tatonnement"),
-            "pricing.mode": ("multiplicative", "additive"), "capacity.mode": ("sum", "slots")}
+            "pricing.mode": ("multiplicative", "additive"), "capacity.mode": ("sum", "slots"),
+            "owners.strategy": ("fixed", "learning")}
 #: keys of ``[market]`` for each source that this module checks (google2011: its loader does)
 _MARKET_KEYS = {"tabular": ("source", "requests", "resources")}
 
@@ -202,6 +206,25 @@ class Users(_Table):
 
 
 @dataclass(frozen=True)
+class Owners(_Table):
+    """``[owners]``: the resource owners' reserve prices (:mod:`agents.owner`).
+
+    ``strategy = "fixed"`` keeps every owner's reserve multiplier at ``reserve`` (0: no
+    reserve, the posted price alone); ``"learning"`` makes every owner an EXP3 learner
+    over the multipliers ``grid``, rewarded by its revenue (rate ``eta``, exploration
+    ``gamma``). An owner's reserve unit price is its multiplier times a resource's
+    ``unit_cost``; the market posts the larger of that and the price rule's price.
+    """
+
+    NAME: ClassVar[str] = "owners"
+    strategy: str = "fixed"
+    reserve: float = 0.0
+    grid: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
+    eta: float = 0.05
+    gamma: float = 0.1
+
+
+@dataclass(frozen=True)
 class OracleParams(_Table):
     """``[oracle_params]``: the whole-market oracle's limits (:mod:`market.core.oracle`).
 
@@ -227,6 +250,8 @@ _TABLES: dict[str, tuple[type[_Table], dict[str, type | tuple[type, ...]]]] = {
     "users": (Users, {"shading_share": _NUMBER, "shading_factor": _NUMBER, "mix": (dict, type(None)),
                       "learning_grid": (list, tuple), "learning_eta": _NUMBER, "learning_gamma": _NUMBER,
                       "pacing_budget_share": _NUMBER, "pacing_eta": _NUMBER}),
+    "owners": (Owners, {"strategy": str, "reserve": _NUMBER, "grid": (list, tuple), "eta": _NUMBER,
+                        "gamma": _NUMBER}),
     "oracle_params": (OracleParams, {"time_limit": _NUMBER, "node_limit": int}),
 }
 
@@ -261,6 +286,7 @@ class Scenario:
     capacity: Capacity = field(default_factory=Capacity)
     settlement: Settlement = field(default_factory=Settlement)
     users: Users = field(default_factory=Users)
+    owners: Owners = field(default_factory=Owners)
     oracle_params: OracleParams = field(default_factory=OracleParams)
     mechanism_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str = ""
@@ -430,17 +456,24 @@ def _table_values(name: str, given: dict[str, Any], source: str | None) -> dict[
     return out
 
 
+def _check_grid(values: dict[str, Any], key: str, low: float, high: float, closed: bool, source: str | None) -> None:
+    """``values[key]``: increasing numbers in ``(low, high]`` (``[low, high]`` if ``closed``), as a tuple."""
+    name = key.split(".", 1)[1]
+    grid = values[name]
+    inside = (lambda g: low <= g <= high) if closed else (lambda g: low < g <= high)
+    numbers = all(isinstance(g, int | float) and not isinstance(g, bool) and inside(g) for g in grid)
+    if not grid or not numbers or any(b <= a for a, b in itertools.pairwise(grid)):
+        span = f"{'[' if closed else '('}{low:g}, {high:g}]"
+        raise MarketInputError(f"key {key!r} must be increasing numbers in {span}, got {list(grid)!r}", source=source)
+    values[name] = tuple(float(g) for g in grid)
+
+
 def _check_users(values: dict[str, Any], source: str | None) -> None:
     """``[users]``: an increasing learning grid in (0, 1.5]; mix shares finite, >= 0, summing to 1.
 
     Strategy names are checked when the model is built (plug-ins may add names).
     """
-    grid = values["learning_grid"]
-    numbers = all(isinstance(g, int | float) and not isinstance(g, bool) and 0 < g <= 1.5 for g in grid)
-    if not grid or not numbers or any(b <= a for a, b in itertools.pairwise(grid)):
-        raise MarketInputError(f"key 'users.learning_grid' must be increasing numbers in (0, 1.5], got {list(grid)!r}",
-                               source=source)
-    values["learning_grid"] = tuple(float(g) for g in grid)
+    _check_grid(values, "users.learning_grid", 0.0, 1.5, False, source)
     mix = values["mix"]
     if mix is None:
         return
@@ -463,6 +496,8 @@ def _check_table(name: str, values: dict[str, Any], source: str | None) -> None:
         _check_weights(values["weights"], source)
     if name == "users":
         _check_users(values, source)
+    if name == "owners":
+        _check_grid(values, "owners.grid", 0.0, 100.0, True, source)
     if name == "pricing" and values["lower"] >= values["upper"]:  # equal bounds: a price that never moves
         raise MarketInputError(
             f"key 'pricing.lower' must be below 'pricing.upper' ({values['upper']!r}), "

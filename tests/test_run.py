@@ -14,7 +14,7 @@ from market.core.feasibility import check_run_tables
 from market.core.io import sha256_file
 from tests.conftest import DATA, read_run
 
-TABLES = {"rounds", "timings", "allocations", "requests", "resources"}
+TABLES = {"rounds", "timings", "allocations", "users", "requests", "resources"}
 
 
 def test_outputs_exist_with_contract_columns(small_run):
@@ -32,9 +32,32 @@ def test_outputs_exist_with_contract_columns(small_run):
     assert list(allocs.columns) == ["mechanism", "seed", "round", "request_id", "resource_id", "payment", "utility"]
     # manifest hash covers exactly the result tables, and matches the bytes
     tables = manifest["sha256"]["tables"]
-    assert set(tables) == {"rounds.parquet", "allocations.parquet", "requests.parquet", "resources.parquet"}
+    assert set(tables) == {"rounds.parquet", "allocations.parquet", "users.parquet", "requests.parquet",
+                           "resources.parquet"}
     for name, digest in tables.items():
         assert sha256_file(out / name) == digest
+
+
+def test_users_table_accounts_for_every_payment_and_win(small_run):
+    out, _ = small_run
+    t = read_run(out)
+    users, allocs, rounds = t["users"], t["allocations"], t["rounds"]
+    assert list(users.columns) == ["mechanism", "seed", "round", "user_id", "strategy", "bid_scale", "requests",
+                                   "wins", "spend", "utility", "spend_total", "run_budget"]
+    # one row per (mechanism, seed, round, user)
+    n_users = t["requests"].groupby("seed")["user_id"].nunique()
+    per_run = users.groupby(["mechanism", "seed"]).size()
+    for (mech, seed), n in per_run.items():
+        assert n == n_users[seed] * rounds[(rounds["mechanism"] == mech) & (rounds["seed"] == seed)].shape[0]
+    # wins, spend and utility add up to the allocations', per round
+    keys = ["mechanism", "seed", "round"]
+    got = users.groupby(keys)[["wins", "spend", "utility"]].sum()
+    want = allocs.groupby(keys).agg(wins=("payment", "size"), spend=("payment", "sum"), utility=("utility", "sum"))
+    want = want.reindex(got.index, fill_value=0)
+    np.testing.assert_allclose(got.to_numpy(float), want.to_numpy(float), rtol=1e-9, atol=1e-9)
+    assert (users["requests"] >= users["wins"]).all()
+    assert np.isfinite(users["bid_scale"]).all() and (users["bid_scale"] > 0).all()
+    assert users["run_budget"].isna().all()  # nobody paces in this scenario
 
 
 @pytest.mark.parametrize("fixture", ["small_run", "unit_run"])

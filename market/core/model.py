@@ -30,9 +30,17 @@ import numpy as np
 import pandas as pd
 
 from agents import PlannerAgent, ResourceAgent, UserAgent
+from agents.owner import OwnerAgent, create_owner_strategy, owner_index
 from agents.resource import ResourceLedger
 from agents.strategies import assign_strategies, strategy_mix
-from agents.user import UserLedger, affordable, bid_scales, remaining_budgets, update_strategies
+from agents.user import (
+    UserLedger,
+    affordable,
+    bid_scales,
+    remaining_budgets,
+    run_budgets,
+    update_strategies,
+)
 from market.core import serving
 from market.core.candidates import resource_rows
 from market.core.clearing import clearing_prices, price_gap
@@ -58,6 +66,7 @@ METRICS = [
     "jain", "jain_winners", "jain_users", "gini", "gini_requests", "utilization",
     "resource_share", "revenue", "energy", "mean_price", "ir_violations", "ir_excess",
     "user_surplus", "budget_balance", "spilled", "price_change", "mechanism_failed", "bid_to_value",
+    "reserve_level",
 ]
 #: the clearing-price distance (``[pricing] clearing = true``)
 PRICING_METRICS = ["price_gap"]
@@ -139,11 +148,14 @@ class RoundRecord:
         round: the round.
         rows: ``(N,)`` market request rows of the order book.
         book: the order book (bids scaled by the users' strategies this round).
-        prices: ``(M,)`` posted unit prices the round cleared at (before the update).
+        prices: ``(M,)`` posted unit prices the round cleared at (before the update): the
+            price rule's price floored by the owners' reserves.
         resource_matrix: ``(M, 8)`` resource columns the candidate kernel saw.
         free: ``(M, 2)`` free capacity the round cleared on.
         start_won: ``(U,)`` priority mass users carried into the round.
         outcome: who got what, per order-book row.
+        bid_scale: ``(U,)`` the scale every user's bids carried this round.
+        reserve: ``(O,)`` every owner's reserve multiplier this round.
         metrics: the round's metrics by name (``rounds`` columns).
         timings: milliseconds per phase.
     """
@@ -156,6 +168,8 @@ class RoundRecord:
     free: np.ndarray
     start_won: np.ndarray
     outcome: RoundOutcome
+    bid_scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    reserve: np.ndarray = field(default_factory=lambda: np.zeros(0))
     metrics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -214,6 +228,7 @@ class MarketModel(mesa.Model):
         self.metrics: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
         self._served: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._users: list[tuple[Any, ...]] = []
         columns = [*KEYS, *METRICS, *dimension_metrics(self.dimensions),
                    *(LLMServing.COLUMNS if self.serving else ()), *(ORACLE_METRICS if self.oracle else []), *(FLAT_METRICS if self.compare_flat else []), *(PRICING_METRICS if cfg.pricing.clearing else [])]
         self.datacollector = mesa.DataCollector(tables={"rounds": columns, "timings": [*KEYS, *TIMINGS]})
@@ -246,10 +261,40 @@ class MarketModel(mesa.Model):
         self.resource_agents = [
             ResourceAgent(self, j, rid) for j, rid in enumerate(res["resource_id"].to_numpy())
         ]
+        self._setup_owners()
         self.root = PlannerAgent(self, None, np.arange(m))
         self.planners = [PlannerAgent(self, c, self.hierarchy.members(c)) for c in range(self.hierarchy.n_clusters)]
         self.hierarchy_graph = self.hierarchy.graph()
         return ResourceLedger(alloc, real, cols["energy_efficiency"])
+
+    def _setup_owners(self) -> None:
+        """The sellers: one OwnerAgent per ``owner_id`` and the scenario's ``[owners]`` strategy."""
+        o = self.config.owners
+        params = ({"reserve": float(o.reserve)} if o.strategy == "fixed" else
+                  {"grid": tuple(o.grid), "eta": float(o.eta), "gamma": float(o.gamma), "seed": self.seed})
+        self.owner_strategy = create_owner_strategy(o.strategy, self.config.path or None, **params)
+        self.resource_owner, owner_ids = owner_index(self.market.resources["owner_id"].to_numpy())
+        order = np.argsort(self.resource_owner, kind="stable")
+        members = np.split(order, np.cumsum(np.bincount(self.resource_owner, minlength=len(owner_ids)))[:-1])
+        self.owner_agents = [OwnerAgent(self, k, oid, members[k]) for k, oid in enumerate(owner_ids)]
+
+    def reserve_multipliers(self, state: MarketState | None = None) -> np.ndarray:
+        """``(O,)`` each owner's reserve multiplier for the next round of ``state`` (default: the model's)."""
+        state = self.state if state is None else state
+        return self.owner_strategy.multipliers(state.resources.owner_state, state.round, len(self.owner_agents))
+
+    def posted_prices(self, state: MarketState | None = None, reserve: np.ndarray | None = None) -> np.ndarray:
+        """``(M,)`` the unit prices posted in the next round: ``max(price_j, r_o(j) * unit_cost_j)``.
+
+        Args:
+            state: the state (default: the model's).
+            reserve: ``(O,)`` the owners' multipliers (default: :meth:`reserve_multipliers`).
+        """
+        state = self.state if state is None else state
+        reserve = self.reserve_multipliers(state) if reserve is None else reserve
+        if not reserve.any():  # no reserve anywhere: the rule's prices as they are
+            return state.price
+        return np.maximum(state.price, reserve[self.resource_owner] * self.resource_columns["unit_cost"])
 
     def _setup_requests(self, weights: tuple[float, float, float, float]) -> UserLedger:
         cfg = self.config
@@ -307,7 +352,7 @@ class MarketModel(mesa.Model):
 
     @property
     def price(self) -> np.ndarray:
-        """``(M,)`` posted unit prices."""
+        """``(M,)`` the price rule's unit prices (the owners' reserves floor them: :meth:`posted_prices`)."""
         return self.state.price
 
     @property
@@ -388,6 +433,10 @@ class MarketModel(mesa.Model):
         hit = np.flatnonzero(record.outcome.resource >= 0)
         out = record.outcome
         self._served.append((record.round, record.rows[hit], out.resource[hit], out.payment[hit], out.utility[hit]))
+        led = self.state.users
+        self._users.append((record.round, record.bid_scale, led.last_requests.copy(), led.last_wins.copy(),
+                            led.last_spend.copy(), led.last_utility.copy(), led.spend.copy(),
+                            run_budgets(self.user_agents, led), [a.strategy.name for a in self.user_agents]))
 
     def preview(self, mechanism: str | Mechanism) -> RoundRecord:
         """The next round as ``mechanism`` would play it, on a copy of the state.
@@ -433,14 +482,16 @@ class MarketModel(mesa.Model):
         entered = arrival[rows]
         user = self.request_user[rows]
         scale = bid_scales(self.user_agents, state.users)
+        reserve = self.reserve_multipliers(state)
+        posted = self.posted_prices(state, reserve)
         book = OrderBook({name: col[rows] for name, col in self.request_columns.items()}, user, scale[user], self.need[rows],
                          rows=rows)
         start_won = state.users.memory * float(self.config.settlement.fairness_memory)
         free = state.resources.free
-        matrix = self.resource_matrix(state.price)
+        matrix = self.resource_matrix(posted)
         outcome = clear_round(book, matrix, self.resource_columns, free, self.hierarchy, mechanism, rng,
                               self.round_params, start_won, planners)
-        record = RoundRecord(t, rows, book, state.price, matrix, free, start_won, outcome)
+        record = RoundRecord(t, rows, book, posted, matrix, free, start_won, outcome, scale, reserve)
         extra: dict[str, Any] = {}
         t_oracle = time.perf_counter()
         if self.compare_flat:
@@ -464,7 +515,10 @@ class MarketModel(mesa.Model):
         state.users.settle(book.user, served, outcome.payment, outcome.utility, outcome.won,
                            value=book.columns["budget"] * outcome.base_utility, budget=book.columns["budget"])
         update_strategies(self.user_agents, state.users)
+        revenue = np.bincount(self.resource_owner, state.resources.credit, minlength=len(self.owner_agents))
+        self.owner_strategy.update(state.resources.owner_state, t, revenue)
         unit_cost = self.resource_columns["unit_cost"]
+        rule_price = state.price
         if isinstance(self.price_rule, Tatonnement):
             res = state.resources
             if self.slots:  # slots: requests and capacity in slots
@@ -492,13 +546,14 @@ class MarketModel(mesa.Model):
         # this round's credits alone (a difference of running totals would carry their round-off)
         metrics["budget_balance"] = float(state.resources.credit.sum() - outcome.payment.sum())
         metrics["spilled"] = outcome.spilled
-        metrics["price_change"] = float(np.abs(state.price - record.prices).max()) if self.n_resources else 0.0
+        metrics["price_change"] = float(np.abs(state.price - rule_price).max()) if self.n_resources else 0.0
         metrics["mechanism_failed"] = bool(outcome.failed)
         # reported over true value of the round's bids: min(scale * value, budget) / value of
         # each request's best candidate, i.e. min(scale, 1 / b); 1.0 for an empty book
         best_b = np.where(outcome.best >= 0, outcome.best_utility, 0.0) if outcome.best is not None else np.zeros(0)
         ratio = np.minimum(book.bid_scale, 1.0 / np.maximum(best_b, 1e-12))[best_b > 0]
         metrics["bid_to_value"] = float(ratio.mean()) if ratio.size else 1.0
+        metrics["reserve_level"] = float(reserve.mean()) if reserve.size else 0.0
         if self.config.pricing.clearing:
             market = RoundMarket.of_book(book, record.resource_matrix, record.free, start_won, self.round_params)
             metrics["price_gap"] = price_gap(record.prices, clearing_prices(market, self.config.pricing.clearing_time_limit))
@@ -547,6 +602,39 @@ class MarketModel(mesa.Model):
         )
 
     # --- helpers ----------------------------------------------------------------------
+    def users_table(self) -> pd.DataFrame:
+        """The ``users`` table of this run: one row per round and user (README, contract 3).
+
+        Columns: ``mechanism, seed, round, user_id`` (as the market table holds it),
+        ``strategy`` (its name that round), ``bid_scale`` (the scale its bids carried),
+        ``requests`` (its requests in the book), ``wins``, ``spend`` and ``utility`` of the
+        round, ``spend_total`` (paid so far, this round included) and ``run_budget`` (what
+        it may spend over the run; empty (null) for users without one, i.e. not pacing).
+        """
+        n = len(self.user_agents)
+        parts = self._users
+        dtype = self.market.requests["user_id"].dtype
+        user_ids = np.array([a.user_id for a in self.user_agents], dtype=object)
+
+        def col(k: int, kind: type = float) -> np.ndarray:
+            return np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, dtype=kind)
+
+        budget = col(7)
+        return pd.DataFrame({
+            "mechanism": self.mechanism_name,
+            "seed": np.int64(self.seed),
+            "round": np.repeat(np.asarray([p[0] for p in parts], dtype=np.int64), n),
+            "user_id": pd.Series(np.tile(user_ids, len(parts)), dtype=dtype),
+            "strategy": [name for p in parts for name in p[8]],
+            "bid_scale": col(1),
+            "requests": col(2, np.int64),
+            "wins": col(3, np.int64),
+            "spend": col(4),
+            "utility": col(5),
+            "spend_total": col(6),
+            "run_budget": pd.arrays.FloatingArray(np.where(np.isnan(budget), 0.0, budget), np.isnan(budget)),
+        })
+
     def allocations_table(self) -> pd.DataFrame:
         """The ``allocations`` table of this run: one row per served request, in round order."""
         rounds = [np.full(rows.size, t, dtype=np.int64) for t, rows, *_ in self._served]

@@ -28,7 +28,7 @@ from market.errors import MarketInputError, MarketWarning
 from scenarios.config import Scenario
 from scenarios.sources import build_market, late_requests, market_notes
 
-RESULT_TABLES = ["rounds", "allocations", "requests", "resources"]
+RESULT_TABLES = ["rounds", "allocations", "users", "requests", "resources"]
 KEYS = ["mechanism", "seed", "round"]
 
 
@@ -39,6 +39,7 @@ class RunTables:
     rounds: pd.DataFrame
     timings: pd.DataFrame
     allocations: pd.DataFrame
+    users: pd.DataFrame
 
 
 def run_one(scenario: Scenario, mechanism: str, seed: int) -> RunTables:
@@ -56,7 +57,7 @@ def run_one(scenario: Scenario, mechanism: str, seed: int) -> RunTables:
             f"mechanism {mechanism!r} returned an infeasible allocation in round {model.round} of seed {seed}: "
             f"{exc} (market check-mechanism {mechanism} names the broken invariant)"
         ) from None
-    return RunTables(model.rounds_table(), model.timings_table(), model.allocations_table())
+    return RunTables(model.rounds_table(), model.timings_table(), model.allocations_table(), model.users_table())
 
 
 def check_markets(scenario: Scenario, seeds: Iterable[int] | None = None) -> None:
@@ -133,6 +134,7 @@ def combine(parts: list[RunTables], mechanisms: list[str]) -> dict[str, pd.DataF
         "rounds": rounds[cols],
         "timings": ordered([p.timings for p in parts], KEYS),
         "allocations": ordered([p.allocations for p in parts], [*KEYS, "request_id"]),
+        "users": ordered([p.users for p in parts], KEYS),
     }
 
 

@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # the runner, pandas and numba load only when a sweep runs (f
     from scenarios.config import Scenario
 
 SIDECAR = "sha256.json"
-RUN_TABLES = ("rounds", "timings", "allocations")
+RUN_TABLES = ("rounds", "timings", "allocations", "users")
 MARKET_TABLES = ("requests", "resources")
 EXECUTORS = ("local", "dask")
 _KEYS: dict[str, type | tuple[type, ...]] = {
