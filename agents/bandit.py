@@ -31,17 +31,24 @@ def uniforms(seed: int, rounds: int, index: np.ndarray, salt: int) -> np.ndarray
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(rounds), int(salt)]).random(size)[index]
 
 
-def probabilities(log_w: np.ndarray | None, n: int, arms: int, gamma: float) -> np.ndarray:
-    """``(n, G)`` each learner's probability of each arm (uniform before any update).
+def initial(n: int, arms: int, prior: np.ndarray | None = None) -> np.ndarray:
+    """``(n, G)`` the log-weights before any update: ``prior`` (``(G,)``) for every learner, or zeros."""
+    return np.zeros((n, arms)) if prior is None else np.tile(np.asarray(prior, dtype=float), (n, 1))
+
+
+def probabilities(log_w: np.ndarray | None, n: int, arms: int, gamma: float,
+                  prior: np.ndarray | None = None) -> np.ndarray:
+    """``(n, G)`` each learner's probability of each arm.
 
     Args:
-        log_w: ``(n, G)`` log-weights, or None (no update yet).
+        log_w: ``(n, G)`` log-weights, or None (no update yet: :func:`initial`).
         n: learners.
         arms: ``G``.
         gamma: exploration share in ``[0, 1)``.
+        prior: ``(G,)`` initial log-weights (None: uniform).
     """
     if log_w is None:
-        return np.full((n, arms), 1.0 / arms)
+        log_w = initial(n, arms, prior)
     z = np.exp(log_w - log_w.max(axis=1, keepdims=True))
     return (1.0 - gamma) * z / z.sum(axis=1, keepdims=True) + gamma / arms
 

@@ -155,6 +155,16 @@ class Learning:
     Bandit feedback, because a user only sees what its played bid earned; not Hedge's full
     information, which would need the surplus every other factor would have earned.
 
+    ``truthful_bias`` is the initial log-weight of the factor nearest 1 (the others start
+    at 0): 0 starts uniform; ``b`` starts bidding truthfully with probability
+    ``e^b / (e^b + G - 1)`` (3 with 5 factors: 0.83). Users who start truthful and
+    explore shading learn to shade where it pays (first price: surplus 0 at factor 1) and
+    stay near the truth where it does not. From a uniform start a truthful mechanism gives
+    the learner little to go on: shading loses only the requests whose critical value
+    lies between the shaded bid and the value (measured on the ``strategic`` market over
+    300 second-price rounds: mean reward per request 0.061 at factor 1.0, 0.066 at 0.9,
+    0.056 at 0.8, 0.034 at 0.6; the learners ended at a mean factor of 0.86).
+
     Deterministic per seed: the draw is an inverse-CDF of a uniform that is a pure function
     of ``(seed, round, user)`` (:func:`agents.bandit.uniforms`), so there is no rng state to copy, a
     what-if round plays the same factors as the real round, and :meth:`update` recovers
@@ -163,12 +173,13 @@ class Learning:
 
     Raises:
         StrategyParamError: ``grid`` empty, unsorted or outside ``(0, 1.5]``; ``eta`` outside
-            ``(0, 10]``; ``gamma`` outside ``[0, 1)``.
+            ``(0, 10]``; ``gamma`` outside ``[0, 1)``; ``truthful_bias`` outside ``[0, 50]``.
     """
 
     grid: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     eta: float = 0.2
     gamma: float = 0.05
+    truthful_bias: float = 0.0
     seed: int = 0
     name: str = "learning"
 
@@ -188,15 +199,27 @@ class Learning:
             raise StrategyParamError("eta", f"must be in (0, 10], got {self.eta!r}")
         if not 0.0 <= float(self.gamma) < 1.0:
             raise StrategyParamError("gamma", f"must be in [0, 1), got {self.gamma!r}")
+        if not 0.0 <= float(self.truthful_bias) <= 50.0:
+            raise StrategyParamError("truthful_bias", f"must be in [0, 50], got {self.truthful_bias!r}")
 
     @property
     def state_key(self) -> str:
         """Key of its ``(U, G)`` log-weights in the ledger's ``strategy_state``."""
-        return f"learning.log_weights{self.grid}"
+        return f"learning.log_weights{self.grid}{self.truthful_bias}"
+
+    @property
+    def prior(self) -> np.ndarray | None:
+        """``(G,)`` initial log-weights: ``truthful_bias`` on the factor nearest 1 (None: uniform)."""
+        if not self.truthful_bias:
+            return None
+        prior = np.zeros(len(self.grid))
+        prior[int(np.argmin(np.abs(np.asarray(self.grid) - 1.0)))] = float(self.truthful_bias)
+        return prior
 
     def probabilities(self, history: UserHistory) -> np.ndarray:
         """``(n, G)`` probability of each grid factor, per user."""
-        return bandit.probabilities(history.state.get(self.state_key), history.users.size, len(self.grid), self.gamma)
+        return bandit.probabilities(history.state.get(self.state_key), history.users.size, len(self.grid), self.gamma,
+                                    self.prior)
 
     def arm(self, history: UserHistory, rounds: int | None = None) -> np.ndarray:
         """``(n,)`` index of the grid factor each user plays in round ``rounds`` (default: next)."""
@@ -214,7 +237,7 @@ class Learning:
         this once, right after settling the round).
         """
         n_users = ledger.wins.size
-        log_w = ledger.strategy_state.setdefault(self.state_key, np.zeros((n_users, len(self.grid))))
+        log_w = ledger.strategy_state.setdefault(self.state_key, bandit.initial(n_users, len(self.grid), self.prior))
         active = history.last_requests > 0
         if not active.any():
             return
@@ -228,12 +251,20 @@ class Pacing:
     """Adaptive pacing of a run budget (Balseiro & Gur 2019): bid ``value / (1 + mu)``.
 
     The user may spend ``run_budget = budget_share * budget_total`` over the whole run
-    (``budget_total``: the sum of its requests' budgets, from the ledger), at a target
-    rate ``rho = run_budget / rounds`` per round. After each round
+    (``budget_total``: the sum of its requests' budgets, from the ledger). After each round
     ``mu <- min(mu_max, max(0, mu - eta * (rho - spend_last) / rho))``: spending above the
-    target raises ``mu`` (lower bids), below lowers it. The step is divided by ``rho`` so
-    ``eta`` is unitless whatever the currency (Balseiro and Gur's dual step on spend per
-    unit of target rate). ``mu`` lives in the ledger (``strategy_state["pacing.mu"]``).
+    target rate ``rho`` raises ``mu`` (lower bids), below lowers it. The step is divided by
+    ``rho`` so ``eta`` is unitless whatever the currency (Balseiro and Gur's dual step on
+    spend per unit of target rate). ``mu`` lives in the ledger
+    (``strategy_state["pacing.mu"]``).
+
+    The target rate: ``target = "fixed"`` is Balseiro and Gur's ``rho = run_budget /
+    rounds``; ``"remaining"`` (default) re-solves it every round from what is left,
+    ``rho_t = (run_budget - spent before t) / (rounds - t)``, so a pacer that won little
+    early (spend comes in lumps: a round wins one request or none) catches up instead of
+    ending the run with money left. Measured on the ``strategic`` market (second price,
+    pacers at 5 % of their budgets): the fixed rate left the worst pacer at 0.68 of its
+    run budget.
 
     The bid scale alone cannot keep spend within the budget (a posted price charges its
     price whatever the bid), so the strategy also says what each user may still pay
@@ -243,12 +274,13 @@ class Pacing:
 
     Raises:
         StrategyParamError: ``budget_share`` negative or not finite, ``eta`` outside
-            ``(0, 10]``, ``rounds`` < 1.
+            ``(0, 10]``, ``rounds`` < 1, ``target`` not ``"fixed"`` or ``"remaining"``.
     """
 
     budget_share: float = 0.5
     eta: float = 0.1
     rounds: int = 1
+    target: str = "remaining"
     mu_max: float = 1e6
     name: str = "pacing"
 
@@ -261,6 +293,8 @@ class Pacing:
             raise StrategyParamError("eta", f"must be in (0, 10], got {self.eta!r}")
         if int(self.rounds) < 1:
             raise StrategyParamError("rounds", f"must be >= 1, got {self.rounds!r}")
+        if self.target not in ("fixed", "remaining"):
+            raise StrategyParamError("target", f"must be 'fixed' or 'remaining', got {self.target!r}")
 
     def run_budget(self, history: UserHistory) -> np.ndarray:
         """``(n,)`` what each user may spend over the run."""
@@ -289,7 +323,12 @@ class Pacing:
     def update(self, history: UserHistory, ledger: Any) -> None:
         """One dual step per user from last round's spend against the target rate."""
         mu_all = ledger.strategy_state.setdefault(self.state_key, np.zeros(ledger.wins.size))
-        rho = self.run_budget(history) / int(self.rounds)
+        budget = self.run_budget(history)
+        if self.target == "fixed":
+            rho = budget / int(self.rounds)
+        else:  # what was left before the round just settled, over the rounds left then
+            left = max(1, int(self.rounds) - (history.rounds - 1))
+            rho = np.maximum(budget - (history.spend - history.last_spend), 0.0) / left
         step = np.divide(rho - history.last_spend, rho, out=np.zeros_like(rho), where=rho > 0)
         mu = np.clip(self.mu(history) - float(self.eta) * step, 0.0, float(self.mu_max))
         mu_all[history.users] = np.where(rho > 0, mu, float(self.mu_max))

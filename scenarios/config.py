@@ -79,6 +79,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "oracle_params.node_limit": (0, None, False, False),
     "users.learning_eta": (0, 10, True, False),
     "users.learning_gamma": (0, 1, False, True),
+    "users.learning_truthful_bias": (0, 50, False, False),
     "users.pacing_budget_share": (0, None, False, False),
     "users.pacing_eta": (0, 10, True, False),
     "owners.reserve": (0, None, False, False),
@@ -87,7 +88,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
 }
 _CHOICES = {"pricing.schedule": ("constant", "sqrt"), "pricing.rule": ("utilization", "tatonnement"),
             "pricing.mode": ("multiplicative", "additive"), "capacity.mode": ("sum", "slots"),
-            "owners.strategy": ("fixed", "learning")}
+            "owners.strategy": ("fixed", "learning"), "users.pacing_target": ("remaining", "fixed")}
 #: keys of ``[market]`` for each source that this module checks (google2011: its loader does)
 _MARKET_KEYS = {"tabular": ("source", "requests", "resources")}
 
@@ -190,8 +191,10 @@ class Users(_Table):
     ``mix`` gives each registered strategy's share of the users (``{truthful = 0.5,
     learning = 0.5}``; shares sum to 1); without it ``shading_share`` of the users shade by
     ``shading_factor`` and the rest are truthful, as before. ``learning_*`` are the EXP3
-    learners' grid of bid-shading factors, rate and exploration; ``pacing_*`` the pacing
-    users' run budget (a share of their requests' budgets) and step.
+    learners' grid of bid-shading factors, rate, exploration and initial lean towards the
+    truth (:class:`agents.strategies.Learning`); ``pacing_*`` the pacing
+    users' run budget (a share of their requests' budgets), step and target rate
+    (:class:`agents.strategies.Pacing`).
     """
 
     NAME: ClassVar[str] = "users"
@@ -201,8 +204,10 @@ class Users(_Table):
     learning_grid: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     learning_eta: float = 0.2
     learning_gamma: float = 0.05
+    learning_truthful_bias: float = 0.0
     pacing_budget_share: float = 0.5
     pacing_eta: float = 0.1
+    pacing_target: str = "remaining"
 
 
 @dataclass(frozen=True)
@@ -248,8 +253,9 @@ _TABLES: dict[str, tuple[type[_Table], dict[str, type | tuple[type, ...]]]] = {
     "capacity": (Capacity, {"mode": str, "slots": int, "min_cpu": _NUMBER}),
     "settlement": (Settlement, {"patience": int, "fairness_memory": _NUMBER}),
     "users": (Users, {"shading_share": _NUMBER, "shading_factor": _NUMBER, "mix": (dict, type(None)),
-                      "learning_grid": (list, tuple), "learning_eta": _NUMBER, "learning_gamma": _NUMBER,
-                      "pacing_budget_share": _NUMBER, "pacing_eta": _NUMBER}),
+                      "learning_grid": (list, tuple), "learning_eta": _NUMBER, "learning_gamma": _NUMBER, "learning_truthful_bias": _NUMBER,
+                      "pacing_budget_share": _NUMBER, "pacing_eta": _NUMBER,
+                      "pacing_target": str}),
     "owners": (Owners, {"strategy": str, "reserve": _NUMBER, "grid": (list, tuple), "eta": _NUMBER,
                         "gamma": _NUMBER}),
     "oracle_params": (OracleParams, {"time_limit": _NUMBER, "node_limit": int}),

@@ -216,7 +216,7 @@ def test_learner_is_deterministic_per_seed_and_asking_changes_nothing():
 # --- pacing ----------------------------------------------------------------------------
 
 def test_pacing_mu_rises_when_overspending_and_falls_when_underspending():
-    pacer = Pacing(budget_share=0.5, eta=0.1, rounds=10)
+    pacer = Pacing(budget_share=0.5, eta=0.1, rounds=10, target="fixed")
     agents = _agents([pacer, pacer])
     ledger = UserLedger.empty(2, budget_total=np.array([100.0, 100.0]))  # run budget 50, target 5 a round
     assert bid_scales(agents, ledger).tolist() == [1.0, 1.0]
@@ -233,6 +233,23 @@ def test_pacing_mu_rises_when_overspending_and_falls_when_underspending():
     update_strategies(agents, ledger)
     assert ledger.strategy_state["pacing.mu"].tolist() == pytest.approx([0.1, 0.0])
     assert remaining_budgets(agents, ledger).tolist() == pytest.approx([30.0, 48.0])
+
+
+def test_pacing_re_solves_the_target_rate_from_what_is_left():
+    pacer = Pacing(budget_share=0.5, eta=0.1, rounds=10)  # target = "remaining"
+    agents = _agents([pacer, pacer])
+    ledger = UserLedger.empty(2, budget_total=np.array([100.0, 100.0]))  # run budget 50
+    _settle(ledger, [True, False], [10.0, 0.0], [10.0, 0.0], [10.0, 10.0])
+    update_strategies(agents, ledger)  # rho_0 = 50 / 10 = 5: user 0 as with a fixed rate
+    assert ledger.strategy_state["pacing.mu"].tolist() == pytest.approx([0.1, 0.0])
+    _settle(ledger, [True, True], [10.0, 2.0], [10.0, 2.0], [10.0, 10.0])
+    update_strategies(agents, ledger)  # user 0: rho_1 = 40 / 9; 0.1 - 0.1 * (40/9 - 10) / (40/9) = 0.225
+    assert ledger.strategy_state["pacing.mu"].tolist() == pytest.approx([0.225, 0.0])
+    _settle(ledger, [False, False], [0.0, 0.0], [0.0, 0.0], [10.0, 10.0])
+    update_strategies(agents, ledger)  # user 0: rho_2 = 30 / 8, nothing spent: 0.225 - 0.1
+    assert ledger.strategy_state["pacing.mu"].tolist() == pytest.approx([0.125, 0.0])
+    with pytest.raises(ValueError, match="target"):
+        Pacing(target="soon")
 
 
 def test_pacing_needs_the_run_budgets():

@@ -338,9 +338,10 @@ class MarketModel(mesa.Model):
         params: dict[str, dict[str, Any]] = {
             "shading": {"factor": float(u.shading_factor)},
             "learning": {"grid": tuple(float(g) for g in u.learning_grid), "eta": float(u.learning_eta),
-                         "gamma": float(u.learning_gamma), "seed": self.seed},
+                         "gamma": float(u.learning_gamma), "truthful_bias": float(u.learning_truthful_bias),
+                         "seed": self.seed},
             "pacing": {"budget_share": float(u.pacing_budget_share), "eta": float(u.pacing_eta),
-                       "rounds": int(self.config.rounds)},
+                       "rounds": int(self.config.rounds), "target": str(u.pacing_target)},
         }
         return strategy_mix(mix, params, source=self.config.path or None), params
 
