@@ -168,10 +168,11 @@ def affordable(user: np.ndarray, cap: np.ndarray, remaining: np.ndarray) -> np.n
     """Which order-book requests a user can still pay for, whatever the mechanism charges.
 
     A request costs at most ``cap`` (its budget: every mechanism charges
-    ``0 <= payment <= budget``). Walking each user's requests in book order, a request is
-    kept while the running sum of kept caps stays within the user's ``remaining``; the
-    first that does not fit and every later one of that user are dropped (a prefix, so
-    it is one vectorised cumulative sum). Users with ``remaining = inf`` keep everything.
+    ``0 <= payment <= budget``). Walking each user's requests in book order (first fit), a
+    request is kept if its cap fits in what the user has left after the caps of the
+    requests kept before it; one that does not fit is skipped and a later, smaller one
+    may still be kept (a prefix rule would end a pacer's run with up to its largest
+    request's budget unspent). Users with ``remaining = inf`` keep everything.
 
     Args:
         user: ``(N,)`` user of each request.
@@ -183,17 +184,15 @@ def affordable(user: np.ndarray, cap: np.ndarray, remaining: np.ndarray) -> np.n
     """
     user = np.asarray(user, dtype=np.int64)
     cap = np.asarray(cap, dtype=float)
-    if user.size == 0:
-        return np.zeros(0, dtype=bool)
-    order = np.argsort(user, kind="stable")
-    u, c = user[order], cap[order]
-    csum = np.cumsum(c)
-    start = np.r_[0, np.flatnonzero(u[1:] != u[:-1]) + 1]
-    before = np.repeat(csum[start] - c[start], np.diff(np.r_[start, u.size]))
-    within = csum - before  # each user's running total, in book order
-    keep_sorted = within <= remaining[u] * (1 + 1e-12)
-    keep = np.empty(user.size, dtype=bool)
-    keep[order] = keep_sorted
+    keep = np.ones(user.size, dtype=bool)
+    limited = np.flatnonzero(np.isfinite(remaining[user])) if user.size else user
+    left = np.asarray(remaining, dtype=float).copy()
+    for i in limited.tolist():  # only budget-limited users' requests: a few per round
+        u = user[i]
+        if cap[i] <= left[u] * (1 + 1e-12):
+            left[u] -= cap[i]
+        else:
+            keep[i] = False
     return keep
 
 

@@ -36,7 +36,7 @@ def test_one_unit_two_bids_clears_at_the_displaced_bid():
     prog.add_pairs(np.array([0, 1]), np.array([0, 0]), np.array([3.0, 5.0]))
     lp = prog.solve_lp()
     assert lp.lam[0, 0] == pytest.approx(3.0)
-    assert unit_prices(lp.lam, prog.req, prog.res, lp.x, np.ones((2, 1)), np.ones(2), np.ones(2), 1.0, 1)[0] == \
+    assert unit_prices(lp.lam, prog.req, prog.res, lp.x, np.ones((2, 1)), np.ones(2), np.ones(2), 1)[0] == \
         pytest.approx(3.0)
     # without the perturbation the dual is a vertex of [3, 5] (HiGHS 3 here, not guaranteed)
     plain = WelfareProgram(np.ones((2, 1)), np.array([[1.0]]), np.arange(2), np.ones(2), np.zeros(2), 0.0)
@@ -46,17 +46,17 @@ def test_one_unit_two_bids_clears_at_the_displaced_bid():
 
 @pytest.mark.parametrize("alpha", [1.0, 0.5])
 def test_clearing_price_of_a_hand_market_in_money(alpha):
-    """Budgets 3 and 5 on one unit: b_ij(0) = alpha, money value alpha * B; price = dual / alpha = 3."""
+    """Budgets 3 and 5 on one unit: b_ij(0) = alpha, money values 3 alpha and 5 alpha; price = dual = 3 alpha."""
     market = hand_market([3.0, 5.0], [[1.0, 0.0], [1.0, 0.0]], [[1.0, 1.0]], weights=(alpha, 0.0, 0.0, 0.0),
                          posted=[10.0])  # the posted price (over both budgets) plays no part
     result = clearing(market)
     assert result.converged
-    assert result.prices.tolist() == pytest.approx([3.0])
+    assert result.prices.tolist() == pytest.approx([3.0 * alpha])
     assert result.lam[0, 0] == pytest.approx(3.0 * alpha)
     # a stay of 2 rounds: the same money for twice the unit-rounds, half the unit price
     two = hand_market([3.0, 5.0], [[1.0, 0.0], [1.0, 0.0]], [[1.0, 1.0]], weights=(alpha, 0.0, 0.0, 0.0),
                       duration=[2.0, 2.0])
-    assert clearing_prices(two).tolist() == pytest.approx([1.5])
+    assert clearing_prices(two).tolist() == pytest.approx([1.5 * alpha])
 
 
 def test_spare_capacity_clears_at_zero():

@@ -183,3 +183,18 @@ def test_an_unknown_price_rule_is_one_line(tmp_path):
                     '[pricing]\nrule = "walras"\n')
     with pytest.raises(MarketInputError, match=r"pricing\.rule"):
         load(path)
+
+
+@pytest.mark.parametrize("mechanism", load("stationary").mechanisms)
+def test_tatonnement_finds_the_clearing_level_of_a_stationary_market(mechanism):
+    """The same book every round, so the same clearing prices: tatonnement halves the gap at least.
+
+    Measured (seed 1, 120 rounds, eta 0.05): last-10 over first-10 mean price_gap from 0.06
+    (mohaf) to 0.38 (second_price).
+    """
+    sc = load("stationary")
+    model = MarketModel(sc, mechanism, 1)
+    model.run_for(sc.rounds)
+    gap = model.rounds_table()["price_gap"].to_numpy()
+    assert np.isfinite(gap).all() and (gap >= 0).all()
+    assert gap[-10:].mean() <= 0.5 * gap[:10].mean()

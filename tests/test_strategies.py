@@ -257,12 +257,13 @@ def test_pacing_needs_the_run_budgets():
         bid_scales(_agents([Pacing()]), UserLedger.empty(1))
 
 
-def test_affordable_keeps_a_prefix_within_the_remaining_budget():
-    user = np.array([0, 1, 0, 0, 1, 2])
-    cap = np.array([4.0, 1.0, 3.0, 1.0, 5.0, 100.0])
+def test_affordable_keeps_the_requests_that_fit_first_come_first_served():
+    user = np.array([0, 1, 0, 0, 1, 2, 0, 1])
+    cap = np.array([4.0, 1.0, 2.0, 3.0, 5.0, 100.0, 1.0, 0.5])
     remaining = np.array([7.0, 0.5, np.inf])
-    # user 0: 4, 4+3 = 7 fit, 7+1 does not; user 1: 1 > 0.5 already; user 2 has no limit
-    assert affordable(user, cap, remaining).tolist() == [True, False, True, False, False, True]
+    # user 0: 4, 4+2 = 6 fit, +3 does not (skipped), +1 = 7 fits; user 1: 1 and 5 exceed
+    # 0.5, the last 0.5 fits; user 2 has no limit
+    assert affordable(user, cap, remaining).tolist() == [True, False, True, False, False, True, True, True]
     assert affordable(np.zeros(0, dtype=np.int64), np.zeros(0), remaining).tolist() == []
 
 
