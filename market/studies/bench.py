@@ -36,9 +36,12 @@ def bench_dimensions(d: int) -> list[str]:
 
 
 def bench_scenario(requests: int, resources: int, mechanism: str, rounds: int, candidates: int, clusters: int,
-                   params: dict | None, dimensions: int = 2) -> dict:
+                   params: dict | None, dimensions: int = 2, population: str = "truthful",
+                   owners: str = "fixed") -> dict:
     """The scenario ``market bench`` runs (as a scenario dict, validated by :func:`parse`)."""
     return {
+        "users": {"mix": {population: 1.0}},
+        "owners": {"strategy": owners},
         "name": "bench", "rounds": rounds + 1, "seeds": [0], "mechanisms": [mechanism],
         "market": {"source": "synthetic", "resources": resources, "users": max(1, requests // 10),
                    "requests": requests, "qos_share": 0.3, "dimensions": bench_dimensions(dimensions)},
@@ -61,6 +64,8 @@ def bench(
     oracle: float = 0.0,
     params: dict | None = None,
     dimensions: int = 2,
+    population: str = "truthful",
+    owners: str = "fixed",
 ) -> dict:
     """Time ``rounds`` rounds and return the figures as a dict.
 
@@ -79,6 +84,10 @@ def bench(
         oracle: if > 0, solve the last round's whole market with the model's own
             yardstick (:meth:`~market.core.model.MarketModel.optimum`, each solver call
             limited to this many seconds, timed apart from the round) and report it.
+        population: the strategy every user plays (a registered name: ``truthful``,
+            ``learning``, ``pacing``, ...; the cost of strategic agents is measured by
+            comparing runs that differ only in this).
+        owners: the owners' reserve strategy (``fixed``: no reserve; ``learning``).
 
     Returns:
         ``requests, resources, candidates, clusters, mechanism, round_s`` (median
@@ -95,7 +104,8 @@ def bench(
         raise MarketInputError(f"bench: --rounds must be at least 1 (timed rounds), got {rounds}")
     if oracle < 0:
         raise MarketInputError(f"bench: --oracle must be a time limit in seconds >= 0 (0 = no oracle), got {oracle}")
-    raw = bench_scenario(requests, resources, mechanism, rounds, candidates, clusters, params, dimensions)
+    raw = bench_scenario(requests, resources, mechanism, rounds, candidates, clusters, params, dimensions, population,
+                         owners)
     if oracle > 0:
         # the time limit stops the search (nodes unbounded): the bench measures the solver
         raw["oracle_params"] = {"time_limit": float(oracle), "node_limit": 10**9}
@@ -138,6 +148,8 @@ def bench(
         "clusters": model.hierarchy.n_clusters,
         "mechanism": mechanism,
         "dimensions": len(scenario.dimensions),
+        "population": population,
+        "owners": owners,
         "rounds": rounds,
         "round_s": round(median, 6),
         "round_s_all": [round(t, 6) for t in times],
