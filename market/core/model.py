@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from agents import PlannerAgent, ResourceAgent, UserAgent
-from agents.owner import OwnerAgent, create_owner_strategy, owner_index
+from agents.owner import OwnerAgent, OwnerStrategy, create_owner_strategy, owner_index
 from agents.resource import ResourceLedger
 from agents.strategies import assign_strategies, strategy_mix
 from agents.user import (
@@ -174,6 +174,48 @@ class RoundRecord:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def user_population(scenario: Scenario, seed: int = 0) -> tuple[list[tuple[str, float]], dict[str, dict[str, Any]]]:
+    """The users' strategy mix (``[users] mix`` or the older ``shading_share``), checked, and each strategy's parameters.
+
+    Raises:
+        MarketInputError: one line naming the key (unknown strategy, a share or parameter
+            out of range).
+    """
+    u = scenario.users
+    share = float(u.shading_share)
+    mix = dict(u.mix) if u.mix is not None else {"truthful": 1.0 - share, "shading": share}
+    params: dict[str, dict[str, Any]] = {
+        "shading": {"factor": float(u.shading_factor)},
+        "learning": {"grid": tuple(float(g) for g in u.learning_grid), "eta": float(u.learning_eta),
+                     "gamma": float(u.learning_gamma), "truthful_bias": float(u.learning_truthful_bias), "seed": seed},
+        "pacing": {"budget_share": float(u.pacing_budget_share), "eta": float(u.pacing_eta),
+                   "rounds": int(scenario.rounds), "target": str(u.pacing_target)},
+    }
+    return strategy_mix(mix, params, source=scenario.path or None), params
+
+
+def owner_strategy(scenario: Scenario, seed: int = 0) -> OwnerStrategy:
+    """The owners' reserve strategy of ``[owners]``.
+
+    Raises:
+        MarketInputError: one line naming the key.
+    """
+    o = scenario.owners
+    params = ({"reserve": float(o.reserve)} if o.strategy == "fixed" else
+              {"grid": tuple(o.grid), "eta": float(o.eta), "gamma": float(o.gamma), "seed": seed})
+    return create_owner_strategy(o.strategy, scenario.path or None, **params)
+
+
+def check_population(scenario: Scenario) -> None:
+    """Check the users' and owners' strategies before any run (what the model would refuse).
+
+    Raises:
+        MarketInputError: one line naming the key.
+    """
+    user_population(scenario)
+    owner_strategy(scenario)
+
+
 class MarketModel(mesa.Model):
     """A market of resources, users and planners, cleared round after round.
 
@@ -269,10 +311,7 @@ class MarketModel(mesa.Model):
 
     def _setup_owners(self) -> None:
         """The sellers: one OwnerAgent per ``owner_id`` and the scenario's ``[owners]`` strategy."""
-        o = self.config.owners
-        params = ({"reserve": float(o.reserve)} if o.strategy == "fixed" else
-                  {"grid": tuple(o.grid), "eta": float(o.eta), "gamma": float(o.gamma), "seed": self.seed})
-        self.owner_strategy = create_owner_strategy(o.strategy, self.config.path or None, **params)
+        self.owner_strategy = owner_strategy(self.config, self.seed)
         self.resource_owner, owner_ids = owner_index(self.market.resources["owner_id"].to_numpy())
         order = np.argsort(self.resource_owner, kind="stable")
         members = np.split(order, np.cumsum(np.bincount(self.resource_owner, minlength=len(owner_ids)))[:-1])
@@ -317,7 +356,7 @@ class MarketModel(mesa.Model):
         self.request_ids = req["request_id"].to_numpy()
         user_ids, self.request_user = np.unique(req["user_id"].to_numpy(), return_inverse=True)
         n_users = user_ids.size
-        mix, params = self._strategy_mix()
+        mix, params = user_population(self.config, self.seed)
         strategies = assign_strategies(mix, params, n_users, _stream(self.seed, "strategies"))
         self.user_agents = [UserAgent(self, u, uid, strategies[u]) for u, uid in enumerate(user_ids)]
         in_run = cols["round"] < int(cfg.rounds)  # what each user could spend over the run (pacing budgets)
@@ -329,21 +368,6 @@ class MarketModel(mesa.Model):
             spill_neighbors=int(cfg.clustering.spill_neighbors),
         )
         return UserLedger.empty(n_users, budget_total=self.user_budget)
-
-    def _strategy_mix(self) -> tuple[list[tuple[str, float]], dict[str, dict[str, Any]]]:
-        """``[users] mix`` (or the older ``shading_share``), checked, and each strategy's parameters."""
-        u = self.config.users
-        share = float(u.shading_share)
-        mix = dict(u.mix) if u.mix is not None else {"truthful": 1.0 - share, "shading": share}
-        params: dict[str, dict[str, Any]] = {
-            "shading": {"factor": float(u.shading_factor)},
-            "learning": {"grid": tuple(float(g) for g in u.learning_grid), "eta": float(u.learning_eta),
-                         "gamma": float(u.learning_gamma), "truthful_bias": float(u.learning_truthful_bias),
-                         "seed": self.seed},
-            "pacing": {"budget_share": float(u.pacing_budget_share), "eta": float(u.pacing_eta),
-                       "rounds": int(self.config.rounds), "target": str(u.pacing_target)},
-        }
-        return strategy_mix(mix, params, source=self.config.path or None), params
 
     # --- state, as agents and readers see it -------------------------------------------
     @property

@@ -23,7 +23,7 @@ import pandas as pd
 from market import __version__
 from market.core.feasibility import InfeasibleAllocationError
 from market.core.io import atomic_directory, sha256_file, write_json, write_table
-from market.core.model import MarketModel
+from market.core.model import MarketModel, check_population
 from market.errors import MarketInputError, MarketWarning
 from scenarios.config import Scenario
 from scenarios.sources import build_market, late_requests, market_notes
@@ -73,6 +73,7 @@ def check_markets(scenario: Scenario, seeds: Iterable[int] | None = None) -> Non
     Raises:
         MarketInputError: on a bad or missing table, trace file or source parameter.
     """
+    check_population(scenario)
     for seed in scenario.seeds[:1] if seeds is None else seeds:
         build_market(scenario, seed)
 
@@ -83,6 +84,7 @@ def market_tables(scenario: Scenario, seeds: Iterable[int]) -> tuple[pd.DataFram
     Raises:
         MarketInputError: on a bad table or source parameter (so this also checks the input).
     """
+    check_population(scenario)
     reqs, ress = [], []
     for seed in seeds:
         market = build_market(scenario, seed)
