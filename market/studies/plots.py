@@ -333,3 +333,25 @@ def loglog_fit(
             label=label)  # legend entry: marker and fitted line together
     ax.set_xscale("log")
     ax.set_yscale("log")
+
+
+def plain_log_axis(ax: Axes, axis: str = "y") -> None:
+    """Label a logarithmic axis with plain numbers (``0.1``, ``1``, ``10``; ``0.2`` between decades), not ``2 x 10^-1``.
+
+    Majors at every decade, labelled with ``{:g}``; minor ticks at 2 and 5 times a decade,
+    labelled only when the axis spans less than two decades (else unlabelled).
+
+    Args:
+        ax: axes whose ``axis`` (``"x"`` or ``"y"``) is already on a log scale.
+        axis: which axis.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    low, high = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+    target.set_major_locator(LogLocator(base=10.0))
+    target.set_major_formatter(plain)
+    target.set_minor_locator(LogLocator(base=10.0, subs=(2.0, 5.0)))
+    narrow = low > 0 and high / low < 100.0
+    target.set_minor_formatter(plain if narrow else NullFormatter())
