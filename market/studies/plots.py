@@ -355,3 +355,55 @@ def plain_log_axis(ax: Axes, axis: str = "y") -> None:
     target.set_minor_locator(LogLocator(base=10.0, subs=(2.0, 5.0)))
     narrow = low > 0 and high / low < 100.0
     target.set_minor_formatter(plain if narrow else NullFormatter())
+
+
+def smoothed_trajectory(
+    ax: Axes,
+    frame: pd.DataFrame,
+    value: str,
+    mechanisms: Sequence[str],
+    window: int = 5,
+    band: str = "minmax",
+    x: str = "round",
+    logy: bool = False,
+    band_alpha: float = 0.12,
+) -> None:
+    """Like :func:`trajectory`, with the mean and band smoothed by a centred moving average over ``window`` points.
+
+    For noisy per-round series with many mechanisms on one axes. The seed mean and band
+    (:func:`seed_band`) are averaged over the ``window`` nearest ``x`` values (fewer at the
+    ends; ``pandas.Series.rolling(window, center=True, min_periods=1)``). With ``logy``
+    the average is geometric (the mean of the logarithms, over positive values), so one
+    spike does not lift its neighbours by orders of magnitude.
+
+    Args:
+        ax: the axes to draw on.
+        frame: rows with ``mechanism, seed``, ``x`` and ``value``.
+        value: the metric column.
+        mechanisms: which mechanisms, in legend order.
+        window: points in the moving average (1: no smoothing).
+        band: ``"minmax"`` or ``"ci"``, as for :func:`seed_band`.
+        x: the horizontal-axis column.
+        logy: logarithmic vertical axis and geometric averaging.
+        band_alpha: opacity of the bands (lower with many lines).
+    """
+    styles = mechanism_styles(mechanisms)
+
+    def smooth(s: pd.Series) -> pd.Series:
+        if not logy:
+            return s.rolling(window, center=True, min_periods=1).mean()
+        logs = np.log(s.where(s > 0))
+        return np.exp(logs.rolling(window, center=True, min_periods=1).mean())
+
+    for name in mechanisms:
+        rows = frame[frame["mechanism"] == name]
+        if rows.empty:
+            continue
+        s = seed_band(rows, value, x, band)
+        colour, line = styles[name]
+        ax.plot(s[x], smooth(s["mean"]), color=colour, linestyle=line, label=name)
+        if rows["seed"].nunique() > 1:
+            ax.fill_between(s[x], smooth(s["low"]), smooth(s["high"]), color=colour, alpha=band_alpha, linewidth=0)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(x.replace("_", " "))

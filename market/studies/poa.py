@@ -94,6 +94,8 @@ RUN_VALUES = {"welfare": "sum", "value_welfare": "sum", "revenue": "sum", "jain"
               "jain_users": "mean"}
 #: rounds at the start and at the end of a run over which the settled values are averaged
 WINDOW = 10
+#: rounds in the centred moving average of ``trajectories.png``
+SMOOTH = 5
 #: columns of ``poa.csv``
 TABLE_COLUMNS = [
     "mechanism", "seeds", "welfare_strategic", "welfare_truthful", "poa", "poa_low", "poa_high", "poa_of_means",
@@ -110,7 +112,7 @@ PACING_COLUMNS = ["mechanism", "seed", "pacing_users", "spend_share_min", "spend
                   "over_budget_users", "over_budget"]
 #: columns of ``stationary.csv`` (one row per mechanism of the stationary scenario)
 STATIONARY_COLUMNS = ["mechanism", "seeds", "rounds", "window", "price_gap_first", "price_gap_last", "ratio",
-                      "ratio_low", "ratio_high", "halved"]
+                      "ratio_low", "ratio_high", "halved", "price_gap_min", "min_round"]
 #: rounds columns drawn per round in ``trajectories.png`` (column, axis label, log scale)
 TRAJECTORIES = (("bid_to_value", "bid / value", False), ("mean_price", "mean posted unit price", False),
                 ("price_gap", "price gap to clearing prices (log)", True), ("reserve_level", "owners' reserve level", False))
@@ -402,7 +404,10 @@ def stationary_table(rounds: pd.DataFrame, window: int = WINDOW) -> pd.DataFrame
     ``w`` rounds, ``w = min(window, rounds // 2)`` (two windows that never overlap); the
     table gives ``price_gap_first`` and ``price_gap_last`` (means over seeds), ``ratio``
     (the mean over seeds of ``last / first``, 1 when ``first`` is 0) with its 95 %
-    t-interval (no interval with one seed) and ``halved`` (``ratio <= 0.5``).
+    t-interval (no interval with one seed) and ``halved`` (``ratio <= 0.5``); also the
+    smallest gap of the mean over seeds per round, ``price_gap_min``, and its round
+    ``min_round`` (the first such): last rounds well above the minimum mean prices that
+    moved on past the clearing level instead of settling at it.
 
     Args:
         rounds: the stationary runs' ``rounds`` table (with ``price_gap``).
@@ -418,9 +423,11 @@ def stationary_table(rounds: pd.DataFrame, window: int = WINDOW) -> pd.DataFrame
         first = window_mean(g, "price_gap", "first", w).to_numpy(dtype=float)
         last = window_mean(g, "price_gap", "last", w).to_numpy(dtype=float)
         ratio, low, high = plots.mean_ci(paired_ratios(last, first))
+        per_round = g.groupby("round", sort=True)["price_gap"].mean()
         rows.append({"mechanism": mech, "seeds": int(g["seed"].nunique()), "rounds": n, "window": w,
                      "price_gap_first": float(np.nanmean(first)), "price_gap_last": float(np.nanmean(last)),
-                     "ratio": ratio, "ratio_low": low, "ratio_high": high, "halved": bool(ratio <= 0.5)})
+                     "ratio": ratio, "ratio_low": low, "ratio_high": high, "halved": bool(ratio <= 0.5),
+                     "price_gap_min": float(per_round.min()), "min_round": int(per_round.idxmin())})
     return pd.DataFrame(rows, columns=STATIONARY_COLUMNS)
 
 
@@ -491,6 +498,9 @@ def _quiet_bands(ax: Any, lines: int) -> None:
 def trajectories_figure(rounds: pd.DataFrame, mechanisms: Sequence[str], path: Path, title: str) -> Path:
     """The strategic runs per round, one line per mechanism (mean over seeds, min-max band over seeds).
 
+    Lines and bands are smoothed by a centred moving average over :data:`SMOOTH` rounds
+    (geometric for the price gap; :func:`market.studies.plots.smoothed_trajectory`): with
+    eight mechanisms the raw per-round series cross each other every round.
     Panels: the :data:`TRAJECTORIES` columns (bid / value, mean posted price, price gap to
     the clearing prices on a log scale, owners' reserve level). A column the rounds table
     does not have (``price_gap`` without ``[pricing] clearing = true``) leaves its panel
@@ -502,8 +512,8 @@ def trajectories_figure(rounds: pd.DataFrame, mechanisms: Sequence[str], path: P
         fig, axes = plots.figure(2, 2, width=6.0, height=3.6)
         for ax, (column, label, logy) in zip(axes.flat, TRAJECTORIES):
             if column in rounds.columns:
-                plots.trajectory(ax, rounds, column, list(mechanisms), band="minmax", logy=logy)
-                _quiet_bands(ax, len(mechanisms))
+                plots.smoothed_trajectory(ax, rounds, column, list(mechanisms), window=SMOOTH, logy=logy,
+                                          band_alpha=0.12 if len(mechanisms) <= 3 else 0.05)
                 if logy:
                     plots.plain_log_axis(ax)
             else:
@@ -698,9 +708,10 @@ def _learning_section(table: pd.DataFrame) -> list[str]:
                        f"({'at least' if second - first >= 0.05 else 'less than'} 0.05).")]
     lines += ["", "![settled bids, revenue and fairness](learning.png)", "",
               "### Trajectories of the strategic runs", "",
-              ("Per round, mean over seeds with the range over seeds shaded: the users' bid / value, the mean posted "
-               "price, the price gap to the round's market-clearing prices (`price_gap`, mean relative distance; log "
-               "scale) and the owners' mean reserve level (`reserve_level`)."),
+              (f"Per round, mean over seeds with the range over seeds shaded, both smoothed by a centred {SMOOTH}-round "
+               "moving average (geometric for the price gap): the users' bid / value, the mean posted price, the "
+               "price gap to the round's market-clearing prices (`price_gap`, mean relative distance; log scale) and "
+               "the owners' mean reserve level (`reserve_level`). The raw values are in `rounds_strategic.parquet`."),
               "", "![trajectories](trajectories.png)", ""]
     return lines
 
@@ -749,12 +760,20 @@ def _stationary_section(info: Mapping[str, Any] | None, table: pd.DataFrame | No
          "gap over the first and the last rounds (window below), mean over seeds; ratio last / first (a paired mean "
          "with its 95 % t-interval when there are several seeds); the acceptance is a ratio of at most 0.5."),
         "",
-        "| mechanism | seeds | window | price gap, first rounds | price gap, last rounds | last / first | <= 0.5 |",
-        "|---|---|---|---|---|---|---|",
+        ("| mechanism | seeds | window | price gap, first rounds | price gap, last rounds | last / first | <= 0.5 "
+         "| smallest gap (round) |"),
+        "|---|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
         lines.append(f"| {r['mechanism']} | {r['seeds']} | {r['window']} | {_fmt(r['price_gap_first'], 3)} | "
-                     f"{_fmt(r['price_gap_last'], 3)} | {_ci(r, 'ratio', 3)} | {'yes' if r['halved'] else 'no'} |")
+                     f"{_fmt(r['price_gap_last'], 3)} | {_ci(r, 'ratio', 3)} | {'yes' if r['halved'] else 'no'} | "
+                     f"{_fmt(r['price_gap_min'], 3)} ({r['min_round']}) |")
+    back = table[table["price_gap_last"] > 2 * table["price_gap_min"]]
+    if len(back):
+        lines += ["", (f"Under {', '.join(back['mechanism'])} the last rounds' gap is more than twice the smallest "
+                       "one: the gap reached its minimum and grew again while the mean posted price kept rising "
+                       "(right panel of the figure), prices moving on past the clearing level rather than settling "
+                       "at it (a constant step `eta`).")]
     lines += ["", "![price gap on the stationary market](stationary.png)", ""]
     return lines
 
@@ -818,7 +837,8 @@ def write_outputs(out: Path, rounds: Mapping[str, pd.DataFrame], info: Mapping[s
         learning_figure(table, tmp / "learning.png",
                         f"{info['scenario']}: settled bids, revenue and fairness (mean over seeds, 95 % t-interval)")
         trajectories_figure(rounds["strategic"], mechanisms, tmp / "trajectories.png",
-                            f"{info['scenario']}, strategic population: per round (mean over seeds, range shaded)")
+                            f"{info['scenario']}, strategic population: per round (mean over seeds, range shaded; "
+                            f"{SMOOTH}-round moving average)")
         if stationary is not None:
             st = info["stationary"]
             stationary_figure(stationary, list(st["mechanisms"]), tmp / "stationary.png",
