@@ -55,12 +55,23 @@ bounds with a single seed (no interval, as in every study).
 identical (the model is deterministic for a seed) and every ratio is exactly 1; the
 report says so. That is the check that the pairing is right.
 
+**Learning, pacing, prices.** Beside the welfare ratios, per mechanism: the learners'
+settled bid / value (``bid_to_value`` over the last :data:`WINDOW` rounds, 95 % interval
+over seeds), revenue and Jain's index over users for both populations with their paired
+ratios (:func:`poa_table`); the pacing users' spend over their run budgets
+(:func:`pacing_table`, from the per-run user totals of :func:`user_summary`); per-round
+trajectories of bid / value, mean price, price gap and reserve level
+(:func:`trajectories_figure`); and, with a ``stationary`` scenario (``[pricing] clearing =
+true``), the price gap of its runs at the start and at the end (:func:`stationary_table`).
+
 Outputs (:func:`run_poa`, atomically): ``poa.csv`` (one row per mechanism),
 ``poa_runs.csv`` (one row per mechanism and seed), ``poa.md``, ``poa.png`` (the ratios
 with their intervals), ``welfare.png`` (welfare per round, strategic against truthful,
 per mechanism), ``rounds_strategic.parquet`` and ``rounds_truthful.parquet`` (the two
-populations' ``rounds`` tables, Contract 3) from which :func:`regenerate` rebuilds every
-other file, and ``manifest.json``. Every file but the manifest (wall time, workers) has
+populations' ``rounds`` tables, Contract 3), ``users_strategic.parquet``, ``pacing.csv``,
+``learning.png``, ``trajectories.png`` and with a stationary scenario ``stationary.csv``,
+``stationary.png`` and ``rounds_stationary.parquet``; :func:`regenerate` rebuilds every
+other file from the parquet tables and ``manifest.json``. Every file but the manifest (wall time, workers) has
 the same bytes for any number of workers.
 """
 
