@@ -163,41 +163,6 @@ def seed_band(frame: pd.DataFrame, value: str, x: str = "round", band: str = "mi
     return pd.DataFrame(rows, columns=[x, "mean", "low", "high"])
 
 
-def trajectory(
-    ax: Axes,
-    frame: pd.DataFrame,
-    value: str,
-    mechanisms: Sequence[str],
-    band: str = "minmax",
-    x: str = "round",
-    logy: bool = False,
-) -> None:
-    """One line per mechanism (mean across seeds per ``x``) with a shaded seed band.
-
-    Args:
-        ax: the axes to draw on.
-        frame: rows with ``mechanism, seed``, ``x`` and ``value``.
-        value: the metric column.
-        mechanisms: which mechanisms, in legend order.
-        band: ``"minmax"`` (range across seeds) or ``"ci"`` (95 % t-interval).
-        x: the horizontal-axis column.
-        logy: logarithmic vertical axis (non-positive values are not drawn).
-    """
-    styles = mechanism_styles(mechanisms)
-    for name in mechanisms:
-        rows = frame[frame["mechanism"] == name]
-        if rows.empty:
-            continue
-        s = seed_band(rows, value, x, band)
-        colour, line = styles[name]
-        ax.plot(s[x], s["mean"], color=colour, linestyle=line, label=name)
-        if rows["seed"].nunique() > 1:
-            ax.fill_between(s[x], s["low"], s["high"], color=colour, alpha=0.12, linewidth=0)
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(x.replace("_", " "))
-
-
 def ci_bars(
     ax: Axes,
     names: Sequence[str],
@@ -357,20 +322,20 @@ def plain_log_axis(ax: Axes, axis: str = "y") -> None:
     target.set_minor_formatter(plain if narrow else NullFormatter())
 
 
-def smoothed_trajectory(
+def trajectory(
     ax: Axes,
     frame: pd.DataFrame,
     value: str,
     mechanisms: Sequence[str],
-    window: int = 5,
     band: str = "minmax",
     x: str = "round",
     logy: bool = False,
+    window: int = 1,
     band_alpha: float = 0.12,
 ) -> None:
-    """Like :func:`trajectory`, with the mean and band smoothed by a centred moving average over ``window`` points.
+    """One line per mechanism (mean across seeds per ``x``) with a shaded seed band, optionally smoothed.
 
-    For noisy per-round series with many mechanisms on one axes. The seed mean and band
+    With ``window > 1`` (noisy per-round series, many mechanisms on one axes) the seed mean and band
     (:func:`seed_band`) are averaged over the ``window`` nearest ``x`` values (fewer at the
     ends; ``pandas.Series.rolling(window, center=True, min_periods=1)``). With ``logy``
     the average is geometric (the mean of the logarithms, over positive values), so one
@@ -390,6 +355,8 @@ def smoothed_trajectory(
     styles = mechanism_styles(mechanisms)
 
     def smooth(s: pd.Series) -> pd.Series:
+        if window <= 1:
+            return s
         if not logy:
             return s.rolling(window, center=True, min_periods=1).mean()
         logs = np.log(s.where(s > 0))

@@ -510,7 +510,7 @@ def trajectories_figure(rounds: pd.DataFrame, mechanisms: Sequence[str], path: P
     """The strategic runs per round, one line per mechanism (mean over seeds, min-max band over seeds).
 
     Lines and bands are smoothed by a centred moving average over :data:`SMOOTH` rounds
-    (geometric for the price gap; :func:`market.studies.plots.smoothed_trajectory`): with
+    (geometric for the price gap; :func:`market.studies.plots.trajectory` with a window): with
     eight mechanisms the raw per-round series cross each other every round.
     Panels: the :data:`TRAJECTORIES` columns (bid / value, mean posted price, price gap to
     the clearing prices on a log scale, owners' reserve level). A column the rounds table
@@ -523,7 +523,7 @@ def trajectories_figure(rounds: pd.DataFrame, mechanisms: Sequence[str], path: P
         fig, axes = plots.figure(2, 2, width=6.0, height=3.6)
         for ax, (column, label, logy) in zip(axes.flat, TRAJECTORIES):
             if column in rounds.columns:
-                plots.smoothed_trajectory(ax, rounds, column, list(mechanisms), window=SMOOTH, logy=logy,
+                plots.trajectory(ax, rounds, column, list(mechanisms), window=SMOOTH, logy=logy,
                                           band_alpha=0.12 if len(mechanisms) <= 3 else 0.05)
                 if logy:
                     plots.plain_log_axis(ax)
