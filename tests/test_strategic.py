@@ -69,3 +69,11 @@ def test_strategic_runs_are_reproducible(auctions):
     first = auctions[("first_price", SCENARIO.seeds[0])]
     pd.testing.assert_frame_equal(again.rounds, first.rounds, check_exact=True)
     pd.testing.assert_frame_equal(again.users, first.users, check_exact=True)
+
+
+def test_a_shorter_run_is_the_first_rounds_of_the_full_run_pacers_included():
+    """Pacers' run budgets and target rates follow the market's horizon, not the rounds played."""
+    short, longer = (run_one(SCENARIO.replace(rounds=r), "second_price", 1) for r in (3, 5))
+    for name in ("rounds", "users", "allocations"):
+        a, b = getattr(short, name), getattr(longer, name)
+        pd.testing.assert_frame_equal(a, b[b["round"] < 3].reset_index(drop=True), check_exact=True)

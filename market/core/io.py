@@ -112,19 +112,24 @@ def atomic_directory(out: Path) -> Iterator[Path]:
     out = check_output_directory(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary(out, "tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    (tmp / OUTPUT_MARKER).touch()
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    # everything up to the final rename in one try: an interrupt (Ctrl-C) at any point,
+    # also while the finished tables are synced or renamed, leaves no temporary behind
+    # and the earlier output in place
     try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        (tmp / OUTPUT_MARKER).touch()
         yield tmp
+        _fsync_tree(tmp)
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
     except BaseException:
+        if old.exists() and not out.exists():
+            os.replace(old, out)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_tree(tmp)
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
     _fsync(out.parent)
     shutil.rmtree(old, ignore_errors=True)
 

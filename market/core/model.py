@@ -189,7 +189,9 @@ def user_population(scenario: Scenario, seed: int = 0) -> tuple[list[tuple[str, 
         "learning": {"grid": tuple(float(g) for g in u.learning_grid), "eta": float(u.learning_eta),
                      "gamma": float(u.learning_gamma), "truthful_bias": float(u.learning_truthful_bias), "seed": seed},
         "pacing": {"budget_share": float(u.pacing_budget_share), "eta": float(u.pacing_eta),
-                   "rounds": int(scenario.rounds), "target": str(u.pacing_target)},
+                   # the market's span, not the rounds played: a run of R rounds is the first R
+                   # rounds of the full run (README, Contract 1: horizon), pacers included
+                   "rounds": int(scenario.horizon), "target": str(u.pacing_target)},
     }
     return strategy_mix(mix, params, source=scenario.path or None), params
 
@@ -312,7 +314,9 @@ class MarketModel(mesa.Model):
     def _setup_owners(self) -> None:
         """The sellers: one OwnerAgent per ``owner_id`` and the scenario's ``[owners]`` strategy."""
         self.owner_strategy = owner_strategy(self.config, self.seed)
-        self.resource_owner, owner_ids = owner_index(self.market.resources["owner_id"].to_numpy())
+        res = self.market.resources  # a hand-made MarketData may have no owner_id: each resource its own owner
+        ids = res["owner_id"].to_numpy() if "owner_id" in res else np.full(len(res), -1)
+        self.resource_owner, owner_ids = owner_index(ids)
         order = np.argsort(self.resource_owner, kind="stable")
         members = np.split(order, np.cumsum(np.bincount(self.resource_owner, minlength=len(owner_ids)))[:-1])
         self.owner_agents = [OwnerAgent(self, k, oid, members[k]) for k, oid in enumerate(owner_ids)]
@@ -359,7 +363,9 @@ class MarketModel(mesa.Model):
         mix, params = user_population(self.config, self.seed)
         strategies = assign_strategies(mix, params, n_users, _stream(self.seed, "strategies"))
         self.user_agents = [UserAgent(self, u, uid, strategies[u]) for u, uid in enumerate(user_ids)]
-        in_run = cols["round"] < int(cfg.rounds)  # what each user could spend over the run (pacing budgets)
+        # what each user could spend over the market's span (pacing budgets; the horizon, so
+        # that --rounds R plays the first R rounds of the full run)
+        in_run = cols["round"] < int(cfg.horizon)
         self.user_budget = np.bincount(self.request_user[in_run], cols["budget"][in_run], minlength=n_users)
         n = len(req)
         self.need = np.column_stack([np.ones(n), np.zeros(n)]) if self.slots else cols["demand"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from market.core.model import MarketModel
+from market.core.model import MarketModel, check_population, user_population
 from market.errors import MarketInputError
 from scenarios.config import parse
 from scenarios.synthetic import generate
@@ -163,7 +163,7 @@ def bench(
 
 
 def bench_rounds(scenario: str, mechanism: str = "mohaf", rounds: int = 7, seed: int | None = None,
-                 settings: dict | None = None) -> dict:
+                 settings: dict | None = None, population: str | None = None, owners: str | None = None) -> dict:
     """Time the first ``rounds`` rounds of a scenario's own market, as a run plays them.
 
     Args:
@@ -174,11 +174,13 @@ def bench_rounds(scenario: str, mechanism: str = "mohaf", rounds: int = 7, seed:
         seed: the market's seed (default: the scenario's first).
         settings: ``{"market.KEY" | "llm.KEY": value}`` changes (e.g. ``market.rate = 4``),
             or ``{"horizon": rounds}`` (the rounds the market spans).
+        population: every user plays this registered strategy (None: the scenario's mix).
+        owners: the owners' strategy, ``fixed`` or ``learning`` (None: the scenario's).
 
     Returns:
         ``scenario, mechanism, rounds, build_s`` (building the market and model),
         ``round_s`` (median seconds per round), ``round_s_max``, ``requests`` (rows of the
-        market), ``peak_rss_mb``.
+        market), ``population`` (strategy shares), ``owners``, ``peak_rss_mb``.
 
     Raises:
         MarketInputError: on a bad scenario, key or value.
@@ -204,6 +206,11 @@ def bench_rounds(scenario: str, mechanism: str = "mohaf", rounds: int = 7, seed:
     if rounds < 1:
         raise MarketInputError(f"bench: --rounds must be at least 1, got {rounds}")
     sc = sc.replace(rounds=rounds + 1, horizon=max(sc.horizon, rounds + 1))
+    if population is not None:
+        sc = sc.replace(users=sc.users.replace(shading_share=0.0, mix={population: 1.0}))
+    if owners is not None:
+        sc = sc.replace(owners=sc.owners.replace(strategy=owners))
+    check_population(sc)
     t0 = time.perf_counter()
     model = MarketModel(sc.replace(oracle=False, compare_flat=False), mechanism=mechanism,
                         rng=sc.seeds[0] if seed is None else seed)
@@ -218,5 +225,6 @@ def bench_rounds(scenario: str, mechanism: str = "mohaf", rounds: int = 7, seed:
         "scenario": sc.name, "mechanism": mechanism, "rounds": rounds, "build_s": round(build_s, 3),
         "round_s": round(statistics.median(times), 6), "round_s_max": round(max(times), 6),
         "requests": len(model.market.requests),
+        "population": dict(user_population(sc)[0]), "owners": sc.owners.strategy,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

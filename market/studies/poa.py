@@ -55,8 +55,9 @@ bounds with a single seed (no interval, as in every study).
 identical (the model is deterministic for a seed) and every ratio is exactly 1; the
 report says so. That is the check that the pairing is right.
 
-**Learning, pacing, prices.** Beside the welfare ratios, per mechanism: the learners'
-settled bid / value (``bid_to_value`` over the last :data:`WINDOW` rounds, 95 % interval
+**Learning, pacing, prices.** Beside the welfare ratios, per mechanism: the settled bid /
+value of all the round's bids (learners, pacers and truthful users alike: ``bid_to_value``
+over the last :data:`WINDOW` rounds, 95 % interval
 over seeds), revenue and Jain's index over users for both populations with their paired
 ratios (:func:`poa_table`); the pacing users' spend over their run budgets
 (:func:`pacing_table`, from the per-run user totals of :func:`user_summary`); per-round
@@ -713,7 +714,7 @@ def _learning_section(table: pd.DataFrame) -> list[str]:
     if {"first_price", "second_price"} <= set(by.index):
         second, first = by.loc["second_price", "bid_to_value_last10"], by.loc["first_price", "bid_to_value_last10"]
         lines += ["", (f"Truthful bidding where it is a dominant strategy, shading where it pays: under second_price "
-                       f"the learners settle at bid / value {_fmt(second, 3)} "
+                       f"the bids (every user's) settle at bid / value {_fmt(second, 3)} "
                        f"({'at least' if second >= 0.90 else 'below'} 0.90); under first_price (pay your bid) at "
                        f"{_fmt(first, 3)}, {_fmt(second - first, 3)} below second_price "
                        f"({'at least' if second - first >= 0.05 else 'less than'} 0.05).")]

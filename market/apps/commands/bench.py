@@ -29,10 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also measure the last round against the whole-market oracle with this time budget (best known, proven bound, status)")
     p.add_argument("--dimensions", type=int, default=2, metavar="D",
                    help="resource dimensions of the synthetic market: cpu, mem, then gpu, disk, net, ... (default 2)")
-    p.add_argument("--population", default="truthful", metavar="STRATEGY",
-                   help="the bidding strategy of every user of the synthetic market (truthful, learning, pacing, ...)")
-    p.add_argument("--owners", default="fixed", choices=("fixed", "learning"),
-                   help="the owners' reserve prices: fixed (none) or learning (EXP3 over multipliers)")
+    p.add_argument("--population", default=None, metavar="STRATEGY",
+                   help="the bidding strategy of every user (truthful, learning, pacing, ...; default: truthful, "
+                        "or with --scenario the scenario's mix)")
+    p.add_argument("--owners", default=None, choices=("fixed", "learning"),
+                   help="the owners' reserve prices: fixed or learning (EXP3 over multipliers; default: fixed, or with "
+                        "--scenario the scenario's)")
     p.add_argument("--scenario", default=None, metavar="NAME",
                    help="time the rounds of a scenario's market instead (its first seed, rounds in order)")
     p.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", dest="settings",
@@ -61,13 +63,15 @@ def run(args: argparse.Namespace) -> int:
     from market.studies.bench import bench, bench_rounds
 
     if args.scenario:
-        result = bench_rounds(args.scenario, args.mechanism, args.rounds, args.seed, params(args.settings))
+        result = bench_rounds(args.scenario, args.mechanism, args.rounds, args.seed, params(args.settings),
+                              args.population, args.owners)
         print(json.dumps(result) if args.json else "\n".join(f"{k:22s} {v}" for k, v in result.items()))
         return 0
     result = bench(
         requests=args.requests, resources=args.resources, mechanism=args.mechanism, rounds=args.rounds,
         candidates=args.candidates, clusters=args.clusters, seed=args.seed, oracle=args.oracle,
-        params=params(args.param), dimensions=args.dimensions, population=args.population, owners=args.owners,
+        params=params(args.param), dimensions=args.dimensions, population=args.population or "truthful",
+        owners=args.owners or "fixed",
     )
     if args.json:
         print(json.dumps(result))

@@ -14,7 +14,7 @@ HELP = "price of anarchy: welfare of the strategic population over all-truthful,
 DESCRIPTION = ("Run every mechanism and seed of a scenario twice, with its strategic population ([users] mix or "
                "shading_share) and with every user truthful, on the same markets; per mechanism the welfare ratio "
                "strategic / truthful paired by seed (mean and 95 % t-interval) and the ratio of means; revenue and "
-               "Jain over users, strategic against truthful; the learners' settled bid / value (last 10 rounds); the "
+               "Jain over users, strategic against truthful; the settled bid / value of all bids (last 10 rounds); the "
                "pacing users' spend over their run budgets; per-round trajectories of bids, prices, price gap and "
                "reserves; with --stationary, the price gap of tatonnement on a market that does not change. Writes "
                "CSV tables, the rounds tables, a Markdown report and plots atomically. A scenario whose users are "
