@@ -2,12 +2,15 @@
 
 Round ``t``: finished requests release their capacity; requests that arrived by ``t``
 and are still waiting form the order book (rows of arrays), their bids scaled by their
-users' strategies, asked this round (:func:`agents.user.bid_scales`); the root planner
+users' strategies, asked this round (:func:`agents.user.bid_scales`; pacing users keep out
+what they could not pay for); the owners set their reserves, which floor the posted prices
+(:mod:`agents.owner`); the root planner
 routes them to the cluster planners, each clears its sub-market with the mechanism, and
 the root runs a spill-over pass (:func:`market.core.engine.clear_round`); the allocation
 passes the shared feasibility check; the resources take on the load for each request's
 duration and collect the payments (:class:`agents.resource.ResourceLedger`); unserved
-requests retry while their patience lasts; prices move towards the target utilisation;
+requests retry while their patience lasts; learning users and owners update from the
+round; prices move by the price rule (utilisation target or tatonnement);
 the round's metrics are computed once, here, and the round is left as a
 :class:`RoundRecord` (``model.record``) that every other reader uses. The DataCollector's
 ``rounds`` and ``timings`` tables are the source of the run's output tables.
