@@ -175,7 +175,7 @@ def _ids(df: pd.DataFrame, col: str, rows: _Rows) -> pd.Series:
     leading zero, no decimal point). If every cell is a whole number within int64 the column
     is int64. Otherwise (any other text, or a whole number outside int64 such as a uint64
     above ``2**63 - 1``) every id is kept as a string: text as written, numbers as their
-    exact decimal digits. A missing or empty cell, a boolean, a fraction, or a float
+    exact decimal digits. A missing, empty or blank cell, a boolean, a fraction, or a float
     outside int64 (not exact) is refused, naming the file, row and column.
     """
     raw = df[col]
@@ -183,7 +183,7 @@ def _ids(df: pd.DataFrame, col: str, rows: _Rows) -> pd.Series:
     if pd.api.types.is_bool_dtype(raw):
         rows.fail(np.ones(len(raw), dtype=bool), f"column {col!r} must hold whole numbers or strings, got {{value}}", raw)
     if raw.isna().any():
-        rows.fail(raw.isna().to_numpy(), f"column {col!r} has a missing value {{value}}", raw)
+        rows.fail(raw.isna().to_numpy(), f"column {col!r} has a missing (empty) value {{value}}", raw)
     if pd.api.types.is_integer_dtype(raw):
         if pd.api.types.is_unsigned_integer_dtype(raw) and len(raw) and int(raw.max()) > _INT64_MAX:
             return pd.Series([str(v) for v in raw.tolist()], index=index, dtype=str)
@@ -203,8 +203,8 @@ def _ids(df: pd.DataFrame, col: str, rows: _Rows) -> pd.Series:
     csv = rows.csv
     for row, v in enumerate(raw.tolist()):
         if isinstance(v, str):
-            if v == "":
-                rows.fail(np.arange(len(raw)) == row, f"column {col!r} has a missing value {{value}}", raw)
+            if not v.strip():  # empty or only blanks: no id
+                rows.fail(np.arange(len(raw)) == row, f"column {col!r} has an empty id {{value}}", raw)
             values.append(int(v) if csv and _PLAIN_INT.fullmatch(v) else v)
         elif _whole(v):
             values.append(int(v))

@@ -259,7 +259,8 @@ def test_duplicate_id_beyond_int64_is_reported_as_written(tmp_path):
     (np.array([1.0, 2.0**64]), ("row 2:", "'request_id'", "outside int64")),
     (np.array([1.0, 2.5]), ("row 2:", "'request_id'", "whole numbers or strings", "2.5")),
     (np.array([True, False]), ("row 1:", "'request_id'", "whole numbers or strings", "True")),
-    (["a", ""], ("row 2:", "'request_id'", "missing")),
+    (["a", ""], ("row 2:", "'request_id'", "empty id")),
+    (["a", "  "], ("row 2:", "'request_id'", "empty id")),
     (["a", None], ("row 2:", "'request_id'", "missing")),
 ])
 def test_bad_parquet_ids_are_refused_in_one_line(tmp_path, ids, parts):
