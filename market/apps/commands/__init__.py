@@ -28,12 +28,16 @@ the only place commands are registered. The rules that keep the CLI fast and cle
   the library never parses arguments.
 
 This package also holds the argument types the commands share (:func:`int_list`,
-:func:`name_list`, :func:`output_directory`).
+:func:`name_list`, :func:`output_directory`) and their run-counting progress bar
+(:func:`run_progress`).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -64,3 +68,28 @@ def output_directory(text: str) -> Path:
         return check_output_directory(Path(text))
     except MarketInputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+@contextmanager
+def run_progress(desc: str, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar of runs on stderr, as the ``progress(done, total)`` callback studies take.
+
+    The total may be learnt late (a study knows its runs once it has planned them); the bar
+    is closed whatever happens in the block.
+
+    Args:
+        desc: the bar's label, e.g. ``"poa strategic"``.
+        quiet: no bar (the callback does nothing visible).
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=desc, unit="run", disable=quiet, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        bar.close()

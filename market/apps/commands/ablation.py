@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from market.apps.commands import int_list, output_directory
+from market.apps.commands import int_list, output_directory, run_progress
 from market.errors import MarketInputError
 
 NAME = "ablation"
@@ -45,8 +44,6 @@ def command_line(args: argparse.Namespace, scenario, step: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """``market ablation``: check the scenario, its market and the grid, then run with a bar."""
-    from tqdm import tqdm
-
     from market.core.runner import check_markets
     from market.studies.ablation import run_ablation, simplex_grid
     from market.studies.sweep import open_executor
@@ -68,18 +65,10 @@ def run(args: argparse.Namespace) -> int:
         simplex_grid(step)  # validates before any work
     check_markets(scenario)  # bad tables or a missing trace fail here, before the bar
 
-    with open_executor("local", workers=args.workers) as pool:  # checks --workers, before the bar
-        bar = tqdm(total=0, desc=f"ablation {scenario.name}", unit="run", disable=args.quiet, file=sys.stderr)
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        try:
-            manifest = run_ablation(scenario, args.out, scenario.seeds, grid_step=step, sweep_seeds=args.sweep_seeds,
-                                    sweep_rounds=args.sweep_rounds, executor=pool, workers=args.workers,
-                                    progress=progress, command=command_line(args, scenario, step))
-        finally:
-            bar.close()
+    with (open_executor("local", workers=args.workers) as pool,  # checks --workers, before the bar
+          run_progress(f"ablation {scenario.name}", args.quiet) as progress):
+        manifest = run_ablation(scenario, args.out, scenario.seeds, grid_step=step, sweep_seeds=args.sweep_seeds,
+                                sweep_rounds=args.sweep_rounds, executor=pool, workers=args.workers,
+                                progress=progress, command=command_line(args, scenario, step))
     print(f"wrote {args.out} ({manifest['runs']} runs, {manifest['wall_time_s']:.1f} s)")
     return 0

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 
-from market.apps.commands import int_list, name_list, output_directory
+from market.apps.commands import int_list, name_list, output_directory, run_progress
 from market.errors import MarketInputError
 
 NAME = "llm-report"
@@ -61,8 +60,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``market llm-report``: check the scenario and its market, then run every variant with a bar."""
-    from tqdm import tqdm
-
     from market.core.runner import check_markets
     from market.studies.llm_serving import POOLS, run_report, variant
     from market.studies.sweep import open_executor
@@ -85,17 +82,9 @@ def run(args: argparse.Namespace) -> int:
                + (f"--start-seconds {args.start_seconds:g} " if args.start_seconds is not None else "")
                + f"--workers {args.workers}")
 
-    with open_executor("local", workers=args.workers) as pool:  # checks --workers, before the bar
-        bar = tqdm(total=0, desc=f"llm-report {scenario.name}", unit="run", disable=args.quiet, file=sys.stderr)
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        try:
-            manifest = run_report(scenario, args.out, args.rates, scenario.seeds, args.rounds, scenario.mechanisms,
-                                  executor=pool, workers=args.workers, progress=progress, command=command)
-        finally:
-            bar.close()
+    with (open_executor("local", workers=args.workers) as pool,  # checks --workers, before the bar
+          run_progress(f"llm-report {scenario.name}", args.quiet) as progress):
+        manifest = run_report(scenario, args.out, args.rates, scenario.seeds, args.rounds, scenario.mechanisms,
+                              executor=pool, workers=args.workers, progress=progress, command=command)
     print(f"wrote {args.out} ({manifest['runs']} runs, {manifest['wall_time_s']:.1f} s)")
     return 0

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from market.apps.commands import int_list, name_list, output_directory
+from market.apps.commands import int_list, name_list, output_directory, run_progress
 from market.errors import MarketInputError
 
 NAME = "poa"
@@ -48,8 +47,6 @@ def command_line(args: argparse.Namespace, scenario: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """``market poa``: check the scenario, its market, mechanisms and population, then run with a bar."""
-    from tqdm import tqdm
-
     from market.studies.poa import check_inputs, check_stationary, is_truthful, run_poa
     from market.studies.sweep import open_executor
     from scenarios.config import load
@@ -71,18 +68,10 @@ def run(args: argparse.Namespace) -> int:
         stationary = load(args.stationary)
         check_stationary(stationary)  # clearing on, its market and mechanisms, before the bar
 
-    with open_executor("local", workers=args.workers) as pool:  # checks --workers, before the bar
-        bar = tqdm(total=0, desc=f"poa {scenario.name}", unit="run", disable=args.quiet, file=sys.stderr)
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        try:
-            manifest = run_poa(scenario, args.out, executor=pool, workers=args.workers, progress=progress,
-                               command=command_line(args, scenario), stationary=stationary)
-        finally:
-            bar.close()
+    with (open_executor("local", workers=args.workers) as pool,  # checks --workers, before the bar
+          run_progress(f"poa {scenario.name}", args.quiet) as progress):
+        manifest = run_poa(scenario, args.out, executor=pool, workers=args.workers, progress=progress,
+                           command=command_line(args, scenario), stationary=stationary)
     note = "; the population is all truthful: every ratio is 1" if is_truthful(scenario) else ""
     runs = 2 * len(scenario.mechanisms) * len(scenario.seeds)
     if stationary is not None:
