@@ -31,7 +31,7 @@ import mesa
 import numpy as np
 
 from agents import bandit
-from agents.strategies import StrategyParamError
+from agents.strategies import StrategyParamError, check_exp3_rates
 from market.errors import MarketInputError
 
 if TYPE_CHECKING:
@@ -109,10 +109,7 @@ class LearningReserve:
         if not grid or not all(0.0 <= g <= 100.0 for g in grid) or any(b <= a for a, b in pairwise(grid)):
             raise StrategyParamError("grid", f"must be increasing numbers in [0, 100], got {list(grid)}")
         object.__setattr__(self, "grid", grid)
-        if not 0.0 < float(self.eta) <= 10.0:
-            raise StrategyParamError("eta", f"must be in (0, 10], got {self.eta!r}")
-        if not 0.0 <= float(self.gamma) < 1.0:
-            raise StrategyParamError("gamma", f"must be in [0, 1), got {self.gamma!r}")
+        check_exp3_rates(self.eta, self.gamma)
 
     def _arm(self, state: dict[str, np.ndarray], rounds: int, n_owners: int) -> tuple[np.ndarray, np.ndarray]:
         p = bandit.probabilities(state.get(self.LOG_WEIGHTS), n_owners, len(self.grid), self.gamma)

@@ -131,6 +131,18 @@ class StrategyParamError(ValueError):
         self.param = param
 
 
+def check_exp3_rates(eta: float, gamma: float) -> None:
+    """An EXP3 learner's rate and exploration (users' and owners' alike).
+
+    Raises:
+        StrategyParamError: ``eta`` outside ``(0, 10]`` or ``gamma`` outside ``[0, 1)``.
+    """
+    if not 0.0 < float(eta) <= 10.0:
+        raise StrategyParamError("eta", f"must be in (0, 10], got {eta!r}")
+    if not 0.0 <= float(gamma) < 1.0:
+        raise StrategyParamError("gamma", f"must be in [0, 1), got {gamma!r}")
+
+
 #: separates the users' EXP3 draws from other learners' (:func:`agents.bandit.uniforms`)
 USER_SALT = 0x5EED
 
@@ -195,10 +207,7 @@ class Learning:
         if any(b <= a for a, b in pairwise(grid)):
             raise StrategyParamError("grid", f"must be sorted increasing without repeats, got {list(grid)}")
         object.__setattr__(self, "grid", grid)
-        if not 0.0 < float(self.eta) <= 10.0:
-            raise StrategyParamError("eta", f"must be in (0, 10], got {self.eta!r}")
-        if not 0.0 <= float(self.gamma) < 1.0:
-            raise StrategyParamError("gamma", f"must be in [0, 1), got {self.gamma!r}")
+        check_exp3_rates(self.eta, self.gamma)
         if not 0.0 <= float(self.truthful_bias) <= 50.0:
             raise StrategyParamError("truthful_bias", f"must be in [0, 50], got {self.truthful_bias!r}")
 
