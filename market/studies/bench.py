@@ -35,16 +35,34 @@ def bench_dimensions(d: int) -> list[str]:
     return [*DIMENSION_NAMES[:d], *(f"r{k}" for k in range(len(DIMENSION_NAMES), d))]
 
 
-def bench_scenario(requests: int, resources: int, mechanism: str, rounds: int, candidates: int, clusters: int,
-                   params: dict | None, dimensions: int = 2, population: str = "truthful",
-                   owners: str = "fixed") -> dict:
+def bench_scenario(
+    requests: int,
+    resources: int,
+    mechanism: str,
+    rounds: int,
+    candidates: int,
+    clusters: int,
+    params: dict | None,
+    dimensions: int = 2,
+    population: str = "truthful",
+    owners: str = "fixed",
+) -> dict:
     """The scenario ``market bench`` runs (as a scenario dict, validated by :func:`parse`)."""
     return {
         "users": {"mix": {population: 1.0}},
         "owners": {"strategy": owners},
-        "name": "bench", "rounds": rounds + 1, "seeds": [0], "mechanisms": [mechanism],
-        "market": {"source": "synthetic", "resources": resources, "users": max(1, requests // 10),
-                   "requests": requests, "qos_share": 0.3, "dimensions": bench_dimensions(dimensions)},
+        "name": "bench",
+        "rounds": rounds + 1,
+        "seeds": [0],
+        "mechanisms": [mechanism],
+        "market": {
+            "source": "synthetic",
+            "resources": resources,
+            "users": max(1, requests // 10),
+            "requests": requests,
+            "qos_share": 0.3,
+            "dimensions": bench_dimensions(dimensions),
+        },
         "pricing": {"eta": 0.02, "target": 0.8},
         "clustering": {"clusters": clusters, "candidates": candidates},
         # every request waits for the whole run (the book is reopened every round)
@@ -103,18 +121,37 @@ def bench(
     if rounds < 1:
         raise MarketInputError(f"bench: --rounds must be at least 1 (timed rounds), got {rounds}")
     if oracle < 0:
-        raise MarketInputError(f"bench: --oracle must be a time limit in seconds >= 0 (0 = no oracle), got {oracle}")
-    raw = bench_scenario(requests, resources, mechanism, rounds, candidates, clusters, params, dimensions, population,
-                         owners)
+        raise MarketInputError(
+            f"bench: --oracle must be a time limit in seconds >= 0 (0 = no oracle), got {oracle}"
+        )
+    raw = bench_scenario(
+        requests,
+        resources,
+        mechanism,
+        rounds,
+        candidates,
+        clusters,
+        params,
+        dimensions,
+        population,
+        owners,
+    )
     if oracle > 0:
         # the time limit stops the search (nodes unbounded): the bench measures the solver
         raw["oracle_params"] = {"time_limit": float(oracle), "node_limit": 10**9}
     scenario = parse(raw, "market bench", Path.cwd())
     rng = np.random.default_rng(seed)
     # one round of arrivals: every request is in the book of every (reopened) round
-    market = generate({k: v for k, v in scenario.source_params().items() if k != "source"}, 1, rng, scenario.dimensions)
+    market = generate(
+        {k: v for k, v in scenario.source_params().items() if k != "source"},
+        1,
+        rng,
+        scenario.dimensions,
+    )
     t0 = time.perf_counter()
-    model = MarketModel(scenario, mechanism=mechanism, rng=seed, market=market)  # no oracle, no flat clearing
+    model = MarketModel(
+        scenario, mechanism=mechanism, rng=seed, market=market
+    )  # no oracle, no flat clearing
     clustering_s = time.perf_counter() - t0
     times, phases = [], []
     for r in range(rounds + 1):
@@ -126,7 +163,13 @@ def bench(
         if r == 0:
             continue  # warm-up
         times.append(elapsed)
-        phases.append({name.removesuffix("_ms"): ms / 1e3 for name, ms in model.timings.items() if name != "oracle_ms"})
+        phases.append(
+            {
+                name.removesuffix("_ms"): ms / 1e3
+                for name, ms in model.timings.items()
+                if name != "oracle_ms"
+            }
+        )
     record = model.record
     quality = {}
     if oracle > 0:
@@ -136,10 +179,13 @@ def bench(
         yardstick = found.metrics(record.metrics["welfare"], record.metrics["value_welfare"])
         quality = {
             **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in yardstick.items()},
-            "oracle_s": round(oracle_s, 3), "oracle_pairs": found.pairs,
+            "oracle_s": round(oracle_s, 3),
+            "oracle_pairs": found.pairs,
         }
     median = statistics.median(times)
-    share = {name: round(statistics.median(p[name] for p in phases) / median, 4) for name in phases[0]}
+    share = {
+        name: round(statistics.median(p[name] for p in phases) / median, 4) for name in phases[0]
+    }
     share["other"] = round(max(0.0, 1.0 - sum(share.values())), 4)
     return {
         "requests": requests,
@@ -162,8 +208,15 @@ def bench(
     }
 
 
-def bench_rounds(scenario: str, mechanism: str = "mohaf", rounds: int = 7, seed: int | None = None,
-                 settings: dict | None = None, population: str | None = None, owners: str | None = None) -> dict:
+def bench_rounds(
+    scenario: str,
+    mechanism: str = "mohaf",
+    rounds: int = 7,
+    seed: int | None = None,
+    settings: dict | None = None,
+    population: str | None = None,
+    owners: str | None = None,
+) -> dict:
     """Time the first ``rounds`` rounds of a scenario's own market, as a run plays them.
 
     Args:
@@ -192,17 +245,27 @@ def bench_rounds(scenario: str, mechanism: str = "mohaf", rounds: int = 7, seed:
     horizon = sc.horizon
     for key, value in (settings or {}).items():
         table, _, name = key.partition(".")
-        if key == "horizon" and isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        if (
+            key == "horizon"
+            and isinstance(value, int)
+            and not isinstance(value, bool)
+            and value >= 1
+        ):
             horizon = value
             continue
         if table not in ("market", "llm") or not name:
-            raise MarketInputError(f"bench: --set expects market.KEY=VALUE, llm.KEY=VALUE or horizon=ROUNDS, got {key!r}")
+            raise MarketInputError(
+                f"bench: --set expects market.KEY=VALUE, llm.KEY=VALUE or horizon=ROUNDS, got {key!r}"
+            )
         (market if table == "market" else llm)[name] = value
     raw = {**sc.to_dict(), "market": market, "llm": llm, "horizon": horizon}
     if not llm:  # an [llm] table belongs to LLM-serving markets only
         del raw["llm"]
-    sc = parse({k: v for k, v in raw.items() if k not in ("path",) and v is not None}, sc.path or "market bench",
-               Path(sc.path).parent if sc.path else Path.cwd())
+    sc = parse(
+        {k: v for k, v in raw.items() if k not in ("path",) and v is not None},
+        sc.path or "market bench",
+        Path(sc.path).parent if sc.path else Path.cwd(),
+    )
     if rounds < 1:
         raise MarketInputError(f"bench: --rounds must be at least 1, got {rounds}")
     sc = sc.replace(rounds=rounds + 1, horizon=max(sc.horizon, rounds + 1))
@@ -212,8 +275,11 @@ def bench_rounds(scenario: str, mechanism: str = "mohaf", rounds: int = 7, seed:
         sc = sc.replace(owners=sc.owners.replace(strategy=owners))
     check_population(sc)
     t0 = time.perf_counter()
-    model = MarketModel(sc.replace(oracle=False, compare_flat=False), mechanism=mechanism,
-                        rng=sc.seeds[0] if seed is None else seed)
+    model = MarketModel(
+        sc.replace(oracle=False, compare_flat=False),
+        mechanism=mechanism,
+        rng=sc.seeds[0] if seed is None else seed,
+    )
     build_s = time.perf_counter() - t0
     times = []
     for r in range(rounds + 1):
@@ -222,9 +288,14 @@ def bench_rounds(scenario: str, mechanism: str = "mohaf", rounds: int = 7, seed:
         if r:
             times.append(time.perf_counter() - t1)
     return {
-        "scenario": sc.name, "mechanism": mechanism, "rounds": rounds, "build_s": round(build_s, 3),
-        "round_s": round(statistics.median(times), 6), "round_s_max": round(max(times), 6),
+        "scenario": sc.name,
+        "mechanism": mechanism,
+        "rounds": rounds,
+        "build_s": round(build_s, 3),
+        "round_s": round(statistics.median(times), 6),
+        "round_s_max": round(max(times), 6),
         "requests": len(model.market.requests),
-        "population": dict(user_population(sc)[0]), "owners": sc.owners.strategy,
+        "population": dict(user_population(sc)[0]),
+        "owners": sc.owners.strategy,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

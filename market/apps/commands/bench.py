@@ -9,9 +9,11 @@ from market.errors import MarketInputError
 
 NAME = "bench"
 HELP = "time whole rounds on a synthetic market"
-DESCRIPTION = ("Generate a seeded synthetic market and time whole rounds, MarketModel.step() itself (bids, "
-               "candidates and utilities, auctions, validation, settlement, pricing, metrics; the clustering "
-               "is timed apart). Prints JSON.")
+DESCRIPTION = (
+    "Generate a seeded synthetic market and time whole rounds, MarketModel.step() itself (bids, "
+    "candidates and utilities, auctions, validation, settlement, pricing, metrics; the clustering "
+    "is timed apart). Prints JSON."
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,22 +25,55 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidates", type=int, default=0, help="K (0 = automatic)")
     p.add_argument("--clusters", type=int, default=0, help="clusters (0 = automatic)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="mechanism parameter (repeatable), e.g. rank=density")
-    p.add_argument("--oracle", type=float, default=0.0, metavar="SECONDS",
-                   help="also measure the last round against the whole-market oracle with this time budget (best known, proven bound, status)")
-    p.add_argument("--dimensions", type=int, default=2, metavar="D",
-                   help="resource dimensions of the synthetic market: cpu, mem, then gpu, disk, net, ... (default 2)")
-    p.add_argument("--population", default=None, metavar="STRATEGY",
-                   help="the bidding strategy of every user (truthful, learning, pacing, ...; default: truthful, "
-                        "or with --scenario the scenario's mix)")
-    p.add_argument("--owners", default=None, choices=("fixed", "learning"),
-                   help="the owners' reserve prices: fixed or learning (EXP3 over multipliers; default: fixed, or with "
-                        "--scenario the scenario's)")
-    p.add_argument("--scenario", default=None, metavar="NAME",
-                   help="time the rounds of a scenario's market instead (its first seed, rounds in order)")
-    p.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", dest="settings",
-                   help="with --scenario: change a [market] or [llm] key or the horizon, e.g. market.rate=4 (repeatable)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="mechanism parameter (repeatable), e.g. rank=density",
+    )
+    p.add_argument(
+        "--oracle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="also measure the last round against the whole-market oracle with this time budget (best known, proven bound, status)",
+    )
+    p.add_argument(
+        "--dimensions",
+        type=int,
+        default=2,
+        metavar="D",
+        help="resource dimensions of the synthetic market: cpu, mem, then gpu, disk, net, ... (default 2)",
+    )
+    p.add_argument(
+        "--population",
+        default=None,
+        metavar="STRATEGY",
+        help="the bidding strategy of every user (truthful, learning, pacing, ...; default: truthful, "
+        "or with --scenario the scenario's mix)",
+    )
+    p.add_argument(
+        "--owners",
+        default=None,
+        choices=("fixed", "learning"),
+        help="the owners' reserve prices: fixed or learning (EXP3 over multipliers; default: fixed, or with "
+        "--scenario the scenario's)",
+    )
+    p.add_argument(
+        "--scenario",
+        default=None,
+        metavar="NAME",
+        help="time the rounds of a scenario's market instead (its first seed, rounds in order)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="TABLE.KEY=VALUE",
+        dest="settings",
+        help="with --scenario: change a [market] or [llm] key or the horizon, e.g. market.rate=4 (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON only")
 
 
@@ -63,14 +98,33 @@ def run(args: argparse.Namespace) -> int:
     from market.studies.bench import bench, bench_rounds
 
     if args.scenario:
-        result = bench_rounds(args.scenario, args.mechanism, args.rounds, args.seed, params(args.settings),
-                              args.population, args.owners)
-        print(json.dumps(result) if args.json else "\n".join(f"{k:22s} {v}" for k, v in result.items()))
+        result = bench_rounds(
+            args.scenario,
+            args.mechanism,
+            args.rounds,
+            args.seed,
+            params(args.settings),
+            args.population,
+            args.owners,
+        )
+        print(
+            json.dumps(result)
+            if args.json
+            else "\n".join(f"{k:22s} {v}" for k, v in result.items())
+        )
         return 0
     result = bench(
-        requests=args.requests, resources=args.resources, mechanism=args.mechanism, rounds=args.rounds,
-        candidates=args.candidates, clusters=args.clusters, seed=args.seed, oracle=args.oracle,
-        params=params(args.param), dimensions=args.dimensions, population=args.population or "truthful",
+        requests=args.requests,
+        resources=args.resources,
+        mechanism=args.mechanism,
+        rounds=args.rounds,
+        candidates=args.candidates,
+        clusters=args.clusters,
+        seed=args.seed,
+        oracle=args.oracle,
+        params=params(args.param),
+        dimensions=args.dimensions,
+        population=args.population or "truthful",
         owners=args.owners or "fixed",
     )
     if args.json:
