@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from collections.abc import Callable
 
+from market.apps.commands import run_progress
 from market.errors import MarketInputError
 
 NAME = "bench"
@@ -74,6 +77,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         dest="settings",
         help="with --scenario: change a [market] or [llm] key or the horizon, e.g. market.rate=4 (repeatable)",
     )
+    p.add_argument(
+        "--authors",
+        default=None,
+        metavar="PYTHON",
+        help="then run the authors' own MOHAF (PyPI mohaf 0.2.0) on the same market with this "
+        "interpreter, which must import mohaf (make bench-authors creates .venv-authors), and "
+        "report their execution_time and the speedup",
+    )
+    p.add_argument(
+        "--authors-runs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --authors: their auction's runs, a fresh process each (30-80 s each at 3553 x 888; "
+        "the median is reported)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON only")
 
 
@@ -97,6 +116,11 @@ def run(args: argparse.Namespace) -> int:
     """``market bench``."""
     from market.studies.bench import bench, bench_rounds
 
+    if args.scenario and args.authors:
+        raise MarketInputError(
+            "bench: --authors hands the synthetic bench market to the authors' package; "
+            "it does not take --scenario"
+        )
     if args.scenario:
         result = bench_rounds(
             args.scenario,
@@ -113,23 +137,39 @@ def run(args: argparse.Namespace) -> int:
             else "\n".join(f"{k:22s} {v}" for k, v in result.items())
         )
         return 0
-    result = bench(
-        requests=args.requests,
-        resources=args.resources,
-        mechanism=args.mechanism,
-        rounds=args.rounds,
-        candidates=args.candidates,
-        clusters=args.clusters,
-        seed=args.seed,
-        oracle=args.oracle,
-        params=params(args.param),
-        dimensions=args.dimensions,
-        population=args.population or "truthful",
-        owners=args.owners or "fixed",
-    )
+    with contextlib.ExitStack() as stack:  # the authors' progress bar, if any, closes here
+        result = bench(
+            requests=args.requests,
+            resources=args.resources,
+            mechanism=args.mechanism,
+            rounds=args.rounds,
+            candidates=args.candidates,
+            clusters=args.clusters,
+            seed=args.seed,
+            oracle=args.oracle,
+            params=params(args.param),
+            dimensions=args.dimensions,
+            population=args.population or "truthful",
+            owners=args.owners or "fixed",
+            authors=args.authors,
+            authors_runs=args.authors_runs,
+            progress=_lazy_progress(stack) if args.authors else None,
+        )
     if args.json:
         print(json.dumps(result))
     else:
         for k, v in result.items():
             print(f"{k:22s} {v}")
     return 0
+
+
+def _lazy_progress(stack: contextlib.ExitStack) -> Callable[[int, int], None]:
+    """A progress bar of the authors' runs, opened on its first call (bad input: no bar)."""
+    bar: list[Callable[[int, int], None]] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bar:
+            bar.append(stack.enter_context(run_progress("bench: the authors' mohaf")))
+        bar[0](done, total)
+
+    return progress
