@@ -67,3 +67,32 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .numba_cache runs
+
+# `make bench-authors`: our MOHAF round against the authors' own package (PyPI mohaf 0.2.0,
+# the paper's implementation) on the same instance, side by side: `market bench --authors`
+# hands the benched market to their MOHAFAuction in a subprocess of $(AUTHORS_VENV)'s Python
+# and prints both times and the ratio as JSON. Their package is installed apart, in its own
+# venv (never in $(VENV), never in pyproject.toml): it is measured as published, unmodified,
+# with the dependencies pip resolves for it, and the project does not depend on it. The venv
+# uses the same interpreter search as ours (3.12+; the package itself needs 3.8+), so both
+# sides run on the same Python. AUTHORS_RUNS: their auction is run this many times (a fresh
+# process each, 30-80 s each at 3553 x 888 on 2 busy cores); the median is reported.
+AUTHORS_VENV ?= .venv-authors
+AUTHORS_RUNS ?= 3
+AUTHORS_STAMP := $(AUTHORS_VENV)/.installed-mohaf-0.2.0
+
+$(AUTHORS_STAMP):
+	@set -e; \
+	if [ ! -x $(AUTHORS_VENV)/bin/python ]; then \
+	  py=$$($(find-python)) || true; \
+	  if [ -z "$$py" ]; then echo "error: Python 3.12+ is required for $(AUTHORS_VENV) (the same search as $(VENV)); set PYTHON=/path/to/python3" >&2; exit 1; fi; \
+	  echo "creating $(AUTHORS_VENV) with $$py"; "$$py" -m venv $(AUTHORS_VENV); \
+	fi; \
+	echo "installing mohaf==0.2.0 (the authors' package) and its dependencies in $(AUTHORS_VENV) with pip"; \
+	$(AUTHORS_VENV)/bin/python -m pip install -q --disable-pip-version-check mohaf==0.2.0; \
+	rm -f $(AUTHORS_VENV)/.installed-*; touch $@
+
+.PHONY: bench-authors
+bench-authors: setup $(AUTHORS_STAMP)
+	$(VENV)/bin/market bench --requests 3553 --resources 888 --json \
+	  --authors $(AUTHORS_VENV)/bin/python --authors-runs $(AUTHORS_RUNS)
