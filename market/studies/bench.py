@@ -418,7 +418,7 @@ def run_authors(
     ``wall`` is the driver's clock around that call, which also holds the whole-market
     pass that computes their ``max_possible_utility`` after the clock stopped; ``process``
     is our clock around the subprocess (interpreter start, imports, reading the file,
-    building their objects).
+    building their objects); ``cpu`` is their process's CPU time in the call (all threads).
 
     Args:
         python: the authors' interpreter (checked with :func:`probe_authors` if
@@ -429,7 +429,8 @@ def run_authors(
         progress: ``progress(done, runs)`` after each run (and ``(0, runs)`` first).
 
     Returns:
-        ``authors_execution_time_s`` and ``authors_wall_s`` (medians over the runs),
+        ``authors_execution_time_s``, ``authors_wall_s`` and ``authors_cpu_s`` (medians
+        over the runs),
         ``authors_execution_time_s_all``, ``authors_wall_s_all``, ``authors_process_s_all``,
         ``authors_runs``, ``authors_requests`` and ``authors_resources`` (the objects their
         auction got), ``authors_dropped`` (fields no class of theirs takes),
@@ -466,6 +467,7 @@ def run_authors(
             statistics.median(d["execution_time_s"] for d in done), 6
         ),
         "authors_wall_s": round(statistics.median(d["wall_s"] for d in done), 6),
+        "authors_cpu_s": round(statistics.median(d["cpu_s"] for d in done), 6),
         "authors_execution_time_s_all": [round(d["execution_time_s"], 6) for d in done],
         "authors_wall_s_all": [round(d["wall_s"], 6) for d in done],
         "authors_process_s_all": [round(s, 3) for s in process],
