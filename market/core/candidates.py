@@ -135,58 +135,44 @@ def _worse(b1: float, p1: int, b2: float, p2: int) -> bool:
     return b1 < b2 or (b1 == b2 and p1 > p2)
 
 
-# Row heaps take the 2-D arrays and a row index: slicing a row inside the parallel loop
-# would create array views, whose reference counting costs more than the heap itself.
+# The scan's helpers take scalars or tuples of them: a helper that numba inlines with the
+# request and resource arrays as arguments left reference counting (atomic, shared between
+# threads) on every pair, which cost more than the pair's arithmetic (measured: 3x).
 
 
 @nb.njit(cache=True, inline="always")
-def _swap(util: np.ndarray, cand: np.ndarray, i: int, a: int, b: int) -> None:
-    util[i, a], util[i, b] = util[i, b], util[i, a]
-    cand[i, a], cand[i, b] = cand[i, b], cand[i, a]
+def request_at(rq: np.ndarray, i: int) -> tuple[float, float, float, float, float, float, float, float]:
+    """Request ``i``'s scalar columns (``RQ_X .. RQ_MAX_LAT``), read once per row."""
+    return (rq[i, RQ_X], rq[i, RQ_Y], rq[i, RQ_PRICED], rq[i, RQ_DURATION], rq[i, RQ_BUDGET], rq[i, RQ_MIN_REL],
+            rq[i, RQ_MIN_AVAIL], rq[i, RQ_MAX_LAT])
 
 
 @nb.njit(cache=True, inline="always")
-def _heap_down(util: np.ndarray, cand: np.ndarray, i: int, n: int) -> None:
-    pos = 0
-    while True:
-        child = 2 * pos + 1
-        if child >= n:
-            return
-        if child + 1 < n and _worse(util[i, child + 1], cand[i, child + 1], util[i, child], cand[i, child]):
-            child += 1
-        if not _worse(util[i, child], cand[i, child], util[i, pos], cand[i, pos]):
-            return
-        _swap(util, cand, i, pos, child)
-        pos = child
+def resource_at(rs: np.ndarray, j: int) -> tuple[float, float, float, float, float, float]:
+    """Resource ``j``'s columns ``RS_X .. RS_ENERGY`` (price, QoS, energy)."""
+    return rs[j, RS_X], rs[j, RS_Y], rs[j, RS_PRICE], rs[j, RS_REL], rs[j, RS_AVAIL], rs[j, RS_ENERGY]
 
 
 @nb.njit(cache=True, inline="always")
-def _heap_push(util: np.ndarray, cand: np.ndarray, i: int, n: int, b: float, j: int) -> None:
-    pos = n
-    util[i, pos], cand[i, pos] = b, j
-    while pos > 0:
-        parent = (pos - 1) // 2
-        if not _worse(util[i, pos], cand[i, pos], util[i, parent], cand[i, parent]):
-            return
-        _swap(util, cand, i, pos, parent)
-        pos = parent
+def terms_of(req: tuple, res: tuple, d_max: float) -> tuple[float, float, float, float, float]:
+    """The utility terms of a pair from :func:`request_at` and :func:`resource_at` (the one copy of the formulas above).
 
-
-@nb.njit(cache=True, inline="always")
-def _sort_row(util: np.ndarray, cand: np.ndarray, i: int, n: int) -> None:
-    """Insertion sort of row ``i``'s first ``n`` pairs, best first (``n`` <= K)."""
-    for a in range(1, n):
-        b, j = util[i, a], cand[i, a]
-        p = a
-        while p > 0 and _worse(util[i, p - 1], cand[i, p - 1], b, j):
-            util[i, p], cand[i, p] = util[i, p - 1], cand[i, p - 1]
-            p -= 1
-        util[i, p], cand[i, p] = b, j
+    Returns:
+        ``(dist, reserve, u_cost, u_qos, u_en)``: distance, reserve price ``rho_j q_i dur_i``
+        and the three utility terms (each in [0, 1]).
+    """
+    qx, qy, priced, duration, budget = req[0], req[1], req[2], req[3], req[4]
+    rx, ry, price, rel, avail, energy = res
+    dist = math.sqrt((rx - qx) ** 2 + (ry - qy) ** 2)
+    cost = price * priced * duration
+    u_cost = min(1.0, max(0.0, 1.0 - cost / budget))
+    u_qos = 0.25 * (rel + avail) + 0.5 * max(0.0, 1.0 - dist / d_max)
+    return dist, cost, u_cost, u_qos, energy
 
 
 @nb.njit(cache=True, inline="always")
 def pair_components(rq: np.ndarray, i: int, rs: np.ndarray, j: int, d_max: float) -> tuple[float, float, float, float, float]:
-    """The utility terms of pair ``(i, j)`` (the one copy of the formulas above).
+    """The utility terms of pair ``(i, j)`` (:func:`terms_of`).
 
     Args:
         rq: ``(N, 8 + D)`` request rows (the module's layout).
@@ -200,11 +186,7 @@ def pair_components(rq: np.ndarray, i: int, rs: np.ndarray, j: int, d_max: float
         ``(dist, reserve, u_cost, u_qos, u_en)``: distance, reserve price ``rho_j q_i dur_i``
         and the three utility terms (each in [0, 1]).
     """
-    dist = math.sqrt((rs[j, RS_X] - rq[i, RQ_X]) ** 2 + (rs[j, RS_Y] - rq[i, RQ_Y]) ** 2)
-    cost = rs[j, RS_PRICE] * rq[i, RQ_PRICED] * rq[i, RQ_DURATION]
-    u_cost = min(1.0, max(0.0, 1.0 - cost / rq[i, RQ_BUDGET]))
-    u_qos = 0.25 * (rs[j, RS_REL] + rs[j, RS_AVAIL]) + 0.5 * max(0.0, 1.0 - dist / d_max)
-    return dist, cost, u_cost, u_qos, rs[j, RS_ENERGY]
+    return terms_of(request_at(rq, i), resource_at(rs, j), d_max)
 
 
 @nb.njit(cache=True, inline="always")
@@ -236,6 +218,37 @@ def pair_utility(terms: np.ndarray, alpha: float, beta: float, gamma: float) -> 
 
 
 @nb.njit(cache=True, inline="always")
+def fits(rq: np.ndarray, need: np.ndarray, rs: np.ndarray, free: np.ndarray, allowed: np.ndarray, i: int,
+         j: int) -> bool:
+    """Request ``i`` fits resource ``j`` (capacity and free capacity in every dimension) and may use its type."""
+    for d in range(rq.shape[1] - RQ_DEMAND):
+        if rq[i, RQ_DEMAND + d] > rs[j, RS_CAPACITY + d]:
+            return False
+    for d in range(need.shape[1]):
+        if need[i, d] > free[j, d] + 1e-12:
+            return False
+    return eligible(allowed, i, int(rs[j, RS_TYPE]))
+
+
+@nb.njit(cache=True, inline="always")
+def priced_utility(req: tuple, res: tuple, alpha: float, beta: float, gamma: float, d_max: float) -> float:
+    """``b_ij`` of a pair that meets the request's QoS, latency and budget (reserve and posted price), else -1.
+
+    ``req`` and ``res`` are :func:`request_at` and :func:`resource_at` of the pair.
+    """
+    min_rel, min_avail, max_lat, budget = req[5], req[6], req[7], req[4]
+    if res[3] < min_rel or res[4] < min_avail:
+        return -1.0
+    dist, cost, u_cost, u_qos, u_en = terms_of(req, res, d_max)
+    if dist > max_lat or cost > budget:
+        return -1.0
+    b = weighted_utility(u_cost, u_qos, u_en, alpha, beta, gamma)
+    if posted_price(cost, b) > budget:
+        return -1.0
+    return b
+
+
+@nb.njit(cache=True, inline="always")
 def feasible_utility(
     rq: np.ndarray, need: np.ndarray, rs: np.ndarray, free: np.ndarray, allowed: np.ndarray, i: int, j: int,
     alpha: float, beta: float, gamma: float, d_max: float,
@@ -243,27 +256,15 @@ def feasible_utility(
     """``b_ij`` if request ``i`` may be placed on resource ``j`` now, else -1.
 
     The one feasibility rule of a pair (the module's: capacity and free capacity in every
-    dimension, eligibility, QoS, latency, reserve and posted price within the budget),
-    shared by the candidate kernel and the whole-market oracle (:mod:`market.core.oracle`).
-    ``allowed`` is the ``(N, W)`` eligibility masks (:mod:`market.core.eligibility`).
+    dimension, eligibility, QoS, latency, reserve and posted price within the budget):
+    :func:`fits`, then :func:`priced_utility`, which the candidate kernel calls itself
+    (with the request's columns read once per row); the whole-market oracle
+    (:mod:`market.core.oracle`) calls this. ``allowed`` is the ``(N, W)`` eligibility
+    masks (:mod:`market.core.eligibility`).
     """
-    for d in range(rq.shape[1] - RQ_DEMAND):
-        if rq[i, RQ_DEMAND + d] > rs[j, RS_CAPACITY + d]:
-            return -1.0
-    for d in range(need.shape[1]):
-        if need[i, d] > free[j, d] + 1e-12:
-            return -1.0
-    if not eligible(allowed, i, int(rs[j, RS_TYPE])):
+    if not fits(rq, need, rs, free, allowed, i, j):
         return -1.0
-    if rs[j, RS_REL] < rq[i, RQ_MIN_REL] or rs[j, RS_AVAIL] < rq[i, RQ_MIN_AVAIL]:
-        return -1.0
-    dist, cost, u_cost, u_qos, u_en = pair_components(rq, i, rs, j, d_max)
-    if dist > rq[i, RQ_MAX_LAT] or cost > rq[i, RQ_BUDGET]:
-        return -1.0
-    b = weighted_utility(u_cost, u_qos, u_en, alpha, beta, gamma)
-    if posted_price(cost, b) > rq[i, RQ_BUDGET]:
-        return -1.0
-    return b
+    return priced_utility(request_at(rq, i), resource_at(rs, j), alpha, beta, gamma, d_max)
 
 
 @nb.njit(cache=True, inline="always")
@@ -294,45 +295,81 @@ def _rotate_levels(util: np.ndarray, cand: np.ndarray, i: int, n: int, key: int)
 
 
 @nb.njit(cache=True)
-def _spread_cut_level(
-    rq: np.ndarray, need: np.ndarray, rs: np.ndarray, free: np.ndarray, allowed: np.ndarray, order: np.ndarray,
-    start: np.ndarray, routes: np.ndarray, util: np.ndarray, cand: np.ndarray, i: int, k: int, key: int,
-    alpha: float, beta: float, gamma: float, d_max: float,
-) -> int:
-    """Refill row ``i``'s last utility level, which the top-k cut, by the rotation rule.
+def _select(util: np.ndarray, pos: np.ndarray, n: int, k: int) -> None:
+    """Reorder the ``n`` pairs so that the first ``k`` are the best (in any order): quickselect."""
+    lo, hi, t = 0, n - 1, k - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        pivot_b, pivot_p = util[mid], pos[mid]
+        a, z = lo, hi
+        while a <= z:
+            while _worse(pivot_b, pivot_p, util[a], pos[a]):
+                a += 1
+            while _worse(util[z], pos[z], pivot_b, pivot_p):
+                z -= 1
+            if a <= z:
+                util[a], util[z] = util[z], util[a]
+                pos[a], pos[z] = pos[z], pos[a]
+                a += 1
+                z -= 1
+        if t <= z:
+            hi = z
+        elif t >= a:
+            lo = a
+        else:
+            return
 
-    The level's ``T`` feasible pairs, in ascending position ``t = 0..T-1``, are taken from
-    ``o = key mod T`` on, cyclically: the ``r`` slots the level holds get ``t = o, o+1, ...``.
-    Rare (pairs of equal utility at the cut), so the clusters are simply scanned again.
+
+@nb.njit(cache=True)
+def _best_pairs(util: np.ndarray, pos: np.ndarray, total: int, k: int, key: int, level: np.ndarray) -> tuple[int, int]:
+    """The row's ``k`` best of its ``total`` feasible pairs, in order, the cut level spread by the key.
+
+    ``util`` and ``pos`` hold the pairs (scratch, reordered in place); on return their first
+    ``count = min(k, total)`` are the kept pairs, utility descending, then position. When
+    the top-k cut splits a level of equal utility, the ``r`` slots it keeps take the
+    level's ``T`` pairs (in ascending position ``t``) from ``t = key mod T`` on,
+    cyclically (the module's "Ties"); ``level`` is scratch for them.
 
     Returns:
-        How many leading pairs of the row are whole levels (to rotate in place).
+        ``(count, whole)``: pairs kept, and how many leading ones are whole levels (to
+        rotate in place).
     """
-    level = util[i, k - 1]
+    count = total
+    if total > k:
+        _select(util, pos, total, k)
+        count = k
+    for a in range(1, count):  # insertion sort of the kept pairs, best first
+        b, p = util[a], pos[a]
+        q = a
+        while q > 0 and _worse(util[q - 1], pos[q - 1], b, p):
+            util[q], pos[q] = util[q - 1], pos[q - 1]
+            q -= 1
+        util[q], pos[q] = b, p
+    if total <= k or k == 0:
+        return count, count
+    cut = util[k - 1]
+    left_out = False
+    for q in range(k, total):
+        left_out |= util[q] == cut
+    if not left_out:
+        return count, count
     r = 1
-    while r < k and util[i, k - 1 - r] == level:
+    while r < k and util[k - 1 - r] == cut:
         r += 1
-    # clusters in ascending id, so that pairs come in ascending position
-    routed = np.sort(routes[i])
-    total = 0
-    for c in routed:
-        if c < 0:
-            continue
-        for pos in range(start[c], start[c + 1]):
-            if feasible_utility(rq, need, rs, free, allowed, i, order[pos], alpha, beta, gamma, d_max) == level:
-                total += 1
-    o = key % total
-    t = 0
-    for c in routed:
-        if c < 0:
-            continue
-        for pos in range(start[c], start[c + 1]):
-            if feasible_utility(rq, need, rs, free, allowed, i, order[pos], alpha, beta, gamma, d_max) == level:
-                d = (t - o) % total
-                if d < r:
-                    cand[i, k - r + d] = pos
-                t += 1
-    return k - r
+    members = 0
+    for q in range(k - r, total):
+        if util[q] == cut:
+            level[members] = pos[q]
+            members += 1
+    level[:members].sort()
+    o = key % members
+    for d in range(r):
+        pos[k - r + d] = level[(o + d) % members]
+    return count, k - r
+
+
+#: rows per block of the candidate kernel's loop (each block has its own scratch)
+_BLOCK = 64
 
 
 def _candidate_rows(
@@ -356,42 +393,42 @@ def _candidate_rows(
     util = np.zeros((n, k))
     reserve = np.zeros((n, k))
     posted = np.zeros((n, k))
-    for i in nb.prange(n):
-        priced, dur = rq[i, RQ_PRICED], rq[i, RQ_DURATION]
-        count = 0
-        lost = -1.0  # best utility of a feasible pair left out (to detect a cut tie)
-        for s in range(routes.shape[1]):
-            c = routes[i, s]
-            if c < 0:
-                continue
-            for pos in range(start[c], start[c + 1]):
-                b = feasible_utility(rq, need, rs, free, allowed, i, order[pos], alpha, beta, gamma, d_max)
-                if b < 0.0:
+    widest = 0
+    for c in range(start.size - 1):
+        widest = max(widest, start[c + 1] - start[c])
+    width = widest * routes.shape[1]  # most pairs a row can scan
+    for block in nb.prange((n + _BLOCK - 1) // _BLOCK):
+        # a row's feasible pairs, (utility, position in ``order``), then its cut level
+        pair_util = np.empty(width)
+        pair_pos = np.empty(width, dtype=np.int64)
+        level = np.empty(width, dtype=np.int64)
+        for i in range(block * _BLOCK, min(n, (block + 1) * _BLOCK)):
+            req = request_at(rq, i)
+            total = 0
+            for s in range(routes.shape[1]):
+                c = routes[i, s]
+                if c < 0:
                     continue
-                # keep the row's top-k (by position in ``order`` while scanning) in a heap
-                # whose root is the worst kept pair
-                if count < k:
-                    _heap_push(util, cand, i, count, b, pos)
-                    count += 1
-                elif _worse(util[i, 0], cand[i, 0], b, pos):
-                    lost = max(lost, util[i, 0])
-                    util[i, 0], cand[i, 0] = b, pos
-                    _heap_down(util, cand, i, count)
-                else:
-                    lost = max(lost, b)
-        # heap -> row ordered by utility desc, position asc; then spread the ties
-        _sort_row(util, cand, i, count)
-        whole = count
-        if count == k and k > 0 and lost == util[i, k - 1]:
-            # the last utility level was cut: choose which of its pairs stay by the key
-            whole = _spread_cut_level(rq, need, rs, free, allowed, order, start, routes, util, cand, i, k,
-                                      keys[i], alpha, beta, gamma, d_max)
-        _rotate_levels(util, cand, i, whole, keys[i])
-        for p in range(count):
-            j = order[cand[i, p]]
-            cand[i, p] = j
-            reserve[i, p] = rs[j, RS_PRICE] * priced * dur
-            posted[i, p] = posted_price(reserve[i, p], util[i, p])
+                for pos in range(start[c], start[c + 1]):
+                    j = order[pos]
+                    if not fits(rq, need, rs, free, allowed, i, j):
+                        continue
+                    b = priced_utility(req, resource_at(rs, j), alpha, beta, gamma, d_max)
+                    if b < 0.0:
+                        continue
+                    pair_util[total] = b
+                    pair_pos[total] = pos
+                    total += 1
+            count, whole = _best_pairs(pair_util, pair_pos, total, k, keys[i], level)
+            for p in range(count):
+                util[i, p] = pair_util[p]
+                cand[i, p] = pair_pos[p]
+            _rotate_levels(util, cand, i, whole, keys[i])
+            for p in range(count):
+                j = order[cand[i, p]]
+                cand[i, p] = j
+                reserve[i, p] = rs[j, RS_PRICE] * req[2] * req[3]
+                posted[i, p] = posted_price(reserve[i, p], util[i, p])
     return cand, util, reserve, posted
 
 
