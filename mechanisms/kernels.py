@@ -219,7 +219,9 @@ def sequential_pick(
 
 
 @nb.njit(cache=True)
-def _quality_integral(lo: float, hi: float, avail: np.ndarray, quality: np.ndarray, threshold: np.ndarray) -> float:
+def _quality_integral(
+    lo: float, hi: float, avail: np.ndarray, quality: np.ndarray, threshold: np.ndarray
+) -> float:
     """Integral over t in (lo, hi) of max{quality_c : avail_c and t >= threshold_c}."""
     if hi <= lo:
         return 0.0
@@ -251,14 +253,453 @@ def _quality_integral(lo: float, hi: float, avail: np.ndarray, quality: np.ndarr
     return total
 
 
+# --- the ladder's Myerson payments: the run without a winner, replayed locally -------
+#
+# A stream is the ordered list of positions (in ``order``) where something may happen on
+# one resource: the actual run's takes of it (kind _TAKES) or the requests that have an
+# open pair on it (kind _BIDDERS). Both kinds live in one CSR: ``starts[kind, j]`` to
+# ``starts[kind, j + 1]`` index ``positions``, and a take's index also indexes ``take_res``.
+# The streams of a winner's replay are merged by a min-heap of (position, resource,
+# stamp) rows; a stream restarted or stopped gets a new stamp, so its old row is skipped.
+
+_TAKES = 0
+_BIDDERS = 1
+
+
 @nb.njit(cache=True)
-def _grow(undo_j: np.ndarray, undo_v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The undo log with twice the room, its entries kept."""
-    j = np.empty(2 * undo_j.size, dtype=np.int64)
-    v = np.empty((2 * undo_j.size, undo_v.shape[1]))
-    j[: undo_j.size] = undo_j
-    v[: undo_j.size] = undo_v
-    return j, v
+def _ladder_run(
+    order: np.ndarray,
+    quality: np.ndarray,
+    ok: np.ndarray,
+    cand: np.ndarray,
+    demand: np.ndarray,
+    cap: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ladder's allocation, with the history the payments read.
+
+    Requests in ``order`` take the fitting ``ok`` candidate of highest ``quality`` (ties
+    to the lower column).
+
+    Returns:
+        ``(choice, free, take_start, take_pos, take_res)``: ``choice`` ``(N,)`` column or
+        -1; ``free`` ``(N, K)`` the candidates a winner fits when its turn comes (all
+        False for the others); the takes by resource as CSR: resource ``j``'s are rows
+        ``take_start[j]:take_start[j + 1]`` (``take_start`` ``(M + 1,)``) of ``take_pos``
+        ``(T,)``, their positions in ``order`` ascending, and ``take_res`` ``(T, D)``,
+        ``j``'s residual just after each (the very values the run computed).
+    """
+    n, k = cand.shape
+    m, dims = cap.shape
+    res = cap.copy()
+    choice = np.full(n, -1, dtype=np.int64)
+    free = np.zeros((n, k), dtype=np.bool_)
+    seq_pos = np.empty(n, dtype=np.int64)
+    seq_j = np.empty(n, dtype=np.int64)
+    seq_res = np.empty((n, dims))
+    take_start = np.zeros(m + 1, dtype=np.int64)
+    t = 0
+    for pos in range(n):
+        i = order[pos]
+        c = _best_column(i, quality, cand, ok, demand, res)
+        if c < 0:
+            continue
+        for cc in range(k):
+            free[i, cc] = cand[i, cc] >= 0 and _fits(res, cand[i, cc], demand, i)
+        j = cand[i, c]
+        choice[i] = c
+        _take(res, j, demand, i)
+        seq_pos[t] = pos
+        seq_j[t] = j
+        seq_res[t] = res[j]
+        take_start[j + 1] += 1
+        t += 1
+    for j in range(m):
+        take_start[j + 1] += take_start[j]
+    cursor = take_start[:-1].copy()
+    take_pos = np.empty(t, dtype=np.int64)
+    take_res = np.empty((t, dims))
+    for s in range(t):
+        row = cursor[seq_j[s]]
+        take_pos[row] = seq_pos[s]
+        take_res[row] = seq_res[s]
+        cursor[seq_j[s]] += 1
+    return choice, free, take_start, take_pos, take_res
+
+
+@nb.njit(cache=True)
+def _bidders(
+    order: np.ndarray, ok: np.ndarray, cand: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The positions in ``order`` of the requests with an ``ok`` pair on each resource.
+
+    Returns:
+        ``(start, pos)``: resource ``j``'s are ``pos[start[j]:start[j + 1]]``, ascending
+        (``start`` ``(M + 1,)``).
+    """
+    n, k = cand.shape
+    start = np.zeros(m + 1, dtype=np.int64)
+    for i in range(n):
+        for c in range(k):
+            if cand[i, c] >= 0 and ok[i, c]:
+                start[cand[i, c] + 1] += 1
+    for j in range(m):
+        start[j + 1] += start[j]
+    cursor = start[:-1].copy()
+    pos = np.empty(start[m], dtype=np.int64)
+    for p in range(n):
+        i = order[p]
+        for c in range(k):
+            j = cand[i, c]
+            if j >= 0 and ok[i, c]:
+                pos[cursor[j]] = p
+                cursor[j] += 1
+    return start, pos
+
+
+@nb.njit(cache=True)
+def _grow(heap: np.ndarray) -> np.ndarray:
+    """The heap with twice the room, its rows kept."""
+    bigger = np.empty((2 * heap.shape[0], heap.shape[1]), dtype=heap.dtype)
+    bigger[: heap.shape[0]] = heap
+    return bigger
+
+
+@nb.njit(cache=True, inline="always")
+def _row_before(heap: np.ndarray, a: int, b: int) -> bool:
+    for f in range(3):
+        if heap[a, f] != heap[b, f]:
+            return heap[a, f] < heap[b, f]
+    return False
+
+
+@nb.njit(cache=True, inline="always")
+def _swap_rows(heap: np.ndarray, a: int, b: int) -> None:
+    for f in range(3):
+        heap[a, f], heap[b, f] = heap[b, f], heap[a, f]
+
+
+@nb.njit(cache=True)
+def _push(heap: np.ndarray, top: int, p: int, r: int, stamp: int) -> np.ndarray:
+    """Add the row ``(p, r, stamp)`` to the min-heap of ``top`` rows (grown if full)."""
+    if top == heap.shape[0]:
+        heap = _grow(heap)
+    heap[top, 0] = p
+    heap[top, 1] = r
+    heap[top, 2] = stamp
+    pos = top
+    while pos > 0:
+        parent = (pos - 1) // 2
+        if not _row_before(heap, pos, parent):
+            break
+        _swap_rows(heap, pos, parent)
+        pos = parent
+    return heap
+
+
+@nb.njit(cache=True)
+def _pop(heap: np.ndarray, top: int) -> int:
+    """Drop the least row of the min-heap of ``top`` rows; returns the new size."""
+    top -= 1
+    for f in range(3):
+        heap[0, f] = heap[top, f]
+    pos = 0
+    while True:
+        best = pos
+        for child in (2 * pos + 1, 2 * pos + 2):
+            if child < top and _row_before(heap, child, best):
+                best = child
+        if best == pos:
+            return top
+        _swap_rows(heap, pos, best)
+        pos = best
+
+
+@nb.njit(cache=True)
+def _open(
+    heap: np.ndarray,
+    top: int,
+    streams: np.ndarray,
+    r: int,
+    kind: int,
+    after: int,
+    stamp: int,
+    starts: np.ndarray,
+    positions: np.ndarray,
+) -> tuple[np.ndarray, int]:
+    """(Re)start resource ``r``'s stream of ``kind`` at its first position after ``after``."""
+    lo = starts[kind, r]
+    hi = starts[kind, r + 1]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if positions[mid] <= after:
+            lo = mid + 1
+        else:
+            hi = mid
+    streams[r, 0] = kind
+    streams[r, 1] = lo
+    streams[r, 2] = stamp
+    if lo < starts[kind, r + 1]:
+        heap = _push(heap, top, positions[lo], r, stamp)
+        top += 1
+    return heap, top
+
+
+@nb.njit(cache=True, inline="always")
+def _last_take(starts: np.ndarray, positions: np.ndarray, j: int, p: int) -> int:
+    """Row of ``take_res`` with resource ``j``'s residual before position ``p`` (-1: its capacity)."""
+    lo = starts[_TAKES, j]
+    hi = starts[_TAKES, j + 1]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if positions[mid] < p:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1 if lo > starts[_TAKES, j] else -1
+
+
+@nb.njit(cache=True, inline="always")
+def _fits_before(
+    starts: np.ndarray,
+    positions: np.ndarray,
+    take_res: np.ndarray,
+    cap: np.ndarray,
+    j: int,
+    p: int,
+    demand: np.ndarray,
+    i: int,
+) -> bool:
+    """Request ``i`` fits resource ``j`` as the actual run left it before position ``p``."""
+    t = _last_take(starts, positions, j, p)
+    return _fits(take_res, t, demand, i) if t >= 0 else _fits(cap, j, demand, i)
+
+
+@nb.njit(cache=True, inline="always")
+def _ranks_above(quality: np.ndarray, o: int, a: int, b: int) -> bool:
+    """Column ``a`` of request ``o`` beats column ``b`` on the ladder (ties to the lower)."""
+    return quality[o, a] > quality[o, b] or (quality[o, a] == quality[o, b] and a < b)
+
+
+@nb.njit(cache=True)
+def _choice_without(
+    o: int,
+    p: int,
+    me: int,
+    quality: np.ndarray,
+    ok: np.ndarray,
+    cand: np.ndarray,
+    demand: np.ndarray,
+    cap: np.ndarray,
+    choice: np.ndarray,
+    in_diff: np.ndarray,
+    res_diff: np.ndarray,
+    starts: np.ndarray,
+    positions: np.ndarray,
+    take_res: np.ndarray,
+) -> int:
+    """Request ``o``'s column (at position ``p``) in the run without the winner ``me``.
+
+    Resources in the difference set (``in_diff == me``) have the residual ``res_diff``;
+    the others the actual run's. On those, the actual choice ``ca`` still fits, and
+    every column ranked above it still does not; only when ``ca`` is itself in the
+    set may a column ranked below it (looked up in the history) take its place.
+    """
+    ca = choice[o]
+    ca_moved = ca >= 0 and in_diff[cand[o, ca]] == me
+    best = -1
+    for c in range(cand.shape[1]):
+        j = cand[o, c]
+        if j < 0 or not ok[o, c] or (best >= 0 and not quality[o, c] > quality[o, best]):
+            continue
+        if in_diff[j] == me:
+            fits = _fits(res_diff, j, demand, o)
+        elif c == ca:
+            fits = True
+        elif ca < 0 or not ca_moved or _ranks_above(quality, o, c, ca):
+            fits = False
+        else:
+            fits = _fits_before(starts, positions, take_res, cap, j, p, demand, o)
+        if fits:
+            best = c
+    return best
+
+
+@nb.njit(cache=True)
+def _matches_history(
+    res_diff: np.ndarray,
+    starts: np.ndarray,
+    positions: np.ndarray,
+    take_res: np.ndarray,
+    cap: np.ndarray,
+    j: int,
+    p: int,
+) -> bool:
+    """``res_diff[j]`` equals, bit for bit, the actual run's residual of ``j`` before ``p``."""
+    t = _last_take(starts, positions, j, p)
+    for d in range(cap.shape[1]):
+        if res_diff[j, d] != (take_res[t, d] if t >= 0 else cap[j, d]):
+            return False
+    return True
+
+
+@nb.njit(cache=True)
+def _critical_value(
+    pos: int,
+    order: np.ndarray,
+    report: np.ndarray,
+    quality: np.ndarray,
+    reserve: np.ndarray,
+    ok: np.ndarray,
+    cand: np.ndarray,
+    demand: np.ndarray,
+    cap: np.ndarray,
+    choice: np.ndarray,
+    free: np.ndarray,
+    starts: np.ndarray,
+    positions: np.ndarray,
+    take_res: np.ndarray,
+    in_diff: np.ndarray,
+    res_diff: np.ndarray,
+    streams: np.ndarray,
+) -> float:
+    """``z q(z) - integral_0^z q(t) dt`` for the winner at position ``pos`` of ``order``.
+
+    At a report ``t < z`` the winner ``i`` comes after the requests reporting more, run
+    without it, and gets the best of its candidates open at ``t`` that still fit it
+    there. That run differs from the actual one only through the demand ``i`` took: the
+    difference set (``in_diff == pos``, residuals ``res_diff``) starts as ``i``'s
+    resource and grows (or shrinks) where a request chooses otherwise. A later request
+    can choose otherwise only if it has an open pair in the set, and ``q`` only steps
+    down when a take leaves ``i`` no room on one of its free candidates; so the replay
+    visits, in order, the bidders of the set's resources and the actual takes of ``i``'s
+    free candidates, and reads every other residual from the actual run's history. It
+    stops, as a full replay would, below the lowest threshold of ``i``'s free pairs.
+    """
+    i = order[pos]
+    k = cand.shape[1]
+    threshold = np.empty(k)
+    avail = np.empty(k, dtype=np.bool_)
+    floor = np.inf  # below every threshold q(t) = 0: stop replaying there
+    for cc in range(k):
+        threshold[cc] = reserve[i, cc] / quality[i, cc] if quality[i, cc] > 0 else np.inf
+        avail[cc] = free[i, cc]
+        if avail[cc] and threshold[cc] < floor:
+            floor = threshold[cc]
+    heap = np.empty((16, 3), dtype=np.int64)
+    top = 0
+    stamp = 0
+    own = cand[i, choice[i]]
+    in_diff[own] = pos
+    t = _last_take(starts, positions, own, pos)
+    res_diff[own] = take_res[t] if t >= 0 else cap[own]
+    stamp += 1
+    heap, top = _open(heap, top, streams, own, _BIDDERS, pos, stamp, starts, positions)
+    for cc in range(k):
+        if avail[cc] and cand[i, cc] != own:
+            stamp += 1
+            heap, top = _open(
+                heap, top, streams, cand[i, cc], _TAKES, pos, stamp, starts, positions
+            )
+    upper = report[i]
+    integral = 0.0
+    last = pos
+    while top > 0:
+        p = heap[0, 0]
+        r = heap[0, 1]
+        valid = heap[0, 2] == streams[r, 2]
+        top = _pop(heap, top)
+        if not valid:
+            continue
+        nxt = streams[r, 1] + 1
+        streams[r, 1] = nxt
+        if nxt < starts[streams[r, 0], r + 1]:
+            heap = _push(heap, top, positions[nxt], r, streams[r, 2])
+            top += 1
+        if p == last:  # the same request in another stream
+            continue
+        last = p
+        o = order[p]
+        # below the lowest threshold of i's free pairs q(t) = 0 whatever is taken
+        if upper <= floor or report[o] <= floor:
+            break
+        ca = choice[o]
+        cb = ca
+        for cc in range(k):
+            if cand[o, cc] >= 0 and ok[o, cc] and in_diff[cand[o, cc]] == pos:
+                cb = _choice_without(
+                    o,
+                    p,
+                    pos,
+                    quality,
+                    ok,
+                    cand,
+                    demand,
+                    cap,
+                    choice,
+                    in_diff,
+                    res_diff,
+                    starts,
+                    positions,
+                    take_res,
+                )
+                break
+        ja = cand[o, ca] if ca >= 0 else -1
+        jb = cand[o, cb] if cb >= 0 else -1
+        if ja == jb:
+            if jb >= 0 and in_diff[jb] == pos:
+                _take(res_diff, jb, demand, o)
+        else:
+            # jb gains o's demand in the run without i, ja keeps it; each resource joins
+            # the set with the actual run's residual, and leaves it when equal again
+            for j in (jb, ja):
+                if j < 0:
+                    continue
+                if in_diff[j] != pos:
+                    in_diff[j] = pos
+                    t = _last_take(starts, positions, j, p)
+                    res_diff[j] = take_res[t] if t >= 0 else cap[j]
+                    stamp += 1
+                    heap, top = _open(heap, top, streams, j, _BIDDERS, p, stamp, starts, positions)
+                if j == jb:
+                    _take(res_diff, j, demand, o)
+                if _matches_history(res_diff, starts, positions, take_res, cap, j, p + 1):
+                    in_diff[j] = -1
+                    stamp += 1
+                    streams[j, 2] = stamp
+                    for cc in range(k):
+                        if avail[cc] and cand[i, cc] == j:
+                            heap, top = _open(
+                                heap, top, streams, j, _TAKES, p, stamp, starts, positions
+                            )
+                            break
+        if jb < 0:
+            continue
+        hit = False
+        for cc in range(k):
+            hit = hit or (avail[cc] and cand[i, cc] == jb)
+        if not hit:
+            continue
+        if in_diff[jb] == pos:
+            room = _fits(res_diff, jb, demand, i)
+        else:
+            room = _fits_before(starts, positions, take_res, cap, jb, p + 1, demand, i)
+        if room:
+            continue
+        # o's take left i no room on jb: above report[o] i comes first and has jb
+        lo = min(report[o], upper)
+        integral += _quality_integral(lo, upper, avail, quality[i], threshold)
+        upper = lo
+        floor = np.inf
+        for cc in range(k):
+            if avail[cc] and cand[i, cc] == jb:
+                avail[cc] = False
+            if avail[cc] and threshold[cc] < floor:
+                floor = threshold[cc]
+        if in_diff[jb] != pos:  # its takes no longer matter
+            stamp += 1
+            streams[jb, 2] = stamp
+    integral += _quality_integral(0.0, upper, avail, quality[i], threshold)
+    return max(0.0, report[i] * quality[i, choice[i]] - integral)
 
 
 @nb.njit(cache=True)
@@ -274,83 +715,70 @@ def myerson_ladder(
     """Truthful (Myerson) payments for a request-ordered quality ladder.
 
     Requests in ``order`` (descending ``report``) take the fitting candidate of highest
-    ``quality`` among those with ``report * quality >= reserve``. A request's allocated
-    quality ``q(z)`` is non-decreasing in its own report ``z`` (a higher report moves it
-    earlier, where a superset of resources is free), so charging
-    ``z q(z) - integral_0^z q(t) dt`` makes truthful reporting dominant (Myerson 1981).
-    The integral is computed exactly by replaying the other requests without ``i``.
+    ``quality`` among those with ``report * quality >= reserve`` (ties to the lower
+    column). A request's allocated quality ``q(z)`` is non-decreasing in its own report
+    ``z`` (a higher report moves it earlier, where a superset of resources is free), so
+    charging ``z q(z) - integral_0^z q(t) dt`` makes truthful reporting dominant
+    (Myerson 1981, "Optimal auction design", the payment identity).
+
+    The integral is exact: ``q(t)`` steps down at the reports of the later requests
+    whose takes, in the run without ``i``, leave ``i`` no room on a free candidate.
+    That run is replayed only where it can differ from the actual one or touch ``i``'s
+    candidates (:func:`_critical_value`), on the actual run's per-resource history, so
+    a winner costs the requests near its resources instead of every later request.
+
+    Args:
+        order: ``(N,)`` requests by descending report (ties in a fixed order).
+        report: ``(N,)`` each request's report ``z``.
+        quality: ``(N, K)`` quality of each pair (the ladder's key).
+        reserve: ``(N, K)`` a pair is open at ``z`` when ``z * quality >= reserve``.
+        cand: ``(N, K)`` candidate resources, -1 = padding.
+        demand: ``(N, D)`` demand per request.
+        cap: ``(M, D)`` residual capacity (copied, never mutated).
 
     Returns:
-        ``(choice, payment)``, each ``(N,)``.
+        ``(choice, payment)``, each ``(N,)``: the chosen column (-1 = unserved) and
+        ``z q(z) - integral_0^z q(t) dt`` (0 for the unserved).
     """
     n, k = cand.shape
-    res = cap.copy()
-    choice = np.full(n, -1, dtype=np.int64)
-    payment = np.zeros(n)
+    m, dims = cap.shape
     ok = np.empty((n, k), dtype=np.bool_)
     for i in range(n):
         for c in range(k):
             ok[i, c] = report[i] * quality[i, c] >= reserve[i, c]
-    threshold = np.empty(k)
-    avail = np.empty(k, dtype=np.bool_)
-    undo_j = np.empty(64, dtype=np.int64)
-    undo_v = np.empty((64, demand.shape[1]))
+    choice, free, take_start, take_pos, take_res = _ladder_run(
+        order, quality, ok, cand, demand, cap
+    )
+    bid_start, bid_pos = _bidders(order, ok, cand, m)
+    starts = np.empty((2, m + 1), dtype=np.int64)
+    starts[_TAKES] = take_start
+    starts[_BIDDERS] = bid_start + take_pos.size
+    positions = np.concatenate((take_pos, bid_pos))
+    in_diff = np.full(m, -1, dtype=np.int64)  # = pos while in the winner at pos's set
+    res_diff = np.empty((m, dims))
+    streams = np.zeros((m, 3), dtype=np.int64)  # kind, next index, stamp
+    payment = np.zeros(n)
     for pos in range(n):
-        i = order[pos]
-        c = _best_column(i, quality, cand, ok, demand, res)
-        if c < 0:
-            continue
-        z = report[i]
-        win_q = quality[i, c]
-        for cc in range(k):
-            threshold[cc] = reserve[i, cc] / quality[i, cc] if quality[i, cc] > 0 else np.inf
-        floor = np.inf  # below every threshold q(t) = 0: stop replaying there
-        for cc in range(k):
-            j = cand[i, cc]
-            avail[cc] = j >= 0 and _fits(res, j, demand, i)
-            if avail[cc] and threshold[cc] < floor:
-                floor = threshold[cc]
-        # replay the others after i, without i, in place on res; an undo log puts back
-        # the exact values after (a copy of res per winner costs O(M) each)
-        upper = z
-        integral = 0.0
-        logged = 0
-        for p2 in range(pos + 1, n):
-            o = order[p2]
-            # below the lowest threshold of i's free pairs q(t) = 0 whatever is taken
-            if upper <= floor or report[o] <= floor:
-                break
-            co = _best_column(o, quality, cand, ok, demand, res)
-            if co < 0:
-                continue
-            jo = cand[o, co]
-            if logged == undo_j.size:
-                undo_j, undo_v = _grow(undo_j, undo_v)
-            undo_j[logged] = jo
-            undo_v[logged] = res[jo]
-            logged += 1
-            _take(res, jo, demand, o)
-            changed = False
-            for cc in range(k):
-                if avail[cc] and cand[i, cc] == jo and not _fits(res, jo, demand, i):
-                    changed = True
-            if changed:
-                lo = min(report[o], upper)
-                integral += _quality_integral(lo, upper, avail, quality[i], threshold)
-                upper = lo
-                floor = np.inf
-                for cc in range(k):
-                    if avail[cc] and cand[i, cc] == jo:
-                        avail[cc] = False
-                    if avail[cc] and threshold[cc] < floor:
-                        floor = threshold[cc]
-        for u in range(logged - 1, -1, -1):
-            res[undo_j[u]] = undo_v[u]
-        integral += _quality_integral(0.0, upper, avail, quality[i], threshold)
-        choice[i] = c
-        payment[i] = max(0.0, z * win_q - integral)
-        j = cand[i, c]
-        _take(res, j, demand, i)
+        if choice[order[pos]] >= 0:
+            payment[order[pos]] = _critical_value(
+                pos,
+                order,
+                report,
+                quality,
+                reserve,
+                ok,
+                cand,
+                demand,
+                cap,
+                choice,
+                free,
+                starts,
+                positions,
+                take_res,
+                in_diff,
+                res_diff,
+                streams,
+            )
     return choice, payment
 
 
