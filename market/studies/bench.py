@@ -143,14 +143,17 @@ def bench(
 
     Returns:
         ``requests, resources, candidates, clusters, mechanism, round_s`` (median
-        seconds per round), ``round_s_all``, ``clustering_s``, ``phases`` (median share of
+        seconds per round), ``round_s_all``, ``round_cpu_s`` (median CPU seconds of the
+        process per round, every thread's), ``clustering_s``, ``phases`` (median share of
         each phase of a round), ``welfare``, ``allocated`` and ``peak_rss_mb``; with
         ``oracle`` also the oracle's ``rounds`` columns (``opt_welfare``, ``bound_welfare``,
         ``alg_opt``, ``alg_bound``, ``opt_status``, ``opt_scope``, ...), ``oracle_s`` and
         ``oracle_pairs`` (pairs the exact search held); with ``authors`` also the fields of
         :func:`run_authors` and ``speedup`` (their median ``execution_time`` over our
         median round) and ``speedup_with_clustering`` (over our median round plus our
-        clustering, which is built once per run while theirs clusters in every auction).
+        clustering, which is built once per run while theirs clusters in every auction) and
+        ``speedup_cpu`` (their median CPU time in the auction over our median CPU time per
+        round, both every thread's: less sensitive to a busy machine than the clocks).
 
     Raises:
         MarketInputError: on a bad size or mechanism parameter, or an ``authors``
@@ -199,16 +202,17 @@ def bench(
         scenario, mechanism=mechanism, rng=seed, market=market
     )  # no oracle, no flat clearing
     clustering_s = time.perf_counter() - t0
-    times, phases = [], []
+    times, cpu_times, phases = [], [], []
     for r in range(rounds + 1):
         if r:
             model.reopen()
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         model.step()
-        elapsed = time.perf_counter() - t1
+        elapsed, cpu = time.perf_counter() - t1, time.process_time() - c1
         if r == 0:
             continue  # warm-up
         times.append(elapsed)
+        cpu_times.append(cpu)
         phases.append(
             {
                 name.removesuffix("_ms"): ms / 1e3
@@ -245,6 +249,7 @@ def bench(
         "rounds": rounds,
         "round_s": round(median, 6),
         "round_s_all": [round(t, 6) for t in times],
+        "round_cpu_s": round(statistics.median(cpu_times), 6),
         "clustering_s": round(clustering_s, 6),
         "phases": share,
         "welfare": round(record.outcome.welfare, 6),
@@ -256,6 +261,7 @@ def bench(
                 run_authors(authors, market, authors_runs, authors_versions, progress),
                 median,
                 clustering_s,
+                statistics.median(cpu_times),
             )
             if authors is not None
             else {}
@@ -263,14 +269,15 @@ def bench(
     }
 
 
-def _side_by_side(theirs: dict, round_s: float, clustering_s: float) -> dict:
-    """The authors' fields and the ratios of their ``execution_time`` to our round."""
+def _side_by_side(theirs: dict, round_s: float, clustering_s: float, round_cpu_s: float) -> dict:
+    """The authors' fields and the ratios of their times to our round's."""
     return {
         **theirs,
         "speedup": round(theirs["authors_execution_time_s"] / round_s, 1),
         "speedup_with_clustering": round(
             theirs["authors_execution_time_s"] / (round_s + clustering_s), 1
         ),
+        "speedup_cpu": round(theirs["authors_cpu_s"] / round_cpu_s, 1) if round_cpu_s > 0 else None,
     }
 
 
