@@ -115,23 +115,36 @@ class UserLedger(UserHistory):
         return UserHistory(users=users, rounds=self.rounds, state=state, **rows)
 
 
-def _groups(users: list[UserAgent]) -> dict[BiddingStrategy, np.ndarray]:
-    """Users by strategy object (equal frozen dataclasses are one group), dense indices."""
-    groups: dict[BiddingStrategy, list[int]] = {}
-    for agent in users:
-        groups.setdefault(agent.strategy, []).append(agent.index)
-    return {strategy: np.asarray(members, dtype=np.int64) for strategy, members in groups.items()}
+def strategy_groups(users: list[UserAgent]) -> dict[BiddingStrategy, np.ndarray]:
+    """Users by strategy object (equal frozen dataclasses are one group), dense indices.
+
+    Groups in the order of their first user, each keyed by its first user's object, members
+    in list order. Users share a few strategy objects, so the users are grouped by object
+    identity with numpy and only the distinct objects are hashed and compared (hashing every
+    user's frozen dataclass cost ~0.1 s at 100,000 users). The model groups its users once a
+    round and hands the groups to the calls below (``groups``).
+    """
+    strategies = [agent.strategy for agent in users]
+    index = np.array([agent.index for agent in users], dtype=np.int64)
+    _, first, inverse = np.unique(np.array(list(map(id, strategies)), dtype=np.int64), return_index=True,
+                                  return_inverse=True)
+    classes: dict[BiddingStrategy, list[int]] = {}  # equal objects -> their identity groups
+    for d in np.argsort(first, kind="stable").tolist():
+        classes.setdefault(strategies[first[d]], []).append(d)
+    return {strategy: index[np.isin(inverse, ids)] for strategy, ids in classes.items()}
 
 
-def update_strategies(users: list[UserAgent], ledger: UserLedger) -> None:
+def update_strategies(users: list[UserAgent], ledger: UserLedger,
+                      groups: dict[BiddingStrategy, np.ndarray] | None = None) -> None:
     """Let stateful strategies learn from the round just settled into ``ledger``.
 
     Calls ``strategy.update(history, ledger)`` once per strategy object that has one,
     ``history`` being its users' rows taken after settlement but before any update (so a
     strategy sees the state it bid with). Strategies write into ``ledger.strategy_state``
-    only: call it on the ledger of the state the round was played on.
+    only: call it on the ledger of the state the round was played on. ``groups``: the users'
+    :func:`strategy_groups`, if the caller has them.
     """
-    groups = _groups(users)
+    groups = strategy_groups(users) if groups is None else groups
     histories = {strategy: ledger.history(idx) for strategy, idx in groups.items()}
     for strategy, history in histories.items():
         update = getattr(strategy, "update", None)
@@ -139,29 +152,33 @@ def update_strategies(users: list[UserAgent], ledger: UserLedger) -> None:
             update(history, ledger)
 
 
-def _per_user(users: list[UserAgent], ledger: UserLedger, method: str, default: float | bool) -> np.ndarray:
+def _per_user(users: list[UserAgent], ledger: UserLedger, method: str, default: float | bool,
+              groups: dict[BiddingStrategy, np.ndarray] | None) -> np.ndarray:
     """``(U,)`` each strategy's ``method(history)`` for its users; ``default`` where it has none."""
     out = np.full(len(users), default)
-    for strategy, idx in _groups(users).items():
+    for strategy, idx in (strategy_groups(users) if groups is None else groups).items():
         answer = getattr(strategy, method, None)
         if answer is not None:
             out[idx] = answer(ledger.history(idx))
     return out
 
 
-def remaining_budgets(users: list[UserAgent], ledger: UserLedger) -> np.ndarray:
+def remaining_budgets(users: list[UserAgent], ledger: UserLedger,
+                      groups: dict[BiddingStrategy, np.ndarray] | None = None) -> np.ndarray:
     """``(U,)`` what each user may still pay this run: ``inf`` unless its strategy has ``remaining``."""
-    return _per_user(users, ledger, "remaining", np.inf)
+    return _per_user(users, ledger, "remaining", np.inf, groups)
 
 
-def run_budgets(users: list[UserAgent], ledger: UserLedger) -> np.ndarray:
+def run_budgets(users: list[UserAgent], ledger: UserLedger,
+                groups: dict[BiddingStrategy, np.ndarray] | None = None) -> np.ndarray:
     """``(U,)`` each user's budget for the whole run: ``nan`` unless its strategy has ``run_budget``."""
-    return _per_user(users, ledger, "run_budget", np.nan)
+    return _per_user(users, ledger, "run_budget", np.nan, groups)
 
 
-def exhausted_users(users: list[UserAgent], ledger: UserLedger) -> np.ndarray:
+def exhausted_users(users: list[UserAgent], ledger: UserLedger,
+                    groups: dict[BiddingStrategy, np.ndarray] | None = None) -> np.ndarray:
     """``(U,)`` bool: users whose strategy says their run budget is spent (``exhausted``)."""
-    return _per_user(users, ledger, "exhausted", False)
+    return _per_user(users, ledger, "exhausted", False, groups)
 
 
 def affordable(user: np.ndarray, cap: np.ndarray, remaining: np.ndarray) -> np.ndarray:
@@ -196,12 +213,14 @@ def affordable(user: np.ndarray, cap: np.ndarray, remaining: np.ndarray) -> np.n
     return keep
 
 
-def bid_scales(users: list[UserAgent], ledger: UserLedger) -> np.ndarray:
+def bid_scales(users: list[UserAgent], ledger: UserLedger,
+               groups: dict[BiddingStrategy, np.ndarray] | None = None) -> np.ndarray:
     """Every user's bid scale this round: one vectorised strategy call per strategy object.
 
     Args:
         users: the user agents, ``users[u].index == u``.
         ledger: their history.
+        groups: the users' :func:`strategy_groups`, if the caller has them.
 
     Returns:
         ``(U,)`` bid scales.
@@ -211,7 +230,7 @@ def bid_scales(users: list[UserAgent], ledger: UserLedger) -> np.ndarray:
     """
     # equal strategies (frozen dataclasses compare by value) answer in one call; others by identity
     scale = np.ones(len(users))
-    for strategy, idx in _groups(users).items():
+    for strategy, idx in (strategy_groups(users) if groups is None else groups).items():
         scale[idx] = strategy.bid_scale(ledger.history(idx))
     if not np.all((scale > 0) & np.isfinite(scale)):
         bad = int(np.flatnonzero(~((scale > 0) & np.isfinite(scale)))[0])

@@ -382,6 +382,7 @@ def _candidate_rows(
     start: np.ndarray,  # (C + 1,) cluster c holds order[start[c]:start[c + 1]]
     routes: np.ndarray,  # (N, S) clusters to scan per request, -1 = none
     keys: np.ndarray,  # (N,) each request's stable key, to spread ties
+    scan: np.ndarray,  # (N,) the rows in the order to compute them (each row written in place)
     k: int,
     alpha: float,
     beta: float,
@@ -402,7 +403,8 @@ def _candidate_rows(
         pair_util = np.empty(width)
         pair_pos = np.empty(width, dtype=np.int64)
         level = np.empty(width, dtype=np.int64)
-        for i in range(block * _BLOCK, min(n, (block + 1) * _BLOCK)):
+        for p in range(block * _BLOCK, min(n, (block + 1) * _BLOCK)):
+            i = scan[p]
             req = request_at(rq, i)
             total = 0
             for s in range(routes.shape[1]):
@@ -455,6 +457,7 @@ def find_candidates(
     d_max: float,
     keys: np.ndarray | None = None,
     allowed: np.ndarray | None = None,
+    scan: np.ndarray | None = None,
 ) -> Candidates:
     """Top-``k`` feasible candidates per request among the clusters in ``routes``.
 
@@ -474,6 +477,9 @@ def find_candidates(
             row here.
         allowed: ``(N, W)`` eligibility masks (:mod:`market.core.eligibility`); None:
             every request may use every resource.
+        scan: ``(N,)`` a permutation of the rows: the order to compute them in (e.g. grouped
+            by cluster, so that a cluster's resources stay in cache), each written in its own
+            row of the result; None: ``0..N-1``.
 
     Returns:
         The candidate arrays, each ``(N, k)``, best first: utility descending, then the
@@ -485,13 +491,16 @@ def find_candidates(
     if keys.shape != (n,):
         raise ValueError(f"keys: one per request ({n}) expected, got shape {keys.shape}")
     allowed = any_type(n) if allowed is None else np.ascontiguousarray(allowed, dtype=np.int64)
+    scan = np.arange(n, dtype=np.int64) if scan is None else np.ascontiguousarray(scan, dtype=np.int64)
+    if scan.shape != (n,):
+        raise ValueError(f"scan: one per request ({n}) expected, got shape {scan.shape}")
     if n == 0:
         z = np.zeros((0, k))
         return Candidates(np.zeros((0, k), dtype=np.int64), z, z, z)
     return Candidates(
         *(_candidate_kernel_parallel if requests.shape[0] >= PARALLEL_MIN_ROWS else _candidate_kernel_serial)(
             np.ascontiguousarray(requests), np.ascontiguousarray(need), np.ascontiguousarray(resources),
-            np.ascontiguousarray(free), allowed, order, start, np.ascontiguousarray(routes), keys, int(k),
+            np.ascontiguousarray(free), allowed, order, start, np.ascontiguousarray(routes), keys, scan, int(k),
             float(alpha), float(beta), float(gamma), float(d_max),
         )
     )

@@ -32,6 +32,7 @@ from typing import Protocol
 import numpy as np
 
 from market.core.candidates import Candidates, find_candidates, request_rows
+from market.core.dense import dense_unique, lookup_table
 from market.core.eligibility import any_type
 from market.core.feasibility import check_round
 from market.core.hierarchy import Hierarchy, route
@@ -144,24 +145,6 @@ def score(
     return np.where(served, base_utility + delta * per_mass[user] * priority, 0.0)
 
 
-def _compact(ids: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct values of ``ids`` (all in ``[0, size)``) and each one's position.
-
-    The same result as ``np.unique(ids, return_inverse=True)``; for many ids over a
-    small range a bitmap is cheaper than the sort (sub-markets are built once per
-    cluster per round, so this is a hot path).
-    """
-    if ids.size * 16 < size:
-        distinct, inverse = np.unique(ids, return_inverse=True)
-        return distinct, inverse.astype(np.int64, copy=False)
-    seen = np.zeros(size, dtype=bool)
-    seen[ids] = True
-    distinct = np.flatnonzero(seen)
-    lookup = np.empty(size, dtype=np.int64)
-    lookup[distinct] = np.arange(distinct.size)
-    return distinct, lookup[ids]
-
-
 def _with_room(hierarchy: Hierarchy, free: np.ndarray, need: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cluster membership (``order``, ``start``) restricted to resources with room left.
 
@@ -178,6 +161,7 @@ def _with_room(hierarchy: Hierarchy, free: np.ndarray, need: np.ndarray) -> tupl
 def submarket(
     rows: np.ndarray, cand: Candidates, book: OrderBook, free: np.ndarray, won: np.ndarray,
     weights: tuple[float, float, float, float], aligned: bool = False,
+    lookups: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SubMarket:
     """The sub-market of order-book ``rows`` over their candidates (local indices).
 
@@ -186,14 +170,19 @@ def submarket(
 
     ``aligned`` says that ``cand``'s rows are exactly ``rows`` (candidates computed for
     these requests only), so its arrays are used as they are, without a copy.
+
+    ``lookups``: blank :func:`~market.core.dense.lookup_table` s over the resources and the
+    users, to renumber them (the round allocates them once: the sub-markets are built once
+    per cluster per round, so this is a hot path); None: new ones.
     """
     pick = (lambda a: a) if aligned else (lambda a: a[rows])
     res = pick(cand.resource)
     valid = res >= 0
-    resource_ids, local = _compact(res[valid], free.shape[0])
+    by_resource, by_user = lookups or (lookup_table(free.shape[0]), lookup_table(won.shape[0]))
+    resource_ids, local = dense_unique(res[valid], by_resource)
     local_cand = np.full(res.shape, -1, dtype=np.int64)
     local_cand[valid] = local
-    users, user_local = _compact(book.user[rows], won.shape[0])
+    users, user_local = dense_unique(book.user[rows], by_user)
     return SubMarket(
         demand=book.need[rows],
         budget=book.columns["budget"][rows],
@@ -281,12 +270,14 @@ def clear_round(
     matrix = book.request_matrix()
     keys = book.keys
     allowed = book.allowed
+    lookups = (lookup_table(free.shape[0]), lookup_table(won.shape[0]))  # blank, for every sub-market
 
-    def candidates(rows: np.ndarray, clusters: np.ndarray, members: tuple[np.ndarray, np.ndarray] | None = None) -> Candidates:
+    def candidates(rows: np.ndarray, clusters: np.ndarray, members: tuple[np.ndarray, np.ndarray] | None = None,
+                   scan: np.ndarray | None = None) -> Candidates:
         order, start = members or (hierarchy.order, hierarchy.start)
         return find_candidates(
             matrix[rows], book.need[rows], resource_matrix, free, order, start,
-            clusters, params.candidates, params.weights, params.d_max, keys[rows], allowed[rows],
+            clusters, params.candidates, params.weights, params.d_max, keys[rows], allowed[rows], scan,
         )
 
     def allocate(c: int, sub: SubMarket, rng: np.random.Generator) -> Allocation:
@@ -304,7 +295,7 @@ def clear_round(
         # one market over every pair a request could reach, priced on the same free capacity
         union = Candidates.concat(primary, candidates(everyone, routes[:, 1:])) if spill else primary
         t1 = time.perf_counter()
-        sub = submarket(everyone, union, book, free, won, params.weights, aligned=True)
+        sub = submarket(everyone, union, book, free, won, params.weights, aligned=True, lookups=lookups)
         alloc = allocate(-1, sub, children[0])
         _apply(alloc, sub, union, book, free, won, out, aligned=True)
         out.proven_optimal, out.bound = alloc.proven_optimal, alloc.bound
@@ -325,20 +316,18 @@ def clear_round(
             if block.start == block.stop:
                 continue
             mine = primary.rows(block)
-            sub = submarket(order[block], mine, book, free, won, params.weights, aligned=True)
+            sub = submarket(order[block], mine, book, free, won, params.weights, aligned=True, lookups=lookups)
             _apply(allocate(c, sub, children[c]), sub, mine, book, free, won, out, aligned=True)
         # spill-over: the root re-auctions what is left on the neighbouring clusters'
         # remaining capacity; only unserved requests need candidates there
         left = np.flatnonzero((out.resource < 0) & (routes[:, 1] >= 0)) if spill else everyone[:0]
         if left.size:
             t_spill = time.perf_counter()
-            # scanned grouped by first spill-over cluster (cache), handed over in row order
+            # computed grouped by first spill-over cluster (cache), written in row order
             by_cluster = np.argsort(routes[left, 1], kind="stable")
-            grouped = left[by_cluster]
-            secondary = candidates(grouped, routes[grouped, 1:], _with_room(hierarchy, free, book.need[left]))
-            secondary = secondary.rows(np.argsort(by_cluster))
+            secondary = candidates(left, routes[left, 1:], _with_room(hierarchy, free, book.need[left]), by_cluster)
             t1 += time.perf_counter() - t_spill
-            sub = submarket(left, secondary, book, free, won, params.weights, aligned=True)
+            sub = submarket(left, secondary, book, free, won, params.weights, aligned=True, lookups=lookups)
             before = int(np.sum(out.resource >= 0))
             alloc = allocate(-1, sub, children[hierarchy.n_clusters])
             _apply(alloc, sub, secondary, book, free, won, out, aligned=True)

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from market.core.dense import unique_inverse
+
 
 def jain(x: np.ndarray) -> float:
     """Jain's index ``(sum x)^2 / (n sum x^2)`` in [1/n, 1].
@@ -98,7 +100,7 @@ def round_metrics(
     n = utility.size
     welfare = float(utility.sum())
     n_served = int(served.sum())
-    _, per_user = np.unique(user, return_inverse=True)
+    _, per_user = unique_inverse(user)
     user_utility = np.bincount(per_user, weights=utility) if n else np.zeros(0)
     over = served & (payment > value * (1 + 1e-9) + 1e-9)  # individual rationality broken
     per_dim = {f"utilization_{d}": share(float(used[:, k].sum()), float(capacity[:, k].sum()))

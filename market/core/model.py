@@ -42,6 +42,7 @@ from agents.user import (
     bid_scales,
     remaining_budgets,
     run_budgets,
+    strategy_groups,
     update_strategies,
 )
 from market.core import serving
@@ -159,6 +160,7 @@ class RoundRecord:
         outcome: who got what, per order-book row.
         bid_scale: ``(U,)`` the scale every user's bids carried this round.
         reserve: ``(O,)`` every owner's reserve multiplier this round.
+        groups: the users by strategy this round (:func:`agents.user.strategy_groups`).
         metrics: the round's metrics by name (``rounds`` columns).
         timings: milliseconds per phase.
     """
@@ -173,6 +175,7 @@ class RoundRecord:
     outcome: RoundOutcome
     bid_scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
     reserve: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    groups: dict[Any, np.ndarray] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -468,9 +471,12 @@ class MarketModel(mesa.Model):
         out = record.outcome
         self._served.append((record.round, record.rows[hit], out.resource[hit], out.payment[hit], out.utility[hit]))
         led = self.state.users
+        names = np.empty(len(self.user_agents), dtype=object)
+        for strategy, idx in record.groups.items():
+            names[idx] = strategy.name
         self._users.append((record.round, record.bid_scale, led.last_requests.copy(), led.last_wins.copy(),
                             led.last_spend.copy(), led.last_utility.copy(), led.spend.copy(),
-                            run_budgets(self.user_agents, led), [a.strategy.name for a in self.user_agents]))
+                            run_budgets(self.user_agents, led, record.groups), names.tolist()))
 
     def preview(self, mechanism: str | Mechanism) -> RoundRecord:
         """The next round as ``mechanism`` would play it, on a copy of the state.
@@ -508,14 +514,15 @@ class MarketModel(mesa.Model):
         state.resources.release(t)
         arrival = self.arrival(state)  # once a round: the book, patience and drops read it
         rows = self.waiting(t, state, arrival)
-        remaining = remaining_budgets(self.user_agents, state.users)
+        groups = strategy_groups(self.user_agents)  # once a round: every strategy call below reads them
+        remaining = remaining_budgets(self.user_agents, state.users, groups)
         dropped = rows[:0]
         if np.isfinite(remaining).any():  # paced users bid only for what they can still pay
             keep = affordable(self.request_user[rows], self.request_columns["budget"][rows], remaining)
             rows, dropped = rows[keep], rows[~keep]
         entered = arrival[rows]
         user = self.request_user[rows]
-        scale = bid_scales(self.user_agents, state.users)
+        scale = bid_scales(self.user_agents, state.users, groups)
         reserve = self.reserve_multipliers(state)
         posted = self.posted_prices(state, reserve)
         book = OrderBook({name: col[rows] for name, col in self.request_columns.items()}, user, scale[user], self.need[rows],
@@ -525,7 +532,7 @@ class MarketModel(mesa.Model):
         matrix = self.resource_matrix(posted)
         outcome = clear_round(book, matrix, self.resource_columns, free, self.hierarchy, mechanism, rng,
                               self.round_params, start_won, planners)
-        record = RoundRecord(t, rows, book, posted, matrix, free, start_won, outcome, scale, reserve)
+        record = RoundRecord(t, rows, book, posted, matrix, free, start_won, outcome, scale, reserve, groups)
         extra: dict[str, Any] = {}
         t_oracle = time.perf_counter()
         if self.compare_flat:
@@ -548,7 +555,7 @@ class MarketModel(mesa.Model):
         state.status[dropped[patience_late]] = 2  # unaffordable requests age out as if they had bid and lost
         state.users.settle(book.user, served, outcome.payment, outcome.utility, outcome.won,
                            value=book.columns["budget"] * outcome.base_utility, budget=book.columns["budget"])
-        update_strategies(self.user_agents, state.users)
+        update_strategies(self.user_agents, state.users, groups)
         revenue = np.bincount(self.resource_owner, state.resources.credit, minlength=len(self.owner_agents))
         self.owner_strategy.update(state.resources.owner_state, t, revenue)
         unit_cost = self.resource_columns["unit_cost"]

@@ -30,6 +30,7 @@ import numba as nb
 import numpy as np
 
 import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
+from market.core.dense import unique_inverse
 from market.core.metrics import jain, share
 
 #: slack of the fit test, as in the allocation kernels (``mechanisms.kernels``) and
@@ -408,7 +409,7 @@ def round_multiresource(
         used: ``(M, D)`` capacity in use after settlement (running requests included).
         dimensions: the ``D`` dimension names.
     """
-    users, local = np.unique(np.asarray(user), return_inverse=True)
+    users, local = unique_inverse(np.asarray(user))
     n_users = users.size
     local = local.reshape(-1)
     demand = np.asarray(demand, dtype=float)

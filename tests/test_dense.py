@@ -1,0 +1,78 @@
+"""The round's shortcuts give what they replace: dense renumbering, strategy groups, scan order."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from agents.user import strategy_groups
+from market.core.candidates import find_candidates, request_rows, resource_rows
+from market.core.dense import dense_unique, lookup_table, unique_inverse
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_dense_unique_is_np_unique_and_leaves_the_table_blank(seed):
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(1, 300))
+    ids = rng.integers(0, size, int(rng.integers(0, 500)))
+    table = lookup_table(size)
+    for _ in range(2):  # the same table twice: left blank by the first call
+        distinct, inverse = dense_unique(ids, table)
+        want, want_inverse = np.unique(ids, return_inverse=True)
+        assert distinct.tolist() == want.tolist() and inverse.tolist() == want_inverse.tolist()
+        assert distinct.dtype == np.int64 and inverse.dtype == np.int64
+        assert (table == -1).all()
+
+
+@pytest.mark.parametrize("ids", [np.zeros(0, dtype=np.int64), np.array([5, -3, 5]), np.array([10**12, 7, 7]),
+                                 np.array([3, 1, 3, 0, 1])])
+def test_unique_inverse_is_np_unique_for_any_ids(ids):
+    distinct, inverse = unique_inverse(ids)
+    want, want_inverse = np.unique(ids, return_inverse=True)
+    assert distinct.tolist() == want.tolist() and inverse.tolist() == want_inverse.tolist()
+
+
+@dataclass(frozen=True)
+class _Strategy:
+    level: float
+
+
+class _User:
+    def __init__(self, index, strategy):
+        self.index, self.strategy = index, strategy
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_strategy_groups_match_grouping_by_equality(seed):
+    rng = np.random.default_rng(seed)
+    objects = [_Strategy(float(rng.integers(0, 3))) for _ in range(int(rng.integers(1, 6)))] + [object()]
+    users = [_User(int(i), objects[int(rng.integers(0, len(objects)))]) for i in rng.permutation(int(rng.integers(0, 60)))]
+    want: dict = {}
+    for user in users:  # the rule: equal strategies are one group, keyed by the first user's object
+        want.setdefault(user.strategy, []).append(user.index)
+    got = strategy_groups(users)
+    assert [id(k) for k in got] == [id(k) for k in want]
+    assert all(got[k].dtype == np.int64 and got[k].tolist() == want[k] for k in want)
+
+
+def test_candidates_do_not_depend_on_the_scan_order():
+    rng = np.random.default_rng(3)
+    n, m, clusters = 300, 60, 4
+    demand = rng.uniform(0.1, 2.0, (n, 2))
+    rq = request_rows(rng.uniform(0, 100, n), rng.uniform(0, 100, n), demand[:, 0], rng.integers(1, 4, n).astype(float),
+                      rng.uniform(5, 50, n), rng.uniform(0, 0.9, n), rng.uniform(0, 0.9, n), np.full(n, np.inf), demand)
+    # a coarse price grid: many pairs of equal utility, so ties and cut levels are exercised
+    rs = resource_rows(rng.uniform(0, 100, m), rng.uniform(0, 100, m), rng.choice([0.5, 1.0], m), np.full(m, 0.95),
+                       np.full(m, 0.95), np.zeros(m), np.zeros(m), np.full((m, 2), 4.0))
+    labels = rng.integers(0, clusters, m)
+    order = np.argsort(labels, kind="stable")
+    start = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=clusters))]).astype(np.int64)
+    routes = np.stack([rng.permutation(clusters)[:2] for _ in range(n)]).astype(np.int64)
+    args = (rq, demand, rs, np.full((m, 2), 4.0), order, start, routes, 5, (0.4, 0.3, 0.1, 0.2), 200.0,
+            np.arange(n, dtype=np.int64) * 7)
+    plain = find_candidates(*args)
+    scanned = find_candidates(*args, scan=rng.permutation(n))
+    for a, b in zip((plain.resource, plain.utility, plain.reserve, plain.posted),
+                    (scanned.resource, scanned.utility, scanned.reserve, scanned.posted), strict=True):
+        assert a.tobytes() == b.tobytes()
+    assert (plain.resource >= 0).any()
