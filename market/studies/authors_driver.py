@@ -17,8 +17,8 @@ other keys of a record are carried along and not given to their classes. A run b
 fresh ``MOHAFAuction()`` (their default weights) once, and prints one JSON line:
 ``execution_time_s`` (the ``execution_time`` their auction reports), ``wall_s`` (wall
 clock around their ``run_auction`` call), ``cpu_s`` (this process's CPU time in that call,
-every thread's: a figure less sensitive to a busy machine), ``build_s`` (building their objects),
-``requests``, ``resources``, ``allocated``, ``log`` (what their auction printed),
+every thread's: a cross-check of the clock on a busy machine), ``build_s`` (building their
+objects), ``requests``, ``resources``, ``allocated``, ``log`` (what their auction printed),
 ``peak_rss_mb`` and ``versions``. Their prints go to ``log``, so stdout is that line alone.
 
 It keeps to Python 3.8 (the package's oldest) and the standard library.

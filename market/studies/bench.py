@@ -153,7 +153,9 @@ def bench(
         median round) and ``speedup_with_clustering`` (over our median round plus our
         clustering, which is built once per run while theirs clusters in every auction) and
         ``speedup_cpu`` (their median CPU time in the auction over our median CPU time per
-        round, both every thread's: less sensitive to a busy machine than the clocks).
+        round, both every thread's: a cross-check of the clocks on a busy machine, not a
+        clean figure either, since our round's parallel kernels count the time their
+        threads spin and their scikit-learn k-means may run threads too).
 
     Raises:
         MarketInputError: on a bad size or mechanism parameter, or an ``authors``
