@@ -50,6 +50,21 @@ class PlannerAgent(mesa.Agent):
         self.cleared, self.served = market.n_requests, int(np.count_nonzero(alloc.choice >= 0))
         return alloc
 
+    def refine(self, mechanism: Mechanism, market: SubMarket, choice: np.ndarray,
+               rng: np.random.Generator) -> Allocation:
+        """The root's last step: let ``mechanism`` improve the whole round's allocation.
+
+        Args:
+            mechanism: the market's mechanism (one with ``refines``).
+            market: the whole round (:meth:`mechanisms.base.Mechanism.refine`).
+            choice: ``(N,)`` the allocation of the cluster auctions and the spill-over.
+            rng: the root's generator for this step.
+
+        Returns:
+            The round's allocation.
+        """
+        return mechanism.refine(market, choice, rng)
+
     @property
     def is_root(self) -> bool:
         """True for the root planner."""

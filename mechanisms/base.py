@@ -138,6 +138,10 @@ class Mechanism(ABC):
     #: True if the engine must give the mechanism the whole round as one sub-market
     #: (no clustering), e.g. an exact solver whose optimality clustering would break.
     flat: ClassVar[bool] = False
+    #: True if the mechanism improves the whole round's allocation at the root after the
+    #: cluster auctions and the spill-over (:meth:`refine`); the hierarchy's clusters then
+    #: no longer cut a request off from a better resource in another cluster.
+    refines: ClassVar[bool] = False
 
     @abstractmethod
     def allocate(self, market: SubMarket, rng: np.random.Generator) -> Allocation:
@@ -150,6 +154,24 @@ class Mechanism(ABC):
         Returns:
             The allocation: a candidate column (or -1) and a payment per request.
         """
+
+    def refine(self, market: SubMarket, choice: np.ndarray, rng: np.random.Generator) -> Allocation:
+        """Improve the round's allocation over the whole round (mechanisms with ``refines``).
+
+        Called by the root planner once the cluster auctions and the spill-over are done.
+
+        Args:
+            market: the whole round: every request with its candidates in its own cluster
+                and, for those the clusters left unserved, in the neighbouring ones; the
+                capacity free at the start of the round; ``user_won`` as it was then.
+            choice: ``(N,)`` the allocation so far (a candidate column, -1 if unserved),
+                feasible on ``market``.
+            rng: the root's generator for this call.
+
+        Returns:
+            The round's allocation, which replaces ``choice`` (payments included).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not refine (refines is False)")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

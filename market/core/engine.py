@@ -13,6 +13,9 @@ Steps (README, "Architecture": one round):
    order, sharing the users' won priority mass ``X_u``).
 3. **Spill-over**: requests still unserved try their secondary candidates on the
    capacity left, in one global sub-market.
+   **Refinement** (mechanisms with ``refines``, e.g. MOHAF): the root hands the mechanism
+   the whole round, every request over its primary and secondary candidates on the
+   capacity free at the start, with the allocation so far, and keeps what it returns.
 4. **Validation**: the shared feasibility check.
 5. **Scoring**: every mechanism is scored by the same welfare
    ``F = sum b_ij + delta * sum_u [g(W_u + X_u) - g(W_u)]``, split per request as
@@ -44,6 +47,11 @@ class Planner(Protocol):
 
     def clear(self, mechanism: Mechanism, market: SubMarket, rng: np.random.Generator) -> Allocation:
         """Run ``mechanism`` on ``market``."""
+        ...
+
+    def refine(self, mechanism: Mechanism, market: SubMarket, choice: np.ndarray,
+               rng: np.random.Generator) -> Allocation:
+        """Let ``mechanism`` improve the whole round's allocation ``choice`` (the root only)."""
         ...
 
 
@@ -222,6 +230,30 @@ def _apply(
     np.add.at(won, book.user[rows], book.columns["priority"][rows])
 
 
+def _expand(cand: Candidates, rows: np.ndarray, n: int) -> Candidates:
+    """``cand`` (the candidates of ``rows``) as ``n`` rows, the others without candidates."""
+    k = cand.resource.shape[1]
+    resource = np.full((n, k), -1, dtype=np.int64)
+    resource[rows] = cand.resource
+    arrays = []
+    for a in (cand.utility, cand.reserve, cand.posted):
+        full = np.zeros((n, k))
+        full[rows] = a
+        arrays.append(full)
+    return Candidates(resource, *arrays)
+
+
+def _columns(resource: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """``(N,)`` the column of each request's chosen resource among its candidates, -1 if unserved."""
+    hit = np.flatnonzero(chosen >= 0)
+    choice = np.full(chosen.size, -1, dtype=np.int64)
+    match = resource[hit] == chosen[hit, None]
+    if not match.any(axis=1).all():
+        raise AssertionError("a served request's resource is not among its candidates")
+    choice[hit] = np.argmax(match, axis=1)
+    return choice
+
+
 def clear_round(
     book: OrderBook,
     resource_matrix: np.ndarray,
@@ -287,7 +319,7 @@ def clear_round(
 
     everyone = np.arange(n)
     spill = routes.shape[1] > 1
-    children = rng.spawn(hierarchy.n_clusters + 1)  # one stream per cluster planner
+    children = rng.spawn(hierarchy.n_clusters + 2)  # one stream per cluster planner, the root's two
     if mechanism.flat:
         primary = candidates(everyone, routes[:, :1])
         out.best = primary.resource[:, 0].copy()
@@ -332,6 +364,27 @@ def clear_round(
             alloc = allocate(-1, sub, children[hierarchy.n_clusters])
             _apply(alloc, sub, secondary, book, free, won, out, aligned=True)
             out.spilled = int(np.sum(out.resource >= 0)) - before
+        if mechanism.refines:
+            # the whole round over every pair a request could reach (the flat market), priced on
+            # the capacity free at the start: the root may move any request to another cluster
+            whole = primary.rows(np.argsort(order))  # back to row order
+            if spill:
+                t_whole = time.perf_counter()
+                around = find_candidates(matrix, book.need, resource_matrix, free_before, hierarchy.order,
+                                         hierarchy.start, routes[:, 1:], params.candidates, params.weights,
+                                         params.d_max, keys, allowed)
+                t1 += time.perf_counter() - t_whole
+                if left.size:  # the spill-over's pairs, where the requests it served now are
+                    whole = Candidates.concat(whole, _expand(secondary, left, n))
+                whole = Candidates.concat(whole, around)
+            sub = submarket(everyone, whole, book, free_before, start_won, params.weights, aligned=True)
+            choice = _columns(whole.resource, out.resource)
+            stream = children[hierarchy.n_clusters + 1]
+            alloc = (planners[-1].refine(mechanism, sub, choice, stream) if planners is not None
+                     else mechanism.refine(sub, choice, stream))
+            out.resource[:], out.payment[:], out.base_utility[:] = -1, 0.0, 0.0
+            free[:], won[:] = free_before, start_won
+            _apply(alloc, sub, whole, book, free, won, out, aligned=True)
     t2 = time.perf_counter()
     if params.validate:
         check_round(out.resource, out.payment, book.columns, resources, book.need, free_before)

@@ -22,7 +22,6 @@ back into the book on idle resources (``market bench`` re-auctions one instance)
 
 from __future__ import annotations
 
-import math
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -107,8 +106,14 @@ def auto_clusters(m: int) -> int:
 
 
 def auto_candidates(m: int) -> int:
-    """Default K: ``ceil(sqrt(M / 2))`` (22 at M = 888), at most 22."""
-    return int(min(22, max(1, math.ceil(math.sqrt(m / 2)))))
+    """Default K: every resource up to 22 (``min(M, 22)``, at least 1).
+
+    A small market keeps all its resources as candidates: cutting it to a few (the
+    earlier ``ceil(sqrt(M / 2))``, 5 of 41 machines) sent every request to the same best
+    machines and left the rest idle (MOHAF at 0.47 of the whole-market bound on
+    ``google2011-real``, 0.94 with every machine a candidate).
+    """
+    return int(min(22, max(1, m)))
 
 
 @dataclass

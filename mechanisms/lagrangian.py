@@ -1,0 +1,91 @@
+"""Capacity prices for a welfare greedy: the Lagrangian dual by projected subgradient.
+
+Relaxing the capacity constraints of the welfare program (one pair per request,
+``sum_i d_id x_ij <= C_jd`` for every resource ``j`` and dimension ``d``) with prices
+``mu_jd >= 0`` per unit of capacity share gives each request the separate problem
+``max_j [g_ij - sum_d mu_jd d_id / C_jd]^+``, where ``g_ij`` is the pair's gain. The dual
+is minimised by the projected subgradient method (Held, Wolfe and Crowder, "Validation of
+subgradient optimization", Math. Prog. 6, 1974; Fisher, "The Lagrangian relaxation
+method for solving integer programming problems", Management Sci. 27(1), 1981): each
+request takes its best priced pair, and a resource's price rises by the step times its
+overload in each dimension (load share minus 1) and falls, not below 0, where it is
+underused. A greedy that ranks pairs by gain minus price then leaves scarce capacity to
+the requests that need it and places the others where capacity is cheap.
+
+One iteration is one pass over the ``(N, K)`` pairs (``O(N K D)``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
+
+
+@nb.njit(cache=True)
+def capacity_prices(
+    cand: np.ndarray,
+    gain: np.ndarray,
+    demand: np.ndarray,
+    cap: np.ndarray,
+    iterations: int,
+    step: float,
+) -> np.ndarray:
+    """The price of each pair's capacity after ``iterations`` subgradient steps.
+
+    Args:
+        cand: ``(N, K)`` local resource of each candidate, -1 = padding.
+        gain: ``(N, K)`` gain of each pair (welfare units).
+        demand: ``(N, D)`` demand per request.
+        cap: ``(M, D)`` capacity of each resource (a dimension with capacity 0 is not priced).
+        iterations: subgradient steps (0: every price 0).
+        step: first step length, in welfare units per unit of overload; step ``t`` is
+            ``step / sqrt(t + 1)`` (a divergent series of vanishing steps).
+
+    Returns:
+        ``(N, K)`` ``sum_d mu_jd d_id / C_jd`` at the last prices (0 for padding).
+    """
+    n, k = cand.shape
+    m, dims = cap.shape
+    inv = np.zeros((m, dims))  # 1 / C_jd, 0 where a dimension has no capacity (not priced)
+    for j in range(m):
+        for d in range(dims):
+            if cap[j, d] > 0.0:
+                inv[j, d] = 1.0 / cap[j, d]
+    mu = np.zeros((m, dims))
+    load = np.zeros((m, dims))
+    for t in range(iterations):
+        load[:] = 0.0
+        for i in range(n):
+            best = 0.0
+            best_j = -1
+            for c in range(k):
+                j = cand[i, c]
+                if j < 0:
+                    continue
+                value = gain[i, c]
+                for d in range(dims):
+                    value -= mu[j, d] * demand[i, d] * inv[j, d]
+                if value > best:
+                    best = value
+                    best_j = j
+            if best_j >= 0:
+                for d in range(dims):
+                    load[best_j, d] += demand[i, d] * inv[best_j, d]
+        size = step / math.sqrt(t + 1.0)
+        for j in range(m):
+            for d in range(dims):
+                if cap[j, d] > 0.0:
+                    mu[j, d] = max(0.0, mu[j, d] + size * (load[j, d] - 1.0))
+    price = np.zeros((n, k))
+    for i in range(n):
+        for c in range(k):
+            j = cand[i, c]
+            if j < 0:
+                continue
+            for d in range(dims):
+                price[i, c] += mu[j, d] * demand[i, d] * inv[j, d]
+    return price
