@@ -55,7 +55,7 @@ class PlannerAgent(mesa.Agent):
         """The root's last step: let ``mechanism`` improve the whole round's allocation.
 
         Args:
-            mechanism: the market's mechanism (one with ``refines``).
+            mechanism: the market's mechanism (one that :meth:`~mechanisms.base.Mechanism.refines` the round).
             market: the whole round (:meth:`mechanisms.base.Mechanism.refine`).
             choice: ``(N,)`` the allocation of the cluster auctions and the spill-over.
             rng: the root's generator for this step.

@@ -138,10 +138,6 @@ class Mechanism(ABC):
     #: True if the engine must give the mechanism the whole round as one sub-market
     #: (no clustering), e.g. an exact solver whose optimality clustering would break.
     flat: ClassVar[bool] = False
-    #: True if the mechanism improves the whole round's allocation at the root after the
-    #: cluster auctions and the spill-over (:meth:`refine`); the hierarchy's clusters then
-    #: no longer cut a request off from a better resource in another cluster.
-    refines: ClassVar[bool] = False
 
     @abstractmethod
     def allocate(self, market: SubMarket, rng: np.random.Generator) -> Allocation:
@@ -155,8 +151,18 @@ class Mechanism(ABC):
             The allocation: a candidate column (or -1) and a payment per request.
         """
 
+    def refines(self, n_requests: int) -> bool:
+        """Whether the root hands a round of ``n_requests`` back to :meth:`refine` (default: never).
+
+        A mechanism that refines gets the whole round after the cluster auctions and the
+        spill-over, with every pair a request could reach in its own and its neighbouring
+        clusters: the clusters then no longer cut a request off from a better resource
+        elsewhere. Building that market costs about what a flat round costs.
+        """
+        return False
+
     def refine(self, market: SubMarket, choice: np.ndarray, rng: np.random.Generator) -> Allocation:
-        """Improve the round's allocation over the whole round (mechanisms with ``refines``).
+        """Improve the round's allocation over the whole round (when :meth:`refines`).
 
         Called by the root planner once the cluster auctions and the spill-over are done.
 
@@ -171,7 +177,7 @@ class Mechanism(ABC):
         Returns:
             The round's allocation, which replaces ``choice`` (payments included).
         """
-        raise NotImplementedError(f"{type(self).__name__} does not refine (refines is False)")
+        raise NotImplementedError(f"{type(self).__name__} does not refine rounds")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

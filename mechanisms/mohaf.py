@@ -8,20 +8,32 @@ made concave so that ``F`` is monotone submodular). The fairness part of a gain,
 have won little are preferred. Winners pay the posted dynamic price
 ``pi_ij = rho_j * cpu_i * duration_i * (0.8 + 0.4 * b_ij)`` (:class:`mechanisms.base.SubMarket`).
 
-The algorithm, in two steps:
+The algorithm, in three steps:
 
-1. **Greedy** (:func:`mechanisms.kernels.lazy_greedy`). By default (``rank = "density"``)
-   requests are ranked by marginal gain per unit of capacity they take (their largest
-   demand share of the sub-market's mean capacity, :func:`capacity_share`): with
-   utilities that differ little between requests, serving more small requests is worth
-   more than serving a few large ones, and ranking by gain alone (the paper's rule,
-   ``rank = "gain"``) fills resources with large requests first. Gains only fall as
-   ``S`` grows, so the lazy evaluation (Minoux, "Accelerated greedy algorithms for
-   maximizing submodular set functions", 1978) picks what plain greedy picks.
-2. **Re-insertion** (:func:`mechanisms.improve.reinsert`, ``improve`` passes, 0 = off): the
-   unserved requests, in rank order, are inserted where that raises ``F`` most, directly,
-   after moving one served request to another of its candidates, or in place of one
-   whose loss is smaller. ``F`` never falls.
+1. **Two greedies** (:func:`mechanisms.kernels.lazy_greedy`), the better by ``F`` kept.
+   The first ranks requests by marginal gain per unit of capacity they take (``rank =
+   "density"``: their largest demand share of the sub-market's mean capacity,
+   :func:`capacity_share`): with utilities that differ little between requests, serving
+   more small requests is worth more than a few large ones, and ranking by gain alone
+   (the paper's rule, ``rank = "gain"``) fills resources with large requests first. The
+   second ranks pairs by gain minus the price of the capacity they take, prices found by
+   ``prices`` subgradient steps on the Lagrangian dual of the capacity constraints
+   (:func:`mechanisms.lagrangian.capacity_prices`), which leaves scarce resources to the
+   requests that need them. Gains only fall as ``S`` grows, so the lazy evaluation
+   (Minoux, "Accelerated greedy algorithms for maximizing submodular set functions",
+   1978) picks what plain greedy picks on either ranking.
+2. **Re-insertion** after each greedy (:func:`mechanisms.improve.reinsert`, ``improve``
+   passes, 0 = off): the unserved requests, in rank order, are inserted where that
+   raises ``F`` most, directly, after moving one served request to another of its
+   candidates, or in place of one whose loss is smaller. ``F`` never falls.
+3. **Refinement at the root** (:meth:`refine`, rounds of at most ``root`` requests): once
+   the cluster auctions and the spill-over are done, the root re-runs steps 1-2 over the
+   whole round, every request with its candidates in its own and its neighbouring
+   clusters, and re-inserts from the hierarchy's allocation; the better of the two by
+   ``F`` is the round's allocation. The clusters cut each request off from the other
+   clusters' resources, which cost 5 % of the proven optimum on ``tight``.
+
+The fairness term is the paper's, unchanged: every step maximises the same ``F``.
 
 Guarantee. On unit-demand markets (every request takes one slot; capacity counted in
 slots) the feasible pair sets are the independent sets of the intersection of two
@@ -78,6 +90,10 @@ class MOHAF(Mechanism):
         step: first subgradient step of the capacity prices (welfare per unit overload).
         width: how many of its first candidates a served request may be moved to by
             re-insertion (bounds the pass's work).
+        root: the largest round (requests) the root refines over the whole round (step 3;
+            0 = never). Refining costs about a flat round's candidates and auction; at
+            100,000 requests it was 10x the clustered round, where the clusters of a
+            large market already place requests well.
     """
 
     def __init__(
@@ -87,10 +103,16 @@ class MOHAF(Mechanism):
         prices: int = 10,
         step: float = 0.2,
         width: int = 8,
+        root: int = 20_000,
     ) -> None:
         if rank not in RANKS:
             raise ValueError(f"rank must be one of {RANKS}, got {rank!r}")
-        for key, value in (("improve", improve), ("prices", prices), ("width", width)):
+        for key, value in (
+            ("improve", improve),
+            ("prices", prices),
+            ("width", width),
+            ("root", root),
+        ):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
                 raise ValueError(f"{key} must be a whole number >= 0, got {value!r}")
         if (
@@ -105,14 +127,16 @@ class MOHAF(Mechanism):
         self.prices = int(prices)
         self.step = float(step)
         self.width = int(width)
+        self.root = int(root)
 
-    @property
-    def refines(self) -> bool:  # type: ignore[override]
-        """Re-insertion runs at the root too, over the whole round (when ``improve`` > 0)."""
-        return self.improve > 0
+    def refines(self, n_requests: int) -> bool:
+        """The root refines rounds of at most ``root`` requests (with re-insertion on)."""
+        return self.improve > 0 and n_requests <= self.root
 
     def allocate(self, market: SubMarket, rng: np.random.Generator) -> Allocation:
         """The better of the two greedies, each followed by re-insertion; winners pay the posted price."""
+        if not market.valid.any():  # no pair at all (also K = 0): nobody to serve
+            return Allocation.empty(market.n_requests)
         size = self._size(market)
         delta = float(market.fairness_weight)
         choice = self._reinsert(market, self._greedy(market, market.utility, size), size)
@@ -137,7 +161,9 @@ class MOHAF(Mechanism):
         return Allocation(choice, paid(market, choice, market.posted))
 
     def refine(self, market: SubMarket, choice: np.ndarray, rng: np.random.Generator) -> Allocation:
-        """Re-insertion over the whole round, from the hierarchy's allocation."""
+        """Step 3: the better of re-insertion from the hierarchy's allocation and steps 1-2 afresh."""
+        if not market.valid.any():
+            return Allocation.empty(market.n_requests)
         choice = self._reinsert(market, choice, self._size(market))
         fresh = self.allocate(market, rng).choice
         if welfare(market, fresh) > welfare(market, choice):

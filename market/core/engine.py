@@ -13,7 +13,7 @@ Steps (README, "Architecture": one round):
    order, sharing the users' won priority mass ``X_u``).
 3. **Spill-over**: requests still unserved try their secondary candidates on the
    capacity left, in one global sub-market.
-   **Refinement** (mechanisms with ``refines``, e.g. MOHAF): the root hands the mechanism
+   **Refinement** (mechanisms that ``refines(N)``, e.g. MOHAF): the root hands the mechanism
    the whole round, every request over its primary and secondary candidates on the
    capacity free at the start, with the allocation so far, and keeps what it returns.
 4. **Validation**: the shared feasibility check.
@@ -364,7 +364,7 @@ def clear_round(
             alloc = allocate(-1, sub, children[hierarchy.n_clusters])
             _apply(alloc, sub, secondary, book, free, won, out, aligned=True)
             out.spilled = int(np.sum(out.resource >= 0)) - before
-        if mechanism.refines:
+        if mechanism.refines(n):
             # the whole round over every pair a request could reach (the flat market), priced on
             # the capacity free at the start: the root may move any request to another cluster
             whole = primary.rows(np.argsort(order))  # back to row order
