@@ -24,8 +24,15 @@ def test_dense_unique_is_np_unique_and_leaves_the_table_blank(seed):
         assert (table == -1).all()
 
 
-@pytest.mark.parametrize("ids", [np.zeros(0, dtype=np.int64), np.array([5, -3, 5]), np.array([10**12, 7, 7]),
-                                 np.array([3, 1, 3, 0, 1])])
+@pytest.mark.parametrize(
+    "ids",
+    [
+        np.zeros(0, dtype=np.int64),
+        np.array([5, -3, 5]),
+        np.array([10**12, 7, 7]),
+        np.array([3, 1, 3, 0, 1]),
+    ],
+)
 def test_unique_inverse_is_np_unique_for_any_ids(ids):
     distinct, inverse = unique_inverse(ids)
     want, want_inverse = np.unique(ids, return_inverse=True)
@@ -45,8 +52,13 @@ class _User:
 @pytest.mark.parametrize("seed", range(30))
 def test_strategy_groups_match_grouping_by_equality(seed):
     rng = np.random.default_rng(seed)
-    objects = [_Strategy(float(rng.integers(0, 3))) for _ in range(int(rng.integers(1, 6)))] + [object()]
-    users = [_User(int(i), objects[int(rng.integers(0, len(objects)))]) for i in rng.permutation(int(rng.integers(0, 60)))]
+    objects = [_Strategy(float(rng.integers(0, 3))) for _ in range(int(rng.integers(1, 6)))] + [
+        object()
+    ]
+    users = [
+        _User(int(i), objects[int(rng.integers(0, len(objects)))])
+        for i in rng.permutation(int(rng.integers(0, 60)))
+    ]
     want: dict = {}
     for user in users:  # the rule: equal strategies are one group, keyed by the first user's object
         want.setdefault(user.strategy, []).append(user.index)
@@ -59,20 +71,53 @@ def test_candidates_do_not_depend_on_the_scan_order():
     rng = np.random.default_rng(3)
     n, m, clusters = 300, 60, 4
     demand = rng.uniform(0.1, 2.0, (n, 2))
-    rq = request_rows(rng.uniform(0, 100, n), rng.uniform(0, 100, n), demand[:, 0], rng.integers(1, 4, n).astype(float),
-                      rng.uniform(5, 50, n), rng.uniform(0, 0.9, n), rng.uniform(0, 0.9, n), np.full(n, np.inf), demand)
+    rq = request_rows(
+        rng.uniform(0, 100, n),
+        rng.uniform(0, 100, n),
+        demand[:, 0],
+        rng.integers(1, 4, n).astype(float),
+        rng.uniform(5, 50, n),
+        rng.uniform(0, 0.9, n),
+        rng.uniform(0, 0.9, n),
+        np.full(n, np.inf),
+        demand,
+    )
     # a coarse price grid: many pairs of equal utility, so ties and cut levels are exercised
-    rs = resource_rows(rng.uniform(0, 100, m), rng.uniform(0, 100, m), rng.choice([0.5, 1.0], m), np.full(m, 0.95),
-                       np.full(m, 0.95), np.zeros(m), np.zeros(m), np.full((m, 2), 4.0))
+    rs = resource_rows(
+        rng.uniform(0, 100, m),
+        rng.uniform(0, 100, m),
+        rng.choice([0.5, 1.0], m),
+        np.full(m, 0.95),
+        np.full(m, 0.95),
+        np.zeros(m),
+        np.zeros(m),
+        np.full((m, 2), 4.0),
+    )
     labels = rng.integers(0, clusters, m)
     order = np.argsort(labels, kind="stable")
-    start = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=clusters))]).astype(np.int64)
+    start = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=clusters))]).astype(
+        np.int64
+    )
     routes = np.stack([rng.permutation(clusters)[:2] for _ in range(n)]).astype(np.int64)
-    args = (rq, demand, rs, np.full((m, 2), 4.0), order, start, routes, 5, (0.4, 0.3, 0.1, 0.2), 200.0,
-            np.arange(n, dtype=np.int64) * 7)
+    args = (
+        rq,
+        demand,
+        rs,
+        np.full((m, 2), 4.0),
+        order,
+        start,
+        routes,
+        5,
+        (0.4, 0.3, 0.1, 0.2),
+        200.0,
+        np.arange(n, dtype=np.int64) * 7,
+    )
     plain = find_candidates(*args)
     scanned = find_candidates(*args, scan=rng.permutation(n))
-    for a, b in zip((plain.resource, plain.utility, plain.reserve, plain.posted),
-                    (scanned.resource, scanned.utility, scanned.reserve, scanned.posted), strict=True):
+    for a, b in zip(
+        (plain.resource, plain.utility, plain.reserve, plain.posted),
+        (scanned.resource, scanned.utility, scanned.reserve, scanned.posted),
+        strict=True,
+    ):
         assert a.tobytes() == b.tobytes()
     assert (plain.resource >= 0).any()

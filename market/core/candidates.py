@@ -422,15 +422,15 @@ def _candidate_rows(
                     pair_pos[total] = pos
                     total += 1
             count, whole = _best_pairs(pair_util, pair_pos, total, k, keys[i], level)
-            for p in range(count):
-                util[i, p] = pair_util[p]
-                cand[i, p] = pair_pos[p]
+            for q in range(count):
+                util[i, q] = pair_util[q]
+                cand[i, q] = pair_pos[q]
             _rotate_levels(util, cand, i, whole, keys[i])
-            for p in range(count):
-                j = order[cand[i, p]]
-                cand[i, p] = j
-                reserve[i, p] = rs[j, RS_PRICE] * req[2] * req[3]
-                posted[i, p] = posted_price(reserve[i, p], util[i, p])
+            for q in range(count):
+                j = order[cand[i, q]]
+                cand[i, q] = j
+                reserve[i, q] = rs[j, RS_PRICE] * req[2] * req[3]
+                posted[i, q] = posted_price(reserve[i, q], util[i, q])
     return cand, util, reserve, posted
 
 

@@ -61,7 +61,13 @@ def unique_inverse(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     :func:`dense_unique`; any others through ``np.unique``. The same arrays either way.
     """
     ids = np.asarray(ids)
-    if ids.ndim != 1 or ids.dtype.kind not in "iu" or ids.size == 0 or ids.min() < 0 or ids.max() > 4 * ids.size + 1024:
+    if (
+        ids.ndim != 1
+        or ids.dtype.kind not in "iu"
+        or ids.size == 0
+        or ids.min() < 0
+        or ids.max() > 4 * ids.size + 1024
+    ):
         distinct, inverse = np.unique(ids, return_inverse=True)
         return distinct, inverse.reshape(-1)
     return dense_unique(ids, lookup_table(int(ids.max()) + 1))
