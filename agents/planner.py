@@ -26,6 +26,8 @@ class PlannerAgent(mesa.Agent):
         members: global indices of the resources this planner manages.
         cleared: requests in the last sub-market it cleared.
         served: requests it served in that sub-market.
+        refined: the root: requests its last refinement of a round added to the served
+            (net, may be negative; 0 for a mechanism that does not refine).
     """
 
     def __init__(self, model: MarketModel, cluster: int | None, members: np.ndarray) -> None:
@@ -34,6 +36,7 @@ class PlannerAgent(mesa.Agent):
         self.members = np.asarray(members)
         self.cleared = 0
         self.served = 0
+        self.refined = 0
 
     def clear(self, mechanism: Mechanism, market: SubMarket, rng: np.random.Generator) -> Allocation:
         """Clear one sub-market with ``mechanism`` (the root: the spill-over market).
@@ -63,7 +66,9 @@ class PlannerAgent(mesa.Agent):
         Returns:
             The round's allocation.
         """
-        return mechanism.refine(market, choice, rng)
+        alloc = mechanism.refine(market, choice, rng)
+        self.refined = int(np.count_nonzero(alloc.choice >= 0)) - int(np.count_nonzero(choice >= 0))
+        return alloc
 
     @property
     def is_root(self) -> bool:

@@ -44,6 +44,8 @@ class SubMarket:
         request_ids: ``(N,)`` global row of each request in the order book.
         cost_weight: ``alpha``, weight of the cost term ``alpha * (1 - reserve / budget)``
             in ``utility``; truthful payments use it to take the budget back out.
+        duration: ``(N,)`` rounds each request holds its resource once served (None: not
+            known, e.g. a market built by hand).
     """
 
     demand: np.ndarray
@@ -61,6 +63,7 @@ class SubMarket:
     resource_ids: np.ndarray
     request_ids: np.ndarray
     cost_weight: float = 0.0
+    duration: np.ndarray | None = None
 
     @property
     def n_requests(self) -> int:

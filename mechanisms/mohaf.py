@@ -74,7 +74,13 @@ def capacity_share(market: SubMarket) -> np.ndarray:
         else np.ones(market.demand.shape[1])
     )
     share = market.demand / np.where(mean_cap > 0, mean_cap, 1.0)
-    return np.maximum(share.max(axis=1), 1e-9)
+    size = share.max(axis=1)
+    if market.duration is not None and market.n_requests:
+        held = np.asarray(market.duration, dtype=float)
+        mean = held.mean()
+        if mean > 0:
+            size = size * np.maximum(held / mean, 1e-3)
+    return np.maximum(size, 1e-9)
 
 
 @register("mohaf")

@@ -207,6 +207,7 @@ def submarket(
         resource_ids=resource_ids,
         request_ids=rows,
         cost_weight=float(weights[0]),
+        duration=book.columns["duration"][rows],
     )
 
 
