@@ -63,8 +63,10 @@ RANKS = ("gain", "density")
 
 
 def capacity_share(market: SubMarket) -> np.ndarray:
-    """Each request's size in capacity-time: its largest demand share of the sub-market's
-    mean capacity, times its duration over the sub-market's mean duration (when known).
+    """Each request's size in capacity-time (largest demand share times relative duration).
+
+    The share is of the sub-market's mean capacity, the duration over the sub-market's
+    mean duration (when the sub-market carries durations).
 
     Returns:
         ``(N,)`` positive sizes (at least 1e-9).
