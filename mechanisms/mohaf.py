@@ -110,7 +110,7 @@ class MOHAF(Mechanism):
     def __init__(
         self,
         rank: str = "density",
-        improve: int = 2,
+        improve: int = 1,
         prices: int = 10,
         step: float = 0.2,
         width: int = 8,
