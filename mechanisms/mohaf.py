@@ -26,13 +26,15 @@ The algorithm, in three steps:
    passes, 0 = off): the unserved requests, in rank order, are inserted where that
    raises ``F`` most, directly, after moving one served request to another of its
    candidates, or in place of one whose loss is smaller. ``F`` never falls.
-3. **Refinement at the root** (:meth:`refine`, rounds of at most ``root`` requests): once
+3. **Refinement at the root** (:meth:`refine`, rounds of at most ``limit`` requests): once
    the cluster auctions and the spill-over are done, the root re-runs steps 1-2 over the
    whole round, every request with its candidates in its own and its neighbouring
    clusters, and re-inserts from the hierarchy's allocation; the better of the two by
    ``F`` is the round's allocation. The clusters cut each request off from the other
    clusters' resources, which cost 5 % of the proven optimum on ``tight``.
 
+Steps 1-2 run in full on sub-markets of at most ``limit`` requests; a larger one (the
+spill-over of a large round) gets the first greedy alone, which keeps a round linear.
 The fairness term is the paper's, unchanged: every step maximises the same ``F``.
 
 Guarantee. On unit-demand markets (every request takes one slot; capacity counted in
@@ -99,12 +101,16 @@ class MOHAF(Mechanism):
         step: first subgradient step of the capacity prices (welfare per unit overload).
         width: how many of its first candidates a served request may be moved to by
             re-insertion (bounds the pass's work).
-        root: the largest round (requests) the root refines over the whole round (step 3;
-            0 = never; 2,000 by default, above every shipped scenario's rounds but the
-            3,553 of ``google2011-mohaf``). Refining costs about a flat round's candidates
-            and auction: on the 3,553 x 888 bench market it raised welfare from 1,398 to
-            1,489 and made the round 3.5x slower; at 100,000 requests the clusters of a
-            large market already place requests well.
+        limit: the most requests a market may have for MOHAF to spend more than the
+            first greedy on it: the root refines rounds of at most ``limit`` requests
+            (step 3), and a sub-market of more (the spill-over of a large round) gets the
+            first greedy alone (0 = the first greedy only, everywhere). 2,000 by default:
+            above every shipped scenario's rounds but the 3,553 of ``google2011-mohaf``,
+            above the cluster sub-markets of the bench markets. Refining costs about a
+            flat round: on the 3,553 x 888 bench market it raised welfare from 1,398 to
+            1,489 and made the round 3.5x slower; a second greedy and re-insertion on the
+            500,000-request spill-over of a 1M x 100k round took more than the rest of
+            the round.
     """
 
     def __init__(
@@ -114,7 +120,7 @@ class MOHAF(Mechanism):
         prices: int = 10,
         step: float = 0.2,
         width: int = 8,
-        root: int = 2_000,
+        limit: int = 2_000,
     ) -> None:
         if rank not in RANKS:
             raise ValueError(f"rank must be one of {RANKS}, got {rank!r}")
@@ -122,7 +128,7 @@ class MOHAF(Mechanism):
             ("improve", improve),
             ("prices", prices),
             ("width", width),
-            ("root", root),
+            ("limit", limit),
         ):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
                 raise ValueError(f"{key} must be a whole number >= 0, got {value!r}")
@@ -138,11 +144,11 @@ class MOHAF(Mechanism):
         self.prices = int(prices)
         self.step = float(step)
         self.width = int(width)
-        self.root = int(root)
+        self.limit = int(limit)
 
     def refines(self, n_requests: int) -> bool:
-        """The root refines rounds of at most ``root`` requests (with re-insertion on)."""
-        return self.improve > 0 and n_requests <= self.root
+        """The root refines rounds of at most ``limit`` requests (with re-insertion on)."""
+        return self.improve > 0 and n_requests <= self.limit
 
     def allocate(self, market: SubMarket, rng: np.random.Generator) -> Allocation:
         """The better of the two greedies, each followed by re-insertion; winners pay the posted price."""
@@ -150,8 +156,11 @@ class MOHAF(Mechanism):
             return Allocation.empty(market.n_requests)
         size = self._size(market)
         delta = float(market.fairness_weight)
-        choice = self._reinsert(market, self._greedy(market, market.utility, size), size)
-        if self.prices and market.n_requests:
+        choice = self._greedy(market, market.utility, size)
+        if market.n_requests > self.limit:  # a large spill-over: the greedy alone (see limit)
+            return Allocation(choice, paid(market, choice, market.posted))
+        choice = self._reinsert(market, choice, size)
+        if self.prices:
             fair = delta * np.log2(
                 (1.0 + market.user_won[market.user] + market.priority)
                 / (1.0 + market.user_won[market.user])
