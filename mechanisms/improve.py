@@ -26,13 +26,11 @@ for ``U`` unserved requests, ``K`` candidates and ``L`` requests served per reso
 
 from __future__ import annotations
 
-import math
-
 import numba as nb
 import numpy as np
 
 import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
-from mechanisms.kernels import _fits, _take
+from mechanisms.kernels import _fits, _take, fairness_step
 
 _TOL = 1e-9
 
@@ -44,12 +42,6 @@ def _fits_without(res: np.ndarray, j: int, demand: np.ndarray, i: int, s: int) -
         if not res[j, d] + demand[s, d] + 1e-12 >= demand[i, d]:
             return False
     return True
-
-
-@nb.njit(cache=True, inline="always")
-def _fairness(won: float, p: float, delta: float) -> float:
-    """Fairness gain ``delta [g(won + p) - g(won)]`` of adding priority ``p`` to a user's mass."""
-    return delta * (math.log2(1.0 + won + p) - math.log2(1.0 + won))
 
 
 @nb.njit(cache=True)
@@ -112,7 +104,7 @@ def reinsert(
             if ch[u] >= 0:
                 continue
             uu = user[u]
-            fair_u = _fairness(won[uu], prio[u], delta)
+            fair_u = fairness_step(won[uu], prio[u], delta)
             best = _TOL
             best_c = -1
             best_s = -1
@@ -146,7 +138,7 @@ def reinsert(
                                 best, best_c, best_s, best_c2 = gain2, c, s, c2
                         us = user[s]
                         if us != uu:  # swap: s gives its place up
-                            loss = base[s, cs] + _fairness(won[us] - prio[s], prio[s], delta)
+                            loss = base[s, cs] + fairness_step(won[us] - prio[s], prio[s], delta)
                             if gain - loss > best:
                                 best, best_c, best_s, best_c2 = gain - loss, c, s, -1
                     s = nxt[s]

@@ -54,6 +54,12 @@ def _log2p1(x: float) -> float:
     return math.log2(1.0 + x)
 
 
+@nb.njit(cache=True, inline="always")
+def fairness_step(won: float, p: float, delta: float) -> float:
+    """Fairness gain ``delta [log2(1 + won + p) - log2(1 + won)]`` of priority ``p`` joining a user's mass ``won``."""
+    return delta * (_log2p1(won + p) - _log2p1(won))
+
+
 # --- a binary max-heap on (key, index), ties to the smaller index ------------------
 
 
@@ -126,7 +132,7 @@ def lazy_greedy(
         c = _best_column(i, base, cand, ok, demand, res)
         if c >= 0:
             u = user[i]
-            keys[top] = (base[i, c] + delta * (_log2p1(won[u] + prio[i]) - _log2p1(won[u]))) / size[i]
+            keys[top] = (base[i, c] + fairness_step(won[u], prio[i], delta)) / size[i]
             idx[top] = i * k + c
             top += 1
     _heapify(keys, idx, top)
@@ -140,7 +146,7 @@ def lazy_greedy(
         if c < 0:
             continue
         u = user[i]
-        gain = base[i, c] + delta * (_log2p1(won[u] + prio[i]) - _log2p1(won[u]))
+        gain = base[i, c] + fairness_step(won[u], prio[i], delta)
         if gain <= 0.0:
             continue
         e = i * k + c
