@@ -39,15 +39,20 @@ The fairness term is the paper's, unchanged: every step maximises the same ``F``
 
 Guarantee. On unit-demand markets (every request takes one slot; capacity counted in
 slots) the feasible pair sets are the independent sets of the intersection of two
-partition matroids (one pair per request, at most ``c_j`` pairs per resource), all
-requests have the same size, so both rankings are plain greedy, and greedy on a monotone
-submodular function over the intersection of ``p`` matroids is within ``1 / (p + 1) =
-1/3`` of the optimum (Fisher, Nemhauser and Wolsey, "An analysis of approximations for
-maximizing submodular set functions II", Math. Prog. Study 8, 1978), ``1/2`` when
-``delta = 0`` (a linear objective). Re-insertion never lowers ``F``, so the bound holds
-after it. On multi-dimensional markets (vector packing) greedy has no constant
-guarantee; the whole-market oracle (:mod:`market.core.oracle`) certifies each round's
-ratio instead (``alg_bound``), and the README reports it per scenario.
+partition matroids (one pair per request, at most ``c_j`` pairs per resource). When the
+requests' durations are equal too (or not known), all requests have the same size, so
+the first greedy is plain greedy, and greedy on a monotone submodular function over the
+intersection of ``p`` matroids is within ``1 / (p + 1) = 1/3`` of the optimum (Fisher,
+Nemhauser and Wolsey, "An analysis of approximations for maximizing submodular set
+functions II", Math. Prog. Study 8, 1978), ``1/2`` when ``delta = 0`` (a linear
+objective). Keeping the better greedy and re-insertion never lower ``F``, so the bound
+holds for MOHAF on each sub-market, and, when the root refines a round, over the pairs
+of the whole round it is offered (a round cut into clusters and not refined has the
+bound per cluster only). With unequal durations the first greedy ranks by gain per
+slot-round and no such bound is claimed. On multi-dimensional markets (vector packing)
+greedy has no constant guarantee; the whole-market oracle (:mod:`market.core.oracle`)
+certifies each round's ratio instead (``alg_bound``), and the README reports it per
+scenario.
 """
 
 from __future__ import annotations
