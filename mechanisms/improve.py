@@ -30,7 +30,7 @@ import numba as nb
 import numpy as np
 
 import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
-from mechanisms.kernels import _fits, _take, fairness_step
+from mechanisms.kernels import _EPS, _fits, _take, fairness_step
 
 _TOL = 1e-9
 
@@ -39,7 +39,7 @@ _TOL = 1e-9
 def _fits_without(res: np.ndarray, j: int, demand: np.ndarray, i: int, s: int) -> bool:
     """Request ``i`` fits resource ``j`` once request ``s`` has left it, in every dimension."""
     for d in range(demand.shape[1]):  # noqa: SIM110 (a loop numba compiles)
-        if not res[j, d] + demand[s, d] + 1e-12 >= demand[i, d]:
+        if not res[j, d] + demand[s, d] + _EPS >= demand[i, d]:
             return False
     return True
 
