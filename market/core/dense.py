@@ -26,7 +26,7 @@ def _unique_inverse(ids: np.ndarray, lookup: np.ndarray) -> tuple[np.ndarray, np
     distinct = np.empty(ids.size, dtype=np.int64)
     d = 0
     for v in ids:
-        if lookup[v] < 0:
+        if v >= 0 and lookup[v] < 0:
             lookup[v] = 0
             distinct[d] = v
             d += 1
@@ -35,7 +35,7 @@ def _unique_inverse(ids: np.ndarray, lookup: np.ndarray) -> tuple[np.ndarray, np
         lookup[distinct[q]] = q
     inverse = np.empty(ids.size, dtype=np.int64)
     for p in range(ids.size):
-        inverse[p] = lookup[ids[p]]
+        inverse[p] = lookup[ids[p]] if ids[p] >= 0 else -1
     for q in range(d):  # blank again for the next call
         lookup[distinct[q]] = -1
     return distinct, inverse
@@ -45,13 +45,20 @@ def dense_unique(ids: np.ndarray, lookup: np.ndarray) -> tuple[np.ndarray, np.nd
     """Sorted distinct values of ``ids`` and each one's position among them (int64).
 
     The same arrays as ``np.unique(ids, return_inverse=True)`` for ids in ``[0, size)``, in
-    O(len(ids) + d log d) for ``d`` distinct ids.
+    O(len(ids) + d log d) for ``d`` distinct ids. A ``-1`` (no id, e.g. the padding of a
+    candidate table) is no value and keeps position ``-1``.
 
     Args:
-        ids: ``(n,)`` integer ids, each in ``[0, size)``.
+        ids: ``(...)`` integer ids, each in ``[0, size)`` or ``-1``, any shape.
         lookup: :func:`lookup_table` of ``size`` (blank; left blank on return).
+
+    Returns:
+        ``(distinct, inverse)``: ``(d,)`` the distinct ids, ascending, and ``inverse`` of
+        ``ids``' shape, each id's position in ``distinct`` (``-1`` for ``-1``).
     """
-    return _unique_inverse(np.ascontiguousarray(ids, dtype=np.int64), lookup)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    distinct, inverse = _unique_inverse(ids.reshape(-1), lookup)
+    return distinct, inverse.reshape(ids.shape)
 
 
 def unique_inverse(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

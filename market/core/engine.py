@@ -32,8 +32,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numba as nb
 import numpy as np
 
+import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
 from market.core.candidates import Candidates, find_candidates, request_rows
 from market.core.dense import dense_unique, lookup_table
 from market.core.eligibility import any_type
@@ -183,16 +185,13 @@ def submarket(
     users, to renumber them (the round allocates them once: the sub-markets are built once
     per cluster per round, so this is a hot path); None: new ones.
     """
-    pick = (lambda a: a) if aligned else (lambda a: a[rows])
-    res = pick(cand.resource)
-    valid = res >= 0
+    # np.take along axis 0: the same rows as ``a[rows]``, several times faster for 2-d arrays
+    pick = (lambda a: a) if aligned else (lambda a: a.take(rows, axis=0))
     by_resource, by_user = lookups or (lookup_table(free.shape[0]), lookup_table(won.shape[0]))
-    resource_ids, local = dense_unique(res[valid], by_resource)
-    local_cand = np.full(res.shape, -1, dtype=np.int64)
-    local_cand[valid] = local
+    resource_ids, local_cand = dense_unique(pick(cand.resource), by_resource)  # -1 stays -1
     users, user_local = dense_unique(book.user[rows], by_user)
     return SubMarket(
-        demand=book.need[rows],
+        demand=book.need.take(rows, axis=0),
         budget=book.columns["budget"][rows],
         bid_scale=book.bid_scale[rows],
         priority=book.columns["priority"][rows],
@@ -201,7 +200,7 @@ def submarket(
         utility=pick(cand.utility),
         reserve=pick(cand.reserve),
         posted=pick(cand.posted),
-        capacity=free[resource_ids],
+        capacity=free.take(resource_ids, axis=0),
         user_won=won[users],
         fairness_weight=float(weights[3]),
         resource_ids=resource_ids,
@@ -216,19 +215,38 @@ def _apply(
     free: np.ndarray, won: np.ndarray, out: RoundOutcome, aligned: bool = False,
 ) -> None:
     """Write a sub-market's allocation into the round outcome and the shared state."""
-    hit = np.flatnonzero(alloc.choice >= 0)
     out.failed |= alloc.failed
-    if hit.size == 0:
-        return
-    rows = sub.request_ids[hit]
-    at = hit if aligned else rows
-    cols = alloc.choice[hit]
-    j = cand.resource[at, cols]
-    out.resource[rows] = j
-    out.payment[rows] = alloc.payment[hit]
-    out.base_utility[rows] = cand.utility[at, cols]
-    np.subtract.at(free, j, book.need[rows])
-    np.add.at(won, book.user[rows], book.columns["priority"][rows])
+    _record(alloc.choice, alloc.payment, sub.request_ids, aligned, cand.resource, cand.utility, book.need,
+            book.user, book.columns["priority"], out.resource, out.payment, out.base_utility, free, won)
+
+
+@nb.njit(cache=True)
+def _record(
+    choice: np.ndarray, payment: np.ndarray, rows: np.ndarray, aligned: bool, resource: np.ndarray,
+    utility: np.ndarray, need: np.ndarray, user: np.ndarray, priority: np.ndarray,
+    out_resource: np.ndarray, out_payment: np.ndarray, out_utility: np.ndarray, free: np.ndarray, won: np.ndarray,
+) -> None:
+    """:func:`_apply`'s loop: each served request of a sub-market, in its order.
+
+    For sub-market request ``h`` with ``choice[h] >= 0`` (order-book row ``i = rows[h]``, its
+    candidates in row ``h`` of ``resource``/``utility`` if ``aligned``, else row ``i``):
+    the outcome's resource, payment and ``b_ij`` of row ``i``, its need off its resource's
+    ``free`` ``(M, E)`` and its priority onto its user's ``won`` ``(U,)``, one request after
+    another (what ``np.subtract.at``/``np.add.at`` do, in the same order).
+    """
+    for h in range(choice.size):
+        c = choice[h]
+        if c < 0:
+            continue
+        i = rows[h]
+        at = h if aligned else i
+        j = resource[at, c]
+        out_resource[i] = j
+        out_payment[i] = payment[h]
+        out_utility[i] = utility[at, c]
+        for e in range(need.shape[1]):
+            free[j, e] -= need[i, e]
+        won[user[i]] += priority[i]
 
 
 def _expand(cand: Candidates, rows: np.ndarray, n: int) -> Candidates:
