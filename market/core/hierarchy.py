@@ -135,19 +135,102 @@ def route(
     if c_total == 1:
         return np.zeros((n, 1), dtype=np.int64)
     # a cluster can take a request only if its roomiest resource can
-    room = np.zeros((c_total, free.shape[1]))
-    np.maximum.at(room, hierarchy.labels, free)
+    room = _cluster_room(hierarchy.labels, free, c_total)
     probe = c_total if spill_neighbors < 0 else min(c_total, 2 * width + 6)
-    tree = cKDTree(hierarchy.centres)
     workers = -1 if n > 50_000 else 1
     # the `width` nearest clusters usually all have room; look further only where not
-    _, near = tree.query(xy, k=width, workers=workers)
-    routes, short = _first_with_room(near.reshape(n, width), room, need, width)
+    routes, short = _first_with_room(nearest(hierarchy.centres, xy, width, workers), room, need, width)
     redo = np.flatnonzero(short)
     if redo.size and probe > width:
-        _, near = tree.query(xy[redo], k=probe, workers=workers)
-        routes[redo] = _first_with_room(near.reshape(redo.size, probe), room, need[redo], width)[0]
+        routes[redo] = _first_with_room(nearest(hierarchy.centres, xy[redo], probe, workers), room, need[redo], width)[0]
     return routes
+
+
+#: up to this many clusters :func:`nearest` compares every request with every centre
+BRUTE_FORCE_CENTRES = 64
+#: relative gap under which two squared distances count as a tie (:func:`nearest`)
+TIE_RTOL = 1e-9
+
+
+def nearest(centres: np.ndarray, xy: np.ndarray, k: int, workers: int = 1) -> np.ndarray:
+    """The ``k`` nearest centres of each point, nearest first: ``cKDTree(centres).query(xy, k)``.
+
+    With few centres (:data:`BRUTE_FORCE_CENTRES`) a numba loop measures every distance
+    (a tree's search costs more than it saves then). Its order is the tree's wherever the
+    distances are apart; a row with two of its ``k + 1`` smallest distances within
+    :data:`TIE_RTOL` of each other (or a non-finite one) is asked of the tree, which breaks
+    ties its own way, so the answer is the tree's in every row.
+
+    Args:
+        centres: ``(C, 2)`` the centres.
+        xy: ``(N, 2)`` the points.
+        k: neighbours wanted, ``1 <= k <= C``.
+        workers: the tree's threads (``-1``: all).
+
+    Returns:
+        ``(N, k)`` int64 centre indices.
+    """
+    n = xy.shape[0]
+    if centres.shape[0] > BRUTE_FORCE_CENTRES:
+        return cKDTree(centres).query(xy, k=k, workers=workers)[1].reshape(n, k)
+    near, tied = _nearest(np.ascontiguousarray(centres, dtype=float), np.ascontiguousarray(xy, dtype=float), k, TIE_RTOL)
+    redo = np.flatnonzero(tied)
+    if redo.size:
+        near[redo] = cKDTree(centres).query(xy[redo], k=k)[1].reshape(redo.size, k)
+    return near
+
+
+@nb.njit(cache=True)
+def _nearest(centres: np.ndarray, xy: np.ndarray, k: int, rtol: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest` by brute force: ``(N, k)`` indices and ``(N,)`` rows with a (near) tie.
+
+    Squared distances summed as the tree sums them (``dx * dx`` then ``+ dy * dy``); the
+    ``k + 1`` smallest kept sorted by insertion (ties in index order, flagged).
+    """
+    n, c = xy.shape[0], centres.shape[0]
+    keep = min(k + 1, c)
+    near = np.empty((n, k), dtype=np.int64)
+    tied = np.zeros(n, dtype=np.bool_)
+    dist = np.empty(keep)
+    idx = np.empty(keep, dtype=np.int64)
+    for i in range(n):
+        found = 0
+        for q in range(c):
+            dx = xy[i, 0] - centres[q, 0]
+            dy = xy[i, 1] - centres[q, 1]
+            d = 0.0 + dx * dx
+            d += dy * dy
+            if not d < np.inf:  # nan or inf
+                tied[i] = True
+            if found == keep and not d < dist[keep - 1]:
+                continue
+            p = found if found < keep else keep - 1
+            while p > 0 and d < dist[p - 1]:
+                if p < keep:
+                    dist[p], idx[p] = dist[p - 1], idx[p - 1]
+                p -= 1
+            dist[p], idx[p] = d, q
+            found = min(found + 1, keep)
+        for p in range(1, keep):
+            if dist[p] <= dist[p - 1] * (1.0 + rtol):
+                tied[i] = True
+        for p in range(k):
+            near[i, p] = idx[p]
+    return near, tied
+
+
+@nb.njit(cache=True)
+def _cluster_room(labels: np.ndarray, free: np.ndarray, c_total: int) -> np.ndarray:
+    """``(C, E)`` the largest free capacity of each cluster's resources, per unit (at least 0).
+
+    ``np.maximum.at(zeros, labels, free)`` in one pass.
+    """
+    room = np.zeros((c_total, free.shape[1]))
+    for j in range(labels.size):
+        for e in range(free.shape[1]):
+            if free[j, e] > room[labels[j], e]:
+                room[labels[j], e] = free[j, e]
+    return room
 
 
 @nb.njit(cache=True)
