@@ -67,12 +67,17 @@ def check_round(
     if served.size == 0:
         return
     j = resource[served]
+    # the round's load on each resource, per unit: one bincount per column (np.add.at on
+    # zeros, request after request, at a tenth of the time)
     used = np.zeros_like(free)
-    np.add.at(used, j, need[served])
+    for e in range(free.shape[1]):
+        used[:, e] = np.bincount(j, need[served, e], minlength=free.shape[0])
     bad = np.any(used > free + TOL * (1 + np.abs(free)), axis=1)
     if np.any(bad):
         _fail("capacity exceeded on resources", np.flatnonzero(bad))
-    too_big = np.any(requests["demand"][served] > resources["capacity"][j] * (1 + TOL) + TOL, axis=1)
+    # np.take along axis 0: the rows of ``a[served]``, several times faster for 2-d arrays
+    too_big = np.any(requests["demand"].take(served, axis=0) > resources["capacity"].take(j, axis=0) * (1 + TOL) + TOL,
+                     axis=1)
     if np.any(too_big):
         _fail("request demand above resource capacity", served[too_big])
     if "allowed" in requests and requests["allowed"].shape[1]:
