@@ -42,6 +42,22 @@ def power(utilization: np.ndarray, energy_efficiency: np.ndarray) -> np.ndarray:
     return np.where(on, (IDLE_POWER + (1 - IDLE_POWER) * utilization) / energy_efficiency, 0.0)
 
 
+def _at(ufunc: np.ufunc, table: np.ndarray, index: np.ndarray, rows: np.ndarray) -> None:
+    """``ufunc.at(table, index, rows)`` one column at a time: the same result, in the same order.
+
+    Numpy's unbuffered ``at`` is about ten times faster on a 1-d array than on rows of a
+    2-d one.
+
+    Args:
+        ufunc: ``np.add`` or ``np.subtract``.
+        table: ``(M, E)`` changed in place.
+        index: ``(S,)`` the row of ``table`` each row of ``rows`` goes to.
+        rows: ``(S, E)``.
+    """
+    for e in range(table.shape[1]):
+        ufunc.at(table[:, e], index, rows[:, e])
+
+
 @dataclass
 class ResourceLedger:
     """Every resource's state, as arrays.
@@ -106,8 +122,8 @@ class ResourceLedger:
     def release(self, t: int) -> None:
         """Free the capacity of the requests that finish at the start of round ``t``."""
         for j, need, real in self.releases.pop(t, []):
-            np.subtract.at(self.used, j, need)
-            np.subtract.at(self.used_real, j, real)
+            _at(np.subtract, self.used, j, need)
+            _at(np.subtract, self.used_real, j, real)
         np.maximum(self.used, 0.0, out=self.used)
         np.maximum(self.used_real, 0.0, out=self.used_real)
 
@@ -126,14 +142,17 @@ class ResourceLedger:
         Returns:
             ``(M,)`` energy each resource used this round.
         """
-        np.add.at(self.used, j, need)
-        np.add.at(self.used_real, j, real)
+        _at(np.add, self.used, j, need)
+        _at(np.add, self.used_real, j, real)
         self.credit = np.bincount(j, payment, minlength=self.capacity.shape[0])
         self.revenue += self.credit
         ends = t + duration
-        for end in np.unique(ends):
-            sel = ends == end
-            self.releases.setdefault(int(end), []).append((j[sel], need[sel], real[sel]))
+        # the requests by the round they end in, each group in the order given
+        order = np.argsort(ends, kind="stable")
+        groups = np.split(order, np.flatnonzero(np.diff(ends[order])) + 1) if order.size else []
+        for sel in groups:
+            self.releases.setdefault(int(ends[sel[0]]), []).append(
+                (j[sel], need.take(sel, axis=0), real.take(sel, axis=0)))
         self.load = utilization(self.used_real, self.capacity_real)
         energy = power(self.load, self.energy_efficiency)
         self.energy += energy
