@@ -50,7 +50,7 @@ import numpy as np
 
 import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
 from market.core.eligibility import any_type, eligible
-from mechanisms.kernels import posted_price
+from mechanisms.kernels import _EPS, posted_price
 
 # request columns of the kernels' ``rq`` matrix (then one demand column per dimension)
 RQ_X, RQ_Y, RQ_PRICED, RQ_DURATION, RQ_BUDGET, RQ_MIN_REL, RQ_MIN_AVAIL, RQ_MAX_LAT, RQ_DEMAND = range(9)
@@ -154,6 +154,18 @@ def resource_at(rs: np.ndarray, j: int) -> tuple[float, float, float, float, flo
 
 
 @nb.njit(cache=True, inline="always")
+def reserve_price(price: float, priced: float, duration: float) -> float:
+    """The reserve price ``rho_j q_i dur_i`` of a pair (multiplied in this order)."""
+    return price * priced * duration
+
+
+@nb.njit(cache=True, inline="always")
+def over_budget(price: float, budget: float) -> bool:
+    """A price (the reserve or the posted one) the budget cannot pay."""
+    return price > budget
+
+
+@nb.njit(cache=True, inline="always")
 def terms_of(req: tuple, res: tuple, d_max: float) -> tuple[float, float, float, float, float]:
     """The utility terms of a pair from :func:`request_at` and :func:`resource_at` (the one copy of the formulas above).
 
@@ -164,7 +176,7 @@ def terms_of(req: tuple, res: tuple, d_max: float) -> tuple[float, float, float,
     qx, qy, priced, duration, budget = req[0], req[1], req[2], req[3], req[4]
     rx, ry, price, rel, avail, energy = res
     dist = math.sqrt((rx - qx) ** 2 + (ry - qy) ** 2)
-    cost = price * priced * duration
+    cost = reserve_price(price, priced, duration)
     u_cost = min(1.0, max(0.0, 1.0 - cost / budget))
     u_qos = 0.25 * (rel + avail) + 0.5 * max(0.0, 1.0 - dist / d_max)
     return dist, cost, u_cost, u_qos, energy
@@ -218,14 +230,29 @@ def pair_utility(terms: np.ndarray, alpha: float, beta: float, gamma: float) -> 
 
 
 @nb.njit(cache=True, inline="always")
+def within(demand: float, capacity: float) -> bool:
+    """A demand is within a capacity in one dimension (the capacity test of :func:`fits`)."""
+    return not demand > capacity
+
+
+@nb.njit(cache=True, inline="always")
+def has_room(need: float, free: float) -> bool:
+    """A need fits the free capacity in one allocation unit (the free test of :func:`fits`)."""
+    return not need > free + _EPS
+
+
+@nb.njit(cache=True, inline="always")
 def fits(rq: np.ndarray, need: np.ndarray, rs: np.ndarray, free: np.ndarray, allowed: np.ndarray, i: int,
          j: int) -> bool:
-    """Request ``i`` fits resource ``j`` (capacity and free capacity in every dimension) and may use its type."""
+    """Request ``i`` fits resource ``j`` (capacity and free capacity in every dimension) and may use its type.
+
+    Per dimension :func:`within` and :func:`has_room`, then :func:`eligible`.
+    """
     for d in range(rq.shape[1] - RQ_DEMAND):
-        if rq[i, RQ_DEMAND + d] > rs[j, RS_CAPACITY + d]:
+        if not within(rq[i, RQ_DEMAND + d], rs[j, RS_CAPACITY + d]):
             return False
     for d in range(need.shape[1]):
-        if need[i, d] > free[j, d] + 1e-12:
+        if not has_room(need[i, d], free[j, d]):
             return False
     return eligible(allowed, i, int(rs[j, RS_TYPE]))
 
@@ -234,18 +261,18 @@ def fits(rq: np.ndarray, need: np.ndarray, rs: np.ndarray, free: np.ndarray, all
 def priced_utility(req: tuple, res: tuple, alpha: float, beta: float, gamma: float, d_max: float) -> float:
     """``b_ij`` of a pair that meets the request's QoS, latency and budget (reserve and posted price), else -1.
 
-    ``req`` and ``res`` are :func:`request_at` and :func:`resource_at` of the pair.
+    ``req`` and ``res`` are :func:`request_at` and :func:`resource_at` of the pair (or the
+    same scalars from the kernel's per-round columns). Branch-free (every test is
+    evaluated, then one select), so that the kernel's loop over a cluster's resources
+    vectorises; the arithmetic of ``b`` is the one of :func:`terms_of` and
+    :func:`weighted_utility` whichever test fails.
     """
     min_rel, min_avail, max_lat, budget = req[5], req[6], req[7], req[4]
-    if res[3] < min_rel or res[4] < min_avail:
-        return -1.0
     dist, cost, u_cost, u_qos, u_en = terms_of(req, res, d_max)
-    if dist > max_lat or cost > budget:
-        return -1.0
     b = weighted_utility(u_cost, u_qos, u_en, alpha, beta, gamma)
-    if posted_price(cost, b) > budget:
-        return -1.0
-    return b
+    rejected = ((res[3] < min_rel) | (res[4] < min_avail) | (dist > max_lat) | over_budget(cost, budget)
+                | over_budget(posted_price(cost, b), budget))
+    return -1.0 if rejected else b
 
 
 @nb.njit(cache=True, inline="always")
@@ -320,36 +347,116 @@ def _select(util: np.ndarray, pos: np.ndarray, n: int, k: int) -> None:
             return
 
 
-@nb.njit(cache=True)
-def _best_pairs(util: np.ndarray, pos: np.ndarray, total: int, k: int, key: int, level: np.ndarray) -> tuple[int, int]:
-    """The row's ``k`` best of its ``total`` feasible pairs, in order, the cut level spread by the key.
-
-    ``util`` and ``pos`` hold the pairs (scratch, reordered in place); on return their first
-    ``count = min(k, total)`` are the kept pairs, utility descending, then position. When
-    the top-k cut splits a level of equal utility, the ``r`` slots it keeps take the
-    level's ``T`` pairs (in ascending position ``t``) from ``t = key mod T`` on,
-    cyclically (the module's "Ties"); ``level`` is scratch for them.
-
-    Returns:
-        ``(count, whole)``: pairs kept, and how many leading ones are whole levels (to
-        rotate in place).
-    """
-    count = total
-    if total > k:
-        _select(util, pos, total, k)
-        count = k
-    for a in range(1, count):  # insertion sort of the kept pairs, best first
+@nb.njit(cache=True, inline="always")
+def _insertion_sort(util: np.ndarray, pos: np.ndarray, n: int) -> None:
+    """Sort the first ``n`` pairs best first (utility descending, then position)."""
+    for a in range(1, n):
         b, p = util[a], pos[a]
         q = a
         while q > 0 and _worse(util[q - 1], pos[q - 1], b, p):
             util[q], pos[q] = util[q - 1], pos[q - 1]
             q -= 1
         util[q], pos[q] = b, p
-    if total <= k or k == 0:
+
+
+@nb.njit(cache=True, inline="always")
+def _bucket_order(util: np.ndarray, pos: np.ndarray, total: int, k: int, tag: np.ndarray, spare_util: np.ndarray,
+                  spare_pos: np.ndarray, spare_tag: np.ndarray, hist: np.ndarray) -> int:
+    """Sort the best pairs first: a counting sort on utility buckets, then an insertion sort.
+
+    A pair's bucket ``int((hi - b) * scale)`` (``lo``, ``hi``: the row's extreme utilities,
+    about two buckets per pair) never decreases as its utility ``b`` decreases, and pairs of
+    equal utility share one. The buckets are taken best first until they hold ``k`` pairs:
+    those ``m`` pairs hold the ``k`` best and every pair of the ``k``-th's utility. They are
+    kept (branch-free), counting-sorted by bucket, nearly in order, and an insertion sort (a
+    step or two a pair) finishes the order. ``tag`` and ``spare_*`` are scratch of
+    ``total`` or more, ``hist`` of more than ``2 total``.
+
+    Returns:
+        ``m``, the sorted leading pairs (``util`` and ``pos`` after them are left stale), or
+        -1 if a utility is not finite (nothing done).
+    """
+    hi = util[0]
+    lo = util[0]
+    finite = True
+    for q in range(total):
+        b = util[q]
+        hi = b if b > hi else hi
+        lo = b if b < lo else lo
+        finite &= abs(b) < math.inf
+    if not finite:
+        return -1
+    buckets = min(hist.size, 2 * total)
+    scale = 0.0
+    if hi > lo:
+        scale = (buckets - 1) / (hi - lo)
+        if not scale < math.inf:
+            return -1
+    for t in range(buckets):
+        hist[t] = 0
+    for q in range(total):
+        t = min(buckets - 1, int((hi - util[q]) * scale))
+        tag[q] = t
+        hist[t] += 1
+    cut = buckets - 1  # the last bucket taken
+    m = 0
+    for t in range(buckets):
+        m += hist[t]
+        if m >= k:
+            cut = t
+            break
+    run = 0
+    for t in range(cut + 1):  # each bucket's first slot
+        h = hist[t]
+        hist[t] = run
+        run += h
+    kept = 0
+    for q in range(total):  # the pairs of the buckets taken, each written, counted if taken
+        spare_util[kept] = util[q]
+        spare_pos[kept] = pos[q]
+        spare_tag[kept] = tag[q]
+        kept += tag[q] <= cut
+    for q in range(m):
+        t = spare_tag[q]
+        d = hist[t]
+        hist[t] = d + 1
+        util[d] = spare_util[q]
+        pos[d] = spare_pos[q]
+    _insertion_sort(util, pos, m)
+    return m
+
+
+@nb.njit(cache=True, inline="always")
+def _best_pairs(util: np.ndarray, pos: np.ndarray, total: int, k: int, key: int, level: np.ndarray,
+                spare_util: np.ndarray, spare_pos: np.ndarray, spare_tag: np.ndarray, hist: np.ndarray) -> tuple[int, int]:
+    """The row's ``k`` best of its ``total`` feasible pairs, in order, the cut level spread by the key.
+
+    ``util`` and ``pos`` hold the pairs (scratch, reordered in place); on return their first
+    ``count = min(k, total)`` are the kept pairs, utility descending, then position. When
+    the top-k cut splits a level of equal utility, the ``r`` slots it keeps take the
+    level's ``T`` pairs (in ascending position ``t``) from ``t = key mod T`` on,
+    cyclically (the module's "Ties"); ``level`` is scratch for them, and with ``spare_*``
+    and ``hist`` for :func:`_bucket_order` (a quickselect when a utility is not finite).
+
+    Returns:
+        ``(count, whole)``: pairs kept, and how many leading ones are whole levels (to
+        rotate in place).
+    """
+    if total == 0 or k == 0:
+        return 0, 0
+    count = min(k, total)
+    m = _bucket_order(util, pos, total, k, level, spare_util, spare_pos, spare_tag, hist)
+    if m < 0:
+        m = total
+        if total > k:
+            _select(util, pos, total, k)
+        _insertion_sort(util, pos, count)
+    if total <= k:
         return count, count
+    # pairs past ``m`` rank below the ``k``-th and differ from its utility
     cut = util[k - 1]
     left_out = False
-    for q in range(k, total):
+    for q in range(k, m):
         left_out |= util[q] == cut
     if not left_out:
         return count, count
@@ -357,7 +464,7 @@ def _best_pairs(util: np.ndarray, pos: np.ndarray, total: int, k: int, key: int,
     while r < k and util[k - 1 - r] == cut:
         r += 1
     members = 0
-    for q in range(k - r, total):
+    for q in range(k - r, m):
         if util[q] == cut:
             level[members] = pos[q]
             members += 1
@@ -366,6 +473,54 @@ def _best_pairs(util: np.ndarray, pos: np.ndarray, total: int, k: int, key: int,
     for d in range(r):
         pos[k - r + d] = level[(o + d) % members]
     return count, k - r
+
+
+@nb.njit(cache=True)
+def _columns(rs: np.ndarray, free: np.ndarray, order: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The resources' columns for the kernel's scan, each contiguous, by cluster then unit price.
+
+    Returns:
+        ``(cols, where, code)``: ``cols`` ``(7 + D + E, P)`` rows ``RS_X .. RS_TYPE``, the
+        capacity per dimension then the free capacity per unit, of the ``P`` members of
+        ``order``, each cluster's block sorted by unit price (stable); ``where`` each
+        column's position in ``order``; ``code`` its type code.
+    """
+    dims = rs.shape[1] - RS_CAPACITY
+    cols = np.empty((RS_CAPACITY + dims + free.shape[1], order.size))
+    where = np.empty(order.size, dtype=np.int64)
+    code = np.empty(order.size, dtype=np.int64)
+    for c in range(start.size - 1):
+        lo = start[c]
+        price = np.empty(start[c + 1] - lo)
+        for t in range(price.size):
+            price[t] = rs[order[lo + t], RS_PRICE]
+        for t, u in enumerate(np.argsort(price, kind="mergesort")):
+            where[lo + t] = lo + u
+    for q in range(order.size):
+        j = order[where[q]]
+        for r in range(RS_CAPACITY + dims):
+            cols[r, q] = rs[j, r]
+        for e in range(free.shape[1]):
+            cols[RS_CAPACITY + dims + e, q] = free[j, e]
+        code[q] = int(rs[j, RS_TYPE])
+    return cols, where, code
+
+
+@nb.njit(cache=True, inline="always")
+def _affordable(price: np.ndarray, lo: int, hi: int, priced: float, duration: float, budget: float) -> int:
+    """The end of the columns ``lo .. hi`` (ascending ``price``) whose reserve price the budget pays.
+
+    The reserve price grows with the unit price (``priced``, ``duration`` positive and
+    finite, no price NaN: the caller's checks), so :func:`over_budget` holds from one
+    column on: a binary search with the same test finds it exactly.
+    """
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if over_budget(reserve_price(price[mid], priced, duration), budget):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 #: rows per block of the candidate kernel's loop (each block has its own scratch)
@@ -390,38 +545,72 @@ def _candidate_rows(
     d_max: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n = rq.shape[0]
+    dims = rq.shape[1] - RQ_DEMAND
+    units = need.shape[1]
+    typed = allowed.shape[1] > 0
     cand = np.full((n, k), -1, dtype=np.int64)
     util = np.zeros((n, k))
     reserve = np.zeros((n, k))
     posted = np.zeros((n, k))
+    cols, where, code = _columns(rs, free, order, start)
+    price = cols[RS_PRICE]
+    sorted_prices = not np.isnan(price).any()
     widest = 0
     for c in range(start.size - 1):
         widest = max(widest, start[c + 1] - start[c])
     width = widest * routes.shape[1]  # most pairs a row can scan
     for block in nb.prange((n + _BLOCK - 1) // _BLOCK):
-        # a row's feasible pairs, (utility, position in ``order``), then its cut level
-        pair_util = np.empty(width)
-        pair_pos = np.empty(width, dtype=np.int64)
+        # one cluster's utilities (-1: infeasible); the row's feasible pairs (utility,
+        # position in ``order``; a slot more: each is written, then counted if feasible);
+        # scratch of their selection
+        scratch = np.empty(widest)
+        pair_util = np.empty(width + 1)
+        pair_pos = np.empty(width + 1, dtype=np.int64)
         level = np.empty(width, dtype=np.int64)
+        spare_util = np.empty(width + 1)
+        spare_pos = np.empty(width + 1, dtype=np.int64)
+        spare_tag = np.empty(width + 1, dtype=np.int64)
+        hist = np.empty(2 * width + 2, dtype=np.int64)
         for p in range(block * _BLOCK, min(n, (block + 1) * _BLOCK)):
             i = scan[p]
             req = request_at(rq, i)
+            priced, duration, budget = req[2], req[3], req[4]
+            # the columns past the budget's reach in each cluster are skipped
+            bounded = sorted_prices and 0.0 < priced < math.inf and 0.0 < duration < math.inf
             total = 0
             for s in range(routes.shape[1]):
                 c = routes[i, s]
                 if c < 0:
                     continue
-                for pos in range(start[c], start[c + 1]):
-                    j = order[pos]
-                    if not fits(rq, need, rs, free, allowed, i, j):
-                        continue
-                    b = priced_utility(req, resource_at(rs, j), alpha, beta, gamma, d_max)
-                    if b < 0.0:
-                        continue
+                lo, hi = start[c], start[c + 1]
+                if bounded:
+                    hi = _affordable(price, lo, hi, priced, duration, budget)
+                # branch-free passes over the cluster's contiguous columns (they vectorise):
+                # the pair's utility or -1, then the tests of :func:`fits`, the same order-free AND
+                for q in range(lo, hi):
+                    scratch[q - lo] = priced_utility(
+                        req, (cols[RS_X, q], cols[RS_Y, q], cols[RS_PRICE, q], cols[RS_REL, q], cols[RS_AVAIL, q],
+                              cols[RS_ENERGY, q]), alpha, beta, gamma, d_max)
+                for d in range(dims):
+                    demand = rq[i, RQ_DEMAND + d]
+                    for q in range(lo, hi):
+                        ok = within(demand, cols[RS_CAPACITY + d, q])
+                        scratch[q - lo] = scratch[q - lo] if ok else -1.0
+                for e in range(units):
+                    needed = need[i, e]
+                    for q in range(lo, hi):
+                        ok = has_room(needed, cols[RS_CAPACITY + dims + e, q])
+                        scratch[q - lo] = scratch[q - lo] if ok else -1.0
+                if typed:
+                    for q in range(lo, hi):
+                        ok = eligible(allowed, i, code[q])
+                        scratch[q - lo] = scratch[q - lo] if ok else -1.0
+                for q in range(lo, hi):
+                    b = scratch[q - lo]
                     pair_util[total] = b
-                    pair_pos[total] = pos
-                    total += 1
-            count, whole = _best_pairs(pair_util, pair_pos, total, k, keys[i], level)
+                    pair_pos[total] = where[q]
+                    total += 0 if b < 0.0 else 1
+            count, whole = _best_pairs(pair_util, pair_pos, total, k, keys[i], level, spare_util, spare_pos, spare_tag, hist)
             for q in range(count):
                 util[i, q] = pair_util[q]
                 cand[i, q] = pair_pos[q]
@@ -429,7 +618,7 @@ def _candidate_rows(
             for q in range(count):
                 j = order[cand[i, q]]
                 cand[i, q] = j
-                reserve[i, q] = rs[j, RS_PRICE] * req[2] * req[3]
+                reserve[i, q] = reserve_price(rs[j, RS_PRICE], priced, duration)
                 posted[i, q] = posted_price(reserve[i, q], util[i, q])
     return cand, util, reserve, posted
 
