@@ -257,15 +257,24 @@ def envy(
     return Envy(count if sampled == pairs else round(count * pairs / sampled), count / sampled, pairs)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _envy_count(bundle: np.ndarray, task: np.ndarray, rtol: float) -> int:
     """Envious ordered pairs: ``min_{d: t_ud > 0} x_vd / t_ud > (1 + rtol) tasks_u(x_u)``, ``u != v``.
 
-    The minimum exceeds the limit iff every ratio does, so a pair stops at its first
-    ratio at or below it. A user with no positive task entry runs unboundedly many tasks
-    with any bundle and envies nobody.
+    The minimum exceeds the limit iff every ratio does: for each ``u``, the ratios of
+    every ``v`` are compared dimension by dimension, in a branch-free loop over ``v`` that
+    the compiler vectorises (the divisions bound the time; no ``t_ud`` divided by is 0). A
+    user with no positive task entry runs unboundedly many tasks with any bundle and
+    envies nobody.
+
+    Args:
+        bundle: ``(n, D)`` each user's bundle.
+        task: ``(n, D)`` each user's task vector.
+        rtol: relative slack of "strictly more".
     """
     n, d = task.shape
+    by_dim = np.ascontiguousarray(bundle.T)  # (D, n): each dimension's bundles in a row
+    envious = np.empty(n, dtype=np.bool_)
     count = 0
     for u in range(n):
         own = np.inf
@@ -275,16 +284,15 @@ def _envy_count(bundle: np.ndarray, task: np.ndarray, rtol: float) -> int:
         if own == np.inf:
             continue
         limit = own * (1.0 + rtol)
-        for v in range(n):
-            if v == u:
-                continue
-            envious = True
-            for k in range(d):
-                if task[u, k] > 0 and bundle[v, k] / task[u, k] <= limit:
-                    envious = False
-                    break
-            if envious:
-                count += 1
+        envious[:] = True
+        for k in range(d):
+            t = task[u, k]
+            if t > 0:
+                row = by_dim[k]
+                for v in range(n):
+                    envious[v] &= not row[v] / t <= limit
+        envious[u] = False
+        count += envious.sum()
     return count
 
 
