@@ -93,6 +93,9 @@ class OrderBook:
     bid_scale: np.ndarray  # (N,) from each owner's bidding strategy
     need: np.ndarray  # (N, E) demand in allocation units
     rows: np.ndarray | None = None  # (N,) each request's row in the market (its key)
+    # (N, 8 + D) the book's request_rows if the caller has them (the model takes its rows of
+    # the market's, built once); None: built from the columns when asked
+    matrix: np.ndarray | None = None
 
     @property
     def keys(self) -> np.ndarray:
@@ -112,9 +115,14 @@ class OrderBook:
 
     def request_matrix(self) -> np.ndarray:
         """``(N, 8 + D)`` request rows in the candidate kernel's layout (:mod:`market.core.candidates`)."""
-        c = self.columns
-        return request_rows(c["x"], c["y"], c["priced"], c["duration"], c["budget"], c["min_reliability"],
-                            c["min_availability"], c["max_latency"], c["demand"])
+        return request_matrix(self.columns) if self.matrix is None else self.matrix
+
+
+def request_matrix(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """``(N, 8 + D)`` the request rows of order-book ``columns`` (:class:`OrderBook`) in the kernel's layout."""
+    c = columns
+    return request_rows(c["x"], c["y"], c["priced"], c["duration"], c["budget"], c["min_reliability"],
+                        c["min_availability"], c["max_latency"], c["demand"])
 
 
 @dataclass
@@ -163,7 +171,7 @@ def _with_room(hierarchy: Hierarchy, free: np.ndarray, need: np.ndarray) -> tupl
     tolerance), so leaving it out changes nothing but the time the spill-over pass
     spends scanning resources the cluster auctions have filled.
     """
-    room = np.all(free[hierarchy.order] + 1e-12 >= need.min(axis=0), axis=1)
+    room = np.all(free.take(hierarchy.order, axis=0) + 1e-12 >= need.min(axis=0), axis=1)
     kept = np.concatenate([[0], np.cumsum(room)])
     return hierarchy.order[room], kept[hierarchy.start]
 
