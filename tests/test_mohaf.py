@@ -207,8 +207,36 @@ def test_reinsertion_never_lowers_welfare_nor_overfills(seed, n, m, k, dims, del
     assert np.all((out == -1) | (market.candidates[np.arange(n), np.maximum(out, 0)] >= 0))
 
 
+def test_bid_price_control_leaves_contested_capacity_to_the_short_request():
+    """One slot, A (0.6, held 5 rounds) against B (0.5, 1 round): F takes A, bid prices take B.
+
+    Both want the slot, so its capacity price rises to between B's and A's value; with
+    ``hold = 1`` A's four later rounds cost four times that, more than A's lead.
+    """
+    market = market_of([[0], [0]], [[0.6], [0.5]], [1.0, 1.0], [1.0])
+    timed = SubMarket(**{**market.__dict__, "duration": np.array([5.0, 1.0])})
+    rng = np.random.default_rng(0)
+    assert list(MOHAF().allocate(timed, rng).choice) == [0, -1]
+    assert list(MOHAF(hold=1.0).allocate(timed, rng).choice) == [-1, 0]
+    # without durations (or with every request held one round) nothing is charged
+    assert list(MOHAF(hold=1.0).allocate(market, rng).choice) == [0, -1]
+    # discount 0: later rounds are worth nothing, back to F
+    assert list(MOHAF(hold=1.0, discount=0.0).allocate(timed, rng).choice) == [0, -1]
+
+
 @pytest.mark.parametrize(
-    "bad", [{"rank": "best"}, {"improve": -1}, {"prices": 1.5}, {"step": 0.0}, {"width": True}]
+    "bad",
+    [
+        {"rank": "best"},
+        {"improve": -1},
+        {"prices": 1.5},
+        {"step": 0.0},
+        {"width": True},
+        {"hold": -1.0},
+        {"hold": float("nan")},
+        {"discount": 1.5},
+        {"hold": 1.0, "prices": 0},
+    ],
 )
 def test_bad_parameters_are_refused(bad):
     with pytest.raises(ValueError):
