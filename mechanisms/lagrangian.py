@@ -76,10 +76,15 @@ def capacity_prices(
                 for d in range(dims):
                     load[best_j, d] += demand[i, d] * inv[best_j, d]
         size = step / math.sqrt(t + 1.0)
+        priced = False
         for j in range(m):
             for d in range(dims):
                 if cap[j, d] > 0.0:
-                    mu[j, d] = max(0.0, mu[j, d] + size * (load[j, d] - 1.0))
+                    was = mu[j, d]
+                    mu[j, d] = max(0.0, was + size * (load[j, d] - 1.0))
+                    priced |= was > 0.0 or mu[j, d] > 0.0
+        if not priced:  # every price 0 before and after: every later step repeats this one
+            break
     price = np.zeros((n, k))
     for i in range(n):
         for c in range(k):

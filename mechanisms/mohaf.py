@@ -195,14 +195,15 @@ class MOHAF(Mechanism):
             return Allocation(choice, paid(market, choice, market.posted))
         price = self._capacity_prices(market)
         net = self._net(market, price)
-        choice = self._reinsert(market, self._greedy(market, net, size), net, size)
-        if price is not None and self.prices:
+        order = self._order(market, net, size)
+        choice = self._reinsert(market, self._greedy(market, net, size), net, order)
+        if price is not None:
             # greedy on net gain minus price; shifted positive (the order is unchanged) so that
             # it places every request that fits, as the priced-out ones may still be worth serving
             key = np.where(market.valid, net - price, 0.0)
             key += 1e-9 - min(0.0, float(key.min()))
             directed = self._reinsert(
-                market, self._greedy(market, key, np.ones(market.n_requests)), net, size
+                market, self._greedy(market, key, np.ones(market.n_requests)), net, order
             )
             if welfare(market, directed, net) > welfare(market, choice, net):
                 choice = directed
@@ -213,7 +214,7 @@ class MOHAF(Mechanism):
         if not market.valid.any():
             return Allocation.empty(market.n_requests)
         net = self._net(market, self._capacity_prices(market))
-        choice = self._reinsert(market, choice, net, self._size(market))
+        choice = self._reinsert(market, choice, net, self._order(market, net, self._size(market)))
         fresh = self.allocate(market, rng).choice
         if welfare(market, fresh, net) > welfare(market, choice, net):
             choice = fresh
@@ -260,14 +261,18 @@ class MOHAF(Mechanism):
             size,
         )
 
-    def _reinsert(
-        self, market: SubMarket, choice: np.ndarray, net: np.ndarray, size: np.ndarray
-    ) -> np.ndarray:
+    def _order(self, market: SubMarket, net: np.ndarray, size: np.ndarray) -> np.ndarray | None:
+        """The order re-insertion tries requests in: best static rank first (ties to the lower row)."""
         if not self.improve or not market.n_requests:
-            return choice
-        # unserved requests by their best static rank (ties to the lower row)
+            return None
         best = np.where(market.valid, net, -np.inf).max(axis=1)
-        order = np.argsort(-(best / size), kind="stable")
+        return np.argsort(-(best / size), kind="stable")
+
+    def _reinsert(
+        self, market: SubMarket, choice: np.ndarray, net: np.ndarray, order: np.ndarray | None
+    ) -> np.ndarray:
+        if order is None:
+            return choice
         return reinsert(
             choice,
             order,
