@@ -25,6 +25,9 @@ first invariant that breaks, followed by what broke and on which market. The nam
 - ``unserved-pays-nothing``: a request with choice -1 pays exactly 0.
 - ``determinism``: the same market and a generator with the same seed give an
   identical allocation (so no global random state, clocks or caches leak in).
+  A mechanism that refines (:meth:`~mechanisms.base.Mechanism.refines`) is also handed
+  its own allocation of each market to ``refine``, and the refined allocation must keep
+  every invariant above (from ``no-crash`` to ``unserved-pays-nothing``).
 - ``no-mutation``: every array of the sub-market is unchanged byte for byte (and every
   scalar field equal) after each call. The arrays are passed read-only, so a write fails where it happens; a mechanism that
   raises because an input is read-only breaks this invariant, not ``no-crash``.
@@ -364,17 +367,21 @@ def _frozen(market: SubMarket) -> SubMarket:
     return replace(market, **copies)
 
 
-def _call(mechanism: Mechanism, market: SubMarket, seed: int, label: str) -> Allocation:
-    """``allocate`` on read-only arrays, failures turned into the invariant they break."""
+def _call(
+    mechanism: Mechanism, market: SubMarket, seed: int, label: str, choice: np.ndarray | None = None
+) -> Allocation:
+    """``allocate`` (or, given ``choice``, ``refine``) on read-only arrays, failures turned into the invariant they break."""
+    what = "allocate" if choice is None else "refine"
     try:
-        alloc = mechanism.allocate(market, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        alloc = mechanism.allocate(market, rng) if choice is None else mechanism.refine(market, choice, rng)
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"
         if "read-only" in text or "readonly" in text:
-            _fail("no-mutation", f"allocate wrote to an input array ({text})", label)
-        _fail("no-crash", f"allocate raised {text}", label)
+            _fail("no-mutation", f"{what} wrote to an input array ({text})", label)
+        _fail("no-crash", f"{what} raised {text}", label)
     if not isinstance(alloc, Allocation):
-        _fail("returns-allocation", f"allocate returned {type(alloc).__name__}, not an Allocation", label)
+        _fail("returns-allocation", f"{what} returned {type(alloc).__name__}, not an Allocation", label)
     return alloc
 
 
@@ -508,7 +515,10 @@ def check_mechanism(mechanism: Mechanism, *, n_markets: int = 8, seed: int = 0) 
     chosen), capacity on every resource in every dimension, finite payments with
     ``0 <= payment <= budget``, nothing paid when unserved; then it allocates again
     with a generator of the same seed, and the two allocations must be identical
-    (determinism). Empty and degenerate markets must not crash. Mechanisms declaring
+    (determinism). A mechanism that :meth:`~mechanisms.base.Mechanism.refines` a
+    market of that size must also refine its own allocation there (read-only) into
+    one that passes the same allocation invariants. Empty and degenerate markets must
+    not crash. Mechanisms declaring
     ``truthful = True`` are also checked against bid shading on small markets with
     one request per user (:func:`truthful_markets`). See the module docstring for
     the invariant names.
@@ -538,6 +548,13 @@ def check_mechanism(mechanism: Mechanism, *, n_markets: int = 8, seed: int = 0) 
         _check_no_mutation(frozen, before, label)
         _check_determinism(alloc, again, label)
         checks += per_market
+        if mechanism.refines(market.n_requests):  # the root's refinement of its own allocation
+            given = alloc.choice.copy()
+            given.flags.writeable = False
+            refined = _call(mechanism, frozen, seed, f"{label} (refine)", given)
+            _check_no_mutation(frozen, before, f"{label} (refine)")
+            check_allocation(market, refined, f"{label} (refine)")
+            checks += per_market - 1  # every invariant but determinism
     if mechanism.truthful:
         for label, market in truthful_markets(seed):
             _check_truthful(mechanism, market, seed, label)

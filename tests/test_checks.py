@@ -301,6 +301,41 @@ def test_a_mechanism_blind_to_a_third_dimension_fails_on_the_three_dimensional_m
     assert "dimension 2 over by" in str(info.value)
 
 
+class RefinesIntoOverflow(Greedy):
+    """Greedy whose root refinement hands everyone its first real candidate, fitting or not."""
+
+    def refines(self, n_requests):
+        return True
+
+    def refine(self, market, choice, rng):
+        return FirstCandidate().allocate(market, rng)
+
+
+class RefinesInPlace(Greedy):
+    """Greedy whose refinement writes into the allocation it is given."""
+
+    def refines(self, n_requests):
+        return True
+
+    def refine(self, market, choice, rng):
+        choice[:] = -1
+        return Allocation(choice, np.zeros(market.n_requests))
+
+
+def test_a_refinement_is_checked_like_an_allocation():
+    with pytest.raises(InvariantError) as info:
+        check_mechanism(RefinesIntoOverflow())
+    assert info.value.invariant == "capacity" and info.value.market.endswith(" (refine)")
+    with pytest.raises(InvariantError) as info:
+        check_mechanism(RefinesInPlace())
+    assert info.value.invariant == "no-mutation" and "refine wrote" in str(info.value)
+
+
+def test_mohaf_refinement_passes_and_is_counted():
+    """MOHAF refines every conformance market (all under its limit): more checks than Greedy."""
+    assert check_mechanism(create("mohaf")) > check_mechanism(create("greedy"))
+
+
 def test_a_non_mechanism_fails_the_interface():
     with pytest.raises(AssertionError, match=r"^invariant 'interface': "):
         check_mechanism(object())
