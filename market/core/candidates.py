@@ -360,6 +360,18 @@ def _insertion_sort(util: np.ndarray, pos: np.ndarray, n: int) -> None:
 
 
 @nb.njit(cache=True, inline="always")
+def _by_position(util: np.ndarray, pos: np.ndarray, lo: int, hi: int) -> None:
+    """Sort the pairs ``lo .. hi`` by position (an insertion sort)."""
+    for a in range(lo + 1, hi):
+        b, p = util[a], pos[a]
+        q = a
+        while q > lo and pos[q - 1] > p:
+            util[q], pos[q] = util[q - 1], pos[q - 1]
+            q -= 1
+        util[q], pos[q] = b, p
+
+
+@nb.njit(cache=True, inline="always")
 def _bucket_order(util: np.ndarray, pos: np.ndarray, total: int, k: int, tag: np.ndarray, spare_util: np.ndarray,
                   spare_pos: np.ndarray, spare_tag: np.ndarray, hist: np.ndarray) -> int:
     """Sort the best pairs first: a counting sort on utility buckets, then an insertion sort.
@@ -400,16 +412,13 @@ def _bucket_order(util: np.ndarray, pos: np.ndarray, total: int, k: int, tag: np
         hist[t] += 1
     cut = buckets - 1  # the last bucket taken
     m = 0
-    for t in range(buckets):
-        m += hist[t]
+    for t in range(buckets):  # each bucket's first slot, until the buckets hold k pairs
+        h = hist[t]
+        hist[t] = m
+        m += h
         if m >= k:
             cut = t
             break
-    run = 0
-    for t in range(cut + 1):  # each bucket's first slot
-        h = hist[t]
-        hist[t] = run
-        run += h
     kept = 0
     for q in range(total):  # the pairs of the buckets taken, each written, counted if taken
         spare_util[kept] = util[q]
@@ -428,7 +437,8 @@ def _bucket_order(util: np.ndarray, pos: np.ndarray, total: int, k: int, tag: np
 
 @nb.njit(cache=True, inline="always")
 def _best_pairs(util: np.ndarray, pos: np.ndarray, total: int, k: int, key: int, level: np.ndarray,
-                spare_util: np.ndarray, spare_pos: np.ndarray, spare_tag: np.ndarray, hist: np.ndarray) -> tuple[int, int]:
+                spare_util: np.ndarray, spare_pos: np.ndarray, spare_tag: np.ndarray, hist: np.ndarray,
+                routed: np.ndarray) -> tuple[int, int]:
     """The row's ``k`` best of its ``total`` feasible pairs, in order, the cut level spread by the key.
 
     ``util`` and ``pos`` hold the pairs (scratch, reordered in place); on return their first
@@ -436,7 +446,9 @@ def _best_pairs(util: np.ndarray, pos: np.ndarray, total: int, k: int, key: int,
     the top-k cut splits a level of equal utility, the ``r`` slots it keeps take the
     level's ``T`` pairs (in ascending position ``t``) from ``t = key mod T`` on,
     cyclically (the module's "Ties"); ``level`` is scratch for them, and with ``spare_*``
-    and ``hist`` for :func:`_bucket_order` (a quickselect when a utility is not finite).
+    and ``hist`` for :func:`_bucket_order`. ``routed[s] .. routed[s + 1]`` are the pairs of
+    the row's ``s``-th cluster: when a utility is not finite (NaN ranks nowhere) they are
+    put back in member order and a quickselect takes the ``k`` best, as the kernel always did.
 
     Returns:
         ``(count, whole)``: pairs kept, and how many leading ones are whole levels (to
@@ -448,6 +460,8 @@ def _best_pairs(util: np.ndarray, pos: np.ndarray, total: int, k: int, key: int,
     m = _bucket_order(util, pos, total, k, level, spare_util, spare_pos, spare_tag, hist)
     if m < 0:
         m = total
+        for s in range(routed.size - 1):
+            _by_position(util, pos, routed[s], routed[s + 1])
         if total > k:
             _select(util, pos, total, k)
         _insertion_sort(util, pos, count)
@@ -571,6 +585,7 @@ def _candidate_rows(
         spare_pos = np.empty(width + 1, dtype=np.int64)
         spare_tag = np.empty(width + 1, dtype=np.int64)
         hist = np.empty(2 * width + 2, dtype=np.int64)
+        routed = np.empty(routes.shape[1] + 1, dtype=np.int64)  # each route's first pair
         for p in range(block * _BLOCK, min(n, (block + 1) * _BLOCK)):
             i = scan[p]
             req = request_at(rq, i)
@@ -579,6 +594,7 @@ def _candidate_rows(
             bounded = sorted_prices and 0.0 < priced < math.inf and 0.0 < duration < math.inf
             total = 0
             for s in range(routes.shape[1]):
+                routed[s] = total
                 c = routes[i, s]
                 if c < 0:
                     continue
@@ -614,7 +630,9 @@ def _candidate_rows(
                     pair_util[total] = b
                     pair_pos[total] = where[q]
                     total += 0 if b < 0.0 else 1
-            count, whole = _best_pairs(pair_util, pair_pos, total, k, keys[i], level, spare_util, spare_pos, spare_tag, hist)
+            routed[routes.shape[1]] = total
+            count, whole = _best_pairs(pair_util, pair_pos, total, k, keys[i], level, spare_util, spare_pos, spare_tag,
+                                       hist, routed)
             for q in range(count):
                 util[i, q] = pair_util[q]
                 cand[i, q] = pair_pos[q]
