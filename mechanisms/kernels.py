@@ -125,23 +125,37 @@ def lazy_greedy(
     won = user_won.copy()
     choice = np.full(n, -1, dtype=np.int64)
     ok = cand >= 0
-    keys = np.empty(n)
-    idx = np.empty(n, dtype=np.int64)
-    top = 0
+    first = np.empty(n)
+    first_idx = np.empty(n, dtype=np.int64)
+    m = 0
     for i in range(n):
         c = _best_column(i, base, cand, ok, demand, res)
         if c >= 0:
             u = user[i]
-            keys[top] = (base[i, c] + fairness_step(won[u], prio[i], delta)) / size[i]
-            idx[top] = i * k + c
-            top += 1
-    _heapify(keys, idx, top)
-    while top > 0:
-        i = idx[0] // k
-        top -= 1
-        keys[0] = keys[top]
-        idx[0] = idx[top]
-        _sift_down(keys, idx, top, 0)
+            first[m] = (base[i, c] + fairness_step(won[u], prio[i], delta)) / size[i]
+            first_idx[m] = i * k + c
+            m += 1
+    # The first keys sorted once (descending; a stable sort keeps equal keys in index
+    # order), and the re-evaluated entries in a heap beside them: the next entry is the
+    # larger of the two heads. Same order as one heap over everything, but most pops come
+    # from the sorted run, where a heap of 10^5+ entries misses the cache at every level.
+    order = np.argsort(-first[:m], kind="mergesort")
+    run_key = first[:m][order]
+    run_idx = first_idx[:m][order]
+    keys = np.empty(n)
+    idx = np.empty(n, dtype=np.int64)
+    top = 0
+    p = 0
+    while p < m or top > 0:
+        if top > 0 and (p == m or _above(keys[0], idx[0], run_key[p], run_idx[p])):
+            i = idx[0] // k
+            top -= 1
+            keys[0] = keys[top]
+            idx[0] = idx[top]
+            _sift_down(keys, idx, top, 0)
+        else:
+            i = run_idx[p] // k
+            p += 1
         c = _best_column(i, base, cand, ok, demand, res)
         if c < 0:
             continue
@@ -151,7 +165,11 @@ def lazy_greedy(
             continue
         e = i * k + c
         rank = gain / size[i]
-        if top == 0 or _above(rank, e, keys[0], idx[0]):
+        if p < m and (top == 0 or _above(run_key[p], run_idx[p], keys[0], idx[0])):
+            best = _above(rank, e, run_key[p], run_idx[p])
+        else:
+            best = top == 0 or _above(rank, e, keys[0], idx[0])
+        if best:
             j = cand[i, c]
             choice[i] = c
             _take(res, j, demand, i)
