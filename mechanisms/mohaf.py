@@ -213,7 +213,8 @@ class MOHAF(Mechanism):
         """Step 3: the better of re-insertion from the hierarchy's allocation and steps 1-2 afresh."""
         if not market.valid.any():
             return Allocation.empty(market.n_requests)
-        net = self._net(market, self._capacity_prices(market))
+        # the prices only matter for the net utility (allocate computes its own)
+        net = self._net(market, self._capacity_prices(market) if self.hold else None)
         choice = self._reinsert(market, choice, net, self._order(market, net, self._size(market)))
         fresh = self.allocate(market, rng).choice
         if welfare(market, fresh, net) > welfare(market, choice, net):
