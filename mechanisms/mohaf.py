@@ -234,9 +234,11 @@ class MOHAF(Mechanism):
     def _net(self, market: SubMarket, price: np.ndarray | None) -> np.ndarray:
         """``(N, K)`` pair utility less the opportunity cost of the capacity held past this round.
 
-        ``b_ij - hold * price_ij * (duration_i - 1)``: bid-price control (the capacity a
-        request keeps for later rounds is charged at this round's capacity prices),
-        ``b_ij`` itself when ``hold`` is 0, prices are off or durations unknown.
+        ``b_ij - hold * price_ij * sum_{t=1}^{d_i - 1} discount^t`` (``d_i - 1`` rounds when
+        ``discount`` is 1): bid-price control, the capacity a request keeps for later
+        rounds charged at this round's capacity prices; ``b_ij`` itself when ``hold`` is
+        0, prices are off or durations unknown (a sub-market over ``limit`` gets no prices
+        and so no charge).
         """
         if not self.hold or price is None or market.duration is None:
             return market.utility
