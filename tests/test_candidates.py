@@ -26,9 +26,7 @@ from market.core.candidates import (
 from market.core.eligibility import any_type
 from market.core.hierarchy import nearest
 from mechanisms.kernels import posted_price
-
-WEIGHTS = (0.4, 0.3, 0.1, 0.2)
-D_MAX = 200 * np.sqrt(2)
+from tests.test_candidate_ties import D_MAX, WEIGHTS
 
 
 def random_market(seed: int, n: int, m: int, clusters: int, dims: int, typed: bool):
@@ -77,12 +75,13 @@ def test_candidates_are_the_top_k_of_the_feasibility_rule(seed, n, m, clusters, 
         rule = {j: feasible_utility(rq, need, rs, free, allowed, i, j, alpha, beta, gamma, D_MAX) for j in scanned}
         feasible = {j: b for j, b in rule.items() if b >= 0}
         kept = got.resource[i][got.resource[i] >= 0]
-        assert kept.size == min(k, len(feasible)) and len(set(kept.tolist())) == kept.size
+        taken = set(kept.tolist())
+        assert kept.size == min(k, len(feasible)) and len(taken) == kept.size  # distinct
         assert (got.resource[i][kept.size:] == -1).all()  # padding after the kept pairs
         util = got.utility[i, : kept.size]
         assert all(int(j) in feasible and feasible[int(j)] == b for j, b in zip(kept, util, strict=True))
         assert (np.diff(util) <= 0).all()  # best first
-        left_out = [b for j, b in feasible.items() if j not in set(kept.tolist())]
+        left_out = [b for j, b in feasible.items() if j not in taken]
         if left_out and kept.size:
             assert max(left_out) <= util[-1]  # nothing better was skipped
         for q, j in enumerate(kept):
