@@ -46,6 +46,9 @@ class SubMarket:
             in ``utility``; truthful payments use it to take the budget back out.
         duration: ``(N,)`` rounds each request holds its resource once served (None: not
             known, e.g. a market built by hand).
+        rounds_left: rounds from this one to the end of the market's span, this one
+            included (its ``horizon`` less the round; >= 1); capacity held past it is worth
+            nothing to the run. None: open-ended (not known, e.g. a market built by hand).
     """
 
     demand: np.ndarray
@@ -64,6 +67,7 @@ class SubMarket:
     request_ids: np.ndarray
     cost_weight: float = 0.0
     duration: np.ndarray | None = None
+    rounds_left: int | None = None
 
     @property
     def n_requests(self) -> int:

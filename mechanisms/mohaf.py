@@ -33,21 +33,33 @@ The algorithm, in three steps:
    ``F`` is the round's allocation. The clusters cut each request off from the other
    clusters' resources, which cost 5 % of the proven optimum on ``tight``.
 
-**Bid-price control** (``hold > 0``, off by default): the paper's welfare is one
-round's, so a request that keeps its resource for many rounds is valued as if the
-capacity were free again next round. With ``hold > 0`` every step maximises
-``F`` less the opportunity cost of the capacity held past this round,
-``hold * price_ij * sum_{t=1}^{d_i - 1} discount^t`` per served pair, the price being
-the pair's capacity price from step 1 (``price_ij = sum_d mu_jd d_id / C_jd``): the
-bid prices of network revenue management (Talluri and van Ryzin, "An analysis of
-bid-price controls for network revenue management", Management Sci. 44(11), 1998),
-here taken from the round's own Lagrangian dual. It needs ``prices > 0`` and the
-sub-market's durations; the fairness term is unchanged. It trades this round's ``F``
-for later rounds', so the per-round guarantee below does not cover it. Measured over
-seeds 1-3 (README, "MOHAF quality"): ``hold = 2`` raised MOHAF's run welfare on
-``azure-llm`` (310.8 to 319.0), ``tight`` (589.2 to 609.8) and ``default`` (438.0 to
-445.8) and lowered it on ``google2011-real`` (1,426.2 to 1,355.1) and ``strategic``
-(3,757.2 to 3,484.7), so it is not the default.
+**Bid-price control** (``hold > 0``, off by default): the paper's welfare is one round's, so a
+request that keeps its resource for many rounds is valued as if the capacity were free
+again next round. Every step (both greedies, re-insertion, the choice between them, the
+root's refinement) maximises ``F`` less ``hold`` times the opportunity cost of the
+capacity a served pair holds past this round: the bid prices of network revenue
+management (Talluri and van Ryzin, "An analysis of bid-price controls for network revenue
+management", Management Sci. 44(11), 1998), for resources that come back when a request
+leaves. With ``bid_prices = "fluid"`` (the default) the prices are those of the
+occupancy LP of reusable resources (Levi and Radovanovic, "Provably near-optimal LP-based
+policies for revenue management in systems with reusable resources", Oper. Res. 58(2),
+2010): the round's requests stand in for every round's arrivals, so in the steady state
+a request of duration ``d`` occupies its demand ``d`` times over the same capacity; its
+capacity prices ``pf`` (the same ``prices`` subgradient steps, on demand times
+occupancy) charge a pair ``pf_ij * later_i / (1 + later_i)``, the part of its occupancy
+past this round (this round's capacity the greedies share out themselves). ``later_i =
+sum_{t=1}^{d_i - 1} discount^t``, with ``d_i`` cut at the rounds left in the market's span
+(``SubMarket.rounds_left``): capacity held past the run's end costs the run nothing.
+``bid_prices = "round"`` charges ``price_ij * later_i`` at this round's capacity prices
+instead (step 1's; they see only this round's contention). No charge without price steps
+(``prices = 0``), without durations, or when no request holds past the round; the
+fairness term is unchanged. It trades this round's ``F`` for later rounds', so the
+per-round guarantee below does not cover it, and the whole-market oracle, which measures
+each round's ``F``, scores it lower (``tight``: 0.966 of the proven optimum at ``hold = 0``,
+0.924 at ``hold = 0.25``) while the run's welfare rises (589.2 to 611.2). So the default
+stays the paper's per-round ``F``, and the scenarios whose run hinges on who holds
+capacity (``azure-llm``, ``audit-unit``) set ``hold = 0.5``: measured in the README, "MOHAF
+quality", for every shipped scenario.
 
 Steps 1-2 run in full on sub-markets of at most ``limit`` requests; a larger one (the
 spill-over of a large round) gets the first greedy alone, which keeps a round linear.
@@ -83,6 +95,7 @@ from mechanisms.registry import register
 from mechanisms.welfare_program import fairness_gain
 
 RANKS = ("gain", "density")
+BID_PRICES = ("fluid", "round")
 
 
 def capacity_share(market: SubMarket) -> np.ndarray:
@@ -133,9 +146,11 @@ class MOHAF(Mechanism):
             500,000-request spill-over of a 1M x 100k round took more than the rest of
             the round.
         hold: weight of the opportunity cost of capacity held past this round (bid-price
-            control, module docstring; 0 = the paper's per-round welfare).
+            control, module docstring; 0, the default, = the paper's per-round welfare).
         discount: per-round discount of that cost (1 = every later round held counts
             fully).
+        bid_prices: ``"fluid"`` (the occupancy LP's prices) or ``"round"`` (this round's
+            capacity prices), module docstring.
     """
 
     def __init__(
@@ -148,9 +163,12 @@ class MOHAF(Mechanism):
         limit: int = 2_000,
         hold: float = 0.0,
         discount: float = 1.0,
+        bid_prices: str = "fluid",
     ) -> None:
         if rank not in RANKS:
             raise ValueError(f"rank must be one of {RANKS}, got {rank!r}")
+        if bid_prices not in BID_PRICES:
+            raise ValueError(f"bid_prices must be one of {BID_PRICES}, got {bid_prices!r}")
         for key, value in (
             ("improve", improve),
             ("prices", prices),
@@ -178,8 +196,7 @@ class MOHAF(Mechanism):
         if isinstance(discount, bool) or not isinstance(discount, int | float) or not 0 <= discount <= 1:
             raise ValueError(f"discount must be a number in [0, 1], got {discount!r}")
         self.discount = float(discount)
-        if self.hold and not self.prices:
-            raise ValueError("hold prices held capacity at the capacity prices: it needs prices > 0")
+        self.bid_prices = bid_prices
 
     def refines(self, n_requests: int) -> bool:
         """The root refines rounds of at most ``limit`` requests (with re-insertion on)."""
@@ -213,39 +230,69 @@ class MOHAF(Mechanism):
         """Step 3: the better of re-insertion from the hierarchy's allocation and steps 1-2 afresh."""
         if not market.valid.any():
             return Allocation.empty(market.n_requests)
-        # the prices only matter for the net utility (allocate computes its own)
-        net = self._net(market, self._capacity_prices(market) if self.hold else None)
+        net = self._net(market)  # allocate computes its own prices
         choice = self._reinsert(market, choice, net, self._order(market, net, self._size(market)))
         fresh = self.allocate(market, rng).choice
         if welfare(market, fresh, net) > welfare(market, choice, net):
             choice = fresh
         return Allocation(choice, paid(market, choice, market.posted))
 
-    def _capacity_prices(self, market: SubMarket) -> np.ndarray | None:
-        """``(N, K)`` each pair's capacity price per round (None without price steps)."""
+    def _capacity_prices(self, market: SubMarket, occupancy: np.ndarray | None = None) -> np.ndarray | None:
+        """``(N, K)`` each pair's capacity price (None without price steps).
+
+        ``occupancy``: ``(N,)`` rounds of capacity each request takes (the fluid prices of
+        :meth:`_net`); None: this round's capacity prices (each request takes its demand once).
+        """
         if not self.prices:
             return None
         fair = fairness_gain_each(market)
         gain = np.where(market.valid, market.utility + fair[:, None], 0.0)
-        return capacity_prices(
-            market.candidates, gain, market.demand, market.capacity, self.prices, self.step
-        )
+        demand = market.demand if occupancy is None else market.demand * occupancy[:, None]
+        return capacity_prices(market.candidates, gain, demand, market.capacity, self.prices, self.step)
 
-    def _net(self, market: SubMarket, price: np.ndarray | None) -> np.ndarray:
-        """``(N, K)`` pair utility less the opportunity cost of the capacity held past this round.
+    def _later(self, market: SubMarket) -> np.ndarray | None:
+        """``(N,)`` the rounds each request would hold capacity past this one, discounted.
 
-        ``b_ij - hold * price_ij * sum_{t=1}^{d_i - 1} discount^t`` (``d_i - 1`` rounds when
-        ``discount`` is 1): bid-price control, the capacity a request keeps for later
-        rounds charged at this round's capacity prices; ``b_ij`` itself when ``hold`` is
-        0, prices are off or durations unknown (a sub-market over ``limit`` gets no prices
-        and so no charge).
+        ``sum_{t=1}^{d_i - 1} discount^t`` with ``d_i`` its duration cut at the rounds left in
+        the market's span (capacity held past the run's end costs the run nothing). None
+        when bid-price control is off (``hold = 0`` or ``prices = 0``), durations are not
+        known, or no request holds past this round (then ``F`` is unchanged).
         """
-        if not self.hold or price is None or market.duration is None:
-            return market.utility
-        later = np.maximum(np.asarray(market.duration, dtype=float) - 1.0, 0.0)
+        if not self.hold or not self.prices or market.duration is None or not market.n_requests:
+            return None
+        held = np.asarray(market.duration, dtype=float)
+        if market.rounds_left is not None:
+            held = np.minimum(held, float(market.rounds_left))
+        later = np.maximum(held - 1.0, 0.0)
+        if not later.any():
+            return None
         if self.discount < 1.0:  # sum_{t=1}^{d-1} discount^t
             later = self.discount * (1.0 - self.discount**later) / (1.0 - self.discount)
-        return market.utility - self.hold * price * later[:, None]
+        return later
+
+    def _net(self, market: SubMarket, price: np.ndarray | None = None) -> np.ndarray:
+        """``(N, K)`` pair utility less the opportunity cost of the capacity held past this round.
+
+        ``b_ij - hold * cost_ij`` (bid-price control, module docstring), ``later_i`` from
+        :meth:`_later`:
+
+        - ``bid_prices = "fluid"``: ``cost_ij = pf_ij * later_i / (1 + later_i)``, ``pf`` the
+          capacity prices of the occupancy LP (each request taking its demand for
+          ``1 + later_i`` rounds of the same capacity), of which the rounds past this one;
+        - ``bid_prices = "round"``: ``cost_ij = price_ij * later_i``, ``price`` this round's
+          capacity prices (``price`` if given, computed otherwise).
+
+        ``b_ij`` itself when :meth:`_later` is None.
+        """
+        later = self._later(market)
+        if later is None:
+            return market.utility
+        if self.bid_prices == "fluid":
+            occupancy = 1.0 + later
+            cost = self._capacity_prices(market, occupancy) * (later / occupancy)[:, None]
+        else:
+            cost = (self._capacity_prices(market) if price is None else price) * later[:, None]
+        return market.utility - self.hold * cost
 
     def _size(self, market: SubMarket) -> np.ndarray:
         return capacity_share(market) if self.rank == "density" else np.ones(market.n_requests)

@@ -210,18 +210,32 @@ def test_reinsertion_never_lowers_welfare_nor_overfills(seed, n, m, k, dims, del
 def test_bid_price_control_leaves_contested_capacity_to_the_short_request():
     """One slot, A (0.6, held 5 rounds) against B (0.5, 1 round): F takes A, bid prices take B.
 
-    Both want the slot, so its capacity price rises to between B's and A's value; with
-    ``hold = 1`` A's four later rounds cost four times that, more than A's lead.
+    Fluid prices (``hold > 0``'s default): the occupancy LP ``max 0.6 x_A + 0.5 x_B`` s.t. ``5 x_A + x_B
+    <= 1`` prices the slot-round at B's value 0.5 (A is worth 0.12 a slot-round), so A's four
+    rounds past this one cost ``hold * 4 * 0.5`` = 1 at ``hold = 0.5``, more than A's lead
+    of 0.1 (the subgradient's price after ten steps is near enough). Round prices: both want
+    the slot now, so its price rises to between B's and A's value and ``hold = 1`` charges
+    A four times that.
     """
     market = market_of([[0], [0]], [[0.6], [0.5]], [1.0, 1.0], [1.0])
     timed = SubMarket(**{**market.__dict__, "duration": np.array([5.0, 1.0])})
     rng = np.random.default_rng(0)
-    assert list(MOHAF().allocate(timed, rng).choice) == [0, -1]
-    assert list(MOHAF(hold=1.0).allocate(timed, rng).choice) == [-1, 0]
+    fluid = MOHAF(hold=0.5)
+    assert list(MOHAF().allocate(timed, rng).choice) == [0, -1]  # the default: the paper's F
+    assert list(fluid.allocate(timed, rng).choice) == [-1, 0]
+    assert list(MOHAF(bid_prices="round", hold=1.0).allocate(timed, rng).choice) == [-1, 0]
     # without durations (or with every request held one round) nothing is charged
-    assert list(MOHAF(hold=1.0).allocate(market, rng).choice) == [0, -1]
+    assert list(fluid.allocate(market, rng).choice) == [0, -1]
     # discount 0: later rounds are worth nothing, back to F
-    assert list(MOHAF(hold=1.0, discount=0.0).allocate(timed, rng).choice) == [0, -1]
+    assert list(MOHAF(hold=0.5, discount=0.0).allocate(timed, rng).choice) == [0, -1]
+    # the market's last round: capacity held past the run's end costs the run nothing
+    last = SubMarket(**{**timed.__dict__, "rounds_left": 1})
+    assert list(fluid.allocate(last, rng).choice) == [0, -1]
+    assert list(MOHAF(bid_prices="round", hold=1.0).allocate(last, rng).choice) == [0, -1]
+    # two rounds left: A is charged one later round at the LP's price 0.5 (x 0.5 = 0.25 > 0.1)
+    assert list(fluid.allocate(SubMarket(**{**timed.__dict__, "rounds_left": 2}), rng).choice) == [-1, 0]
+    # no price steps, no prices to charge at: F
+    assert list(MOHAF(hold=0.5, prices=0).allocate(timed, rng).choice) == [0, -1]
 
 
 @pytest.mark.parametrize(
@@ -235,7 +249,7 @@ def test_bid_price_control_leaves_contested_capacity_to_the_short_request():
         {"hold": -1.0},
         {"hold": float("nan")},
         {"discount": 1.5},
-        {"hold": 1.0, "prices": 0},
+        {"bid_prices": "lp"},
     ],
 )
 def test_bad_parameters_are_refused(bad):

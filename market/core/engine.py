@@ -179,7 +179,7 @@ def _with_room(hierarchy: Hierarchy, free: np.ndarray, need: np.ndarray) -> tupl
 def submarket(
     rows: np.ndarray, cand: Candidates, book: OrderBook, free: np.ndarray, won: np.ndarray,
     weights: tuple[float, float, float, float], aligned: bool = False,
-    lookups: tuple[np.ndarray, np.ndarray] | None = None,
+    lookups: tuple[np.ndarray, np.ndarray] | None = None, rounds_left: int | None = None,
 ) -> SubMarket:
     """The sub-market of order-book ``rows`` over their candidates (local indices).
 
@@ -192,6 +192,9 @@ def submarket(
     ``lookups``: blank :func:`~market.core.dense.lookup_table` s over the resources and the
     users, to renumber them (the round allocates them once: the sub-markets are built once
     per cluster per round, so this is a hot path); None: new ones.
+
+    ``rounds_left``: the round's rounds to the end of the market's span, this one included
+    (:attr:`~mechanisms.base.SubMarket.rounds_left`; None: open-ended).
     """
     # np.take along axis 0: the same rows as ``a[rows]``, several times faster for 2-d arrays
     pick = (lambda a: a) if aligned else (lambda a: a.take(rows, axis=0))
@@ -215,6 +218,7 @@ def submarket(
         request_ids=rows,
         cost_weight=float(weights[0]),
         duration=book.columns["duration"][rows],
+        rounds_left=rounds_left,
     )
 
 
@@ -292,6 +296,7 @@ def clear_round(
     params: RoundParams,
     start_won: np.ndarray,
     planners: Sequence[Planner] | None = None,
+    rounds_left: int | None = None,
 ) -> RoundOutcome:
     """Run one round of the hierarchical auction.
 
@@ -310,6 +315,8 @@ def clear_round(
         planners: who clears each sub-market: ``planners[c]`` cluster ``c``'s, and
             ``planners[-1]`` (the root) the spill-over market and flat mechanisms' whole
             round (None: the mechanism is called directly).
+        rounds_left: rounds from this one to the end of the market's span, this one
+            included (every sub-market carries it; None: open-ended).
 
     Returns:
         The outcome, with per-phase timings in milliseconds.
@@ -354,7 +361,8 @@ def clear_round(
         # one market over every pair a request could reach, priced on the same free capacity
         union = Candidates.concat(primary, candidates(everyone, routes[:, 1:])) if spill else primary
         t1 = time.perf_counter()
-        sub = submarket(everyone, union, book, free, won, params.weights, aligned=True, lookups=lookups)
+        sub = submarket(everyone, union, book, free, won, params.weights, aligned=True, lookups=lookups,
+                        rounds_left=rounds_left)
         alloc = allocate(-1, sub, children[0])
         _apply(alloc, sub, union, book, free, won, out, aligned=True)
         out.proven_optimal, out.bound = alloc.proven_optimal, alloc.bound
@@ -375,7 +383,8 @@ def clear_round(
             if block.start == block.stop:
                 continue
             mine = primary.rows(block)
-            sub = submarket(order[block], mine, book, free, won, params.weights, aligned=True, lookups=lookups)
+            sub = submarket(order[block], mine, book, free, won, params.weights, aligned=True, lookups=lookups,
+                        rounds_left=rounds_left)
             _apply(allocate(c, sub, children[c]), sub, mine, book, free, won, out, aligned=True)
         # spill-over: the root re-auctions what is left on the neighbouring clusters'
         # remaining capacity; only unserved requests need candidates there
@@ -386,7 +395,8 @@ def clear_round(
             by_cluster = np.argsort(routes[left, 1], kind="stable")
             secondary = candidates(left, routes[left, 1:], _with_room(hierarchy, free, book.need[left]), by_cluster)
             t1 += time.perf_counter() - t_spill
-            sub = submarket(left, secondary, book, free, won, params.weights, aligned=True, lookups=lookups)
+            sub = submarket(left, secondary, book, free, won, params.weights, aligned=True, lookups=lookups,
+                        rounds_left=rounds_left)
             before = int(np.sum(out.resource >= 0))
             alloc = allocate(-1, sub, children[hierarchy.n_clusters])
             _apply(alloc, sub, secondary, book, free, won, out, aligned=True)
@@ -404,7 +414,8 @@ def clear_round(
                 if left.size:  # the spill-over's pairs, where the requests it served now are
                     whole = Candidates.concat(whole, _expand(secondary, left, n))
                 whole = Candidates.concat(whole, around)
-            sub = submarket(everyone, whole, book, free_before, start_won, params.weights, aligned=True)
+            sub = submarket(everyone, whole, book, free_before, start_won, params.weights, aligned=True,
+                            rounds_left=rounds_left)
             choice = _columns(whole.resource, out.resource)
             stream = children[hierarchy.n_clusters + 1]
             alloc = (planners[-1].refine(mechanism, sub, choice, stream) if planners is not None

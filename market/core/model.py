@@ -389,6 +389,15 @@ class MarketModel(mesa.Model):
         return UserLedger.empty(n_users, budget_total=self.user_budget)
 
     # --- state, as agents and readers see it -------------------------------------------
+    def rounds_left(self, t: int) -> int:
+        """Rounds from round ``t`` to the end of the market's span (``horizon``), ``t`` included.
+
+        The market's span, not the rounds played, so that a run of R rounds plays the first R
+        rounds of the full run (README, Contract 1: horizon); at least 1 (a run played past
+        its market's span).
+        """
+        return max(1, int(self.config.horizon) - int(t))
+
     @property
     def round(self) -> int:
         """The next round to play (rounds played so far)."""
@@ -542,7 +551,7 @@ class MarketModel(mesa.Model):
         free = state.resources.free
         matrix = self.resource_matrix(posted)
         outcome = clear_round(book, matrix, self.resource_columns, free, self.hierarchy, mechanism, rng,
-                              self.round_params, start_won, planners)
+                              self.round_params, start_won, planners, self.rounds_left(t))
         record = RoundRecord(t, rows, book, posted, matrix, free, start_won, outcome, scale, reserve, groups)
         extra: dict[str, Any] = {}
         t_oracle = time.perf_counter()
@@ -627,7 +636,8 @@ class MarketModel(mesa.Model):
     def _clear(self, record: RoundRecord, mechanism: Mechanism, hierarchy: Any, rng: np.random.Generator) -> RoundOutcome:
         """Clear ``record``'s order book again (another mechanism or hierarchy), same state."""
         return clear_round(record.book, record.resource_matrix, self.resource_columns, record.free, hierarchy,
-                           mechanism, rng, self.round_params, record.start_won)
+                           mechanism, rng, self.round_params, record.start_won,
+                           rounds_left=self.rounds_left(record.round))
 
     def _oracle_mechanism(self) -> Optimal:
         """``optimal`` with the scenario's oracle limits (the dashboard's exact comparison)."""
