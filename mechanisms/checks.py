@@ -281,7 +281,8 @@ def markets(n_markets: int = 8, seed: int = 0) -> Iterator[tuple[str, SubMarket]
     """The conformance markets: the fixed degenerate ones, ``n_markets`` random ones, other D.
 
     The fixed and random markets have two resource dimensions (cpu, memory); then come
-    the :func:`dimension_markets` for each ``D`` in :data:`DIMENSIONS`.
+    the :func:`dimension_markets` for each ``D`` in :data:`DIMENSIONS`, and the
+    :func:`held_markets` (durations and the rounds left in the run).
 
     Args:
         n_markets: random markets after the fixed ones.
@@ -333,6 +334,22 @@ def markets(n_markets: int = 8, seed: int = 0) -> Iterator[tuple[str, SubMarket]
         )
     for dims in DIMENSIONS:
         yield from dimension_markets(dims, seed)
+    yield from held_markets(seed)
+
+
+def held_markets(seed: int = 0) -> Iterator[tuple[str, SubMarket]]:
+    """Random markets whose requests hold their resource 1-6 rounds, 1-3 rounds left in the run.
+
+    What the engine hands a mechanism in every run (``duration``, ``rounds_left``), so a
+    mechanism that reads them (MOHAF's bid prices) is checked on them too. A generator of
+    their own, so the other markets do not move.
+    """
+    rng = np.random.default_rng([seed, 1])
+    for r, (n, m, k) in enumerate([(8, 3, 3), (20, 4, 4), (40, 6, 5)]):
+        market = random_market(rng, n, m, k, users=max(1, n // 2), fairness_weight=(0.0, 0.3, 1.0)[r])
+        yield f"held #{r}: N={n}, M={m}, K={k}, {r + 1} rounds left", replace(
+            market, duration=rng.integers(1, 7, n), rounds_left=r + 1
+        )
 
 
 def truthful_markets(seed: int = 0) -> Iterator[tuple[str, SubMarket]]:

@@ -31,6 +31,7 @@ from mechanisms.checks import (
     build_market,
     check_allocation,
     check_mechanism,
+    held_markets,
     markets,
 )
 from mechanisms.first_price import FirstPrice
@@ -71,7 +72,27 @@ def test_the_markets_cover_one_to_four_dimensions():
     assert np.all(binds.demand[:, :3].sum(axis=0) < binds.capacity[:, :3].min(axis=0))
 
 
-@pytest.mark.parametrize(("name", "params"), [("mohaf", {"rank": "density"}), ("drf", {"payment": "reserve"})])
+def test_the_held_markets_carry_durations_that_bid_prices_act_on():
+    held = dict(held_markets())
+    assert set(held) <= set(dict(markets(0)))
+    assert [m.rounds_left for m in held.values()] == [1, 2, 3]
+    assert all(m.duration.shape == (m.n_requests,) and m.duration.max() > 1 for m in held.values())
+    # MOHAF's bid prices charge held capacity there: some allocation differs from the per-round F's
+    rng = np.random.default_rng(0)
+    moved = [label for label, m in held.items()
+             if not np.array_equal(create("mohaf", hold=0.5).allocate(m, rng).choice, create("mohaf").allocate(m, rng).choice)]
+    assert moved
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("mohaf", {"rank": "density"}),
+        ("mohaf", {"hold": 0.5}),
+        ("mohaf", {"hold": 2.0, "bid_prices": "round", "discount": 0.8}),
+        ("drf", {"payment": "reserve"}),
+    ],
+)
 def test_built_ins_with_parameters_pass(name, params):
     assert check_mechanism(create(name, **params)) > len(INVARIANTS)
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from market.apps.cli import main
-from market.core.runner import market_tables
+from market.core.runner import market_tables, run_scenario
 from scenarios.config import load
 from scenarios.sources import build_market
 from tests.conftest import read_run
@@ -125,3 +125,23 @@ def test_a_sweeps_rounds_keep_each_scenarios_horizon(tmp_path: Path):
     (tmp_path / "s.toml").write_text('scenarios = ["tight", "default"]\nrounds = 3\n')
     sweep = load_sweep(tmp_path / "s.toml")
     assert [(sc.rounds, sc.horizon) for sc in sweep.scenarios] == [(3, 30), (3, 20)]
+
+
+def test_bid_prices_count_the_rounds_left_in_the_market_not_in_the_run(tmp_path: Path):
+    """MOHAF's bid prices cut durations at the horizon, so ``--rounds 2`` is still the full run's prefix.
+
+    ``audit-unit`` turns them on (``hold = 0.5``) and its requests hold 1-6 rounds of a
+    3-round market: cut at the rounds played, round 1 would see 1 round left, not 2.
+    """
+    sc = load("audit-unit").replace(mechanisms=["mohaf"], oracle=False)
+    assert sc.mechanism_params["mohaf"]["hold"] > 0
+    full = read_run(_scenario_run(sc, tmp_path / "full"))
+    short = read_run(_scenario_run(sc.replace(rounds=2), tmp_path / "short"))
+    pd.testing.assert_frame_equal(short["rounds"], full["rounds"][full["rounds"]["round"] < 2].reset_index(drop=True))
+    pd.testing.assert_frame_equal(short["allocations"],
+                                  full["allocations"][full["allocations"]["round"] < 2].reset_index(drop=True))
+
+
+def _scenario_run(scenario, out: Path) -> Path:
+    run_scenario(scenario, out)
+    return out
