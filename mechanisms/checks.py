@@ -338,7 +338,7 @@ def markets(n_markets: int = 8, seed: int = 0) -> Iterator[tuple[str, SubMarket]
 
 
 def held_markets(seed: int = 0) -> Iterator[tuple[str, SubMarket]]:
-    """Random markets whose requests hold their resource 1-6 rounds, 1-3 rounds left in the run.
+    """Random markets whose requests hold their resource 1-6 rounds, 2-4 rounds left in the run.
 
     What the engine hands a mechanism in every run (``duration``, ``rounds_left``), so a
     mechanism that reads them (MOHAF's bid prices) is checked on them too. A generator of
@@ -347,8 +347,8 @@ def held_markets(seed: int = 0) -> Iterator[tuple[str, SubMarket]]:
     rng = np.random.default_rng([seed, 1])
     for r, (n, m, k) in enumerate([(8, 3, 3), (20, 4, 4), (40, 6, 5)]):
         market = random_market(rng, n, m, k, users=max(1, n // 2), fairness_weight=(0.0, 0.3, 1.0)[r])
-        yield f"held #{r}: N={n}, M={m}, K={k}, {r + 1} rounds left", replace(
-            market, duration=rng.integers(1, 7, n), rounds_left=r + 1
+        yield f"held #{r}: N={n}, M={m}, K={k}, {r + 2} rounds left", replace(
+            market, duration=rng.integers(1, 7, n), rounds_left=r + 2
         )
 
 

@@ -33,6 +33,8 @@ def capacity_prices(
     cap: np.ndarray,
     iterations: int,
     step: float,
+    scale: float = 1.0,
+    bounded: bool = False,
 ) -> np.ndarray:
     """The price of each pair's capacity after ``iterations`` subgradient steps.
 
@@ -44,6 +46,14 @@ def capacity_prices(
         iterations: subgradient steps (0: every price 0).
         step: first step length, in welfare units per unit of overload; step ``t`` is
             ``step / sqrt(t + 1)`` (a divergent series of vanishing steps).
+        scale: the steps are divided by it: the typical load of one request in units of
+            a resource's capacity (1: one round's demand; MOHAF's fluid prices pass the
+            mean occupancy, whose loads are that many times larger).
+        bounded: project the prices onto ``[0, ub_jd]`` with ``ub_jd = max_i g_ij C_jd /
+            d_id``, the largest gain per unit of ``j``'s capacity share any of its pairs
+            offers: at a higher price no request takes ``j``, so the dual only falls
+            towards the box and its minimum lies in it. Keeps a price that one step
+            overshot from staying above every request's value.
 
     Returns:
         ``(N, K)`` ``sum_d mu_jd d_id / C_jd`` at the last prices (0 for padding).
@@ -55,6 +65,18 @@ def capacity_prices(
         for d in range(dims):
             if cap[j, d] > 0.0:
                 inv[j, d] = 1.0 / cap[j, d]
+    upper = np.full((m, dims), np.inf)
+    if bounded:
+        upper[:] = 0.0
+        for i in range(n):
+            for c in range(k):
+                j = cand[i, c]
+                if j < 0:
+                    continue
+                for d in range(dims):
+                    share = demand[i, d] * inv[j, d]
+                    if share > 0.0:
+                        upper[j, d] = max(upper[j, d], gain[i, c] / share)
     mu = np.zeros((m, dims))
     load = np.zeros((m, dims))
     for t in range(iterations):
@@ -75,13 +97,13 @@ def capacity_prices(
             if best_j >= 0:
                 for d in range(dims):
                     load[best_j, d] += demand[i, d] * inv[best_j, d]
-        size = step / math.sqrt(t + 1.0)
+        size = step / math.sqrt(t + 1.0) / scale
         priced = False
         for j in range(m):
             for d in range(dims):
                 if cap[j, d] > 0.0:
                     was = mu[j, d]
-                    mu[j, d] = max(0.0, was + size * (load[j, d] - 1.0))
+                    mu[j, d] = min(upper[j, d], max(0.0, was + size * (load[j, d] - 1.0)))
                     priced |= was > 0.0 or mu[j, d] > 0.0
         if not priced:  # every price 0 before and after: every later step repeats this one
             break

@@ -46,7 +46,9 @@ policies for revenue management in systems with reusable resources", Oper. Res. 
 2010): the round's requests stand in for every round's arrivals, so in the steady state
 a request of duration ``d`` occupies its demand ``d`` times over the same capacity; its
 capacity prices ``pf`` (the same ``prices`` subgradient steps, on demand times
-occupancy, against the sub-market's free capacity: the resources' whole capacity did
+occupancy, the steps divided by the mean occupancy and the prices kept in the box that
+holds the LP's, :func:`~mechanisms.lagrangian.capacity_prices`, against the sub-market's
+free capacity: the resources' whole capacity did
 worse on ``azure-llm``, 380.6 against 404.2) charge a pair ``pf_ij * later_i / (1 +
 later_i)``, the part of its occupancy past this round (this round's capacity the greedies
 share out themselves). ``later_i =
@@ -54,7 +56,8 @@ sum_{t=1}^{d_i - 1} discount^t``, with ``d_i`` cut at the rounds left in the mar
 (``SubMarket.rounds_left``): capacity held past the run's end costs the run nothing.
 ``bid_prices = "round"`` charges ``price_ij * later_i`` at this round's capacity prices
 instead (step 1's; they see only this round's contention). No charge without price steps
-(``prices = 0``), without durations, or when no request holds past the round; the
+(``prices = 0``), without durations, when no request holds past the round, or on a
+sub-market over ``limit`` (the first greedy alone, on ``F``); the
 fairness term is unchanged. It trades this round's ``F`` for later rounds', so the
 per-round guarantee below does not cover it, and the whole-market oracle, which measures
 each round's ``F``, scores it lower (``tight``: 0.966 of the proven optimum at ``hold = 0``,
@@ -109,6 +112,10 @@ def capacity_share(market: SubMarket) -> np.ndarray:
 
     Returns:
         ``(N,)`` positive sizes (at least 1e-9).
+
+    Raises:
+        ValueError: a duration that is not finite (the engine's are whole rounds >= 1; a
+            hand-built market's NaN would leave the greedy's keys unordered).
     """
     mean_cap = (
         market.capacity.mean(axis=0)
@@ -119,6 +126,8 @@ def capacity_share(market: SubMarket) -> np.ndarray:
     size = share.max(axis=1)
     if market.duration is not None and market.n_requests:
         held = np.asarray(market.duration, dtype=float)
+        if not np.isfinite(held).all():
+            raise ValueError("SubMarket.duration must be finite")
         mean = held.mean()
         if mean > 0:
             size = size * np.maximum(held / mean, 1e-3)
@@ -250,8 +259,12 @@ class MOHAF(Mechanism):
             return None
         fair = fairness_gain_each(market)
         gain = np.where(market.valid, market.utility + fair[:, None], 0.0)
-        demand = market.demand if occupancy is None else market.demand * occupancy[:, None]
-        return capacity_prices(market.candidates, gain, demand, market.capacity, self.prices, self.step)
+        if occupancy is None:
+            return capacity_prices(market.candidates, gain, market.demand, market.capacity, self.prices, self.step)
+        # loads are ~occupancy times one round's: steps scaled to match, prices kept in the
+        # box that holds the LP's (else one early step leaves them above every request's value)
+        return capacity_prices(market.candidates, gain, market.demand * occupancy[:, None], market.capacity,
+                               self.prices, self.step, float(occupancy.mean()), True)
 
     def _later(self, market: SubMarket) -> np.ndarray | None:
         """``(N,)`` the rounds each request would hold capacity past this one, discounted.
@@ -264,6 +277,8 @@ class MOHAF(Mechanism):
         if not self.hold or not self.prices or market.duration is None or not market.n_requests:
             return None
         held = np.asarray(market.duration, dtype=float)
+        if not np.isfinite(held).all():
+            raise ValueError("SubMarket.duration must be finite")
         if market.rounds_left is not None:
             held = np.minimum(held, float(market.rounds_left))
         later = np.maximum(held - 1.0, 0.0)

@@ -75,7 +75,7 @@ def test_the_markets_cover_one_to_four_dimensions():
 def test_the_held_markets_carry_durations_that_bid_prices_act_on():
     held = dict(held_markets())
     assert set(held) <= set(dict(markets(0)))
-    assert [m.rounds_left for m in held.values()] == [1, 2, 3]
+    assert [m.rounds_left for m in held.values()] == [2, 3, 4]
     assert all(m.duration.shape == (m.n_requests,) and m.duration.max() > 1 for m in held.values())
     # MOHAF's bid prices charge held capacity there: some allocation differs from the per-round F's
     rng = np.random.default_rng(0)

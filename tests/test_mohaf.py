@@ -238,6 +238,24 @@ def test_bid_price_control_leaves_contested_capacity_to_the_short_request():
     assert list(MOHAF(hold=0.5, prices=0).allocate(timed, rng).choice) == [0, -1]
 
 
+@pytest.mark.parametrize("held", [2, 5, 47, 240, 10**6])
+@pytest.mark.parametrize("hold", [0.25, 0.5, 0.9])
+def test_fluid_bid_prices_never_price_a_lone_request_out_of_a_free_slot(held, hold):
+    """One request, one slot it fills, nothing else: the occupancy LP's price is its own value.
+
+    ``max 0.6 x`` s.t. ``d x <= 1``: the dual price of the slot-round is ``0.6 / d``, so
+    the charge is ``hold * 0.6 * (d - 1) / d`` < 0.6 for ``hold < 1``, and the request is
+    served. The subgradient's first step overshoots that price by ``~0.2 d``; the box
+    ``[0, g C / d]`` brings it back (without it the charge grew like ``d^2``: -385 at d = 47).
+    """
+    market = market_of([[0]], [[0.6]], [1.0], [1.0])
+    timed = SubMarket(**{**market.__dict__, "duration": np.array([float(held)]), "rounds_left": 10**9})
+    mohaf = MOHAF(hold=hold)
+    net = mohaf._net(timed)[0, 0]
+    assert 0.6 * (1 - hold) - 1e-9 <= net <= 0.6
+    assert list(mohaf.allocate(timed, np.random.default_rng(0)).choice) == [0]
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -255,3 +273,13 @@ def test_bid_price_control_leaves_contested_capacity_to_the_short_request():
 def test_bad_parameters_are_refused(bad):
     with pytest.raises(ValueError):
         MOHAF(**bad)
+
+
+@pytest.mark.parametrize("duration", [np.nan, np.inf])
+def test_a_duration_that_is_not_finite_is_refused_not_looped_on(duration):
+    """A hand-built market's NaN or infinite duration (the engine's are whole rounds): one clear error."""
+    market = market_of([[0], [0]], [[0.6], [0.5]], [1.0, 1.0], [1.0])
+    timed = SubMarket(**{**market.__dict__, "duration": np.array([duration, 1.0]), "rounds_left": 5})
+    for mohaf in (MOHAF(), MOHAF(hold=0.5)):
+        with pytest.raises(ValueError, match="duration must be finite"):
+            mohaf.allocate(timed, np.random.default_rng(0))
