@@ -48,8 +48,7 @@ a request of duration ``d`` occupies its demand ``d`` times over the same capaci
 capacity prices ``pf`` (the same ``prices`` subgradient steps, on demand times
 occupancy, the steps divided by the mean occupancy and the prices kept in the box that
 holds the LP's, :func:`~mechanisms.lagrangian.capacity_prices`, against the sub-market's
-free capacity: the resources' whole capacity did
-worse on ``azure-llm``, 380.6 against 404.2) charge a pair ``pf_ij * later_i / (1 +
+free capacity) charge a pair ``pf_ij * later_i / (1 +
 later_i)``, the part of its occupancy past this round (this round's capacity the greedies
 share out themselves). ``later_i =
 sum_{t=1}^{d_i - 1} discount^t``, with ``d_i`` cut at the rounds left in the market's span
@@ -61,9 +60,9 @@ sub-market over ``limit`` (the first greedy alone, on ``F``); the
 fairness term is unchanged. It trades this round's ``F`` for later rounds', so the
 per-round guarantee below does not cover it, and the whole-market oracle, which measures
 each round's ``F``, scores it lower (``tight``: 0.966 of the proven optimum at ``hold = 0``,
-0.924 at ``hold = 0.25``) while the run's welfare rises (589.2 to 611.2). So the default
+0.840 at ``hold = 1``) while the run's welfare rises (589.2 to 621.3). So the default
 stays the paper's per-round ``F``, and the scenarios whose run hinges on who holds
-capacity (``azure-llm``, ``audit-unit``) set ``hold = 0.5``: measured in the README, "MOHAF
+capacity (``azure-llm``, ``audit-unit``) set ``hold = 1``: measured in the README, "MOHAF
 quality", for every shipped scenario.
 
 Steps 1-2 run in full on sub-markets of at most ``limit`` requests; a larger one (the
