@@ -103,6 +103,19 @@ RANKS = ("gain", "density")
 BID_PRICES = ("fluid", "round")
 
 
+def durations(market: SubMarket) -> np.ndarray:
+    """``(N,)`` the sub-market's durations as floats (``market.duration`` must be set).
+
+    Raises:
+        ValueError: a duration that is not finite (the engine's are whole rounds >= 1; a
+            hand-built market's NaN would leave the greedy's keys unordered).
+    """
+    held = np.asarray(market.duration, dtype=float)
+    if not np.isfinite(held).all():
+        raise ValueError("SubMarket.duration must be finite")
+    return held
+
+
 def capacity_share(market: SubMarket) -> np.ndarray:
     """Each request's size in capacity-time (largest demand share times relative duration).
 
@@ -113,8 +126,7 @@ def capacity_share(market: SubMarket) -> np.ndarray:
         ``(N,)`` positive sizes (at least 1e-9).
 
     Raises:
-        ValueError: a duration that is not finite (the engine's are whole rounds >= 1; a
-            hand-built market's NaN would leave the greedy's keys unordered).
+        ValueError: a duration that is not finite (:func:`durations`).
     """
     mean_cap = (
         market.capacity.mean(axis=0)
@@ -124,9 +136,7 @@ def capacity_share(market: SubMarket) -> np.ndarray:
     share = market.demand / np.where(mean_cap > 0, mean_cap, 1.0)
     size = share.max(axis=1)
     if market.duration is not None and market.n_requests:
-        held = np.asarray(market.duration, dtype=float)
-        if not np.isfinite(held).all():
-            raise ValueError("SubMarket.duration must be finite")
+        held = durations(market)
         mean = held.mean()
         if mean > 0:
             size = size * np.maximum(held / mean, 1e-3)
@@ -275,9 +285,7 @@ class MOHAF(Mechanism):
         """
         if not self.hold or not self.prices or market.duration is None or not market.n_requests:
             return None
-        held = np.asarray(market.duration, dtype=float)
-        if not np.isfinite(held).all():
-            raise ValueError("SubMarket.duration must be finite")
+        held = durations(market)
         if market.rounds_left is not None:
             held = np.minimum(held, float(market.rounds_left))
         later = np.maximum(held - 1.0, 0.0)
