@@ -384,7 +384,7 @@ def clear_round(
                 continue
             mine = primary.rows(block)
             sub = submarket(order[block], mine, book, free, won, params.weights, aligned=True, lookups=lookups,
-                        rounds_left=rounds_left)
+                            rounds_left=rounds_left)
             _apply(allocate(c, sub, children[c]), sub, mine, book, free, won, out, aligned=True)
         # spill-over: the root re-auctions what is left on the neighbouring clusters'
         # remaining capacity; only unserved requests need candidates there
@@ -396,7 +396,7 @@ def clear_round(
             secondary = candidates(left, routes[left, 1:], _with_room(hierarchy, free, book.need[left]), by_cluster)
             t1 += time.perf_counter() - t_spill
             sub = submarket(left, secondary, book, free, won, params.weights, aligned=True, lookups=lookups,
-                        rounds_left=rounds_left)
+                            rounds_left=rounds_left)
             before = int(np.sum(out.resource >= 0))
             alloc = allocate(-1, sub, children[hierarchy.n_clusters])
             _apply(alloc, sub, secondary, book, free, won, out, aligned=True)
