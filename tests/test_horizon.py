@@ -135,13 +135,9 @@ def test_bid_prices_count_the_rounds_left_in_the_market_not_in_the_run(tmp_path:
     """
     sc = load("audit-unit").replace(mechanisms=["mohaf"], oracle=False)
     assert sc.mechanism_params["mohaf"]["hold"] > 0
-    full = read_run(_scenario_run(sc, tmp_path / "full"))
-    short = read_run(_scenario_run(sc.replace(rounds=2), tmp_path / "short"))
+    run_scenario(sc, tmp_path / "full")
+    run_scenario(sc.replace(rounds=2), tmp_path / "short")
+    full, short = read_run(tmp_path / "full"), read_run(tmp_path / "short")
     pd.testing.assert_frame_equal(short["rounds"], full["rounds"][full["rounds"]["round"] < 2].reset_index(drop=True))
     pd.testing.assert_frame_equal(short["allocations"],
                                   full["allocations"][full["allocations"]["round"] < 2].reset_index(drop=True))
-
-
-def _scenario_run(scenario, out: Path) -> Path:
-    run_scenario(scenario, out)
-    return out
