@@ -807,6 +807,35 @@ def myerson_ladder(
 
 
 @nb.njit(cache=True)
+def merge_ties(value: np.ndarray, rel: float) -> np.ndarray:
+    """``value`` with the entries of a row that differ by round-off made exactly equal.
+
+    Each entry becomes the largest entry of its row within ``rel`` (relative) of it.
+    Values computed in floating point from other data carry that data's round-off
+    (``b + alpha c / B`` is budget-free only in exact arithmetic: 0.75 at one budget,
+    0.7500000000000001 at another), and a comparison with ``==`` or ``>`` then decides
+    on noise what exact ties would decide by rule.
+
+    Args:
+        value: ``(N, K)`` values (e.g. slopes), compared within their row only.
+        rel: relative tolerance (far above round-off, far below real differences).
+
+    Returns:
+        ``(N, K)`` a new array.
+    """
+    n, k = value.shape
+    out = value.copy()
+    for i in range(n):
+        for c in range(k):
+            v = value[i, c]
+            for c2 in range(k):
+                w = value[i, c2]
+                if w > out[i, c] and w - v <= rel * max(abs(v), abs(w)):
+                    out[i, c] = w
+    return out
+
+
+@nb.njit(cache=True)
 def ladder_reserve(cand: np.ndarray, slope: np.ndarray, cost: np.ndarray, threshold: np.ndarray, weight: float) -> np.ndarray:
     """Reserves under which every upgrade of a request's slope ladder pays for itself.
 

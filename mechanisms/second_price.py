@@ -24,8 +24,18 @@ makes reporting the true budget a dominant strategy, whether the misreport is ca
 bid or a budget. Each upgrade ``l -> j`` on the way is charged at least
 ``alpha (c_ij - c_il)``, so ``p >= 0``; and ``p <= z b_ij(z) <= z``. Truthfulness needs
 one request per user in the sub-market and a candidate set that does not hinge on the
-budget (K at least the affordable resources). On a single item with no cost term this
-is exactly the Vickrey auction.
+budget (K at least the affordable resources). On a single item with no cost term and the
+same utility ``b`` for every request this is exactly the Vickrey auction (the highest
+budget wins and pays the second highest). With unequal utilities it is not: requests
+rank by their report ``z``, not by their value ``z s_ij``, so a large budget with a
+small utility beats a smaller budget with a large one. (Ranking by ``z * max_j s_ij``
+would keep the payment identity: pass :func:`~mechanisms.kernels.myerson_ladder` the
+reports times ``max_j s_ij`` and the slopes divided by it, and ``z q(z) - integral q``
+is unchanged; not done, as it moves every ``second_price`` result.)
+
+Slopes that differ only by round-off are merged first (:func:`~mechanisms.kernels.merge_ties`):
+computed from the reported budget, they would otherwise move with it by an ulp and decide
+which of two equal-slope pairs opens.
 """
 
 from __future__ import annotations
@@ -35,8 +45,12 @@ from typing import ClassVar
 import numpy as np
 
 from mechanisms.base import Allocation, Mechanism, SubMarket
-from mechanisms.kernels import POSTED_MARKUP_MAX, ladder_reserve, myerson_ladder
+from mechanisms.kernels import POSTED_MARKUP_MAX, ladder_reserve, merge_ties, myerson_ladder
 from mechanisms.registry import register
+
+
+#: relative difference below which two slopes of a request are the same slope
+SLOPE_TIES = 1e-12
 
 
 @register("second_price")
@@ -50,7 +64,9 @@ class SecondPrice(Mechanism):
         alpha = market.cost_weight
         cost = market.reserve
         report = np.minimum(market.bid_scale, 1.0) * market.budget
-        slope = market.utility + alpha * np.minimum(cost / market.budget[:, None], 1.0)
+        # budget-free only in exact arithmetic: round-off ties merged, else a report moves
+        # the noise and with it which of two equal-slope pairs opens (a profitable misreport)
+        slope = merge_ties(market.utility + alpha * np.minimum(cost / market.budget[:, None], 1.0), SLOPE_TIES)
         with np.errstate(divide="ignore", invalid="ignore"):  # padding pairs: 0 / 0
             threshold = np.maximum((1.0 + alpha) * cost / slope, POSTED_MARKUP_MAX * cost)
         order = np.argsort(-report, kind="stable")
