@@ -29,13 +29,23 @@ import numpy as np
 from market.core.dense import unique_inverse
 
 
+def _scale_free(x: np.ndarray) -> np.ndarray:
+    """``x`` divided by its largest magnitude when squares or sums of it could under- or overflow.
+
+    Jain's index and the Gini coefficient do not change when ``x`` is scaled; values of
+    ordinary size are left as they are (bit for bit the same results).
+    """
+    top = float(np.abs(x).max()) if x.size else 0.0
+    return x / top if top > 1e150 or 0.0 < top < 1e-140 else x
+
+
 def jain(x: np.ndarray) -> float:
     """Jain's index ``(sum x)^2 / (n sum x^2)`` in [1/n, 1].
 
     R. Jain, D. Chiu and W. Hawe, "A quantitative measure of fairness and discrimination
     for resource allocation in shared computer systems", DEC-TR-301, 1984.
     """
-    x = np.asarray(x, dtype=float)
+    x = _scale_free(np.asarray(x, dtype=float))
     sq = float(np.dot(x, x))
     if x.size == 0 or sq == 0.0:
         return 1.0
@@ -49,7 +59,7 @@ def gini(x: np.ndarray) -> float:
     Half the relative mean absolute difference (Gini, 1912), computed from the sorted
     values in O(n log n).
     """
-    x = np.sort(np.asarray(x, dtype=float))
+    x = _scale_free(np.sort(np.asarray(x, dtype=float)))
     n = x.size
     total = float(x.sum())
     if n == 0 or total <= 0.0:
