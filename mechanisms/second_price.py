@@ -48,7 +48,6 @@ from mechanisms.base import Allocation, Mechanism, SubMarket
 from mechanisms.kernels import POSTED_MARKUP_MAX, ladder_reserve, merge_ties, myerson_ladder
 from mechanisms.registry import register
 
-
 #: relative difference below which two slopes of a request are the same slope
 SLOPE_TIES = 1e-12
 
