@@ -57,10 +57,12 @@ def solve_exact(
     mip = program.solve_mip(time_limit, node_limit)
     choice = np.full(n, -1, dtype=np.int64)
     choice[rows[mip.pairs]] = cols[mip.pairs]
+    solved = choice.copy()
     choice = _drop_overflow(market, choice)
     alloc = Allocation(choice, paid(market, choice, market.posted))
     alloc.bound = mip.bound
-    alloc.proven_optimal = bool(mip.optimal and program.exact and mip.found)
+    # a solution cut back to fit is not the one proven optimal
+    alloc.proven_optimal = bool(mip.optimal and program.exact and mip.found and np.array_equal(choice, solved))
     alloc.failed = not mip.found
     alloc.info = {"exact_model": program.exact}
     return alloc

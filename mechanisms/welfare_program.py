@@ -34,6 +34,8 @@ import highspy
 import numpy as np
 
 MAX_GRID_POINTS = 400
+#: relative capacity tolerance of an allocation (the engine's and the conformance check's)
+CAPACITY_TOL = 1e-9
 INF = highspy.kHighsInf
 
 
@@ -134,8 +136,11 @@ class MIPResult:
         found: the solver returned a feasible solution.
         value: its objective value in the program (NaN if none).
         bound: a proven upper bound on the program's optimum (inf if none).
-        optimal: HiGHS proved optimality (within ``mip_rel_gap``).
+        optimal: HiGHS proved optimality (within ``mip_rel_gap``) of a solution that
+            keeps every capacity within the market's tolerance.
         timed_out: the time limit stopped the search (the result depends on the machine).
+        overfilled: even at HiGHS's tightest tolerances the solution exceeds a capacity
+            by more than the market's tolerance (``pairs`` is then no allocation).
     """
 
     pairs: np.ndarray
@@ -144,6 +149,7 @@ class MIPResult:
     bound: float
     optimal: bool
     timed_out: bool = False
+    overfilled: bool = False
 
 
 class WelfareProgram:
@@ -317,6 +323,33 @@ class WelfareProgram:
         if start is not None and start.size:
             h.setSolution(start.size, (start + self.n_fixed_cols).astype(np.int32), np.ones(start.size))
         h.run()
+        result = self._mip_result()
+        if result.found and self.overfilled(result.pairs):
+            # HiGHS accepts a row violated by up to 1e-6 (absolute), the market only 1e-9 of a
+            # capacity: three requests of 0.3333336 "fit" one of 1. Solve again at the tightest
+            # tolerances HiGHS allows; a solution still over is no allocation
+            h.setOptionValue("mip_feasibility_tolerance", 1e-10)
+            h.setOptionValue("primal_feasibility_tolerance", 1e-10)
+            h.setOptionValue("time_limit", h.getRunTime() + float(time_limit))
+            h.run()
+            result = self._mip_result()
+            if result.found and self.overfilled(result.pairs):
+                result.optimal, result.overfilled = False, True
+        return result
+
+    def overfilled(self, pairs: np.ndarray) -> bool:
+        """Whether pairs ``pairs`` exceed a capacity by more than ``CAPACITY_TOL * (1 + |C_jd|)``.
+
+        The market's tolerance, the engine's (:mod:`market.core.feasibility`) and the
+        conformance check's.
+        """
+        used = np.zeros_like(self.capacity)
+        np.add.at(used, self.res[pairs], self.need[self.req[pairs]])
+        return bool(np.any(used > self.capacity + CAPACITY_TOL * (1.0 + np.abs(self.capacity))))
+
+    def _mip_result(self) -> MIPResult:
+        h = self.h
+        p = self.n_pairs
         info = h.getInfo()
         found = info.primal_solution_status == highspy.SolutionStatus.kSolutionStatusFeasible
         x = np.asarray(h.getSolution().col_value)[self.n_fixed_cols :] if found else np.zeros(p)

@@ -448,7 +448,7 @@ def solve_round(
     else:
         scope = "candidates"
     mip = prog.solve_mip(max(0.1 * time_limit, t0 + time_limit - time.perf_counter()), node_limit, start)
-    if mip.found:
+    if mip.found and not mip.overfilled:
         best_known = max(best_known, welfare_of(mip.pairs))
     if scope == "all" and math.isfinite(mip.bound):
         # every solution better than the incumbent lies in the program: its bound holds for the market
