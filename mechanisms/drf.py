@@ -16,8 +16,9 @@ shrinks, so they never fit later). Stop when no user has a request that fits.
 
 A request fits on a candidate that is real (not -1 padding), whose price is within the
 request's budget, and whose local resource still has the demand left in every
-dimension. Of those it takes the candidate with the highest utility ``b_ij``, ties to
-the lowest price, then to the lowest column. Winners pay that price: the posted price
+dimension (within the kernels' slack, relative to the resource's capacity: the fit test
+of :func:`mechanisms.kernels._room`). Of those it takes the candidate with the highest
+utility ``b_ij``, ties to the lowest price, then to the lowest column. Winners pay that price: the posted price
 ``market.posted`` by default (as ``mohaf`` does), or with ``payment = "reserve"`` the
 posted cost ``market.reserve`` (as ``greedy`` and ``random`` do).
 
@@ -36,10 +37,12 @@ from typing import ClassVar
 import numpy as np
 
 from mechanisms.base import Allocation, Mechanism, SubMarket, paid
+from mechanisms.kernels import _EPS, fit_slack
 from mechanisms.registry import register
 
-#: slack of the fit test, as in the kernels: a request fits if ``left + EPS >= demand``
-EPS = 1e-12
+#: slack of the fit test, as in the kernels (:func:`mechanisms.kernels._room`): a request
+#: fits if ``left + EPS * (1 + |capacity|) >= demand``, relative to the resource's capacity
+EPS = _EPS
 
 PAYMENTS = ("posted", "reserve")
 
@@ -109,6 +112,7 @@ class DRF(Mechanism):
         # per request, the allowed columns by preference: highest utility, cheapest, lowest column
         rank = np.lexsort((np.broadcast_to(np.arange(k), (n, k)), price, -market.utility), axis=1)
         left = np.array(market.capacity, dtype=float)  # a copy: never write into the market
+        slack = fit_slack(left)  # the fit test's slack, relative to each resource's capacity
         total = left.sum(axis=0)
         users = np.asarray(market.user)
         # each user's requests: priority descending, ties by row
@@ -123,7 +127,7 @@ class DRF(Mechanism):
             queue = queues[u]
             while queue:
                 i = int(queue.popleft())
-                c = self._fit(i, rank[i], ok[i], cand[i], demand[i], left)
+                c = self._fit(i, rank[i], ok[i], cand[i], demand[i], left, slack)
                 if c >= 0:
                     break
             else:
@@ -136,9 +140,12 @@ class DRF(Mechanism):
         return choice, np.asarray(order, dtype=np.int64)
 
     @staticmethod
-    def _fit(i: int, rank: np.ndarray, ok: np.ndarray, cand: np.ndarray, demand: np.ndarray, left: np.ndarray) -> int:
-        """The first column of ``rank`` that is allowed and fits, or -1."""
+    def _fit(
+        i: int, rank: np.ndarray, ok: np.ndarray, cand: np.ndarray, demand: np.ndarray, left: np.ndarray,
+        slack: np.ndarray,
+    ) -> int:
+        """The first column of ``rank`` that is allowed and fits (``left + slack >= demand``), or -1."""
         for c in rank:
-            if ok[c] and np.all(left[cand[c]] + EPS >= demand):
+            if ok[c] and np.all(left[cand[c]] + slack[cand[c]] >= demand):
                 return int(c)
         return -1

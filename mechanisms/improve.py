@@ -30,16 +30,16 @@ import numba as nb
 import numpy as np
 
 import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
-from mechanisms.kernels import _EPS, _fits, _take, fairness_step
+from mechanisms.kernels import _fits, _room, _take, fairness_step
 
 _TOL = 1e-9
 
 
 @nb.njit(cache=True, inline="always")
-def _fits_without(res: np.ndarray, j: int, demand: np.ndarray, i: int, s: int) -> bool:
-    """Request ``i`` fits resource ``j`` once request ``s`` has left it, in every dimension."""
-    for d in range(demand.shape[1]):  # noqa: SIM110 (a loop numba compiles)
-        if not res[j, d] + demand[s, d] + _EPS >= demand[i, d]:
+def _fits_without(res: np.ndarray, j: int, demand: np.ndarray, i: int, s: int, cap: np.ndarray) -> bool:
+    """Request ``i`` fits resource ``j`` (capacity ``cap[j]``) once request ``s`` has left it, in every dimension."""
+    for d in range(demand.shape[1]):
+        if not _room(res[j, d] + demand[s, d], demand[i, d], cap[j, d]):
             return False
     return True
 
@@ -116,12 +116,12 @@ def reinsert(
                 gain = base[u, c] + fair_u
                 if gain <= best:
                     continue
-                if _fits(res, j, demand, u):
+                if _fits(res, j, demand, u, cap):
                     best, best_c, best_s, best_c2 = gain, c, -1, -1
                     continue
                 s = head[j]
                 while s >= 0:
-                    if _fits_without(res, j, demand, u, s):
+                    if _fits_without(res, j, demand, u, s, cap):
                         cs = ch[s]
                         tried = 0
                         for c2 in range(k):  # move s to another of its first candidates
@@ -131,7 +131,7 @@ def reinsert(
                             tried += 1
                             if tried > width:
                                 break
-                            if not _fits(res, j2, demand, s):
+                            if not _fits(res, j2, demand, s, cap):
                                 continue
                             gain2 = gain + base[s, c2] - base[s, cs]
                             if gain2 > best:

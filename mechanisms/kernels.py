@@ -4,7 +4,9 @@ All kernels work on the ELL layout of :class:`mechanisms.base.SubMarket`: ``cand
 ``(N, K)`` local resource indices (-1 = no candidate), ``demand`` is ``(N, D)`` and
 ``cap`` is the ``(M, D)`` residual capacity, which kernels copy and never mutate. The
 number of resource dimensions ``D >= 1`` (cpu, memory, gpu, ...) is read from the
-arrays' shapes; a request fits a resource when it fits in every dimension.
+arrays' shapes; a request fits a resource when it fits in every dimension, within a
+slack relative to the sub-market's capacity ``cap`` the residual was taken from
+(:func:`_room`, the one fit test of the mechanisms).
 Ties are broken by the flat pair index ``i * K + k`` so results never depend on sort
 stability or thread count.
 """
@@ -18,6 +20,12 @@ import numpy as np
 
 import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
 
+#: slack of the fit test, relative to the capacity the residual was taken from: a request
+#: fits when ``residual + _EPS * (1 + |capacity|) >= demand`` in every dimension
+#: (:func:`_room`). Relative, so a market in large units (MiB, milli-cores) keeps its exact
+#: fits: the round-off of a residual grows with the capacity, and an absolute 1e-12 is
+#: below one ulp of values above ~4096. Far below the market's 1e-9 relative capacity check
+#: (:mod:`market.core.feasibility`), even summed over a round's passes.
 _EPS = 1e-12
 #: posted price = posted cost x (0.8 + 0.4 b_ij); with b_ij <= 1 at most this multiple
 POSTED_MARKUP_MAX = 1.2
@@ -34,12 +42,35 @@ def posted_price(cost: float, b: float) -> float:
 
 
 @nb.njit(cache=True, inline="always")
-def _fits(res: np.ndarray, j: int, demand: np.ndarray, i: int) -> bool:
-    """Request ``i`` fits resource ``j``'s residual ``res[j]`` in every dimension."""
+def _room(left: float, need: float, scale: float) -> bool:
+    """``need`` fits ``left``, a residual of the capacity ``scale``: ``left + _EPS (1 + |scale|) >= need``.
+
+    The one fit test of the allocation code in one dimension (NaN never fits).
+    """
+    return left + _EPS * (1.0 + abs(scale)) >= need
+
+
+def fit_slack(capacity: np.ndarray) -> np.ndarray:
+    """The slack :func:`_room` allows on residuals of ``capacity``, elementwise (for numpy code).
+
+    ``left + fit_slack(cap) >= need`` is :func:`_room`'s test, bit for bit.
+    """
+    return _EPS * (1.0 + np.abs(capacity))
+
+
+@nb.njit(cache=True, inline="always")
+def _fits_row(res: np.ndarray, r: int, cap: np.ndarray, j: int, demand: np.ndarray, i: int) -> bool:
+    """Request ``i`` fits the residual ``res[r]`` of resource ``j`` (capacity ``cap[j]``) in every dimension."""
     for d in range(demand.shape[1]):  # noqa: SIM110 (a loop numba compiles; no generator in all())
-        if not res[j, d] + _EPS >= demand[i, d]:
+        if not _room(res[r, d], demand[i, d], cap[j, d]):
             return False
     return True
+
+
+@nb.njit(cache=True, inline="always")
+def _fits(res: np.ndarray, j: int, demand: np.ndarray, i: int, cap: np.ndarray) -> bool:
+    """Request ``i`` fits resource ``j``'s residual ``res[j]`` of ``cap[j]`` in every dimension."""
+    return _fits_row(res, j, cap, j, demand, i)
 
 
 @nb.njit(cache=True, inline="always")
@@ -129,7 +160,7 @@ def lazy_greedy(
     first_idx = np.empty(n, dtype=np.int64)
     m = 0
     for i in range(n):
-        c = _best_column(i, base, cand, ok, demand, res)
+        c = _best_column(i, base, cand, ok, demand, res, cap)
         if c >= 0:
             u = user[i]
             first[m] = (base[i, c] + fairness_step(won[u], prio[i], delta)) / size[i]
@@ -156,7 +187,7 @@ def lazy_greedy(
         else:
             i = run_idx[p] // k
             p += 1
-        c = _best_column(i, base, cand, ok, demand, res)
+        c = _best_column(i, base, cand, ok, demand, res, cap)
         if c < 0:
             continue
         u = user[i]
@@ -204,7 +235,7 @@ def edge_scan(order: np.ndarray, cand: np.ndarray, demand: np.ndarray, cap: np.n
         i = e // k
         c = e - i * k
         j = cand[i, c]
-        if j < 0 or choice[i] >= 0 or not _fits(res, j, demand, i):
+        if j < 0 or choice[i] >= 0 or not _fits(res, j, demand, i, cap):
             continue
         choice[i] = c
         _take(res, j, demand, i)
@@ -212,11 +243,13 @@ def edge_scan(order: np.ndarray, cand: np.ndarray, demand: np.ndarray, cap: np.n
 
 
 @nb.njit(cache=True)
-def _best_column(i: int, key: np.ndarray, cand: np.ndarray, ok: np.ndarray, demand: np.ndarray, res: np.ndarray) -> int:
+def _best_column(
+    i: int, key: np.ndarray, cand: np.ndarray, ok: np.ndarray, demand: np.ndarray, res: np.ndarray, cap: np.ndarray
+) -> int:
     best = -1
     for c in range(cand.shape[1]):
         j = cand[i, c]
-        fits = j >= 0 and ok[i, c] and _fits(res, j, demand, i)
+        fits = j >= 0 and ok[i, c] and _fits(res, j, demand, i, cap)
         if fits and (best < 0 or key[i, c] > key[i, best]):
             best = c
     return best
@@ -234,7 +267,7 @@ def sequential_pick(
     res = cap.copy()
     choice = np.full(cand.shape[0], -1, dtype=np.int64)
     for i in order:
-        c = _best_column(i, key, cand, ok, demand, res)
+        c = _best_column(i, key, cand, ok, demand, res, cap)
         if c >= 0:
             j = cand[i, c]
             choice[i] = c
@@ -324,11 +357,11 @@ def _ladder_run(
     t = 0
     for pos in range(n):
         i = order[pos]
-        c = _best_column(i, quality, cand, ok, demand, res)
+        c = _best_column(i, quality, cand, ok, demand, res, cap)
         if c < 0:
             continue
         for cc in range(k):
-            free[i, cc] = cand[i, cc] >= 0 and _fits(res, cand[i, cc], demand, i)
+            free[i, cc] = cand[i, cc] >= 0 and _fits(res, cand[i, cc], demand, i, cap)
         j = cand[i, c]
         choice[i] = c
         _take(res, j, demand, i)
@@ -495,7 +528,7 @@ def _fits_before(
 ) -> bool:
     """Request ``i`` fits resource ``j`` as the actual run left it before position ``p``."""
     t = _last_take(starts, positions, j, p)
-    return _fits(take_res, t, demand, i) if t >= 0 else _fits(cap, j, demand, i)
+    return _fits_row(take_res, t, cap, j, demand, i) if t >= 0 else _fits(cap, j, demand, i, cap)
 
 
 @nb.njit(cache=True, inline="always")
@@ -536,7 +569,7 @@ def _choice_without(
         if j < 0 or not ok[o, c] or (best >= 0 and not quality[o, c] > quality[o, best]):
             continue
         if in_diff[j] == me:
-            fits = _fits(res_diff, j, demand, o)
+            fits = _fits(res_diff, j, demand, o, cap)
         elif c == ca:
             fits = True
         elif ca < 0 or not ca_moved or _ranks_above(quality, o, c, ca):
@@ -704,7 +737,7 @@ def _critical_value(
         if not hit:
             continue
         if in_diff[jb] == pos:
-            room = _fits(res_diff, jb, demand, i)
+            room = _fits(res_diff, jb, demand, i, cap)
         else:
             room = _fits_before(starts, positions, take_res, cap, jb, p + 1, demand, i)
         if room:
@@ -921,7 +954,7 @@ def pack_in_order(
         best_score = 0.0
         for c in range(k):
             j = cand[i, c]
-            if j < 0 or not ok[i, c] or not _fits(res, j, demand, i):
+            if j < 0 or not ok[i, c] or not _fits(res, j, demand, i, cap):
                 continue
             score = 0.0
             if rule == BEST_FIT:

@@ -25,22 +25,23 @@ from mechanisms import create
 from mechanisms.kernels import myerson_ladder, sequential_pick
 from tests.test_mechanisms import single_item
 
-EPS = 1e-12  # the kernels' fit tolerance
+EPS = 1e-12  # the kernels' fit tolerance, relative to the capacity (mechanisms.kernels._room)
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 
 
-def fits(res: np.ndarray, need: np.ndarray) -> bool:
-    return bool(np.all(res + EPS >= need))
+def fits(res: np.ndarray, need: np.ndarray, cap: np.ndarray) -> bool:
+    """``need`` fits the residual ``res`` of the capacity ``cap`` in every dimension."""
+    return bool(np.all(res + EPS * (1 + np.abs(cap)) >= need))
 
 
-def best_column(o, quality, cand, ok, demand, res) -> int:
+def best_column(o, quality, cand, ok, demand, res, cap) -> int:
     best = -1
     for c in range(cand.shape[1]):
         j = cand[o, c]
         if (
             j >= 0
             and ok[o, c]
-            and fits(res[j], demand[o])
+            and fits(res[j], demand[o], cap[j])
             and (best < 0 or quality[o, c] > quality[o, best])
         ):
             best = c
@@ -74,27 +75,27 @@ def replay_reference(order, report, quality, reserve, cand, demand, cap):
     ok = report[:, None] * quality >= reserve
     for pos in range(n):
         i = order[pos]
-        c = best_column(i, quality, cand, ok, demand, res)
+        c = best_column(i, quality, cand, ok, demand, res, cap)
         if c < 0:
             continue
         with np.errstate(divide="ignore"):
             threshold = np.where(
                 quality[i] > 0, reserve[i] / np.where(quality[i] > 0, quality[i], 1.0), np.inf
             )
-        avail = [cand[i, cc] >= 0 and fits(res[cand[i, cc]], demand[i]) for cc in range(k)]
+        avail = [cand[i, cc] >= 0 and fits(res[cand[i, cc]], demand[i], cap[cand[i, cc]]) for cc in range(k)]
         floor = min((threshold[cc] for cc in range(k) if avail[cc]), default=np.inf)
         run = res.copy()
         upper, integral = report[i], 0.0
         for o in order[pos + 1 :]:
             if upper <= floor or report[o] <= floor:
                 break
-            co = best_column(o, quality, cand, ok, demand, run)
+            co = best_column(o, quality, cand, ok, demand, run, cap)
             if co < 0:
                 continue
             jo = cand[o, co]
             run[jo] -= demand[o]
             if any(avail[cc] and cand[i, cc] == jo for cc in range(k)) and not fits(
-                run[jo], demand[i]
+                run[jo], demand[i], cap[jo]
             ):
                 lo = min(report[o], upper)
                 integral += quality_integral(lo, upper, avail, quality[i], threshold)
