@@ -55,6 +55,8 @@ RESOURCE_COLUMNS = [
 RESOURCE_OPTIONAL = {"owner_id": -1}
 #: optional text columns (eligibility): missing or empty = untyped resource / any resource
 TEXT_OPTIONAL = {"requests": ("allowed_types", "after"), "resources": ("resource_type",)}
+#: columns the run's ``requests``/``resources`` outputs add to the tables (contract 3)
+OUTPUT_COLUMNS = ("seed",)
 #: separator of the types in ``allowed_types``
 TYPE_SEPARATOR = "|"
 #: suffixes :func:`read_table` reads as Parquet; anything else is read as (possibly compressed) CSV
@@ -83,9 +85,13 @@ _IDS = {
     "resources": ["resource_id", "owner_id"],
 }
 ID_COLUMNS = ("request_id", "user_id", "resource_id", "owner_id")
+#: columns read as the text written: ids and type names
+_TEXT_COLUMNS = (*ID_COLUMNS, *(c for cs in TEXT_OPTIONAL.values() for c in cs))
 #: a CSV id cell read as a number: an integer written plainly (no sign +, no leading zero, no point)
 _PLAIN_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+#: the largest whole number a round or duration may be (every one up to it is exact in float64)
+_WHOLE_MAX = 2**53
 #: columns that may be infinite (an empty cell means "no limit")
 _UNBOUNDED = {"max_latency", "deadline"}
 
@@ -104,9 +110,10 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         if path.suffix.lower() in PARQUET_SUFFIXES:
             return pd.read_parquet(path)
-        # ids and type names as the text written (a GPU model may be called 3090), so that
-        # :func:`validate` can keep them exactly
-        return pd.read_csv(path, dtype=dict.fromkeys((*ID_COLUMNS, *(c for cs in TEXT_OPTIONAL.values() for c in cs)), str))
+        # ids and type names as the text written (a GPU model may be called 3090, a user NA),
+        # so that :func:`validate` can keep them exactly; only an empty cell is missing (a
+        # number written NA is then quoted as written in the error)
+        return pd.read_csv(path, dtype=dict.fromkeys(_TEXT_COLUMNS, str), keep_default_na=False, na_values=[""])
     except Exception as exc:  # pandas raises many types; the user needs one line
         raise MarketInputError(f"cannot read table: {exc}", source=str(path)) from None
 
@@ -138,7 +145,8 @@ class _Rows:
 def _numeric(df: pd.DataFrame, col: str, rows: _Rows) -> pd.Series:
     """Column ``col`` as numbers: every cell present, numeric, finite (unless unbounded)."""
     raw = df[col]
-    if pd.api.types.is_bool_dtype(raw):
+    if (pd.api.types.is_bool_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw)
+            or pd.api.types.is_timedelta64_dtype(raw)):  # a timestamp would pass as its nanoseconds
         rows.fail(np.ones(len(raw), dtype=bool), f"column {col!r} must be numeric, got {{value}}", raw)
     try:
         values = pd.to_numeric(raw, errors="coerce")
@@ -234,7 +242,7 @@ def check_dimensions(dimensions: object, source: str | None = None, key: str = "
     tables' other columns; at least one.
     """
     reserved = {*REQUEST_COLUMNS, *RESOURCE_COLUMNS, *REQUEST_OPTIONAL, *RESOURCE_OPTIONAL,
-                *(c for cs in TEXT_OPTIONAL.values() for c in cs)}
+                *(c for cs in TEXT_OPTIONAL.values() for c in cs), *OUTPUT_COLUMNS}
     reserved -= set(DEFAULT_DIMENSIONS)
     if not isinstance(dimensions, list | tuple) or not dimensions:
         raise MarketInputError(f"key {key!r} must be a non-empty list of names, got {dimensions!r}", source=source)
@@ -324,6 +332,9 @@ def validate(df: pd.DataFrame, kind: str, source: str, dimensions: tuple[str, ..
         bad = arr != np.round(arr)
         if bad.any():
             rows.fail(bad, f"column {col!r} must hold whole numbers, got {{value}}", arr)
+        huge = np.abs(arr) > _WHOLE_MAX  # else the int64 cast wraps, and a check quotes what nobody wrote
+        if huge.any():
+            rows.fail(huge, f"column {col!r} must hold whole numbers of at most 2**53, got {{value}}", arr)
         df[col] = df[col].astype(np.int64)
     ranges = [r for r in _RANGES[kind] if r[0] not in DEFAULT_DIMENSIONS]
     ranges += [(d, 0, kind == "resources" and d in _POSITIVE_CAPACITY) for d in dimensions]

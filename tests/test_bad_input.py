@@ -163,6 +163,18 @@ CASES = [
     Case("unparsable_csv", ("requests.csv", "cannot read table"), files={"requests.csv": 'request_id,user_id\n1,"2\n'}),
     Case("parquet_bad_value", ("requests.parquet", "row 2:", "'mem'", ">= 0", "-1.0"),
          scenario=replace('"requests.csv"', '"requests.parquet"'), requests=setcell("mem", 1, -1.0)),
+    # a cast to int64 wrapped these to -9.2e18, which the range check then quoted
+    Case("huge_round", ("requests.csv", "row 2 (line 3)", "'round'", "2**53", "1e+300"), requests=setcell("round", 1, 1e300)),
+    Case("huge_duration", ("requests.csv", "row 1 (line 2)", "'duration'", "2**53", "1e+20"),
+         requests=lambda d: d.assign(duration=[1e20, 1, 1, 1])),
+    Case("parquet_timestamp_round", ("requests.parquet", "row 1:", "'round'", "numeric", "Timestamp"),
+         scenario=replace('"requests.csv"', '"requests.parquet"'),
+         requests=lambda d: d.assign(round=pd.to_datetime(d["round"], unit="us"))),
+    # a word pandas reads as missing is a number's missing value, not a name's
+    Case("na_word_in_a_number", ("requests.csv", "row 3 (line 4)", "'cpu'", "'NA'"), requests=setcell("cpu", 2, "NA")),
+    Case("dimension_named_like_an_output_column", ("scenario.toml", "'market.dimensions'", "'seed'"),
+         scenario=append('dimensions = ["cpu", "mem", "seed"]\n'),
+         requests=lambda d: d.assign(seed=1.0), resources=lambda d: d.assign(seed=2.0)),
 ]
 # fmt: on
 

@@ -185,6 +185,7 @@ def csv_with_ids(ids: list[str]) -> str:
     (["+5", "6"], ["+5", "6"]),
     (["18446744073709551615", "18446744073709551616"], ["18446744073709551615", "18446744073709551616"]),
     (["1", "9223372036854775808"], ["1", "9223372036854775808"]),              # beyond int64: exact digits
+    (["NA", "null", "None", "nan", "N/A", "NULL"], ["NA", "null", "None", "nan", "N/A", "NULL"]),  # names, not missing
 ])
 def test_csv_id_rule(tmp_path, ids, expect):
     df = validated_csv(tmp_path, csv_with_ids(ids))
@@ -273,3 +274,23 @@ def test_missing_csv_id_is_refused(tmp_path):
     text = csv_with_ids(["a", ""])
     code, stderr, out = run(tmp_path / "s", None, resources_table(), raw_requests=text)
     assert_refused(code, stderr, out, "requests.csv", "row 2 (line 3)", "'request_id'", "missing")
+
+
+def test_type_names_that_look_missing_are_names(tmp_path):
+    """``resource_type = NA`` is a type called NA (before, pandas read it as missing: untyped)."""
+    resources = "resource_id,cpu,mem,unit_cost,reliability,availability,energy_efficiency,x,y,resource_type\n"
+    resources += "0,4,4,1,0.9,0.9,0.5,0,0,NA\n1,4,4,1,0.9,0.9,0.5,0,0,T4\n"
+    path = tmp_path / "resources.csv"
+    path.write_text(resources)
+    df = validate(read_table(path), "resources", str(path))
+    assert df["resource_type"].tolist() == ["NA", "T4"]
+
+
+def test_zstandard_compressed_tables_are_read(tmp_path):
+    """``.csv.zst`` is one of the accepted suffixes; its reader (zstandard) is a dependency."""
+    import zstandard
+
+    text = csv_with_ids(["a", "b"])
+    path = tmp_path / "requests.csv.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(text.encode()))
+    assert validate(read_table(path), "requests", str(path))["request_id"].tolist() == ["a", "b"]
