@@ -16,7 +16,13 @@ from the start). The trace end is the last real event time (:func:`trace_end`).
 Fields: an integer field (timestamp, ids, event type) that is empty or not an integer,
 or a numeric field that is not empty and not a number, stops the read with one line
 naming the file, its line and the field; numeric fields the schema allows to be empty
-(requests, priority, capacities, ...) are read as NaN and the caller's rule applies.
+(requests, priority, capacities, ...) are read as NaN and the caller's rule applies
+(pandas' missing-value markers such as ``NA`` or ``nan`` read as empty too). A field that
+parses but is outside the schema's range stops the read the same way, naming the trace
+file, its line and the trace field (:data:`FIELD_RANGES`): times, ids and requests >= 0
+and finite (requests, capacities and float ids below 2**53), event types 0..8 (machine events 0..2), scheduling class 0..3, priority 0..11,
+machine capacities > 0, and a machine event without a machine id. So does a part file
+that is empty (0 bytes, or no rows once decompressed): the official parts never are.
 
 Data: Google cluster-usage traces, clusterdata-2011-2, CC-BY 4.0. C. Reiss, J. Wilkes,
 J. L. Hellerstein, "Google cluster-usage traces: format + schema", Google, 2011.
@@ -24,6 +30,7 @@ J. L. Hellerstein, "Google cluster-usage traces: format + schema", Google, 2011.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,6 +79,29 @@ CONTENT_SHA256: dict[str, str] = {
     "task_events/part-00001-of-00500.csv": "9e788fc6a9a9de8bf2e8d09f5456080ffc11e29bf8fb465edeee2a1733f7accd",
     "machine_events/part-00000-of-00001.csv": "16cfec99fd35336c955ade9ea0b6da3e781660d6cabd6c33409af2c10a4e27f3",
 }
+
+#: every float field is below this: an id, request or capacity beyond it is no trace value,
+#: and sums and products of it overflow
+FIELD_MAX = 2**53
+#: the range of each numeric field, as the schema gives it: ``(low, high, whole, low is
+#: excluded)``; empty is allowed where the dtype is a float (NaN), except :data:`REQUIRED`.
+#: Float fields are also below :data:`FIELD_MAX`. Checked on every part as it is read
+#: (:func:`read_events`).
+FIELD_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "timestamp": (0, np.inf, True, False), "missing_info": (0, np.inf, True, False),
+    "job_id": (0, np.inf, True, False), "task_index": (0, np.inf, True, False),
+    "machine_id": (0, np.inf, True, False), "event_type": (0, 8, True, False),
+    "scheduling_class": (0, 3, True, False), "priority": (0, 11, True, False),
+    "cpu_request": (0, np.inf, False, False), "memory_request": (0, np.inf, False, False),
+    "disk_space_request": (0, np.inf, False, False), "different_machine_constraint": (0, 1, True, False),
+    "cpu": (0, np.inf, False, True), "mem": (0, np.inf, False, True),
+}
+#: per-table overrides of :data:`FIELD_RANGES`
+TABLE_RANGES: dict[str, dict[str, tuple[float, float, bool, bool]]] = {
+    "machine_events": {"event_type": (0, 2, True, False)},
+}
+#: float fields that must not be empty in a table
+REQUIRED: dict[str, tuple[str, ...]] = {"machine_events": ("machine_id",)}
 
 # event types
 SUBMIT, SCHEDULE, EVICT, FAIL, FINISH, KILL, LOST = range(7)
@@ -156,7 +186,9 @@ def read_events(
         fields that may be empty.
 
     Raises:
-        MarketInputError: if a file is missing or cannot be parsed.
+        MarketInputError: if a file is missing, empty or cannot be parsed, or a field is
+            out of its range (:data:`FIELD_RANGES`): one line naming the file, its line
+            and the field.
     """
     names = schema(table)
     usecols = list(names) if columns is None else [c for c in names if c in set(columns)]
@@ -167,15 +199,74 @@ def read_events(
     frames = []
     for part, path in zip(parts, paths):
         try:
+            if path.stat().st_size == 0:
+                raise MarketInputError(f"the trace file is empty (0 bytes); fetch it again ({FETCH_HINT})",
+                                       source=str(path))
             df = pd.read_csv(
                 path, header=None, names=names, usecols=usecols,
                 dtype={c: DTYPES[c] for c in usecols}, engine="c",
             )
+        except MarketInputError:
+            raise
         except Exception as exc:  # parse errors of many kinds: the user needs one line
             _locate_bad_field(path, names, usecols)
             raise MarketInputError(f"cannot read trace file: {exc}", source=str(path)) from None
+        if df.empty:
+            raise MarketInputError(f"the trace file holds no events; fetch it again ({FETCH_HINT})", source=str(path))
+        _check_ranges(df, table, path)
         frames.append(df.assign(part=np.int64(part)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*usecols, "part"])
+
+
+def _shown(value: float) -> str:
+    """A field's value as the file most likely wrote it (``-3``, ``-0.01``, ``inf``)."""
+    if math.isfinite(value) and value == round(value) and abs(value) < 2**53:
+        return str(int(value))
+    return repr(float(value))
+
+
+def _check_ranges(df: pd.DataFrame, table: str, path: Path) -> None:
+    """Raise one line for the first field of ``df`` (one part, in file order) out of its range.
+
+    The line is the file's line (no header: data row ``k`` is line ``k + 1``), the field
+    the trace's own column name.
+    """
+    ranges = {**FIELD_RANGES, **TABLE_RANGES.get(table, {})}
+    required = REQUIRED.get(table, ())
+    problems: list[tuple[int, int, str]] = []  # (row, column order, message): the first row wins
+    for order, col in enumerate(df.columns):
+        if col not in ranges:
+            continue
+        low, high, whole, open_low = ranges[col]
+        raw = df[col].to_numpy()
+        bounded = high < FIELD_MAX
+        if raw.dtype.kind in "iu":  # parsed int64: never empty, finite, whole, and no upper limit but the schema's
+            want = f"a whole number from {low:g} to {high:g}" if bounded else f"a whole number >= {low:g}"
+            out = (raw < low) | (raw > high) if bounded else raw < low
+            if out.any():
+                row = int(np.flatnonzero(out)[0])
+                problems.append((row, order, f"field {col!r} must be {want}, got {int(raw[row])}"))
+            continue
+        values = raw.astype(float)
+        empty = np.isnan(values)
+        want = ("a whole number" if whole else "a finite number") + (
+            f" from {low:g} to {high:g}" if bounded else f" {'>' if open_low else '>='} {low:g} and below 2**53")
+        if col not in required:
+            want += " (or empty)"
+        with np.errstate(invalid="ignore"):
+            bad = ~empty & (~np.isfinite(values) | (values < low) | (values > high) | (values >= FIELD_MAX)
+                            | ((values <= low) if open_low else False))
+            if whole:
+                bad |= ~empty & np.isfinite(values) & (values != np.round(values))
+        if col in required and empty.any():
+            row = int(np.flatnonzero(empty)[0])
+            problems.append((row, order, f"field {col!r} is empty"))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            problems.append((row, order, f"field {col!r} must be {want}, got {_shown(values[row])}"))
+    if problems:
+        row, _, message = min(problems)
+        raise MarketInputError(f"line {row + 1}: {message}", source=str(path))
 
 
 def _locate_bad_field(path: Path, names: list[str], usecols: list[str]) -> None:

@@ -33,9 +33,11 @@ like a task still running, a task submitted there is in no window, and the trace
 bounds the window is the last real event time; an event at 0 (before the trace) is placed
 at the trace start, so a task submitted at 0 arrives in round 0 of a window starting at
 0 s and in no later window, and a task that ended at 0 (before the trace) is no request.
-Tasks without a cpu request are dropped (``zero_demand = "drop"``) or lifted to
+Tasks without a cpu request (the field empty, or 0) are dropped (``zero_demand = "drop"``) or lifted to
 ``demand_floor``; an empty memory request is read as 0; a task whose priority field is
-empty is dropped (before thinning). :func:`dropped_records` gives these counts for a
+empty is dropped (before thinning). A negative or non-finite request, or a priority outside
+0..11, is not a rule but a bad field: the read stops with one line naming the trace file,
+its line and the field (:func:`scenarios.google2011.read_events`). :func:`dropped_records` gives these counts for a
 scenario's window (seed-independent). A job's tasks share one
 location. Resources are machines alive at ``start_seconds`` (replay of machine_events)
 with their real (cpu, memory) capacity, a seeded sample stratified by capacity class,
@@ -349,6 +351,10 @@ def stratified_sample(classes: np.ndarray, size: int, rng: np.random.Generator) 
 
 def _resources_real(opt: dict[str, Any], requests: pd.DataFrame, rounds: int, rng: np.random.Generator) -> pd.DataFrame:
     machines = _machine_table(str(google2011.data_dir()), int(opt["start_seconds"]) * US)
+    if machines.empty:
+        path = google2011.find_part("machine_events", 0)
+        raise MarketInputError(f"no machine with a capacity is alive at market.start_seconds = {opt['start_seconds']}",
+                               source=str(path))
     held = float((requests["cpu"] * requests["duration"]).sum()) / rounds
     size = int(opt["machines"]) or max(1, math.ceil(held / float(opt["load"]) / float(machines["cpu"].mean())))
     size = min(size, len(machines))

@@ -1,0 +1,240 @@
+"""Bad trace files (Google 2011, Alibaba GPU, Azure LLM): one line naming the file, its line
+and the field, exit code 2, nothing written; odd but valid files run.
+
+Each case is built as a user would meet it: the official files of ``$MARKET_DATA_DIR``
+symlinked into a data folder in ``tmp_path``, one of them replaced by an altered copy; or,
+for the field-by-field checks, a few hand-written lines in the official layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import lzma
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from market.apps.cli import main
+from market.errors import MarketInputError
+from scenarios import google2011 as g
+
+S = 1_000_000  # us per second
+
+
+def _official() -> Path:
+    return Path(os.environ["MARKET_DATA_DIR"])
+
+
+def _data_copy(tmp_path: Path, trace: str) -> Path:
+    """A data folder whose ``trace`` folder links every official file of that trace."""
+    root = tmp_path / "data"
+    src = _official() / trace
+    for path in sorted(src.rglob("*")):
+        if path.is_file():
+            link = root / trace / path.relative_to(src)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(path.resolve())
+    return root
+
+
+def _text(path: Path) -> str:
+    opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix, open)
+    with opener(path, "rt", newline="") as f:
+        return f.read()
+
+
+def _alter(root: Path, trace: str, stem: str, change: Callable[[list[str]], list[str]]) -> Path:
+    """Replace the linked file ``stem`` (any suffix) by a plain ``.csv`` with ``change`` applied to its lines."""
+    folder = root / trace / Path(stem).parent
+    name = Path(stem).name
+    (link,) = [p for p in folder.iterdir() if p.name.split(".")[0] == name.split(".")[0]]
+    lines = _text(link).splitlines()
+    link.unlink()
+    out = folder / (name.split(".")[0] + ".csv")
+    new = change(lines)
+    out.write_text("".join(line + "\n" for line in new))
+    return out
+
+
+def _set_field(line_no: int, field: int, value: str) -> Callable[[list[str]], list[str]]:
+    """Set field ``field`` (0-based) of file line ``line_no`` (1-based) to ``value``."""
+    def change(lines: list[str]) -> list[str]:
+        cells = lines[line_no - 1].split(",")
+        cells[field] = value
+        return [*lines[: line_no - 1], ",".join(cells), *lines[line_no:]]
+    return change
+
+
+def _run(monkeypatch, root: Path, out: Path, scenario: str, *args: str) -> tuple[int, str, str]:
+    """``market run`` through the CLI's entry point with ``MARKET_DATA_DIR = root``."""
+    monkeypatch.setenv("MARKET_DATA_DIR", str(root))
+    err, std = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(std):
+        code = main(["run", scenario, "--out", str(out), "--seeds", "1", "--mechanisms", "greedy", "--quiet", *args])
+    return code, std.getvalue(), err.getvalue()
+
+
+def _one_line_exit_2(result: tuple[int, str, str], out: Path, *parts: str) -> str:
+    code, stdout, stderr = result
+    assert code == 2, stderr[-2000:]
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert "Traceback" not in stderr and stdout == ""
+    for part in parts:
+        assert part in lines[0], (part, lines[0])
+    assert not out.exists()
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    return lines[0]
+
+
+# --- Google 2011 ------------------------------------------------------------------------
+
+
+def _task(t, job, idx, event, prio="2", cpu="0.1", mem="0.05"):
+    return f"{t},,{job},{idx},,{event},user{job},1,{prio},{cpu},{mem},0,0"
+
+
+TASKS = [
+    _task(0, 9, 0, g.SUBMIT), _task(0, 9, 0, g.SCHEDULE),
+    _task(700 * S, 1, 0, g.SUBMIT), _task(710 * S, 1, 0, g.SCHEDULE),
+    _task(800 * S, 2, 0, g.SUBMIT), _task(800 * S, 2, 0, g.SCHEDULE), _task(1000 * S, 2, 0, g.FINISH),
+    _task(2000 * S, 3, 0, g.SUBMIT),
+]
+MACHINES = [f"0,{m},{g.ADD},plat,0.5,0.5" for m in range(1, 5)]
+
+
+def _write(root: Path, table: str, part: int, lines: list[str]) -> Path:
+    path = root / g.TRACE / table / f"{g.part_name(table, part)}.csv.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "what"),
+    [
+        (_task(900 * S, 6, 0, g.SUBMIT, cpu="-0.05"), "cpu_request", "must be a finite number >= 0 and below 2**53 (or empty), got -0.05"),
+        (_task(900 * S, 6, 0, g.SUBMIT, cpu="inf"), "cpu_request", "must be a finite number >= 0 and below 2**53 (or empty), got inf"),
+        (_task(900 * S, 6, 0, g.SUBMIT, cpu="-inf"), "cpu_request", "must be a finite number >= 0 and below 2**53 (or empty), got -inf"),
+        (_task(900 * S, 6, 0, g.SUBMIT, cpu="1e308"), "cpu_request",
+         "must be a finite number >= 0 and below 2**53 (or empty), got 1e+308"),
+        (_task(900 * S, 6, 0, g.SUBMIT, cpu="1e400"), "cpu_request", "must be a finite number >= 0 and below 2**53 (or empty), got inf"),
+        (_task(900 * S, 6, 0, g.SUBMIT, mem="-0.01"), "memory_request",
+         "must be a finite number >= 0 and below 2**53 (or empty), got -0.01"),
+        (_task(900 * S, 6, 0, g.SUBMIT, prio="-3"), "priority", "must be a whole number from 0 to 11 (or empty), got -3"),
+        (_task(900 * S, 6, 0, g.SUBMIT, prio="12"), "priority", "must be a whole number from 0 to 11 (or empty), got 12"),
+        (_task(900 * S, 6, 0, g.SUBMIT, prio="2.5"), "priority",
+         "must be a whole number from 0 to 11 (or empty), got 2.5"),
+        (_task(-5, 6, 0, g.SUBMIT), "timestamp", "must be a whole number >= 0, got -5"),
+        (_task(900 * S, 6, 0, 9), "event_type", "must be a whole number from 0 to 8, got 9"),
+        (_task(900 * S, -6, 0, g.SUBMIT), "job_id", "must be a whole number >= 0, got -6"),
+    ],
+)
+def test_task_fields_out_of_range_name_the_trace_file_line_and_field(tmp_path, row, field, what):
+    path = _write(tmp_path, "task_events", 0, [*TASKS[:4], row, *TASKS[4:]])  # line 5
+    _write(tmp_path, "task_events", 1, [_task(2000 * S, 4, 0, g.SUBMIT)])
+    with pytest.raises(MarketInputError) as err:
+        g.read_events("task_events", (0, 1), root=tmp_path)
+    assert str(err.value) == f"{path}: line 5: field {field!r} {what}"
+
+
+def test_an_empty_request_field_keeps_its_documented_meaning(tmp_path):
+    path = _write(tmp_path, "task_events", 0, [*TASKS, _task(900 * S, 6, 0, g.SUBMIT, prio="", cpu="", mem="")])
+    _write(tmp_path, "task_events", 1, [_task(2000 * S, 4, 0, g.SUBMIT)])
+    ev = g.read_events("task_events", (0, 1), root=tmp_path)
+    assert ev[["priority", "cpu_request", "memory_request"]].iloc[len(TASKS)].isna().all(), path
+    assert (ev["cpu_request"].dropna() >= 0).all()
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "what"),
+    [
+        ("5,7,0,plat,inf,0.5", "cpu", "must be a finite number > 0 and below 2**53 (or empty), got inf"),
+        ("5,7,0,plat,-0.5,0.5", "cpu", "must be a finite number > 0 and below 2**53 (or empty), got -0.5"),
+        ("5,7,0,plat,0.5,0", "mem", "must be a finite number > 0 and below 2**53 (or empty), got 0"),
+        ("5,,0,plat,0.5,0.5", "machine_id", "is empty"),
+        ("5,7,3,plat,0.5,0.5", "event_type", "must be a whole number from 0 to 2, got 3"),
+    ],
+)
+def test_machine_fields_out_of_range(tmp_path, row, field, what):
+    path = _write(tmp_path, "machine_events", 0, [*MACHINES, row])  # line 5
+    with pytest.raises(MarketInputError) as err:
+        g.machines_at(600 * S, tmp_path)
+    assert str(err.value) == f"{path}: line 5: field {field!r} {what}"
+
+
+def test_job_scheduling_class_out_of_range(tmp_path):
+    path = _write(tmp_path, "job_events", 0, ["0,,1,0,u,1,n,l", "0,,2,0,u,4,n,l"])
+    with pytest.raises(MarketInputError) as err:
+        g.read_events("job_events", (0,), root=tmp_path)
+    assert str(err.value) == f"{path}: line 2: field 'scheduling_class' must be a whole number from 0 to 3 (or empty), got 4"
+
+
+@pytest.mark.parametrize("content", [b"", gzip.compress(b"", mtime=0)], ids=["0-bytes", "gzip-of-nothing"])
+def test_an_empty_part_is_one_line_naming_it(tmp_path, content):
+    path = tmp_path / g.TRACE / "job_events" / f"{g.part_name('job_events', 0)}.csv.gz"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    with pytest.raises(MarketInputError) as err:
+        g.read_events("job_events", (0,), root=tmp_path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: the trace file ") and "\n" not in msg
+
+
+def test_google_real_cli_machine_capacity_inf(tmp_path, monkeypatch):
+    """gdata/g4_machinf: machine_events line 1, cpu = inf (was blamed on 'google2011 resources: row 1')."""
+    root = _data_copy(tmp_path, g.TRACE)
+    bad = _alter(root, g.TRACE, "machine_events/part-00000-of-00001", _set_field(1, 4, "inf"))
+    out = tmp_path / "out" / "run"
+    result = _run(monkeypatch, root, out, "google2011-real", "--rounds", "2", "--no-oracle")
+    line = _one_line_exit_2(result, out, str(bad), "line 1:", "field 'cpu'", "got inf")
+    assert "google2011 resources" not in line
+
+
+def test_google_mohaf_cli_empty_job_events_part(tmp_path, monkeypatch):
+    """gdata/h4_emptyjob: a 0-byte job_events part 0 gave another market without a word."""
+    root = _data_copy(tmp_path, g.TRACE)
+    bad = _alter(root, g.TRACE, "job_events/part-00000-of-00500", lambda lines: [])
+    assert bad.stat().st_size == 0
+    out = tmp_path / "out" / "run"
+    _one_line_exit_2(_run(monkeypatch, root, out, "google2011-mohaf", "--rounds", "1", "--no-oracle"), out,
+                     str(bad), "empty")
+
+
+def test_google_real_cli_empty_task_events_part_1(tmp_path, monkeypatch):
+    """gdata/h5_emptytask1: a 0-byte task_events part 1 was blamed on the scenario's window."""
+    root = _data_copy(tmp_path, g.TRACE)
+    bad = _alter(root, g.TRACE, "task_events/part-00001-of-00500", lambda lines: [])
+    out = tmp_path / "out" / "run"
+    line = _one_line_exit_2(_run(monkeypatch, root, out, "google2011-real", "--rounds", "2", "--no-oracle"), out,
+                            str(bad), "empty")
+    assert "window" not in line
+
+
+@pytest.mark.parametrize(("field", "value", "name"), [(9, "inf", "cpu_request"), (8, "-3", "priority")])
+def test_google_real_cli_task_field(tmp_path, monkeypatch, field, value, name):
+    """gdata/g8_cpuinf (was an OverflowError traceback) and g7_prioneg (was blamed on a derived 'budget')."""
+    root = _data_copy(tmp_path, g.TRACE)
+    bad = _alter(root, g.TRACE, "task_events/part-00001-of-00500", _set_field(10, field, value))
+    out = tmp_path / "out" / "run"
+    result = _run(monkeypatch, root, out, "google2011-real", "--rounds", "2", "--no-oracle")
+    line = _one_line_exit_2(result, out, f"error: {bad}: line 10: field {name!r} must be ", f"got {value}")
+    assert "google2011 requests" not in line
+
+
+def test_google_real_without_a_live_machine(tmp_path, monkeypatch):
+    from scenarios.config import load
+    from scenarios.sources import build_market
+
+    _write(tmp_path, "task_events", 0, TASKS)
+    _write(tmp_path, "task_events", 1, [_task(2000 * S, 4, 0, g.SUBMIT)])
+    machines = _write(tmp_path, "machine_events", 0, [f"0,{m},{g.ADD},plat,," for m in range(1, 5)])
+    monkeypatch.setenv("MARKET_DATA_DIR", str(tmp_path))
+    market = {"source": "google2011", "variant": "real", "sample": 1.0, "start_seconds": 600, "step_seconds": 300}
+    scenario = load("google2011-real").replace(rounds=4, horizon=4, market=market)
+    with pytest.raises(MarketInputError, match=rf"^{machines}: no machine with a capacity is alive"):
+        build_market(scenario, 0)
