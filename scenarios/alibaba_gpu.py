@@ -55,9 +55,9 @@ the window (``no_deletion``, kept). Pods whose ``gpu_spec`` names no model among
 sampled nodes are kept (no mechanism can serve them) and counted (``unservable_spec``):
 the same for every seed, since the sample's count per model depends only on its size,
 which the (seed-independent) demand fixes. Any other empty required field, a value that is not a number,
-a negative one, a non-whole GPU count, an unknown QoS class, a duplicate name or an
+a negative one, one of 2**53 or more, a non-whole GPU count, an unknown QoS class, a duplicate name or an
 empty type in ``gpu_spec`` stops the read with one line naming the file, its line and
-the field. No NaN reaches the tables.
+the field; so does a file with a header row only (no nodes, no pods). No NaN reaches the tables.
 
 ``[market]`` keys (defaults in :data:`DEFAULTS`): ``start_seconds`` (10,368,000: trace
 day 120; pods are created from day 115.6 to day 149.3 of the trace, plus one at 0),
@@ -114,6 +114,9 @@ POD_NUMBERS = (
     ("cpu_milli", False, False), ("memory_mib", False, False), ("num_gpu", True, False), ("gpu_milli", False, False),
     ("creation_time", False, False), ("deletion_time", False, True),
 )
+#: every numeric field is below this (a time, size or count beyond it is no trace value; the
+#: rounds and durations it makes would not fit the tables' whole numbers)
+FIELD_MAX = 2**53
 #: keys of :func:`dropped_records`
 DROP_KEYS = ("deletion_before_creation", "no_deletion", "unservable_spec")
 
@@ -159,6 +162,8 @@ def _read_cached(path: str, _stamp: tuple[int, int], columns: tuple[str, ...],
             (empty & ~may_be_empty, "is empty"),
             (~empty & ~np.isfinite(values), "is not a number: {value!r}"),
             (~empty & np.isfinite(values) & (values < 0), "must be >= 0, got {value!r}"),
+            # beyond 2**53 a number is no trace value, and the rounds and durations it makes wrap
+            (~empty & np.isfinite(values) & (values >= FIELD_MAX), "must be below 2**53, got {value!r}"),
         ]
         if whole:
             checks.append((np.isfinite(values) & (values != np.round(values)), "must be a whole number, got {value!r}"))
@@ -180,12 +185,17 @@ def read_trace_file(name: str, root: Path | None = None) -> pd.DataFrame:
     and, for GPU counts, whole. The result is cached per file version (path, mtime, size).
 
     Raises:
-        MarketInputError: one line naming the file, its line and the field.
+        MarketInputError: one line naming the file, its line and the field; or the file
+            if it holds no rows (a header only).
     """
     path = trace_path(name, root)
     columns, numbers = (NODE_COLUMNS, NODE_NUMBERS) if name == NODE_FILE else (POD_COLUMNS, POD_NUMBERS)
     st = path.stat()
-    return _read_cached(str(path), (st.st_mtime_ns, st.st_size), columns, numbers).copy()
+    table = _read_cached(str(path), (st.st_mtime_ns, st.st_size), columns, numbers)
+    if table.empty:
+        what = "nodes" if name == NODE_FILE else "pods"
+        raise MarketInputError(f"no {what}: the file holds a header row only ({FETCH_HINT})", source=str(path))
+    return table.copy()
 
 
 def _duplicates(path: Path, ids: pd.Series, field: str) -> None:

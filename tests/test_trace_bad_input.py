@@ -238,3 +238,62 @@ def test_google_real_without_a_live_machine(tmp_path, monkeypatch):
     scenario = load("google2011-real").replace(rounds=4, horizon=4, market=market)
     with pytest.raises(MarketInputError, match=rf"^{machines}: no machine with a capacity is alive"):
         build_market(scenario, 0)
+
+
+# --- Alibaba GPU --------------------------------------------------------------------------
+
+ALI = "alibaba-gpu-2023"
+ALI_NODES = "openb_node_list_gpu_node.csv"
+ALI_PODS = "openb_pod_list_gpuspec33.csv"
+
+
+@pytest.mark.parametrize(("name", "what"), [(ALI_PODS, "no pods"), (ALI_NODES, "no nodes")])
+def test_alibaba_header_only_file(tmp_path, monkeypatch, name, what):
+    """adata/a3_hdrpods (was ValueError: zero-size array) and a10_hdrnode (was: cannot convert float NaN)."""
+    root = _data_copy(tmp_path, ALI)
+    bad = _alter(root, ALI, name, lambda lines: lines[:1])
+    out = tmp_path / "out" / "run"
+    line = _one_line_exit_2(_run(monkeypatch, root, out, "alibaba-gpu", "--rounds", "2"), out, f"error: {bad}: {what}")
+    assert "line" not in line
+
+
+def _pod_line_in_window(lines: list[str]) -> int:
+    """The file line of the first pod created in the shipped scenario's window (day 120 + 3 x 8 h)."""
+    created = lines[0].split(",").index("creation_time")
+    return next(k + 1 for k, line in enumerate(lines) if k and 10_368_000 <= float(line.split(",")[created]) < 10_454_400)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("deletion_time", "1e300"),  # was: an int64 cast warning and a duration that wrapped to 1 round, exit 0
+    ("deletion_time", "9007199254740992"),  # 2**53
+    ("creation_time", "1e300"),
+    ("cpu_milli", "1e308"),
+])
+def test_alibaba_huge_field(tmp_path, monkeypatch, field, value):
+    root = _data_copy(tmp_path, ALI)
+    lines = _text(_official() / ALI / ALI_PODS).splitlines()
+    at = _pod_line_in_window(lines)
+    col = lines[0].split(",").index(field)
+    bad = _alter(root, ALI, ALI_PODS, _set_field(at, col, value))
+    out = tmp_path / "out" / "run"
+    _one_line_exit_2(_run(monkeypatch, root, out, "alibaba-gpu", "--rounds", "3"), out,
+                     f"error: {bad}: line {at}: field {field!r} must be below 2**53, got {value!r}")
+
+
+def test_alibaba_large_but_sane_times_still_run(tmp_path, monkeypatch):
+    """A pod deleted at 2**53 - 1 s is odd but fits: it runs, no cast warning, its duration is exact."""
+    import numpy as np
+
+    from scenarios import alibaba_gpu as ali
+    from scenarios.config import load
+
+    root = _data_copy(tmp_path, ALI)
+    lines = _text(_official() / ALI / ALI_PODS).splitlines()
+    at = _pod_line_in_window(lines)
+    cells = lines[at - 1].split(",")
+    _alter(root, ALI, ALI_PODS, _set_field(at, lines[0].split(",").index("deletion_time"), str(2**53 - 1)))
+    monkeypatch.setenv("MARKET_DATA_DIR", str(root))
+    sc = load("alibaba-gpu").replace(rounds=3, horizon=3)
+    req = ali.build(sc, np.random.default_rng(1)).requests.set_index("request_id")
+    created = float(cells[lines[0].split(",").index("creation_time")])
+    assert req.loc[cells[0], "duration"] == int(np.ceil((2**53 - 1 - created) / 28_800))
