@@ -97,6 +97,8 @@ LLM_DEFAULTS: dict[str, Any] = {
     "slo": {},
 }
 POOLS = ("shared", "disaggregated")
+#: token counts are below this (exact as floats; a count beyond is no request's, and would wrap as int64)
+TOKENS_MAX = 2**53
 
 
 def data_dir() -> Path:
@@ -231,14 +233,18 @@ def _roles(instances: Mapping[str, int], pools: str, prefill_share: float) -> li
 
 
 def read_trace(service: str, root: Path | None = None) -> pd.DataFrame:
-    """One service's trace: ``time`` (its timestamp), ``prompt``, ``output``, in time order.
+    """One service's trace: ``time`` (its timestamp), ``prompt``, ``output``, ``line`` (its file line), in time order.
 
-    Timestamps are ISO 8601 (``2023-11-16 18:17:03.9799600``, fractions optional); token
-    counts are whole numbers >= 0 written as digits.
+    Timestamps are ISO 8601 (``2023-11-16 18:17:03.9799600``, fractions optional); one
+    with a UTC offset or ``Z`` (``...03.97996+00:00``, ``...T18:17:03Z``) is converted to
+    UTC, and one without is read as UTC, so the services' clocks compare whatever mix a
+    file holds; ``time`` is naive UTC. Token counts are whole numbers >= 0 and below
+    :data:`TOKENS_MAX`, written as digits.
 
     Raises:
-        MarketInputError: a missing file or column, an unparseable timestamp, a missing,
-            fractional or negative token count: one line naming the file, line and field.
+        MarketInputError: a missing file or column, a file with a header row only, an
+            unparseable timestamp, a missing, fractional, negative or huge token count: one
+            line naming the file (and the line and field).
     """
     path = (data_dir() if root is None else Path(root)) / FILES[service]
     if not path.is_file():
@@ -250,7 +256,10 @@ def read_trace(service: str, root: Path | None = None) -> pd.DataFrame:
     for col in ("TIMESTAMP", "ContextTokens", "GeneratedTokens"):
         if col not in raw.columns:
             raise MarketInputError(f"missing column {col!r}", source=str(path))
-    stamps = pd.to_datetime(raw["TIMESTAMP"].str.strip(), format="ISO8601", errors="coerce")
+    if raw.empty:  # a cut download, never the published file: not a service without requests
+        raise MarketInputError(f"no requests: the file holds a header row only ({FETCH_HINT}; or leave {service!r} out "
+                               "of market.services)", source=str(path))
+    stamps = pd.to_datetime(raw["TIMESTAMP"].str.strip(), format="ISO8601", utc=True, errors="coerce").dt.tz_localize(None)
     bad = stamps.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -260,13 +269,13 @@ def read_trace(service: str, root: Path | None = None) -> pd.DataFrame:
     for col, name in (("ContextTokens", "prompt"), ("GeneratedTokens", "output")):
         text = raw[col].str.strip()
         values = pd.to_numeric(text.where(text.str.fullmatch(r"[0-9]+"), None), errors="coerce").to_numpy(dtype=float)
-        bad = ~np.isfinite(values)
+        bad = ~np.isfinite(values) | (values >= TOKENS_MAX)  # beyond it the int64 cast wraps (to -9.2e18)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise MarketInputError(f"line {row + 2}: field {col!r} must be a whole number of tokens >= 0, "
-                                   f"got {raw[col].iloc[row]!r}", source=str(path))
+            raise MarketInputError(f"line {row + 2}: field {col!r} must be a whole number of tokens >= 0 and "
+                                   f"below 2**53, got {raw[col].iloc[row]!r}", source=str(path))
         out[name] = values.astype(np.int64)
-    frame = pd.DataFrame({"time": stamps, **out})
+    frame = pd.DataFrame({"time": stamps, **out, "line": np.arange(2, len(raw) + 2, dtype=np.int64)})
     return frame.sort_values("time", kind="stable").reset_index(drop=True)
 
 
@@ -340,18 +349,19 @@ def build(scenario: Any, rng: np.random.Generator) -> MarketData:
     # a prefill larger than a round's budget runs over several rounds at an even share:
     # d rounds on the slowest prefill instance, prompt / d tokens of every round's budget
     slowest_prefill = min(c for c, r in zip(prefill_cap, role, strict=True) if r != "decode")
-    prefill_rounds = np.maximum(1, np.ceil(prompt / slowest_prefill)).astype(np.int64)
+    prefill_rounds = _whole_rounds(np.ceil(prompt / slowest_prefill), trace, "ContextTokens", "its prefill")
     # the largest batch on any decode-capable instance sets the worst-case decode rounds
     ref = llm_perf.A100_80GB
     decode_gpus = [(p, b) for p, r, b in zip(prof, role, batch_cap, strict=True) if r != "prefill"]
     worst_tpot = max(float(llm_perf.tpot(b, p)) / ((1 - share) if shared else 1.0) for p, b in decode_gpus)
-    decode_rounds = np.maximum(1, np.ceil(output * worst_tpot / R)).astype(np.int64)
+    decode_rounds = _whole_rounds(np.ceil(output * worst_tpot / R), trace, "GeneratedTokens", "its decode")
     kv_prompt = np.asarray(llm_perf.kv_gb(prompt, ref), dtype=float)
     kv_total = np.asarray(llm_perf.kv_gb(prompt + output, ref), dtype=float)
     transfer_rounds = np.zeros(n, dtype=np.int64)
     if not shared:
         slowest = min((p for p, r in zip(prof, role, strict=True)), key=lambda p: p.kv_transfer_gbps)
-        transfer_rounds = np.ceil(np.asarray(llm_perf.kv_transfer_time(prompt, slowest), dtype=float) / R).astype(np.int64)
+        transfer = np.ceil(np.asarray(llm_perf.kv_transfer_time(prompt, slowest), dtype=float) / R)
+        transfer_rounds = _whole_rounds(transfer, trace, "ContextTokens", "its KV transfer", least=0)
 
     # eligibility by predicted TTFT: served in its arrival round, first in queue
     prefill_types = sorted({f"{g}/{r}" for g, r in roles if r != "decode"})
@@ -414,6 +424,21 @@ def build(scenario: Any, rng: np.random.Generator) -> MarketData:
     )
     return MarketData(requests, resources, priority_max=1.0, dimensions=DIMENSIONS, extension=serving,
                       price_weights=tuple(weights[d] for d in DIMENSIONS))
+
+
+def _whole_rounds(rounds: np.ndarray, trace: pd.DataFrame, field: str, what: str, least: int = 1) -> np.ndarray:
+    """``max(least, rounds)`` as int64.
+
+    A count of 2**53 rounds or more (the int64 cast would wrap it) stops with one line
+    naming the trace file, the request's line and ``field``.
+    """
+    huge = ~(rounds < TOKENS_MAX)
+    if huge.any():
+        k = int(np.flatnonzero(huge)[0])
+        raise MarketInputError(
+            f"line {int(trace['line'].iat[k])}: field {field!r}: {what} would take 2**53 rounds or more of "
+            "market.round_seconds (fewer tokens, or longer rounds)", source=str(data_dir() / FILES[trace["service"].iat[k]]))
+    return np.maximum(least, rounds).astype(np.int64)
 
 
 def predicted_ttft(wait_s: Any, queued_tokens: Any, prompt: Any, rounds: Any, rate: Any, round_seconds: float) -> Any:

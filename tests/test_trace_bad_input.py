@@ -297,3 +297,98 @@ def test_alibaba_large_but_sane_times_still_run(tmp_path, monkeypatch):
     req = ali.build(sc, np.random.default_rng(1)).requests.set_index("request_id")
     created = float(cells[lines[0].split(",").index("creation_time")])
     assert req.loc[cells[0], "duration"] == int(np.ceil((2**53 - 1 - created) / 28_800))
+
+
+# --- Azure LLM ----------------------------------------------------------------------------
+
+AZ = "azure-llm-2023"
+AZ_CODE = "AzureLLMInferenceTrace_code.csv"
+AZ_CONV = "AzureLLMInferenceTrace_conv.csv"
+
+
+def _azure_market(monkeypatch, root: Path, **market):
+    import numpy as np
+
+    from scenarios import azure_llm
+    from scenarios.config import load
+
+    monkeypatch.setenv("MARKET_DATA_DIR", str(root))
+    sc = load("azure-llm")
+    sc = sc.replace(rounds=12, horizon=12, market={**sc.market, **market})
+    return azure_llm.build(sc, np.random.default_rng(1))
+
+
+def _stamps(change: Callable[[str], str], only: Callable[[int], bool] = lambda k: True):
+    def apply(lines: list[str]) -> list[str]:
+        out = [lines[0]]
+        for k, line in enumerate(lines[1:], start=2):
+            stamp, rest = line.split(",", 1)
+            out.append(f"{change(stamp) if only(k) else stamp},{rest}")
+        return out
+    return apply
+
+
+@pytest.mark.parametrize("case", ["offset", "Z-one", "Z-all", "T-and-Z", "other-offset"])
+def test_azure_timezone_aware_timestamps_are_utc(tmp_path, monkeypatch, case):
+    """zdata/z1_tzmix (+00:00 on one service: TypeError tz-naive vs tz-aware) and z2_tzZ_one (one 'Z':
+    'Mixed timezones detected'). An offset is ISO 8601: converted to UTC, both services on one clock."""
+    from datetime import datetime, timedelta
+
+    def shifted(stamp: str) -> str:  # the same instant written at +01:30
+        day, time = stamp.split(" ")
+        whole, frac = [*time.split("."), ""][:2]
+        t = datetime.fromisoformat(f"{day} {whole}") + timedelta(hours=1, minutes=30)
+        return t.strftime("%Y-%m-%d %H:%M:%S") + (f".{frac}" if frac else "") + "+01:30"
+
+    change, only = {
+        "offset": (lambda s: s + "+00:00", lambda k: True),
+        "Z-one": (lambda s: s.replace(" ", "T") + "Z", lambda k: k == 3),
+        "Z-all": (lambda s: s + "Z", lambda k: True),
+        "T-and-Z": (lambda s: s.replace(" ", "T") + "Z", lambda k: k % 2 == 0),
+        "other-offset": (shifted, lambda k: True),
+    }[case]
+    root = _data_copy(tmp_path, AZ)
+    _alter(root, AZ, AZ_CODE, _stamps(change, only))
+    got = _azure_market(monkeypatch, root)
+    want = _azure_market(monkeypatch, _official())
+    assert got.requests.equals(want.requests) and got.resources.equals(want.resources)
+    out = tmp_path / "out" / "run"
+    code, _, stderr = _run(monkeypatch, root, out, "azure-llm", "--rounds", "3")
+    assert code == 0 and "Traceback" not in stderr, stderr
+    assert (out / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("GeneratedTokens", "9223372036854775807"),  # z8: read as -9.2e18, clamped to 1 token, exit 0
+    ("ContextTokens", "99999999999999999999999"),  # z3: an error quoting -9.2e18 on no real line
+    ("ContextTokens", "9007199254740992"),  # 2**53
+])
+def test_azure_huge_token_count(tmp_path, monkeypatch, field, value):
+    root = _data_copy(tmp_path, AZ)
+    col = 1 if field == "ContextTokens" else 2
+    bad = _alter(root, AZ, AZ_CODE, _set_field(7, col, value))
+    out = tmp_path / "out" / "run"
+    line = _one_line_exit_2(_run(monkeypatch, root, out, "azure-llm", "--rounds", "3"), out,
+                            f"error: {bad}: line 7: field {field!r} must be a whole number of tokens >= 0 and "
+                            f"below 2**53, got {value!r}")
+    assert "-9.2" not in line
+
+
+def test_azure_largest_token_count_runs_and_rounds_that_would_wrap_are_one_line(tmp_path, monkeypatch):
+    """2**53 - 1 tokens are accepted (exact); a decode of so many rounds that the int64 cast would
+    wrap names the trace line, not a row of a derived table."""
+    root = _data_copy(tmp_path, AZ)
+    big = str(2**53 - 1)
+    bad = _alter(root, AZ, AZ_CONV, lambda lines: [lines[0], _set_field(1, 2, big)(lines[1:2])[0], *lines[2:]])
+    req = _azure_market(monkeypatch, root, start_seconds=0.0).requests
+    assert req["duration"].max() > 10**12 and (req["duration"] >= 1).all()  # the big decode: exact, no wrap
+    with pytest.raises(MarketInputError) as err:
+        _azure_market(monkeypatch, root, start_seconds=0.0, round_seconds=0.001)
+    assert str(err.value).startswith(f"{bad}: line 2: field 'GeneratedTokens': its decode would take 2**53 rounds")
+
+
+def test_azure_header_only_file(tmp_path, monkeypatch):
+    root = _data_copy(tmp_path, AZ)
+    bad = _alter(root, AZ, AZ_CODE, lambda lines: lines[:1])
+    out = tmp_path / "out" / "run"
+    _one_line_exit_2(_run(monkeypatch, root, out, "azure-llm", "--rounds", "3"), out, f"error: {bad}: no requests")
