@@ -144,6 +144,16 @@ def test_out_never_replaces_what_is_not_an_output(tmp_path, capsys, monkeypatch)
         code, lines = _main(capsys, "run", str(scenario), "--out", out, "--quiet")
         assert code == 2 and len(lines) == 1 and "output directory" in lines[0], (out, lines)
     assert (folder / "notes.txt").read_text() == "mine" and scenario.is_file()
+    # a folder that merely holds a file named like an output's (manifest.json, summary.md) is
+    # the user's, not an output: before, it was replaced, and the user's files lost
+    for name in ("manifest.json", "summary.md", "audit.md", "scaling.md"):
+        theirs = tmp_path / f"theirs-{name}"
+        (theirs / "src").mkdir(parents=True)
+        (theirs / name).write_text("{}")
+        (theirs / "src" / "analysis.py").write_text("print(1)")
+        code, lines = _main(capsys, "run", str(scenario), "--out", str(theirs), "--quiet")
+        assert code == 2 and len(lines) == 1 and "no .market-output" in lines[0], lines
+        assert (theirs / "src" / "analysis.py").is_file()
     # an earlier output (it carries the marker) is replaced, an empty folder is filled
     (tmp_path / "empty").mkdir()
     for out in ("run1", "run1", "empty"):
@@ -221,3 +231,17 @@ def test_sweep_oracle_switch_reaches_every_scenario():
     assert all(s.oracle for s in load_sweep(path, oracle=True).scenarios)
     on, off = load_sweep(path, oracle=True), load_sweep(path)
     assert on.tasks()[0].fingerprint() != off.tasks()[0].fingerprint()  # a resumed sweep reruns them
+
+
+@pytest.mark.parametrize("out", ["/proc/market-out", "/sys/market-out/run"])
+def test_an_output_folder_that_cannot_be_made_is_one_line(capsys, out):
+    """Before: a PermissionError / FileNotFoundError traceback, exit 1 (after the work)."""
+    code, lines = _main(capsys, "run", "default", "--out", out, "--quiet", "--rounds", "1")
+    assert code == 2 and len(lines) == 1 and "cannot create" in lines[0], lines
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--seeds", ""), ("--seeds", " , "), ("--mechanisms", "")])
+def test_an_empty_list_is_refused_not_taken_as_the_scenarios(tmp_path, capsys, flag, value):
+    code, lines = _main(capsys, "run", "default", "--out", str(tmp_path / "run"), flag, value)
+    assert code == 2 and len(lines) == 1 and "empty list" in lines[0], lines
+    assert not (tmp_path / "run").exists()

@@ -202,3 +202,66 @@ def test_executor_choices_are_checked(monkeypatch):
     with open_executor("local", workers=1) as executor:
         assert executor is None  # one worker: in this process
     assert os.environ.get("DASK_SCHEDULER_ADDRESS") is None
+
+
+def tabular_sweep(folder: Path) -> Path:
+    """A one-run sweep of a tabular market (its tables written beside it)."""
+    folder.mkdir()
+    pd.DataFrame({
+        "request_id": range(6), "user_id": [0, 1, 2, 0, 1, 2], "round": [0, 0, 0, 1, 1, 1],
+        "cpu": [1.0] * 6, "mem": [1.0] * 6, "budget": [5.0] * 6, "priority": [1, 2, 3, 1, 2, 3],
+        "x": [0.0] * 6, "y": [0.0] * 6,
+    }).to_csv(folder / "requests.csv", index=False)
+    pd.DataFrame({
+        "resource_id": [0, 1], "cpu": [2.0, 1.0], "mem": [2.0, 1.0], "unit_cost": [0.5, 0.4],
+        "reliability": [0.9] * 2, "availability": [0.9] * 2, "energy_efficiency": [0.5] * 2, "x": [0.0] * 2,
+        "y": [0.0] * 2,
+    }).to_csv(folder / "resources.csv", index=False)
+    (folder / "market.toml").write_text('name = "tab"\nrounds = 2\nseeds = [1]\nmechanisms = ["greedy"]\n'
+                                        'oracle = false\n[market]\nsource = "tabular"\n'
+                                        'requests = "requests.csv"\nresources = "resources.csv"\n')
+    (folder / "sweep.toml").write_text('scenarios = ["market.toml"]\n')
+    return folder / "sweep.toml"
+
+
+def test_a_changed_data_file_reruns_the_tasks_that_read_it(tmp_path):
+    """The fingerprint covers the tables' bytes, not only the scenario (before: 0 executed, stale budgets)."""
+    sweep = tabular_sweep(tmp_path / "src")
+    out = tmp_path / "out"
+    assert run(out, sweep_file=sweep)[0]["tasks"]["executed"] == 2  # the market and the run
+    assert run(out, sweep_file=sweep)[0]["tasks"]["executed"] == 0
+    requests = pd.read_csv(tmp_path / "src" / "requests.csv")
+    requests["budget"] *= 2
+    requests.to_csv(tmp_path / "src" / "requests.csv", index=False)
+    assert run(out, sweep_file=sweep)[0]["tasks"]["executed"] == 2
+    market = pd.read_parquet(out / "markets" / "tab" / "seed=1" / "requests.parquet")
+    assert market["budget"].tolist() == [10.0] * 6
+    fresh = tmp_path / "fresh"
+    run(fresh, sweep_file=sweep)
+    assert sha256_file(out / "results.parquet") == sha256_file(fresh / "results.parquet")
+
+
+def test_sweep_out_is_a_new_empty_or_earlier_sweep_folder(tmp_path, capsys, monkeypatch):
+    """A file, a folder of other content, another command's output or the working directory is refused."""
+    sweep = tabular_sweep(tmp_path / "src")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    assert main(["run", str(tmp_path / "src" / "market.toml"), "--out", str(tmp_path / "a_run"), "--quiet"]) == 0
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path / "mine")
+    for out in (tmp_path / "afile", tmp_path / "mine", tmp_path / "a_run", Path(".")):
+        with pytest.raises(SystemExit) as exit_:  # refused by argparse, when the command line is read
+            main(["sweep", str(sweep), "--out", str(out), "--quiet", "--workers", "1"])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.count("\n") == 1 and "output directory" in err, err
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+    assert (tmp_path / "afile").read_text() == "x"
+    # a new folder, then the same sweep folder again (resumed)
+    for _ in range(2):
+        assert main(["sweep", str(sweep), "--out", str(tmp_path / "sw"), "--quiet", "--workers", "1"]) == 0
+    assert (tmp_path / "sw" / ".market-sweep").is_file()
+    # and another command's --out does not take a sweep folder for its own output
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(tmp_path / "src" / "market.toml"), "--out", str(tmp_path / "sw"), "--quiet"])
+    assert exit_.value.code == 2 and (tmp_path / "sw" / "results.parquet").is_file()

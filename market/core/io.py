@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,9 +29,8 @@ import pandas as pd
 from market.errors import MarketInputError
 
 #: every output directory holds this (empty) file: only such a directory is ever replaced
+#: (a manifest.json or summary.md is no proof: a user's own folder may hold one)
 OUTPUT_MARKER = ".market-output"
-#: what marks an output written before the marker existed (run, report, scaling, audit)
-_EARLIER_OUTPUTS = ("manifest.json", "summary.md", "scaling.md", "audit.md")
 
 
 def write_table(df: pd.DataFrame, path: Path, fmt: str) -> Path:
@@ -61,17 +61,18 @@ def write_json(obj: Any, path: Path) -> None:
     _commit_file(tmp, path)
 
 
-def check_output_directory(out: Path) -> Path:
+def check_output_directory(out: Path, marker: str = OUTPUT_MARKER) -> Path:
     """Check that an output directory may be written at ``out``, before any work is done.
 
     ``out`` may be a new name, an empty directory or an earlier output of this tool (it
-    holds :data:`OUTPUT_MARKER`, or the manifest or report of an output written before
-    the marker existed). Anything else is refused, so that an output never replaces what
+    holds ``marker``). Anything else is refused, so that an output never replaces what
     is not one: a file, a directory with other content, the working directory or one of
-    its parents, a path below a file.
+    its parents, a path below a file, a place where no folder can be created.
 
     Args:
         out: the output directory as the user gave it.
+        marker: the file that marks an earlier output of the same kind
+            (:data:`OUTPUT_MARKER`; a sweep directory has its own).
 
     Returns:
         ``out`` as a Path.
@@ -89,12 +90,27 @@ def check_output_directory(out: Path) -> Path:
             raise MarketInputError(f"output directory {str(out)!r}: {parent} is a file, not a folder")
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise MarketInputError(f"output directory {str(out)!r} exists and is not a directory; name a new folder")
-    if out.is_dir() and any(out.iterdir()) and not any((out / name).is_file() for name in (OUTPUT_MARKER, *_EARLIER_OUTPUTS)):
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
         raise MarketInputError(
-            f"output directory {str(out)!r} exists and is not an earlier output of market (no {OUTPUT_MARKER}); "
+            f"output directory {str(out)!r} exists and is not an earlier output of market (no {marker}); "
             "remove it or name a new folder"
         )
+    _check_writable(out, where)
     return out
+
+
+def _check_writable(out: Path, where: Path) -> None:
+    """Refuse ``out`` (one line) when no folder can be made where it would go.
+
+    A probe folder is made and removed in the nearest existing folder (``os.access`` says
+    yes to root even where the file system says no, e.g. under ``/sys``).
+    """
+    existing = next(p for p in (where, *where.parents) if p.exists())
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".market-probe-", dir=existing))
+    except OSError as exc:
+        raise MarketInputError(f"output directory {str(out)!r}: cannot create a folder in {existing} "
+                               f"({exc.strerror or exc})") from None
 
 
 @contextmanager
@@ -110,7 +126,10 @@ def atomic_directory(out: Path) -> Iterator[Path]:
         MarketInputError: if ``out`` may not be replaced.
     """
     out = check_output_directory(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # checked before the work, but the file system may have changed since
+        raise MarketInputError(f"output directory {str(out)!r}: cannot create it ({exc.strerror or exc})") from None
     tmp = _temporary(out, "tmp")
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
     # everything up to the final rename in one try: an interrupt (Ctrl-C) at any point,

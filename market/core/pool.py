@@ -43,6 +43,12 @@ def local_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     if "forkserver" in mp.get_all_start_methods():
         context = mp.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
+        # the fork server imports PRELOAD before it ignores SIGINT itself: started with SIGINT
+        # ignored (kept across its exec), a Ctrl-C then prints no traceback from its imports
+        from multiprocessing import forkserver
+
+        with _sigint_ignored():
+            forkserver.ensure_running()
     else:
         context = mp.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // workers)  # runs in parallel, not numba threads in each

@@ -19,9 +19,11 @@ sidecar, so a killed sweep resumes where it stopped::
     DIR/markets/<scenario>/seed=<s>/           requests, resources .parquet + sha256.json
     DIR/results.parquet                        every run's rounds, with a leading scenario column
     DIR/manifest.json                          grid, versions, sha256 of results.parquet
+    DIR/.market-sweep                          marks a sweep directory (a sweep resumes only into one)
 
 A re-run reuses a persisted run only if its sidecar matches the run's fingerprint (the
-resolved scenario, mechanism, seed and project version) and every file's sha256 is
+resolved scenario, mechanism, seed and project version, and the market's input files:
+:func:`input_fingerprint`) and every file's sha256 is
 recomputed and matches; anything else is run again. ``results.parquet`` is built from
 the persisted tables in a fixed order (scenario and mechanism as listed, then seed and
 round), so its bytes do not depend on the executor, the worker count or on resuming.
@@ -54,6 +56,8 @@ if TYPE_CHECKING:  # the runner, pandas and numba load only when a sweep runs (f
     from scenarios.config import Scenario
 
 SIDECAR = "sha256.json"
+#: every sweep directory holds this (empty) file: only such a directory is resumed into
+SWEEP_MARKER = ".market-sweep"
 RUN_TABLES = ("rounds", "timings", "allocations", "users")
 MARKET_TABLES = ("requests", "resources")
 EXECUTORS = ("local", "dask")
@@ -112,7 +116,8 @@ class Task:
         scenario = self.scenario.to_dict()
         for key in ("path", "description", "seeds", "mechanisms"):
             scenario.pop(key)
-        key = {"scenario": scenario, "mechanism": self.mechanism, "seed": self.seed, "version": __version__}
+        key = {"scenario": scenario, "mechanism": self.mechanism, "seed": self.seed, "version": __version__,
+               "inputs": input_fingerprint(self.scenario)}
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
     def call(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
@@ -122,6 +127,41 @@ class Task:
         if self.mechanism is None:
             return market_tables, (self.scenario, [self.seed])
         return run_one, (self.scenario, self.mechanism, self.seed)
+
+
+def input_fingerprint(scenario: Scenario) -> list[list[Any]]:
+    """What the scenario's market is read from, so that a changed input reruns its tasks.
+
+    A tabular market's tables by their sha256; a trace by each file of its folder under
+    ``$MARKET_DATA_DIR`` (relative name, size, modification time: the traces run to
+    gigabytes, and a file replaced in place gets a new time). A synthetic market reads
+    nothing (its parameters are in the scenario).
+    """
+    source = scenario.market["source"]
+    if source == "tabular":
+        return [[str(scenario.market[k]), _sha256(Path(scenario.market[k]))] for k in ("requests", "resources")]
+    from scenarios import alibaba_gpu, azure_llm, google2011
+
+    folder = {"google2011": google2011.TRACE, "alibaba_gpu": alibaba_gpu.TRACE, "azure_llm": azure_llm.FOLDER}.get(source)
+    if folder is None:
+        return []
+    root = google2011.data_dir() / folder
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    return [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+_HASHED: dict[tuple[str, int, int], str] = {}
+
+
+def _sha256(path: Path) -> str:
+    """sha256 of a file, once per (path, size, modification time) in this process."""
+    from market.core.io import sha256_file
+
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHED:
+        _HASHED[key] = sha256_file(path)
+    return _HASHED[key]
 
 
 def load_sweep(path: str | Path, oracle: bool | None = None) -> Sweep:
@@ -318,12 +358,13 @@ def run_sweep(
     Returns:
         The manifest, plus ``tasks`` counts: ``total``, ``executed`` and ``reused``.
     """
-    from market.core.io import sha256_file, write_json, write_table
+    from market.core.io import check_output_directory, sha256_file, write_json, write_table
     from market.core.runner import package_versions
 
     start = time.perf_counter()
-    out = Path(out)
+    out = check_output_directory(Path(out), SWEEP_MARKER)
     out.mkdir(parents=True, exist_ok=True)
+    (out / SWEEP_MARKER).touch()
     for name in ("manifest.json", "results.parquet"):  # never leave results the grid may not match
         (out / name).unlink(missing_ok=True)
     tasks = sweep.tasks()

@@ -28,7 +28,7 @@ the only place commands are registered. The rules that keep the CLI fast and cle
   the library never parses arguments.
 
 This package also holds the argument types the commands share (:func:`int_list`,
-:func:`name_list`, :func:`output_directory`) and their run-counting progress bar
+:func:`name_list`, :func:`output_directory`, :func:`sweep_directory`) and their run-counting progress bar
 (:func:`run_progress`).
 """
 
@@ -44,14 +44,20 @@ from pathlib import Path
 def int_list(text: str) -> list[int]:
     """``"0,1,2"`` to ``[0, 1, 2]`` (an argparse ``type``)."""
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:  # else an empty --seeds "" would fall back to the scenario's without a word
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got an empty list {text!r}")
+    return values
 
 
 def name_list(text: str) -> list[str]:
     """``"mohaf, greedy"`` to ``["mohaf", "greedy"]`` (an argparse ``type``)."""
-    return [x.strip() for x in text.split(",") if x.strip()]
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if not names:  # else an empty --mechanisms "" would fall back to the scenario's without a word
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got an empty list {text!r}")
+    return names
 
 
 def output_directory(text: str) -> Path:
@@ -66,6 +72,24 @@ def output_directory(text: str) -> Path:
 
     try:
         return check_output_directory(Path(text))
+    except MarketInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def sweep_directory(text: str) -> Path:
+    """A sweep directory (an argparse ``type``): a new name, an empty folder or an earlier sweep.
+
+    A sweep resumes in its directory, so it is not replaced but added to: a folder of other
+    content, an output of another command or the working directory is refused when the
+    command line is read (:func:`market.core.io.check_output_directory` with the sweep's
+    own marker).
+    """
+    from market.core.io import check_output_directory
+    from market.errors import MarketInputError
+    from market.studies.sweep import SWEEP_MARKER
+
+    try:
+        return check_output_directory(Path(text), SWEEP_MARKER)
     except MarketInputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from market.apps.commands import sweep_directory
+
 NAME = "sweep"
 HELP = "run a scenario x mechanism x seed grid (local processes or Dask)"
 DESCRIPTION = ("Run every (scenario, mechanism, seed) of a sweep file on a local process pool or a Dask cluster. "
@@ -19,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from market.studies.sweep import EXECUTORS
 
     p.add_argument("sweep", type=Path, help="sweep file (TOML)")
-    p.add_argument("--out", required=True, type=Path, help="sweep directory (resumable)")
+    p.add_argument("--out", required=True, type=sweep_directory,
+                   help="sweep directory (resumable): a new name, an empty folder or an earlier sweep's")
     p.add_argument("--executor", choices=EXECUTORS, default="local", help="local process pool (default) or a Dask cluster")
     p.add_argument("--address", help="Dask scheduler, e.g. tcp://HOST:8786 (default: $DASK_SCHEDULER_ADDRESS)")
     p.add_argument("--workers", type=int, help="local processes (default: CPUs; 1 = in this process)")
