@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import re
 import subprocess
@@ -245,3 +246,21 @@ def test_an_empty_list_is_refused_not_taken_as_the_scenarios(tmp_path, capsys, f
     code, lines = _main(capsys, "run", "default", "--out", str(tmp_path / "run"), flag, value)
     assert code == 2 and len(lines) == 1 and "empty list" in lines[0], lines
     assert not (tmp_path / "run").exists()
+
+
+def test_bench_set_needs_a_scenario_and_names_a_bad_horizon(capsys):
+    code, lines = _main(capsys, "bench", "--requests", "10", "--resources", "5", "--set", "market.rate=1")
+    expected = "error: bench: --set changes a scenario's market and needs --scenario, got 'market.rate=1'"
+    assert code == 2 and lines == [expected]
+    code, lines = _main(capsys, "bench", "--scenario", "default", "--rounds", "1", "--set", "horizon=abc")
+    assert code == 2 and len(lines) == 1 and "horizon" in lines[0] and "'abc'" in lines[0], lines
+
+
+def test_the_order_of_the_seeds_does_not_change_the_tables(tmp_path, capsys):
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('name = "s"\nrounds = 1\nmechanisms = ["greedy"]\n[market]\nsource = "synthetic"\n'
+                        "resources = 4\nusers = 2\nrequests = 8\n")
+    for seeds in ("1,2", "2,1"):
+        assert _main(capsys, "run", str(scenario), "--out", str(tmp_path / seeds), "--seeds", seeds, "--quiet")[0] == 0
+    first, second = (json.loads((tmp_path / s / "manifest.json").read_text()) for s in ("1,2", "2,1"))
+    assert first["sha256"] == second["sha256"]

@@ -86,7 +86,7 @@ def market_tables(scenario: Scenario, seeds: Iterable[int]) -> tuple[pd.DataFram
     """
     check_population(scenario)
     reqs, ress = [], []
-    for seed in seeds:
+    for seed in sorted(seeds):  # in seed order, as the other tables: --seeds 2,1 writes what 1,2 does
         market = build_market(scenario, seed)
         late = late_requests(market, scenario)
         if len(late):

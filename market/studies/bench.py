@@ -530,12 +530,9 @@ def bench_rounds(
     horizon = sc.horizon
     for key, value in (settings or {}).items():
         table, _, name = key.partition(".")
-        if (
-            key == "horizon"
-            and isinstance(value, int)
-            and not isinstance(value, bool)
-            and value >= 1
-        ):
+        if key == "horizon":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise MarketInputError(f"bench: --set horizon must be a whole number of rounds >= 1, got {value!r}")
             horizon = value
             continue
         if table not in ("market", "llm") or not name:

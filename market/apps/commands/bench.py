@@ -121,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
             "bench: --authors hands the synthetic bench market to the authors' package; "
             "it does not take --scenario"
         )
+    if args.settings and not args.scenario:  # they change a scenario's market: without one, nothing
+        raise MarketInputError(f"bench: --set changes a scenario's market and needs --scenario, got {args.settings[0]!r}")
     if args.scenario:
         result = bench_rounds(
             args.scenario,

@@ -1,8 +1,9 @@
 """``market data fetch [DATASET]`` and ``market data verify [DATASET]``: the trace files on disk.
 
 Datasets: ``google2011`` (Google cluster-usage traces, clusterdata-2011-2, CC-BY 4.0;
-Reiss, Wilkes, Hellerstein, 2011) and ``alibaba-gpu-2023`` (Alibaba
-cluster-trace-gpu-v2023, for research and study use; Weng et al., USENIX ATC 2023).
+Reiss, Wilkes, Hellerstein, 2011), ``alibaba-gpu-2023`` (Alibaba
+cluster-trace-gpu-v2023, for research and study use; Weng et al., USENIX ATC 2023) and
+``azure-llm-2023`` (Azure LLM inference trace 2023, CC-BY 4.0; Patel et al., ISCA 2024).
 Without a dataset both act on every dataset. The library code (registry, download,
 checksums) is :mod:`market.apps.data`.
 """
@@ -20,8 +21,9 @@ HELP = "download and verify trace data"
 DESCRIPTION = (
     "Trace files in $MARKET_DATA_DIR, in each trace's official layout: google2011 "
     "(clusterdata-2011-2/<table>/<part>; Google cluster-usage traces, clusterdata-2011-2, CC-BY 4.0, "
-    "Reiss, Wilkes, Hellerstein, 2011) and alibaba-gpu-2023 (alibaba-gpu-2023/<file>.csv; Alibaba "
-    "cluster-trace-gpu-v2023, for research and study use, Weng et al., USENIX ATC 2023)."
+    "Reiss, Wilkes, Hellerstein, 2011), alibaba-gpu-2023 (alibaba-gpu-2023/<file>.csv; Alibaba "
+    "cluster-trace-gpu-v2023, for research and study use, Weng et al., USENIX ATC 2023) and azure-llm-2023 "
+    "(azure-llm-2023/<file>.csv; Azure LLM inference trace 2023, CC-BY 4.0, Patel et al., ISCA 2024)."
 )
 
 

@@ -10,8 +10,8 @@ from market.errors import MarketInputError
 
 NAME = "run"
 HELP = "run a scenario and write its tables"
-DESCRIPTION = ("Run every mechanism x seed of a scenario; write rounds, timings, allocations, requests, resources "
-               "and manifest.json atomically.")
+DESCRIPTION = ("Run every mechanism x seed of a scenario; write rounds, timings, allocations, users, requests, "
+               "resources and manifest.json atomically.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
