@@ -42,16 +42,22 @@ def posted_price(cost: float, b: float) -> float:
 
 
 @nb.njit(cache=True, inline="always")
+def _slack(scale: float) -> float:
+    """The slack of the fit test on a residual of the capacity ``scale``: ``_EPS (1 + |scale|)``."""
+    return _EPS * (1.0 + abs(scale))
+
+
+@nb.njit(cache=True, inline="always")
 def _room(left: float, need: float, scale: float) -> bool:
-    """``need`` fits ``left``, a residual of the capacity ``scale``: ``left + _EPS (1 + |scale|) >= need``.
+    """``need`` fits ``left``, a residual of the capacity ``scale``: ``left + _slack(scale) >= need``.
 
     The one fit test of the allocation code in one dimension (NaN never fits).
     """
-    return left + _EPS * (1.0 + abs(scale)) >= need
+    return left + _slack(scale) >= need
 
 
 def fit_slack(capacity: np.ndarray) -> np.ndarray:
-    """The slack :func:`_room` allows on residuals of ``capacity``, elementwise (for numpy code).
+    """The slack of :func:`_slack` elementwise, for numpy code.
 
     ``left + fit_slack(cap) >= need`` is :func:`_room`'s test, bit for bit.
     """

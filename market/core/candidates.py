@@ -60,7 +60,7 @@ import numpy as np
 
 import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
 from market.core.eligibility import any_type, eligible
-from mechanisms.kernels import _EPS, posted_price
+from mechanisms.kernels import _slack, posted_price
 
 # request columns of the kernels' ``rq`` matrix (then one demand column per dimension)
 RQ_X, RQ_Y, RQ_PRICED, RQ_DURATION, RQ_BUDGET, RQ_MIN_REL, RQ_MIN_AVAIL, RQ_MAX_LAT, RQ_DEMAND = range(9)
@@ -246,9 +246,15 @@ def within(demand: float, capacity: float) -> bool:
 
 
 @nb.njit(cache=True, inline="always")
-def has_room(need: float, free: float) -> bool:
-    """A need fits the free capacity in one allocation unit (the free test of :func:`fits`)."""
-    return not need > free + _EPS
+def has_room(need: float, free: float, scale: float) -> bool:
+    """A need fits the free capacity in one allocation unit (the free test of :func:`fits`).
+
+    Within the allocation kernels' slack (:func:`mechanisms.kernels._slack`), relative to
+    ``scale``, the capacity ``free`` was taken from (the free capacity the round started
+    from): ``free + 1e-12 (1 + |scale|) >= need``, so exact fits survive large units. A NaN
+    passes (the engine's validation rejects it).
+    """
+    return not need > free + _slack(scale)
 
 
 @nb.njit(cache=True, inline="always")
@@ -256,13 +262,15 @@ def fits(rq: np.ndarray, need: np.ndarray, rs: np.ndarray, free: np.ndarray, all
          j: int) -> bool:
     """Request ``i`` fits resource ``j`` (capacity and free capacity in every dimension) and may use its type.
 
-    Per dimension :func:`within` and :func:`has_room`, then :func:`eligible`.
+    Per dimension :func:`within` and :func:`has_room`, then :func:`eligible`. ``free`` is
+    the free capacity the round started from, so it is also the scale of the fit test's
+    slack (as :func:`find_candidates` with no ``capacity``).
     """
     for d in range(rq.shape[1] - RQ_DEMAND):
         if not within(rq[i, RQ_DEMAND + d], rs[j, RS_CAPACITY + d]):
             return False
     for d in range(need.shape[1]):
-        if not has_room(need[i, d], free[j, d]):
+        if not has_room(need[i, d], free[j, d], free[j, d]):
             return False
     return eligible(allowed, i, int(rs[j, RS_TYPE]))
 
@@ -501,17 +509,21 @@ def _best_pairs(util: np.ndarray, pos: np.ndarray, total: int, k: int, key: int,
 
 
 @nb.njit(cache=True)
-def _columns(rs: np.ndarray, free: np.ndarray, order: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _columns(
+    rs: np.ndarray, free: np.ndarray, scale: np.ndarray, order: np.ndarray, start: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The resources' columns for the kernel's scan, each contiguous, by cluster then unit price.
 
     Returns:
-        ``(cols, where, code)``: ``cols`` ``(7 + D + E, P)`` rows ``RS_X .. RS_TYPE``, the
-        capacity per dimension then the free capacity per unit, of the ``P`` members of
+        ``(cols, where, code)``: ``cols`` ``(7 + D + 2 E, P)`` rows ``RS_X .. RS_TYPE``, the
+        capacity per dimension, the free capacity per unit, then the scale of its fit
+        test (:func:`has_room`) per unit, of the ``P`` members of
         ``order``, each cluster's block sorted by unit price (stable); ``where`` each
         column's position in ``order``; ``code`` its type code.
     """
     dims = rs.shape[1] - RS_CAPACITY
-    cols = np.empty((RS_CAPACITY + dims + free.shape[1], order.size))
+    units = free.shape[1]
+    cols = np.empty((RS_CAPACITY + dims + 2 * units, order.size))
     where = np.empty(order.size, dtype=np.int64)
     code = np.empty(order.size, dtype=np.int64)
     for c in range(start.size - 1):
@@ -525,8 +537,9 @@ def _columns(rs: np.ndarray, free: np.ndarray, order: np.ndarray, start: np.ndar
         j = order[where[q]]
         for r in range(RS_CAPACITY + dims):
             cols[r, q] = rs[j, r]
-        for e in range(free.shape[1]):
+        for e in range(units):
             cols[RS_CAPACITY + dims + e, q] = free[j, e]
+            cols[RS_CAPACITY + dims + units + e, q] = scale[j, e]
         code[q] = int(rs[j, RS_TYPE])
     return cols, where, code
 
@@ -557,6 +570,7 @@ def _candidate_rows(
     need: np.ndarray,  # (N, E) demand in the allocation's capacity units
     rs: np.ndarray,  # (M, 7 + D) resource rows (RS_* layout) at the round's prices
     free: np.ndarray,  # (M, E) free capacity in allocation units
+    scale: np.ndarray,  # (M, E) the capacity free was taken from (the fit test's scale)
     allowed: np.ndarray,  # (N, W) eligibility masks
     order: np.ndarray,  # resources sorted by cluster
     start: np.ndarray,  # (C + 1,) cluster c holds order[start[c]:start[c + 1]]
@@ -577,7 +591,7 @@ def _candidate_rows(
     dims = rq.shape[1] - RQ_DEMAND
     units = need.shape[1]
     typed = allowed.shape[1] > 0
-    cols, where, code = _columns(rs, free, order, start)
+    cols, where, code = _columns(rs, free, scale, order, start)
     price = cols[RS_PRICE]
     sorted_prices = not np.isnan(price).any()
     widest = 0
@@ -630,7 +644,8 @@ def _candidate_rows(
                 for e in range(units):
                     needed = need[i, e]
                     for q in range(ulo, uhi):
-                        ok = has_room(needed, cols[RS_CAPACITY + dims + e, q])
+                        ok = has_room(needed, cols[RS_CAPACITY + dims + e, q],
+                                      cols[RS_CAPACITY + dims + units + e, q])
                         scratch[q - ulo] = scratch[q - ulo] if ok else -1.0
                 if typed:
                     for q in range(ulo, uhi):
@@ -688,6 +703,7 @@ def find_candidates(
     keys: np.ndarray | None = None,
     allowed: np.ndarray | None = None,
     scan: np.ndarray | None = None,
+    capacity: np.ndarray | None = None,
 ) -> Candidates:
     """Top-``k`` feasible candidates per request among the clusters in ``routes``.
 
@@ -710,6 +726,9 @@ def find_candidates(
         scan: ``(N,)`` a permutation of the rows: the order to compute them in (e.g. grouped
             by cluster, so that a cluster's resources stay in cache), each written in its own
             row of the result; None: ``0..N-1``.
+        capacity: ``(M, E)`` the capacity ``free`` was taken from (the free capacity the
+            round started from): the scale of the fit test's slack (:func:`has_room`);
+            None: ``free`` itself.
 
     Returns:
         The candidate arrays, each ``(N, k)``, best first: utility descending, then the
@@ -724,6 +743,10 @@ def find_candidates(
     scan = np.arange(n, dtype=np.int64) if scan is None else np.ascontiguousarray(scan, dtype=np.int64)
     if scan.shape != (n,):
         raise ValueError(f"scan: one per request ({n}) expected, got shape {scan.shape}")
+    free = np.ascontiguousarray(free)
+    scale = free if capacity is None else np.ascontiguousarray(capacity, dtype=float)
+    if scale.shape != free.shape:
+        raise ValueError(f"capacity: the shape of free {free.shape} expected, got {scale.shape}")
     # the outputs are numpy's (which asks the kernel for huge pages: a fraction of the page
     # faults of the kernel's own allocations, measured 3-4x faster to fill at 100k rows)
     out = (np.empty((n, k), dtype=np.int64), np.empty((n, k)), np.empty((n, k)), np.empty((n, k)))
@@ -731,7 +754,7 @@ def find_candidates(
         return Candidates(*out)
     (_candidate_kernel_parallel if requests.shape[0] >= PARALLEL_MIN_ROWS else _candidate_kernel_serial)(
         np.ascontiguousarray(requests), np.ascontiguousarray(need), np.ascontiguousarray(resources),
-        np.ascontiguousarray(free), allowed, order, start, np.ascontiguousarray(routes), keys, scan, int(k),
+        free, scale, allowed, order, start, np.ascontiguousarray(routes), keys, scan, int(k),
         float(alpha), float(beta), float(gamma), float(d_max), *out,
     )
     return Candidates(*out)

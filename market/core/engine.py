@@ -42,6 +42,7 @@ from market.core.eligibility import any_type
 from market.core.feasibility import check_round
 from market.core.hierarchy import Hierarchy, route
 from mechanisms.base import Allocation, Mechanism, SubMarket
+from mechanisms.kernels import fit_slack
 
 
 class Planner(Protocol):
@@ -163,15 +164,20 @@ def score(
     return np.where(served, base_utility + delta * per_mass[user] * priority, 0.0)
 
 
-def _with_room(hierarchy: Hierarchy, free: np.ndarray, need: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _with_room(
+    hierarchy: Hierarchy, free: np.ndarray, need: np.ndarray, capacity: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Cluster membership (``order``, ``start``) restricted to resources with room left.
 
     A resource whose free capacity is below the smallest demand of ``need`` is no
     candidate of any of those requests (the candidate kernel's own test, same
-    tolerance), so leaving it out changes nothing but the time the spill-over pass
-    spends scanning resources the cluster auctions have filled.
+    tolerance: relative to ``capacity``, the free capacity the round started from), so
+    leaving it out changes nothing but the time the spill-over pass spends scanning
+    resources the cluster auctions have filled.
     """
-    room = np.all(free.take(hierarchy.order, axis=0) + 1e-12 >= need.min(axis=0), axis=1)
+    order = hierarchy.order
+    slack = fit_slack(capacity.take(order, axis=0))
+    room = np.all(free.take(order, axis=0) + slack >= need.min(axis=0), axis=1)
     kept = np.concatenate([[0], np.cumsum(room)])
     return hierarchy.order[room], kept[hierarchy.start]
 
@@ -344,6 +350,7 @@ def clear_round(
         return find_candidates(
             matrix[rows], book.need[rows], resource_matrix, free, order, start,
             clusters, params.candidates, params.weights, params.d_max, keys[rows], allowed[rows], scan,
+            capacity=free_before,
         )
 
     def allocate(c: int, sub: SubMarket, rng: np.random.Generator) -> Allocation:
@@ -393,7 +400,7 @@ def clear_round(
             t_spill = time.perf_counter()
             # computed grouped by first spill-over cluster (cache), written in row order
             by_cluster = np.argsort(routes[left, 1], kind="stable")
-            secondary = candidates(left, routes[left, 1:], _with_room(hierarchy, free, book.need[left]), by_cluster)
+            secondary = candidates(left, routes[left, 1:], _with_room(hierarchy, free, book.need[left], free_before), by_cluster)
             t1 += time.perf_counter() - t_spill
             sub = submarket(left, secondary, book, free, won, params.weights, aligned=True, lookups=lookups,
                             rounds_left=rounds_left)

@@ -25,6 +25,7 @@ from scipy.cluster.vq import kmeans2, vq
 from scipy.spatial import cKDTree
 
 import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
+from market.core.candidates import has_room
 
 #: sample size per cluster for fitting centroids when resources are plentiful
 SAMPLE_PER_CLUSTER = 10
@@ -237,6 +238,9 @@ def _cluster_room(labels: np.ndarray, free: np.ndarray, c_total: int) -> np.ndar
 def _first_with_room(near: np.ndarray, room: np.ndarray, need: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the first ``width`` clusters of ``near`` with room for the request (-1 padded).
 
+    ``room`` is each cluster's largest free capacity at the round's start, so it is also
+    the scale of the fit test's slack (:func:`~market.core.candidates.has_room`).
+
     Returns:
         ``(routes, short)``: ``(N, width)`` cluster ids and whether a row found fewer.
     """
@@ -250,7 +254,7 @@ def _first_with_room(near: np.ndarray, room: np.ndarray, need: np.ndarray, width
                 break
             fits = True
             for d in range(need.shape[1]):
-                if room[c, d] + 1e-12 < need[i, d]:
+                if not has_room(need[i, d], room[c, d], room[c, d]):
                     fits = False
                     break
             if fits:

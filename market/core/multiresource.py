@@ -32,10 +32,12 @@ import numpy as np
 import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
 from market.core.dense import unique_inverse
 from market.core.metrics import jain, share
+from mechanisms.kernels import _EPS, fit_slack
 
-#: slack of the fit test, as in the allocation kernels (``mechanisms.kernels``) and
-#: ``mechanisms.drf``: a request fits if ``free + EPS >= demand`` in every dimension
-EPS = 1e-12
+#: slack of the fit test, as in the allocation kernels (``mechanisms.kernels._room``) and
+#: ``mechanisms.drf``: a request fits if ``free + EPS * (1 + |capacity|) >= demand`` in
+#: every dimension (relative to the resource's capacity)
+EPS = _EPS
 
 #: above this many counted users, envy is estimated over this many of them (evenly spaced)
 ENVY_SAMPLE = 1_000
@@ -337,9 +339,10 @@ def fragmentation(
 
     ``F = sum over fragmented j of free[j, dim] / sum_j capacity[j, dim]``, where resource
     ``j`` is *fragmented* iff it cannot host the typical waiting request ``t =
-    typical_demand``: ``free[j, d] + EPS < t[d]`` for ANY dimension ``d`` with ``t[d] > 0``
-    (the fit test of the allocation kernels). Its free ``dim`` capacity is then in a piece
-    too small (or stranded beside too little cpu/memory) to serve that request. After
+    typical_demand``: ``free[j, d] + EPS (1 + |capacity[j, d]|) < t[d]`` for ANY dimension
+    ``d`` with ``t[d] > 0`` (the fit test of the allocation kernels). Its free ``dim``
+    capacity is then in a piece too small (or stranded beside too little cpu/memory) to
+    serve that request. After
     Weng, Yang, Yu, Shi, Wang, Zhang, Chen, Zhang, Dong and Lin, "Beware of Fragmentation:
     Scheduling GPU-Sharing Workloads with Fragmentation Gradient Descent" (USENIX ATC
     2023): a node's fragmentation for a task is its free GPU capacity that task cannot use,
@@ -373,7 +376,7 @@ def fragmentation(
         typical request (``None``/empty), when it demands nothing (no positive entry), and
         when the total capacity of ``dim`` is 0.
     """
-    free, _, total = _free_column(free, capacity, dim)
+    free, capacity, total = _free_column(free, capacity, dim)
     if typical_demand is None:
         return 0.0
     t = np.asarray(typical_demand, dtype=float).ravel()
@@ -381,7 +384,7 @@ def fragmentation(
         return 0.0
     if t.shape != (free.shape[1],):
         raise ValueError(f"typical_demand must be ({free.shape[1]},), got shape {t.shape}")
-    cannot_host = ((free + EPS < t) & (t > 0)).any(axis=1)
+    cannot_host = ((free + fit_slack(capacity) < t) & (t > 0)).any(axis=1)
     return share(float(free[cannot_host, dim].sum()), total)
 
 

@@ -49,9 +49,10 @@ import numba as nb
 import numpy as np
 
 import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
-from market.core.candidates import feasible_utility
+from market.core.candidates import feasible_utility, has_room
 from market.core.eligibility import any_type
 from market.core.engine import OrderBook, RoundParams
+from mechanisms.kernels import fit_slack
 from mechanisms.welfare_program import LPResult, WelfareProgram, fairness_gain
 
 #: pairs per request added per column-generation iteration
@@ -117,8 +118,14 @@ PARALLEL_MIN_PAIRS = 2_000_000
 
 
 @nb.njit(cache=True)
-def _round(order: np.ndarray, req: np.ndarray, res: np.ndarray, need: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """Pairs taken greedily in ``order`` while their request is free and they fit: ``(P,)`` bool."""
+def _round(
+    order: np.ndarray, req: np.ndarray, res: np.ndarray, need: np.ndarray, free: np.ndarray, capacity: np.ndarray
+) -> np.ndarray:
+    """Pairs taken greedily in ``order`` while their request is free and they fit: ``(P,)`` bool.
+
+    ``free`` is taken from ``capacity`` (the free capacity the round cleared on), the scale
+    of the fit test's slack (:func:`~market.core.candidates.has_room`).
+    """
     left = free.copy()
     taken = np.zeros(req.size, dtype=np.bool_)
     done = np.zeros(need.shape[0], dtype=np.bool_)
@@ -128,7 +135,7 @@ def _round(order: np.ndarray, req: np.ndarray, res: np.ndarray, need: np.ndarray
             continue
         fits = True
         for d in range(need.shape[1]):
-            if need[i, d] > left[j, d] + 1e-12:
+            if not has_room(need[i, d], left[j, d], capacity[j, d]):
                 fits = False
         if fits:
             for d in range(need.shape[1]):
@@ -265,6 +272,7 @@ def _dive(market: RoundMarket, prog: WelfareProgram, x: np.ndarray, deadline: fl
     """
     need, user, prio = market.need, market.user, market.priority
     free, won = market.free.copy(), market.start_won.astype(float).copy()
+    slack = fit_slack(market.free)  # the fit test's, relative to the capacity the round cleared on
     done = np.zeros(need.shape[0], dtype=bool)
     chosen: list[np.ndarray] = []
     alive = x > -1.0
@@ -276,12 +284,12 @@ def _dive(market: RoundMarket, prog: WelfareProgram, x: np.ndarray, deadline: fl
             if frac.size == 0:
                 break
             fix = frac[np.argsort(-x[frac], kind="stable")[: max(1, frac.size // 10)]]
-        fix = np.flatnonzero(_round(fix[np.argsort(-x[fix], kind="stable")], prog.req, prog.res, need, free))
+        fix = np.flatnonzero(_round(fix[np.argsort(-x[fix], kind="stable")], prog.req, prog.res, need, free, market.free))
         np.subtract.at(free, prog.res[fix], need[prog.req[fix]])
         np.add.at(won, user[prog.req[fix]], prio[prog.req[fix]])
         done[prog.req[fix]] = True
         chosen.append(fix)
-        alive = ~done[prog.req] & np.all(need[prog.req] <= free[prog.res] + 1e-12, axis=1)
+        alive = ~done[prog.req] & np.all(need[prog.req] <= free[prog.res] + slack[prog.res], axis=1)
         if not alive.any():
             break
         rest = WelfareProgram(need, free, user, prio, won, prog.delta)
@@ -294,7 +302,8 @@ def _dive(market: RoundMarket, prog: WelfareProgram, x: np.ndarray, deadline: fl
         x = np.zeros(prog.n_pairs)
         x[ids] = lp.x
     open_ = np.flatnonzero(alive)
-    fill = np.flatnonzero(_round(open_[np.argsort(-prog.gain[open_], kind="stable")], prog.req, prog.res, need, free))
+    fill = np.flatnonzero(_round(open_[np.argsort(-prog.gain[open_], kind="stable")], prog.req, prog.res, need, free,
+                                 market.free))
     return (np.concatenate([*chosen, fill]) if chosen else fill), timed_out
 
 
@@ -412,7 +421,8 @@ def solve_round(
     best_known = welfare
     x = np.zeros(prog.n_pairs)
     x[: lp.x.size] = lp.x  # pairs added after the last LP solved (out of time) are at 0
-    rounded = np.flatnonzero(_round(np.lexsort((-prog.gain, -x)), prog.req, prog.res, market.need, market.free))
+    rounded = np.flatnonzero(_round(np.lexsort((-prog.gain, -x)), prog.req, prog.res, market.need, market.free,
+                                    market.free))
     # the dive serves the search (a near-optimal start, fewer pairs after fixing); without
     # a search (node_limit 0) its LP solves would cost more than the rest of the round
     dived, late_d = _dive(market, prog, x, t0 + 0.8 * time_limit) if node_limit != 0 else (rounded, False)
