@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from mechanisms import create
 from mechanisms.base import SubMarket
 from mechanisms.checks import build_market, check_allocation, check_mechanism, random_market
-from mechanisms.drf import DRF, EPS, dominant_shares
+from mechanisms.drf import DRF, dominant_shares
+from mechanisms.kernels import fit_slack
 
 
 def one_pool(tasks: list[tuple[list[float], int]], capacity: list[float]) -> SubMarket:
@@ -115,7 +116,8 @@ def submarkets(draw) -> SubMarket:
 def fitting(market: SubMarket, left: np.ndarray, i: int) -> bool:
     """Whether request ``i`` has an affordable candidate that fits in ``left``."""
     for c, j in enumerate(market.candidates[i]):
-        if j >= 0 and market.posted[i, c] <= market.budget[i] and np.all(left[j] + EPS >= market.demand[i]):
+        if (j >= 0 and market.posted[i, c] <= market.budget[i]
+                and np.all(left[j] + fit_slack(market.capacity[j]) >= market.demand[i])):
             return True
     return False
 
