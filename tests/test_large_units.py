@@ -13,17 +13,14 @@ fit (:func:`mechanisms.kernels._room`, :func:`market.core.candidates.has_room`).
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market.core.candidates import find_candidates, request_rows, resource_rows
-from market.core.model import MarketModel
 from mechanisms import available, create
 from mechanisms.checks import build_market, check_allocation
-from scenarios.tables import MarketData
-from tests.test_oracle import scenario
+from tests.test_solver_tolerance import one_resource_round
 
 MECHANISMS = available()
 #: the requests of each case fill the capacity exactly (in decimal)
@@ -89,34 +86,12 @@ def test_requests_that_exactly_fill_a_capacity_are_all_served(market):
         assert (alloc.choice >= 0).all(), (name, market.demand.tolist(), market.capacity.tolist())
 
 
-def mib_round(demand: list[float], capacity: float, mechanism: str) -> MarketModel:
-    """One round, oracle on: ``demand`` requests (cpu = mem, e.g. MiB), one resource of ``capacity`` in both.
-
-    As :func:`tests.test_solver_tolerance.one_resource_round`, with budgets that pay for
-    large quantities.
-    """
-    n = len(demand)
-    requests = pd.DataFrame({
-        "request_id": np.arange(n), "user_id": np.arange(n), "round": 0, "cpu": demand, "mem": demand,
-        "budget": 1e9, "priority": 5.0, "x": 0.0, "y": 0.0, "duration": 1, "min_reliability": 0.0,
-        "min_availability": 0.0, "max_latency": np.inf,
-    })
-    resources = pd.DataFrame({
-        "resource_id": [0], "cpu": [capacity], "mem": [capacity], "unit_cost": 0.5, "reliability": 0.99,
-        "availability": 0.99, "energy_efficiency": 0.8, "x": 0.0, "y": 0.0, "owner_id": 0,
-    })
-    model = MarketModel(scenario(1, n, n, delta=0.0), mechanism, 1,
-                        market=MarketData(requests, resources, priority_max=10.0))
-    model.step()
-    return model
-
-
 @pytest.mark.parametrize("name", MECHANISMS)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_market_round_in_mib_serves_the_exact_fit(name, case):
     """The whole round (candidates, auction, refinement, validation, oracle) in MiB-like units."""
     demand, capacity = CASES[case]
-    model = mib_round(demand, capacity, name)
+    model = one_resource_round(demand, capacity, name, budget=1e9)  # budgets that pay for MiB
     assert model.metrics["n_allocated"] == len(demand)
     assert model.metrics["opt_welfare"] >= model.metrics["welfare"] * (1 - 1e-9)
 

@@ -24,12 +24,16 @@ from scenarios.tables import MarketData
 from tests.test_oracle import brute_force, round_market, scenario
 
 
-def one_resource_round(demand: list[float], capacity: float, mechanism: str = "random") -> MarketModel:
-    """One round: ``demand`` requests (cpu = mem), one resource of ``capacity`` in both, oracle on."""
+def one_resource_round(demand: list[float], capacity: float, mechanism: str = "random",
+                       budget: float = 10.0) -> MarketModel:
+    """One round: ``demand`` requests (cpu = mem), one resource of ``capacity`` in both, oracle on.
+
+    ``budget``: every request's (large quantities need large budgets to be affordable).
+    """
     n = len(demand)
     requests = pd.DataFrame({
         "request_id": np.arange(n), "user_id": np.arange(n), "round": 0, "cpu": demand, "mem": demand,
-        "budget": 10.0, "priority": 5.0, "x": 0.0, "y": 0.0, "duration": 1, "min_reliability": 0.0,
+        "budget": budget, "priority": 5.0, "x": 0.0, "y": 0.0, "duration": 1, "min_reliability": 0.0,
         "min_availability": 0.0, "max_latency": np.inf,
     })
     resources = pd.DataFrame({
