@@ -28,7 +28,7 @@ import pytest
 
 from market.apps.cli import main
 from market.core.io import OUTPUT_MARKER, sha256_file
-from market.studies.sweep import load_sweep, verified
+from market.studies.sweep import SWEEP_MARKER, load_sweep, verified
 from tests.conftest import DATA
 
 SWEEPS = DATA / "sweep"
@@ -64,8 +64,8 @@ def killed_at(pattern: str, nth: int, argv: list[str]) -> None:
 
 
 def temporaries(folder: Path) -> list[Path]:
-    """Hidden entries under ``folder`` but output markers; each must be clearly a temporary."""
-    hidden = [p for p in folder.rglob(".*") if p.name != OUTPUT_MARKER] if folder.exists() else []
+    """Hidden entries under ``folder`` but output and sweep markers; each must be clearly a temporary."""
+    hidden = [p for p in folder.rglob(".*") if p.name not in (OUTPUT_MARKER, SWEEP_MARKER)] if folder.exists() else []
     for p in hidden:
         assert TEMPORARY.fullmatch(p.name) or any(TEMPORARY.fullmatch(q.name) for q in p.parents), p
     return [p for p in hidden if TEMPORARY.fullmatch(p.name)]
