@@ -21,8 +21,8 @@ import pytest
 from market.apps.cli import main
 from market.errors import MarketInputError
 from scenarios import google2011 as g
-
-S = 1_000_000  # us per second
+from tests.test_trace_sentinels import BASE as TASKS
+from tests.test_trace_sentinels import MACHINES, S, _task, _write
 
 
 def _official() -> Path:
@@ -92,26 +92,6 @@ def _one_line_exit_2(result: tuple[int, str, str], out: Path, *parts: str) -> st
 
 
 # --- Google 2011 ------------------------------------------------------------------------
-
-
-def _task(t, job, idx, event, prio="2", cpu="0.1", mem="0.05"):
-    return f"{t},,{job},{idx},,{event},user{job},1,{prio},{cpu},{mem},0,0"
-
-
-TASKS = [
-    _task(0, 9, 0, g.SUBMIT), _task(0, 9, 0, g.SCHEDULE),
-    _task(700 * S, 1, 0, g.SUBMIT), _task(710 * S, 1, 0, g.SCHEDULE),
-    _task(800 * S, 2, 0, g.SUBMIT), _task(800 * S, 2, 0, g.SCHEDULE), _task(1000 * S, 2, 0, g.FINISH),
-    _task(2000 * S, 3, 0, g.SUBMIT),
-]
-MACHINES = [f"0,{m},{g.ADD},plat,0.5,0.5" for m in range(1, 5)]
-
-
-def _write(root: Path, table: str, part: int, lines: list[str]) -> Path:
-    path = root / g.TRACE / table / f"{g.part_name(table, part)}.csv.gz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
-    return path
 
 
 @pytest.mark.parametrize(
