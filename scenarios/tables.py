@@ -242,7 +242,7 @@ def check_dimensions(dimensions: object, source: str | None = None, key: str = "
     tables' other columns; at least one.
     """
     reserved = {*REQUEST_COLUMNS, *RESOURCE_COLUMNS, *REQUEST_OPTIONAL, *RESOURCE_OPTIONAL,
-                *(c for cs in TEXT_OPTIONAL.values() for c in cs), *OUTPUT_COLUMNS}
+                *_TEXT_COLUMNS, *OUTPUT_COLUMNS}
     reserved -= set(DEFAULT_DIMENSIONS)
     if not isinstance(dimensions, list | tuple) or not dimensions:
         raise MarketInputError(f"key {key!r} must be a non-empty list of names, got {dimensions!r}", source=source)
