@@ -60,51 +60,69 @@ def capacity_prices(
     """
     n, k = cand.shape
     m, dims = cap.shape
-    inv = np.zeros((m, dims))  # 1 / C_jd, 0 where a dimension has no capacity (not priced)
+    # per-resource arrays are (D, M): a dimension's pass gathers from one contiguous row
+    inv = np.zeros((dims, m))  # 1 / C_jd, 0 where a dimension has no capacity (not priced)
     for j in range(m):
         for d in range(dims):
             if cap[j, d] > 0.0:
-                inv[j, d] = 1.0 / cap[j, d]
-    upper = np.full((m, dims), np.inf)
+                inv[d, j] = 1.0 / cap[j, d]
+    # each row's real pairs, padding dropped: their resources (unsigned: numba then drops the
+    # negative-index wraparound from the gathers) and gains
+    count = np.zeros(n, dtype=np.int64)
+    res = np.zeros((n, k), dtype=np.uint64)
+    pair_gain = np.zeros((n, k))
+    for i in range(n):
+        r = 0
+        for c in range(k):
+            if cand[i, c] >= 0:
+                res[i, r] = cand[i, c]
+                pair_gain[i, r] = gain[i, c]
+                r += 1
+        count[i] = r
+    upper = np.full((dims, m), np.inf)
     if bounded:
         upper[:] = 0.0
         for i in range(n):
-            for c in range(k):
-                j = cand[i, c]
-                if j < 0:
-                    continue
+            for r in range(count[i]):
+                j = res[i, r]
                 for d in range(dims):
-                    share = demand[i, d] * inv[j, d]
+                    share = demand[i, d] * inv[d, j]
                     if share > 0.0:
-                        upper[j, d] = max(upper[j, d], gain[i, c] / share)
-    mu = np.zeros((m, dims))
-    load = np.zeros((m, dims))
+                        upper[d, j] = max(upper[d, j], pair_gain[i, r] / share)
+    mu = np.zeros((dims, m))
+    load = np.zeros((dims, m))
+    value = np.empty(k)
     for t in range(iterations):
         load[:] = 0.0
         for i in range(n):
+            # the row's priced values, one dimension at a time (passes that vectorise; the
+            # same sums, in the same order, as one pair at a time), then its best pair
+            pairs = count[i]
+            for r in range(pairs):
+                value[r] = pair_gain[i, r]
+            for d in range(dims):
+                need = demand[i, d]
+                for r in range(pairs):
+                    j = res[i, r]
+                    value[r] -= mu[d, j] * need * inv[d, j]
             best = 0.0
-            best_j = -1
-            for c in range(k):
-                j = cand[i, c]
-                if j < 0:
-                    continue
-                value = gain[i, c]
+            best_r = -1
+            for r in range(pairs):
+                if value[r] > best:
+                    best = value[r]
+                    best_r = r
+            if best_r >= 0:
+                j = res[i, best_r]
                 for d in range(dims):
-                    value -= mu[j, d] * demand[i, d] * inv[j, d]
-                if value > best:
-                    best = value
-                    best_j = j
-            if best_j >= 0:
-                for d in range(dims):
-                    load[best_j, d] += demand[i, d] * inv[best_j, d]
+                    load[d, j] += demand[i, d] * inv[d, j]
         size = step / math.sqrt(t + 1.0) / scale
         priced = False
-        for j in range(m):
-            for d in range(dims):
+        for d in range(dims):
+            for j in range(m):
                 if cap[j, d] > 0.0:
-                    was = mu[j, d]
-                    mu[j, d] = min(upper[j, d], max(0.0, was + size * (load[j, d] - 1.0)))
-                    priced |= was > 0.0 or mu[j, d] > 0.0
+                    was = mu[d, j]
+                    mu[d, j] = min(upper[d, j], max(0.0, was + size * (load[d, j] - 1.0)))
+                    priced |= was > 0.0 or mu[d, j] > 0.0
         if not priced:  # every price 0 before and after: every later step repeats this one
             break
     price = np.zeros((n, k))
@@ -114,5 +132,5 @@ def capacity_prices(
             if j < 0:
                 continue
             for d in range(dims):
-                price[i, c] += mu[j, d] * demand[i, d] * inv[j, d]
+                price[i, c] += mu[d, j] * demand[i, d] * inv[d, j]
     return price
