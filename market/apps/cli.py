@@ -19,6 +19,7 @@ import threading
 import warnings
 from collections.abc import Collection, Sequence
 
+from market.core.memory import retain_freed_memory
 from market.errors import MarketInputError, MarketWarning
 
 #: the command modules under :mod:`market.apps.commands`; a new command is one more name
@@ -102,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Ctrl-C exits with 130 and SIGTERM (``kill``, ``timeout``) with 143, both after the same
     clean stop: a process pool's workers are ended and no output is left behind.
     """
+    retain_freed_memory()  # before the first round's arrays (market.core.memory)
     argv = sys.argv[1:] if argv is None else list(argv)
     command = _command(argv)
     parser = build_parser(only=[command] if command else [])

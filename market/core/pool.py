@@ -23,6 +23,8 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
+from market.core.memory import retain_freed_memory
+
 #: imported by the fork server once, so every worker starts with the runner loaded
 PRELOAD = ["market.core.runner"]
 
@@ -103,8 +105,9 @@ def _sigint_ignored() -> Iterator[None]:
 
 
 def _worker_start(threads: int) -> None:
-    """Pool worker start-up: leave Ctrl-C to the parent; share the CPUs between workers."""
+    """Pool worker start-up: leave Ctrl-C to the parent; share the CPUs between workers; keep freed memory."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    retain_freed_memory()
     import numba
     from numba.np.ufunc import parallel
 
