@@ -680,13 +680,16 @@ def _candidate_rows(
 # Measured with the vectorised scan (2 cores): with one core free the threads halve a
 # call from 1,674 rows up (3.6 -> 2.0 ms; 3,553 rows 6.4 -> 3.4 ms; 100k 151 -> 84 ms),
 # with both cores busy the serial kernel wins (3,553 rows 8.7 against 13.4 ms, 100k 99
-# against 121 ms); the threshold stays where it was.
+# against 121 ms). The threshold counts row-clusters (rows times the clusters each scans):
+# a spill-over call of 1,660 rows over 3 clusters in the 3,553 x 888 bench round takes
+# 2.2 ms on the threads against 2.7-3.6 ms serial (alternating rounds, three processes).
 # (The serial one is a renamed copy: numba names its cache files after the function.)
 _candidate_kernel_parallel = nb.njit(parallel=True, cache=True)(_candidate_rows)
 _serial_rows = types.FunctionType(_candidate_rows.__code__, _candidate_rows.__globals__, "_candidate_rows_serial")
 _serial_rows.__qualname__ = "_candidate_rows_serial"
 _candidate_kernel_serial = nb.njit(cache=True)(_serial_rows)
-PARALLEL_MIN_ROWS = 2_000
+#: the least rows x clusters scanned per row for which the kernel runs on threads
+PARALLEL_MIN_SCANS = 2_000
 
 
 def find_candidates(
@@ -752,7 +755,8 @@ def find_candidates(
     out = (np.empty((n, k), dtype=np.int64), np.empty((n, k)), np.empty((n, k)), np.empty((n, k)))
     if n == 0:
         return Candidates(*out)
-    (_candidate_kernel_parallel if requests.shape[0] >= PARALLEL_MIN_ROWS else _candidate_kernel_serial)(
+    parallel = requests.shape[0] * max(1, routes.shape[1]) >= PARALLEL_MIN_SCANS
+    (_candidate_kernel_parallel if parallel else _candidate_kernel_serial)(
         np.ascontiguousarray(requests), np.ascontiguousarray(need), np.ascontiguousarray(resources),
         free, scale, allowed, order, start, np.ascontiguousarray(routes), keys, scan, int(k),
         float(alpha), float(beta), float(gamma), float(d_max), *out,
