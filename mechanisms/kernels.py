@@ -162,6 +162,14 @@ def lazy_greedy(
     won = user_won.copy()
     choice = np.full(n, -1, dtype=np.int64)
     ok = cand >= 0
+    # rows whose keys are all numbers: a popped request whose previous best column still
+    # fits keeps it without a scan (keys are fixed and capacity only shrinks, so the columns
+    # that beat it did not fit then and do not now); a NaN key breaks that (it wins only as
+    # the first column that fits), so such a row is always scanned
+    steady = np.ones(n, dtype=np.bool_)
+    for i in range(n):
+        for c in range(k):
+            steady[i] &= not (ok[i, c] and math.isnan(base[i, c]))
     first = np.empty(n)
     first_idx = np.empty(n, dtype=np.int64)
     m = 0
@@ -185,21 +193,24 @@ def lazy_greedy(
     p = 0
     while p < m or top > 0:
         if top > 0 and (p == m or _above(keys[0], idx[0], run_key[p], run_idx[p])):
-            i = idx[0] // k
+            e = idx[0]
             top -= 1
             keys[0] = keys[top]
             idx[0] = idx[top]
             _sift_down(keys, idx, top, 0)
         else:
-            i = run_idx[p] // k
+            e = run_idx[p]
             p += 1
-        c = _best_column(i, base, cand, ok, demand, res, cap)
+        i = e // k
+        c = e - i * k  # the best column when the entry was made
+        if not (steady[i] and _fits(res, cand[i, c], demand, i, cap)):
+            c = _best_column(i, base, cand, ok, demand, res, cap)
         if c < 0:
             continue
         u = user[i]
         gain = base[i, c] + fairness_step(won[u], prio[i], delta)
-        if gain <= 0.0:
-            continue
+        if not gain > 0.0:  # nothing to gain, or not a number (never served: a NaN key would
+            continue        # go back on the heap for ever, as no comparison ranks it)
         e = i * k + c
         rank = gain / size[i]
         if p < m and (top == 0 or _above(run_key[p], run_idx[p], keys[0], idx[0])):

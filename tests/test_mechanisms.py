@@ -108,6 +108,17 @@ def test_lazy_greedy_makes_the_picks_of_plain_greedy_in_any_dimension(seed, dims
     assert welfare(market, lazy) == pytest.approx(welfare(market, plain_greedy(market)), abs=1e-12)
 
 
+def test_lazy_greedy_ends_and_serves_no_request_whose_gain_is_not_a_number():
+    """A NaN key went back on the heap for ever (no comparison ranks it): the greedy never ended."""
+    cand = np.array([[0, 1], [0, 1], [1, 0]])
+    base = np.array([[np.nan, 0.5], [0.4, np.nan], [0.3, 0.2]])
+    choice = lazy_greedy(cand, base, np.ones((3, 1)), np.full((2, 1), 2.0), np.arange(3), np.ones(3),
+                         np.zeros(3), 0.5, np.ones(3))
+    # row 0's first fitting column is NaN (the scan keeps it), so row 0 is not served; row 1's
+    # best is r0 (0.4), row 2's r1 (0.3)
+    assert choice.tolist() == [-1, 0, 0]
+
+
 #: every mechanism but the exact solver (HiGHS per hypothesis example is slow; its D is the program's)
 ANY_D = ["mohaf", "greedy", "best_fit", "dot_product", "drf", "first_price", "second_price", "random"]
 #: those that serve every request that still fits when its turn comes (utilities here are positive)
