@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market.core.feasibility import check_round
-from mechanisms import available, create, register
+from mechanisms import available, create, register, unregister
 from mechanisms.base import Allocation, Mechanism, SubMarket
 from mechanisms.checks import check_allocation
 from mechanisms.kernels import lazy_greedy
@@ -274,11 +274,14 @@ class NobodyServed(Mechanism):
 
 def test_user_mechanism_registers_and_runs_without_core_changes():
     register("test_nobody")(NobodyServed)
-    assert "test_nobody" in available()
-    from market.core.model import MarketModel
+    try:  # unregistered after: tests that run every available mechanism must not meet it
+        assert "test_nobody" in available()
+        from market.core.model import MarketModel
 
-    model = MarketModel(load(DATA / "small.toml").replace(oracle=False), mechanism="test_nobody", rng=1)
-    model.run_for(2)
+        model = MarketModel(load(DATA / "small.toml").replace(oracle=False), mechanism="test_nobody", rng=1)
+        model.run_for(2)
+    finally:
+        unregister("test_nobody")
     assert [r["n_allocated"] for r in model.round_records] == [0, 0]
     assert all(r["welfare"] == 0 for r in model.round_records)
 
