@@ -93,6 +93,7 @@ from __future__ import annotations
 import numpy as np
 
 from mechanisms.base import Allocation, Mechanism, SubMarket, paid
+from mechanisms.chains import greedy_chain, two_chains
 from mechanisms.improve import reinsert
 from mechanisms.kernels import lazy_greedy
 from mechanisms.lagrangian import capacity_prices
@@ -231,20 +232,21 @@ class MOHAF(Mechanism):
         if market.n_requests > self.limit:  # a large spill-over: the greedy alone (see limit)
             choice = self._greedy(market, market.utility, size)
             return Allocation(choice, paid(market, choice, market.posted))
-        price = self._capacity_prices(market)
-        net = self._net(market, price)
+        net = self._net(market)
         order = self._order(market, net, size)
-        choice = self._reinsert(market, self._greedy(market, net, size), net, order)
-        if price is not None:
-            # greedy on net gain minus price; shifted positive (the order is unchanged) so that
-            # it places every request that fits, as the priced-out ones may still be worth serving
-            key = np.where(market.valid, net - price, 0.0)
-            key += 1e-9 - min(0.0, float(key.min()))
-            directed = self._reinsert(
-                market, self._greedy(market, key, np.ones(market.n_requests)), net, order
-            )
-            if welfare(market, directed, net) > welfare(market, choice, net):
-                choice = directed
+        passes, order = (0, np.empty(0, dtype=np.int64)) if order is None else (self.improve, order)
+        arrays = (market.candidates, net)
+        fairness = (market.user, market.priority, market.user_won, float(market.fairness_weight))
+        if not self.prices:
+            choice = greedy_chain(*arrays, net, market.demand, market.capacity, *fairness, size, order, passes,
+                                  self.width)
+            return Allocation(choice, paid(market, choice, market.posted))
+        # the second greedy ranks pairs by net gain minus the capacity prices of step 1, each
+        # request's gain weighed with its fairness gain alone (mechanisms.chains)
+        choice, directed = two_chains(*arrays, priced_gain(market), market.demand, market.capacity, *fairness, size,
+                                      order, passes, self.width, self.prices, self.step)
+        if welfare(market, directed, net) > welfare(market, choice, net):
+            choice = directed
         return Allocation(choice, paid(market, choice, market.posted))
 
     def refine(self, market: SubMarket, choice: np.ndarray, rng: np.random.Generator) -> Allocation:
@@ -266,9 +268,8 @@ class MOHAF(Mechanism):
         """
         if not self.prices:
             return None
-        fair = fairness_gain_each(market)
-        gain = np.where(market.valid, market.utility + fair[:, None], 0.0)
-        if occupancy is None:
+        gain = priced_gain(market)
+        if occupancy is None:  # (the same prices as those of the price-directed greedy, mechanisms.chains)
             return capacity_prices(market.candidates, gain, market.demand, market.capacity, self.prices, self.step)
         # loads are ~occupancy times one round's: steps scaled to match, prices kept in the
         # box that holds the LP's (else one early step leaves them above every request's value)
@@ -368,6 +369,11 @@ def fairness_gain_each(market: SubMarket) -> np.ndarray:
     """``(N,)`` each request's fairness gain if it alone were served: ``delta * [g(X_u + p_i) - g(X_u)]``."""
     won = market.user_won[market.user]
     return float(market.fairness_weight) * np.log2((1.0 + won + market.priority) / (1.0 + won))
+
+
+def priced_gain(market: SubMarket) -> np.ndarray:
+    """``(N, K)`` the gain the capacity prices weigh: ``b_ij`` plus the request's fairness gain alone (0 on padding)."""
+    return np.where(market.valid, market.utility + fairness_gain_each(market)[:, None], 0.0)
 
 
 def welfare(market: SubMarket, choice: np.ndarray, base: np.ndarray | None = None) -> float:

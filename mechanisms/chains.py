@@ -1,0 +1,100 @@
+"""MOHAF's two greedy chains (steps 1-2 of :mod:`mechanisms.mohaf`) as one kernel, the chains side by side.
+
+The first chain is the greedy on ``F`` ranked by ``rank / size`` (:func:`lazy_greedy`)
+then re-insertion (:func:`reinsert`); the second prices the capacity
+(:func:`capacity_prices`), ranks pairs by gain less that price and runs the same greedy
+and re-insertion. The two share nothing but their read-only inputs, so they run as the two
+iterations of one ``prange``: on two threads when numba has them (the bench, ``market
+run`` with one worker per CPU pair), one after the other otherwise (a sweep's workers get
+one thread each). Either way each chain's result is the one it computes alone, so the
+allocation does not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
+from mechanisms.improve import reinsert
+from mechanisms.kernels import lazy_greedy
+from mechanisms.lagrangian import capacity_prices
+
+
+@nb.njit(cache=True)
+def greedy_chain(
+    cand: np.ndarray, key: np.ndarray, net: np.ndarray, demand: np.ndarray, cap: np.ndarray, user: np.ndarray,
+    prio: np.ndarray, user_won: np.ndarray, delta: float, size: np.ndarray, order: np.ndarray, passes: int,
+    width: int,
+) -> np.ndarray:
+    """:func:`lazy_greedy` on ``key`` (ranked by ``rank / size``), then ``passes`` of :func:`reinsert` on ``net``.
+
+    Returns:
+        ``(N,)`` chosen candidate column per request, -1 if unserved.
+    """
+    choice = lazy_greedy(cand, key, demand, cap, user, prio, user_won, delta, size)
+    if passes == 0:
+        return choice
+    return reinsert(choice, order, cand, net, demand, cap, user, prio, user_won, delta, passes, width)
+
+
+@nb.njit(cache=True)
+def directed_key(cand: np.ndarray, net: np.ndarray, price: np.ndarray) -> np.ndarray:
+    """``(N, K)`` the price-directed greedy's key: ``net - price`` (0 on padding), shifted positive.
+
+    Shifted by ``1e-9 - min(0, min key)`` so that the greedy places every request that fits
+    (the priced-out ones may still be worth serving); the order is unchanged.
+    """
+    n, k = cand.shape
+    key = np.empty((n, k))
+    for i in range(n):
+        for c in range(k):
+            key[i, c] = net[i, c] - price[i, c] if cand[i, c] >= 0 else 0.0
+    low = key.min() if key.size else 0.0
+    shift = 1e-9 - (low if low < 0.0 else 0.0)  # a NaN minimum shifts by 1e-9, as min(0.0, nan) does
+    for i in range(n):
+        for c in range(k):
+            key[i, c] += shift
+    return key
+
+
+@nb.njit(cache=True, parallel=True)
+def two_chains(
+    cand: np.ndarray, net: np.ndarray, gain: np.ndarray, demand: np.ndarray, cap: np.ndarray, user: np.ndarray,
+    prio: np.ndarray, user_won: np.ndarray, delta: float, size: np.ndarray, order: np.ndarray, passes: int,
+    width: int, iterations: int, step: float,
+) -> np.ndarray:
+    """Both chains: row 0 the first (greedy on ``net`` by ``rank / size``), row 1 the price-directed one.
+
+    Args:
+        cand: ``(N, K)`` local resource of each candidate, -1 = padding.
+        net: ``(N, K)`` pair value the greedies and re-insertion maximise (``F``'s ``b``).
+        gain: ``(N, K)`` pair gain the capacity prices weigh (``b`` plus the request's
+            fairness gain alone; 0 on padding).
+        demand: ``(N, D)`` demand in every dimension.
+        cap: ``(M, D)`` capacity.
+        user: ``(N,)`` local user of each request.
+        prio: ``(N,)`` priority (the fairness mass a request brings its user).
+        user_won: ``(U,)`` mass each user held before.
+        delta: fairness weight.
+        size: ``(N,)`` the first greedy's size per request (its rank is gain / size).
+        order: the requests in the order re-insertion tries them.
+        passes: re-insertion passes (0: none).
+        width: how many of its first candidates re-insertion may move a request to.
+        iterations: subgradient steps of the capacity prices.
+        step: their first step length.
+
+    Returns:
+        ``(2, N)`` chosen candidate column per request in each chain, -1 if unserved.
+    """
+    n = cand.shape[0]
+    out = np.empty((2, n), dtype=np.int64)
+    for chain in nb.prange(2):
+        if chain == 0:
+            out[0] = greedy_chain(cand, net, net, demand, cap, user, prio, user_won, delta, size, order, passes,
+                                  width)
+        else:
+            key = directed_key(cand, net, capacity_prices(cand, gain, demand, cap, iterations, step))
+            out[1] = greedy_chain(cand, key, net, demand, cap, user, prio, user_won, delta, np.ones(n), order,
+                                  passes, width)
+    return out
