@@ -25,7 +25,9 @@ The algorithm, in three steps:
 2. **Re-insertion** after each greedy (:func:`mechanisms.improve.reinsert`, ``improve``
    passes, 0 = off): the unserved requests, in rank order, are inserted where that
    raises ``F`` most, directly, after moving one served request to another of its
-   candidates, or in place of one whose loss is smaller. ``F`` never falls.
+   candidates, or in place of one whose loss is smaller. ``F`` never falls. The two
+   chains (greedy then re-insertion, each) share nothing but their inputs, so they run
+   side by side, on two threads where numba has them (:func:`mechanisms.chains.two_chains`).
 3. **Refinement at the root** (:meth:`refine`, rounds of at most ``limit`` requests): once
    the cluster auctions and the spill-over are done, the root re-runs steps 1-2 over the
    whole round, every request with its candidates in its own and its neighbouring
