@@ -52,7 +52,7 @@ def test_two_chains_equal_the_chains_run_one_after_another(seed, threads):
                           order, passes, 8, 10, 0.2)
     finally:
         numba.set_num_threads(before)
-    assert both.tolist() == [first.tolist(), directed.tolist()]
+    assert [c.tolist() for c in both] == [first.tolist(), directed.tolist()]
     alone = greedy_chain(market.candidates, market.utility, market.utility, market.demand, market.capacity,
                          market.user, market.priority, market.user_won, float(market.fairness_weight), size, order,
                          passes, 8)
