@@ -120,6 +120,9 @@ def two_chains(
     directed = (directed_chain, cand, net, gain, demand, cap, *fairness, order, passes, width, iterations, step)
     if nb.get_num_threads() < 2:  # the process has one CPU's share: one chain after the other
         return first[0](*first[1:]), directed[0](*directed[1:])
-    pending = _helper_thread(os.getpid()).submit(*first)
+    try:
+        pending = _helper_thread(os.getpid()).submit(*first)
+    except RuntimeError:  # the interpreter is shutting down (executors take no more work): in turn
+        return first[0](*first[1:]), directed[0](*directed[1:])
     second = directed[0](*directed[1:])  # meanwhile, on this thread
     return pending.result(), second

@@ -114,7 +114,7 @@ def reinsert(
                 if j < 0:
                     continue
                 gain = base[u, c] + fair_u
-                if gain <= best:
+                if not gain > best:  # no better, or not a number (a NaN pair is never placed)
                     continue
                 if _fits(res, j, demand, u, cap):
                     best, best_c, best_s, best_c2 = gain, c, -1, -1

@@ -298,7 +298,7 @@ class MOHAF(Mechanism):
             later = self.discount * (1.0 - self.discount**later) / (1.0 - self.discount)
         return later
 
-    def _net(self, market: SubMarket, price: np.ndarray | None = None) -> np.ndarray:
+    def _net(self, market: SubMarket) -> np.ndarray:
         """``(N, K)`` pair utility less the opportunity cost of the capacity held past this round.
 
         ``b_ij - hold * cost_ij`` (bid-price control, module docstring), ``later_i`` from
@@ -308,7 +308,8 @@ class MOHAF(Mechanism):
           capacity prices of the occupancy LP (each request taking its demand for
           ``1 + later_i`` rounds of the same capacity), of which the rounds past this one;
         - ``bid_prices = "round"``: ``cost_ij = price_ij * later_i``, ``price`` this round's
-          capacity prices (``price`` if given, computed otherwise).
+          capacity prices (computed here, and again inside the price-directed chain, which
+          runs apart: :mod:`mechanisms.chains`).
 
         ``b_ij`` itself when :meth:`_later` is None.
         """
@@ -319,7 +320,7 @@ class MOHAF(Mechanism):
             occupancy = 1.0 + later
             cost = self._capacity_prices(market, occupancy) * (later / occupancy)[:, None]
         else:
-            cost = (self._capacity_prices(market) if price is None else price) * later[:, None]
+            cost = self._capacity_prices(market) * later[:, None]
         return market.utility - self.hold * cost
 
     def _size(self, market: SubMarket) -> np.ndarray:

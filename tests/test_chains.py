@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numba
 import numpy as np
 import pytest
 
+from mechanisms.base import SubMarket
 from mechanisms.chains import directed_key, greedy_chain, two_chains
 from mechanisms.improve import reinsert
 from mechanisms.kernels import lazy_greedy
@@ -72,3 +77,40 @@ def test_mohaf_without_price_steps_runs_the_first_chain_alone():
     order = np.argsort(-np.where(market.valid, market.utility, -np.inf).max(axis=1) / size, kind="stable")
     first, _, _ = _by_parts(market, size, order, 1, 8, 10, 0.2)
     assert MOHAF(prices=0).allocate(market, np.random.default_rng(0)).choice.tolist() == first.tolist()
+
+
+@pytest.mark.parametrize("params", [{}, {"improve": 0}, {"prices": 0}, {"prices": 0, "improve": 0}])
+def test_mohaf_never_serves_a_pair_whose_utility_is_not_a_number(params):
+    """Re-insertion placed a NaN pair that the greedy leaves (NaN compares false with every bound)."""
+    cand = np.array([[0, 1]])
+    market = SubMarket(
+        demand=np.array([[1.0]]), budget=np.array([5.0]), bid_scale=np.ones(1), priority=np.ones(1),
+        user=np.zeros(1, dtype=np.int64), candidates=cand, utility=np.array([[np.nan, 0.5]]),
+        reserve=np.ones((1, 2)), posted=np.ones((1, 2)), capacity=np.array([[1.0], [0.5]]), user_won=np.zeros(1),
+        fairness_weight=0.0, resource_ids=np.arange(2), request_ids=np.arange(1),
+    )  # the 0.5 pair does not fit: only the NaN pair would
+    alloc = MOHAF(**params).allocate(market, np.random.default_rng(0))
+    assert alloc.choice.tolist() == [-1] and alloc.payment.tolist() == [0.0]
+
+
+# a thread that still allocates while the interpreter shuts down: the helper thread's
+# executor takes no more work then, and the chains must run in turn instead of failing
+SHUTDOWN = """
+import threading, numpy as np
+from mechanisms.mohaf import MOHAF
+from tests.test_mechanisms import random_submarket
+market = random_submarket(np.random.default_rng(1), n=40, m=5, k=4, delta=0.5, users=5)
+MOHAF().allocate(market, np.random.default_rng(0))  # the helper thread starts
+expected = MOHAF().allocate(market, np.random.default_rng(0)).choice.tolist()
+def work():
+    for _ in range(100):
+        assert MOHAF().allocate(market, np.random.default_rng(0)).choice.tolist() == expected
+    print("finished", flush=True)
+threading.Thread(target=work).start()
+"""
+
+
+def test_mohaf_allocates_in_a_thread_that_outlives_the_main_thread():
+    proc = subprocess.run([sys.executable, "-c", SHUTDOWN], check=False, capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0 and proc.stdout.split() == ["finished"], proc.stderr[-2000:]
