@@ -209,8 +209,10 @@ def lazy_greedy(
             continue
         u = user[i]
         gain = base[i, c] + fairness_step(won[u], prio[i], delta)
-        if not gain > 0.0:  # nothing to gain, or not a number (never served: a NaN key would
-            continue        # go back on the heap for ever, as no comparison ranks it)
+        # nothing to gain, or not a number: never served (a NaN key would go back on the heap
+        # for ever, as no comparison ranks it)
+        if not gain > 0.0:
+            continue
         e = i * k + c
         rank = gain / size[i]
         if p < m and (top == 0 or _above(run_key[p], run_idx[p], keys[0], idx[0])):
