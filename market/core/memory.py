@@ -17,7 +17,6 @@ Only the standard library is imported here; elsewhere than glibc (musl, macOS) i
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 
 #: blocks at least this large are mapped on their own (glibc's own dynamic ceiling on 64-bit)
@@ -31,9 +30,10 @@ _M_MMAP_THRESHOLD = -3
 @functools.cache
 def retain_freed_memory() -> bool:
     """Set glibc's thresholds once per process; True if they were set (False elsewhere than glibc)."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
+        # the C library the interpreter already runs on (find_library would run ldconfig:
+        # 4 ms and a subprocess on every command's start)
+        libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
         libc.gnu_get_libc_version  # noqa: B018  (glibc only: musl has mallopt as a stub)
     except (OSError, AttributeError, TypeError):
