@@ -117,13 +117,13 @@ def two_chains(
         ``(first, directed)``, each ``(N,)`` chosen candidate column per request, -1 if unserved.
     """
     fairness = (user, prio, user_won, float(delta))
-    first = (greedy_chain, cand, net, net, demand, cap, *fairness, size, order, passes, width)
-    directed = (directed_chain, cand, net, gain, demand, cap, *fairness, order, passes, width, iterations, step)
+    first = functools.partial(greedy_chain, cand, net, net, demand, cap, *fairness, size, order, passes, width)
     pending = None
     # with one CPU's share (nb.get_num_threads() == 1) the chains run in turn, and so they do
     # while the interpreter shuts down (its executors take no more work: RuntimeError)
     if nb.get_num_threads() > 1:
         with contextlib.suppress(RuntimeError):
-            pending = _helper_thread(os.getpid()).submit(*first)
-    second = directed[0](*directed[1:])  # meanwhile, on this thread
-    return (first[0](*first[1:]) if pending is None else pending.result()), second
+            pending = _helper_thread(os.getpid()).submit(first)
+    # meanwhile, on this thread
+    second = directed_chain(cand, net, gain, demand, cap, *fairness, order, passes, width, iterations, step)
+    return (first() if pending is None else pending.result()), second

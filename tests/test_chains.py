@@ -19,6 +19,11 @@ from mechanisms.mohaf import MOHAF, capacity_share, priced_gain
 from tests.test_mechanisms import random_submarket
 
 
+def _order(market, size):
+    """Re-insertion's order as MOHAF sets it: best pair value over size, descending (stable)."""
+    return np.argsort(-(np.where(market.valid, market.utility, -np.inf).max(axis=1) / size), kind="stable")
+
+
 def _by_parts(market, size, order, passes, width, iterations, step):
     """The two chains from the separate kernels, one call after another (MOHAF's steps 1-2 as written)."""
     args = (market.demand, market.capacity, market.user, market.priority, market.user_won,
@@ -43,7 +48,7 @@ def test_two_chains_equal_the_chains_run_one_after_another(seed, threads):
     market = random_submarket(rng, n=int(rng.integers(1, 60)), m=m, k=min(4, m),
                               delta=float(rng.choice([0.0, 0.5])), users=5, dims=dims)
     size = capacity_share(market)
-    order = np.argsort(-np.where(market.valid, market.utility, -np.inf).max(axis=1) / size, kind="stable")
+    order = _order(market, size)
     passes = int(rng.integers(0, 3))
     first, directed, key = _by_parts(market, size, order, passes, 8, 10, 0.2)
     assert np.array_equal(directed_key(market.candidates, market.utility,
@@ -74,7 +79,7 @@ def test_directed_key_shifts_a_nan_minimum_as_python_min_does():
 def test_mohaf_without_price_steps_runs_the_first_chain_alone():
     market = random_submarket(np.random.default_rng(3), n=40, m=5, k=4, delta=0.5, users=5)
     size = capacity_share(market)
-    order = np.argsort(-np.where(market.valid, market.utility, -np.inf).max(axis=1) / size, kind="stable")
+    order = _order(market, size)
     first, _, _ = _by_parts(market, size, order, 1, 8, 10, 0.2)
     assert MOHAF(prices=0).allocate(market, np.random.default_rng(0)).choice.tolist() == first.tolist()
 
