@@ -89,18 +89,40 @@ def test_candidates_are_the_top_k_of_the_feasibility_rule(seed, n, m, clusters, 
             assert got.reserve[i, q] == reserve and got.posted[i, q] == posted_price(reserve, util[q])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
-    c=st.integers(1, 80),
+    c=st.integers(1, 300),
     n=st.integers(1, 200),
     grid=st.booleans(),
+    spread=st.sampled_from([1.0, 3.0, 1e-6]),
+    workers=st.sampled_from([1, -1]),
 )
-def test_nearest_is_the_trees_answer(seed, c, n, grid):
-    """Brute force (up to 64 centres) or tree, the answer is ``cKDTree.query``'s, ties included."""
+def test_nearest_is_the_trees_answer(seed, c, n, grid, spread, workers):
+    """Brute force (up to 64 centres) or grid search, the answer is ``cKDTree.query``'s, ties included.
+
+    Points reach past the centres' box (``spread``); a box flat in one direction (1e-6)
+    gives cells of a tiny width.
+    """
     rng = np.random.default_rng(seed)
     draw = (lambda size: rng.integers(-3, 4, size).astype(float)) if grid else (lambda size: rng.uniform(-100, 100, size))
-    centres, xy = draw((c, 2)), draw((n, 2))
+    centres = draw((c, 2))
+    centres[:, 1] *= spread if spread < 1 else 1.0
+    xy = draw((n, 2)) * (spread if spread > 1 else 1.0)
     k = int(rng.integers(1, c + 1))
     want = cKDTree(centres).query(xy, k=k)[1].reshape(n, k)
-    assert np.array_equal(nearest(centres, xy, k), want)
+    assert np.array_equal(nearest(centres, xy, k, workers), want)
+
+
+def test_nearest_on_many_points_and_odd_ones():
+    """The threaded grid search (20,000+ points), far points (squares past the float range) and ties."""
+    rng = np.random.default_rng(5)
+    centres = rng.uniform(0, 200, (500, 2))
+    xy = rng.uniform(-50, 250, (30_000, 2))
+    xy[:2] = [[1e200, -1e200], [-1e200, 3.0]]
+    xy[2:5] = centres[:3]  # on a centre
+    xy[5] = (centres[0] + centres[1]) / 2  # halfway between two
+    with np.errstate(over="ignore"):
+        want = cKDTree(centres).query(xy, k=4)[1]
+        for workers in (1, -1):
+            assert np.array_equal(nearest(centres, xy, 4, workers), want)

@@ -7,7 +7,7 @@ import pytest
 
 from agents.user import strategy_groups
 from market.core.candidates import find_candidates, request_rows, resource_rows
-from market.core.dense import dense_unique, lookup_table, unique_inverse
+from market.core.dense import dense_unique, group_order, lookup_table, unique_inverse
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -37,6 +37,20 @@ def test_unique_inverse_is_np_unique_for_any_ids(ids):
     distinct, inverse = unique_inverse(ids)
     want, want_inverse = np.unique(ids, return_inverse=True)
     assert distinct.tolist() == want.tolist() and inverse.tolist() == want_inverse.tolist()
+
+
+@pytest.mark.parametrize(
+    ("low", "high"), [(-1, 9), (-1, 1000), (0, 32_767), (-32_768, 5), (-1, 40_000), (-(2**40), 2**40)]
+)
+def test_group_order_is_a_stable_argsort(low, high):
+    rng = np.random.default_rng(high)
+    for n in (0, 1, 7, 5_000):
+        labels = rng.integers(low, high + 1, n)
+        labels[: n // 3] = high  # the extremes, and long runs of one label
+        labels[n // 3 : n // 2] = low
+        got = group_order(labels)
+        assert got.dtype == np.int64
+        assert got.tolist() == np.argsort(labels, kind="stable").tolist()
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import numpy as np
 
 import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
 from market.core.candidates import Candidates, find_candidates, request_rows
-from market.core.dense import dense_unique, lookup_table
+from market.core.dense import dense_unique, group_order, lookup_table
 from market.core.eligibility import any_type
 from market.core.feasibility import check_round
 from market.core.hierarchy import Hierarchy, route
@@ -375,7 +375,7 @@ def clear_round(
         out.proven_optimal, out.bound = alloc.proven_optimal, alloc.bound
     else:
         home = routes[:, 0]
-        order = np.argsort(home, kind="stable")
+        order = group_order(home)
         # candidates in cluster order: a cluster's requests are scanned one after another
         # while its resources are in cache, and each planner gets its block as views
         primary = candidates(order, routes[order, :1])
@@ -399,7 +399,7 @@ def clear_round(
         if left.size:
             t_spill = time.perf_counter()
             # computed grouped by first spill-over cluster (cache), written in row order
-            by_cluster = np.argsort(routes[left, 1], kind="stable")
+            by_cluster = group_order(routes[left, 1])
             secondary = candidates(left, routes[left, 1:], _with_room(hierarchy, free, book.need[left], free_before), by_cluster)
             t1 += time.perf_counter() - t_spill
             sub = submarket(left, secondary, book, free, won, params.weights, aligned=True, lookups=lookups,

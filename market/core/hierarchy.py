@@ -15,6 +15,7 @@ kept as a networkx graph for the dashboard and reports.
 
 from __future__ import annotations
 
+import types
 import warnings
 from dataclasses import dataclass
 
@@ -157,28 +158,187 @@ def nearest(centres: np.ndarray, xy: np.ndarray, k: int, workers: int = 1) -> np
     """The ``k`` nearest centres of each point, nearest first: ``cKDTree(centres).query(xy, k)``.
 
     With few centres (:data:`BRUTE_FORCE_CENTRES`) a numba loop measures every distance
-    (a tree's search costs more than it saves then). Its order is the tree's wherever the
-    distances are apart; a row with two of its ``k + 1`` smallest distances within
+    (a tree's search costs more than it saves then); with more, a numba search of a
+    uniform grid of the centres measures those in the cells around each point, ring by
+    ring, until no centre outside can be nearer (1M points among 1,000 centres: 0.1 s
+    against the tree's 0.44 s on two threads). Either way the order is the tree's wherever
+    the distances are apart; a row with two of its ``k + 1`` smallest distances within
     :data:`TIE_RTOL` of each other (or a non-finite one) is asked of the tree, which breaks
-    ties its own way, so the answer is the tree's in every row.
+    ties its own way, so the answer is the tree's in every row. Centres that are not all
+    finite go to the tree.
 
     Args:
         centres: ``(C, 2)`` the centres.
         xy: ``(N, 2)`` the points.
         k: neighbours wanted, ``1 <= k <= C``.
-        workers: the tree's threads (``-1``: all).
+        workers: threads (``-1``: all; the grid search uses numba's).
 
     Returns:
         ``(N, k)`` int64 centre indices.
     """
     n = xy.shape[0]
-    if centres.shape[0] > BRUTE_FORCE_CENTRES:
+    centres = np.ascontiguousarray(centres, dtype=float)
+    xy = np.ascontiguousarray(xy, dtype=float)
+    if centres.shape[0] <= BRUTE_FORCE_CENTRES:
+        near, tied = _nearest(centres, xy, k, TIE_RTOL)
+    elif np.isfinite(centres).all():
+        grid = _grid(centres)
+        search = _nearest_in_grid_parallel if workers != 1 and n >= PARALLEL_MIN_POINTS else _nearest_in_grid
+        # points grouped by cell, so that neighbours search the same cells one after
+        # another (1M points: 0.16 against 0.39 s in row order, the gathers included)
+        visit = _by_cell(xy, *grid[3:])
+        near, tied = np.empty((n, k), dtype=np.int64), np.empty(n, dtype=np.bool_)
+        near[visit], tied[visit] = search(centres, xy[visit], k, TIE_RTOL, *grid)
+    else:
         return cKDTree(centres).query(xy, k=k, workers=workers)[1].reshape(n, k)
-    near, tied = _nearest(np.ascontiguousarray(centres, dtype=float), np.ascontiguousarray(xy, dtype=float), k, TIE_RTOL)
     redo = np.flatnonzero(tied)
     if redo.size:
         near[redo] = cKDTree(centres).query(xy[redo], k=k)[1].reshape(redo.size, k)
     return near
+
+
+#: the fewest points for which the grid search runs on threads
+PARALLEL_MIN_POINTS = 20_000
+
+
+def _grid(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, float, int]:
+    """A uniform grid over the centres' bounding box, about two centres per cell.
+
+    (Two per cell: the 5 nearest centres of a point, the usual ``k + 1``, then mostly lie
+    within the 3 x 3 cells around it, 18 centres measured.)
+
+    Returns:
+        ``(start, members, located, x0, y0, width, side)``: cell ``(a, b)`` (``a`` along
+        x) is ``a * side + b``; its centres are ``members[start[cell]:start[cell + 1]]``,
+        at ``located[start[cell]:start[cell + 1]]`` (the centres in that order, so a cell's
+        are read one after another); cells are squares of ``width`` from ``(x0, y0)``.
+    """
+    c = centres.shape[0]
+    side = max(1, int(np.ceil(np.sqrt(c / 2))))
+    low, high = centres.min(axis=0), centres.max(axis=0)
+    width = float(max(high[0] - low[0], high[1] - low[1])) / side
+    width = width if width > 0.0 else 1.0
+    cell = _cell_of(centres[:, 0], low[0], width, side) * side + _cell_of(centres[:, 1], low[1], width, side)
+    members = np.argsort(cell, kind="stable")
+    start = np.searchsorted(cell[members], np.arange(side * side + 1)).astype(np.int64)
+    return start, members.astype(np.int64), centres[members], float(low[0]), float(low[1]), width, side
+
+
+def _cell_of(v: np.ndarray, low: float, width: float, side: int) -> np.ndarray:
+    return np.clip(((v - low) / width).astype(np.int64), 0, side - 1)
+
+
+@nb.njit(cache=True, inline="always")
+def _cell_at(v: float, low: float, width: float, side: int) -> int:
+    """The grid column (or row) of coordinate ``v``, clamped to the grid (NaN: 0)."""
+    at = (v - low) / width
+    return int(min(max(at, 0.0), side - 1.0)) if at == at else 0
+
+
+@nb.njit(cache=True)
+def _by_cell(xy: np.ndarray, x0: float, y0: float, width: float, side: int) -> np.ndarray:
+    """``(N,)`` the points grouped by grid cell (a counting sort; rows in order within a cell)."""
+    n = xy.shape[0]
+    cell = np.empty(n, dtype=np.int64)
+    count = np.zeros(side * side + 1, dtype=np.int64)
+    for i in range(n):
+        cell[i] = _cell_at(xy[i, 0], x0, width, side) * side + _cell_at(xy[i, 1], y0, width, side)
+        count[cell[i] + 1] += 1
+    for c in range(side * side):
+        count[c + 1] += count[c]
+    visit = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        visit[count[cell[i]]] = i
+        count[cell[i]] += 1
+    return visit
+
+
+def _nearest_in_grid_rows(
+    centres: np.ndarray, xy: np.ndarray, k: int, rtol: float, start: np.ndarray, members: np.ndarray,
+    located: np.ndarray, x0: float, y0: float, width: float, side: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest` by the grid of :func:`_grid`: ``(N, k)`` indices and ``(N,)`` rows with a (near) tie.
+
+    Rings of cells around a point's cell are searched until the ``k + 1`` smallest
+    distances found are below the squared distance from the point to the edge of the
+    searched square (a side at the grid's edge has no centre past it). Distances and ties
+    as :func:`_nearest`.
+    """
+    n, c = xy.shape[0], centres.shape[0]
+    keep = min(k + 1, c)
+    near = np.empty((n, k), dtype=np.int64)
+    tied = np.zeros(n, dtype=np.bool_)
+    slack = 1e-9 * (abs(x0) + abs(y0) + side * width)
+    for block in nb.prange((n + 1023) // 1024):
+        dist = np.empty(keep)
+        idx = np.empty(keep, dtype=np.int64)
+        for i in range(block * 1024, min(n, (block + 1) * 1024)):
+            px, py = xy[i, 0], xy[i, 1]
+            if not (abs(px) < np.inf and abs(py) < np.inf):  # nan or inf: the tree's answer
+                tied[i] = True
+                near[i, :] = 0
+                continue
+            ca = _cell_at(px, x0, width, side)
+            cb = _cell_at(py, y0, width, side)
+            found = 0
+            ring = 0
+            while True:
+                a_lo, a_hi, b_lo, b_hi = ca - ring, ca + ring, cb - ring, cb + ring
+                for a in range(max(a_lo, 0), min(a_hi, side - 1) + 1):
+                    edge_a = a in (a_lo, a_hi)
+                    for b in range(max(b_lo, 0), min(b_hi, side - 1) + 1):
+                        if not edge_a and b != b_lo and b != b_hi:
+                            continue  # an inner cell: searched in an earlier ring
+                        cell = a * side + b
+                        for m in range(start[cell], start[cell + 1]):
+                            q = members[m]
+                            dx = px - located[m, 0]
+                            dy = py - located[m, 1]
+                            d = 0.0 + dx * dx
+                            d += dy * dy
+                            if not d < np.inf:  # overflow
+                                tied[i] = True
+                            if found == keep and not d < dist[keep - 1]:
+                                continue
+                            p = found if found < keep else keep - 1
+                            while p > 0 and (d < dist[p - 1] or (d == dist[p - 1] and q < idx[p - 1])):
+                                if p < keep:
+                                    dist[p], idx[p] = dist[p - 1], idx[p - 1]
+                                p -= 1
+                            dist[p], idx[p] = d, q
+                            found = min(found + 1, keep)
+                # the nearest a centre outside the searched square can be (sides at the
+                # grid's edge have none past them)
+                bound = np.inf  # less a slack for the round-off of the cells' edges
+                if a_lo > 0:
+                    bound = min(bound, px - (x0 + a_lo * width))
+                if a_hi < side - 1:
+                    bound = min(bound, x0 + (a_hi + 1) * width - px)
+                if b_lo > 0:
+                    bound = min(bound, py - (y0 + b_lo * width))
+                if b_hi < side - 1:
+                    bound = min(bound, y0 + (b_hi + 1) * width - py)
+                if bound == np.inf:
+                    break  # every cell searched
+                bound -= slack
+                if found == keep and bound > 0.0 and dist[keep - 1] * (1.0 + 1e-9) < bound * bound:
+                    break
+                ring += 1
+            for p in range(1, keep):
+                if dist[p] <= dist[p - 1] * (1.0 + rtol):
+                    tied[i] = True
+            for p in range(k):
+                near[i, p] = idx[p]
+    return near, tied
+
+
+# compiled twice (threads pay off only on many points; the serial one is a renamed copy,
+# since numba names its cache files after the function)
+_nearest_in_grid_parallel = nb.njit(parallel=True, cache=True)(_nearest_in_grid_rows)
+_serial_grid = types.FunctionType(_nearest_in_grid_rows.__code__, _nearest_in_grid_rows.__globals__,
+                                  "_nearest_in_grid_serial")
+_serial_grid.__qualname__ = "_nearest_in_grid_serial"
+_nearest_in_grid = nb.njit(cache=True)(_serial_grid)
 
 
 @nb.njit(cache=True)
