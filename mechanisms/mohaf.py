@@ -92,8 +92,10 @@ scenario.
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
+import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
 from mechanisms.base import Allocation, Mechanism, SubMarket, paid
 from mechanisms.chains import greedy_chain, two_chains
 from mechanisms.improve import reinsert
@@ -136,14 +138,67 @@ def capacity_share(market: SubMarket) -> np.ndarray:
         if market.capacity.shape[0]
         else np.ones(market.demand.shape[1])
     )
-    share = market.demand / np.where(mean_cap > 0, mean_cap, 1.0)
-    size = share.max(axis=1)
+    scale = np.where(mean_cap > 0, mean_cap, 1.0)
+    held, mean = np.empty(0), 0.0  # no durations: no duration factor
     if market.duration is not None and market.n_requests:
         held = durations(market)
-        mean = held.mean()
-        if mean > 0:
-            size = size * np.maximum(held / mean, 1e-3)
-    return np.maximum(size, 1e-9)
+        mean = float(held.mean())
+    return _sizes(market.demand, scale, held, mean)
+
+
+@nb.njit(cache=True, inline="always")
+def _maximum(a: float, b: float) -> float:
+    """``np.maximum`` of two floats: NaN if either is."""
+    return a if a != a or a > b else b
+
+
+@nb.njit(cache=True)
+def _sizes(demand: np.ndarray, scale: np.ndarray, held: np.ndarray, mean: float) -> np.ndarray:
+    """:func:`capacity_share`'s arithmetic, elementwise as numpy does it.
+
+    ``max_d demand_id / scale_d`` (NaN if any is), times ``max(held_i / mean, 1e-3)`` when
+    ``held`` is given and ``mean > 0``, then at least 1e-9.
+    """
+    n, dims = demand.shape
+    size = np.empty(n)
+    timed = held.size > 0 and mean > 0.0
+    for i in range(n):
+        s = demand[i, 0] / scale[0] if dims else -np.inf
+        for d in range(1, dims):
+            s = _maximum(s, demand[i, d] / scale[d])
+        if timed:
+            s = s * _maximum(held[i] / mean, 1e-3)
+        size[i] = _maximum(s, 1e-9)
+    return size
+
+
+@nb.njit(cache=True)
+def _rank_key(cand: np.ndarray, net: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """``(N,)`` ``-(best_i / size_i)``, ``best_i`` a request's largest ``net`` over its real pairs.
+
+    ``-inf`` best without a pair, NaN if any of its pairs' is (``np.max``'s NaN).
+    """
+    n, k = cand.shape
+    key = np.empty(n)
+    for i in range(n):
+        best = -np.inf
+        for c in range(k):
+            if cand[i, c] >= 0:
+                best = _maximum(best, net[i, c])
+        key[i] = -(best / size[i])
+    return key
+
+
+@nb.njit(cache=True)
+def _with_fairness(cand: np.ndarray, utility: np.ndarray, each: np.ndarray) -> np.ndarray:
+    """``(N, K)`` ``utility_ij + each_i`` on real pairs, 0 on padding."""
+    n, k = cand.shape
+    gain = np.zeros((n, k))
+    for i in range(n):
+        for c in range(k):
+            if cand[i, c] >= 0:
+                gain[i, c] = utility[i, c] + each[i]
+    return gain
 
 
 @register("mohaf")
@@ -344,8 +399,7 @@ class MOHAF(Mechanism):
         """The order re-insertion tries requests in: best static rank first (ties to the lower row)."""
         if not self.improve or not market.n_requests:
             return None
-        best = np.where(market.valid, net, -np.inf).max(axis=1)
-        return np.argsort(-(best / size), kind="stable")
+        return np.argsort(_rank_key(market.candidates, net, size), kind="stable")
 
     def _reinsert(
         self, market: SubMarket, choice: np.ndarray, net: np.ndarray, order: np.ndarray | None
@@ -376,7 +430,7 @@ def fairness_gain_each(market: SubMarket) -> np.ndarray:
 
 def priced_gain(market: SubMarket) -> np.ndarray:
     """``(N, K)`` the gain the capacity prices weigh: ``b_ij`` plus the request's fairness gain alone (0 on padding)."""
-    return np.where(market.valid, market.utility + fairness_gain_each(market)[:, None], 0.0)
+    return _with_fairness(market.candidates, market.utility, fairness_gain_each(market))
 
 
 def welfare(market: SubMarket, choice: np.ndarray, base: np.ndarray | None = None) -> float:

@@ -283,3 +283,48 @@ def test_a_duration_that_is_not_finite_is_refused_not_looped_on(duration):
     for mohaf in (MOHAF(), MOHAF(hold=0.5)):
         with pytest.raises(ValueError, match="duration must be finite"):
             mohaf.allocate(timed, np.random.default_rng(0))
+
+
+def _numpy_inputs(market: SubMarket) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MOHAF's per-market inputs as numpy computes them: sizes, re-insertion order, priced gains."""
+    mean_cap = market.capacity.mean(axis=0) if market.capacity.shape[0] else np.ones(market.demand.shape[1])
+    size = (market.demand / np.where(mean_cap > 0, mean_cap, 1.0)).max(axis=1)
+    if market.duration is not None and market.n_requests:
+        held = np.asarray(market.duration, dtype=float)
+        if held.mean() > 0:
+            size = size * np.maximum(held / held.mean(), 1e-3)
+    size = np.maximum(size, 1e-9)
+    best = np.where(market.valid, market.utility, -np.inf).max(axis=1)
+    won = market.user_won[market.user]
+    each = market.fairness_weight * np.log2((1.0 + won + market.priority) / (1.0 + won))
+    return size, np.argsort(-(best / size), kind="stable"), np.where(market.valid, market.utility + each[:, None], 0.0)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_mohaf_inputs_are_numpys_bit_for_bit(seed):
+    """The kernels behind sizes, order and priced gains give numpy's floats, NaN, zeros and ties included."""
+    from dataclasses import replace
+
+    from mechanisms.mohaf import capacity_share, priced_gain
+
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(1, 8))
+    market = random_submarket(rng, int(rng.integers(0, 40)), m, int(rng.integers(1, m + 1)), 0.3, 5,
+                              int(rng.integers(1, 4)))
+    n = market.n_requests
+    demand, utility, capacity = market.demand.copy(), market.utility.copy(), market.capacity.copy()
+    if n and seed % 4 == 1:  # NaN demand and utility, a dimension of zero capacity
+        demand[rng.integers(0, n), rng.integers(0, demand.shape[1])] = np.nan
+        utility[rng.integers(0, n), 0] = np.nan
+        capacity[:, 0] = 0.0
+    if n and seed % 4 == 2:  # ties everywhere
+        demand[:] = 0.5
+        utility = np.where(market.valid, 0.5, 0.0)
+    duration = rng.integers(1, 5, n).astype(float) if seed % 2 else None
+    market = replace(market, demand=demand, utility=utility, capacity=capacity, duration=duration)
+    size, order, gain = _numpy_inputs(market)
+    mohaf = MOHAF()
+    assert capacity_share(market).tobytes() == size.tobytes()
+    got = mohaf._order(market, market.utility, capacity_share(market))
+    assert (got if got is not None else np.empty(0, dtype=np.int64)).tolist() == order.tolist()
+    assert priced_gain(market).tobytes() == gain.tobytes()
