@@ -81,8 +81,8 @@ def test_strategy_groups_match_grouping_by_equality(seed):
     assert all(got[k].dtype == np.int64 and got[k].tolist() == want[k] for k in want)
 
 
-def test_candidates_do_not_depend_on_the_scan_order():
-    rng = np.random.default_rng(3)
+def _candidate_market(rng: np.random.Generator) -> tuple:
+    """A candidate search's arguments: 300 requests, 60 resources in 4 clusters, many ties."""
     n, m, clusters = 300, 60, 4
     demand = rng.uniform(0.1, 2.0, (n, 2))
     rq = request_rows(
@@ -126,12 +126,36 @@ def test_candidates_do_not_depend_on_the_scan_order():
         200.0,
         np.arange(n, dtype=np.int64) * 7,
     )
+    return args
+
+
+def _same(a, b) -> None:
+    for x, y in zip((a.resource, a.utility, a.reserve, a.posted), (b.resource, b.utility, b.reserve, b.posted),
+                    strict=True):
+        assert x.tobytes() == y.tobytes()
+
+
+def test_candidates_do_not_depend_on_the_scan_order():
+    rng = np.random.default_rng(3)
+    args = _candidate_market(rng)
     plain = find_candidates(*args)
-    scanned = find_candidates(*args, scan=rng.permutation(n))
-    for a, b in zip(
-        (plain.resource, plain.utility, plain.reserve, plain.posted),
-        (scanned.resource, scanned.utility, scanned.reserve, scanned.posted),
-        strict=True,
-    ):
-        assert a.tobytes() == b.tobytes()
+    _same(plain, find_candidates(*args, scan=rng.permutation(args[0].shape[0])))
     assert (plain.resource >= 0).any()
+
+
+@pytest.mark.parametrize("take", ["some", "repeated", "none", "all"])
+def test_candidates_of_some_rows_are_those_of_the_rows_copied(take):
+    """``rows=`` gives what the copied rows give (requests, need, keys, eligibility), in any scan order."""
+    rng = np.random.default_rng(4)
+    rq, demand, rs, free, order, start, routes, k, weights, d_max, keys = _candidate_market(rng)
+    n = rq.shape[0]
+    rows = {"some": rng.choice(n, 120, replace=False), "repeated": rng.integers(0, n, 50),
+            "none": np.zeros(0, dtype=np.int64), "all": np.arange(n)}[take]
+    allowed = rng.integers(0, 2**62, (n, 1))  # eligibility masks, one word a request
+    copied = find_candidates(rq[rows], demand[rows], rs, free, order, start, routes[rows], k, weights, d_max, keys[rows],
+                             allowed[rows])
+    indexed = find_candidates(rq, demand, rs, free, order, start, routes[rows], k, weights, d_max, keys, allowed,
+                              scan=rng.permutation(rows.size), rows=rows)
+    _same(copied, indexed)
+    with pytest.raises(ValueError, match="rows"):
+        find_candidates(rq, demand, rs, free, order, start, routes[:1], k, weights, d_max, keys, allowed, rows=[n])

@@ -348,9 +348,9 @@ def clear_round(
                    scan: np.ndarray | None = None) -> Candidates:
         order, start = members or (hierarchy.order, hierarchy.start)
         return find_candidates(
-            matrix[rows], book.need[rows], resource_matrix, free, order, start,
-            clusters, params.candidates, params.weights, params.d_max, keys[rows], allowed[rows], scan,
-            capacity=free_before,
+            matrix, book.need, resource_matrix, free, order, start,
+            clusters, params.candidates, params.weights, params.d_max, keys, allowed, scan,
+            capacity=free_before, rows=rows,
         )
 
     def allocate(c: int, sub: SubMarket, rng: np.random.Generator) -> Allocation:
