@@ -42,3 +42,20 @@ def test_every_cached_kernel_lives_in_the_source_keyed_folder():
             kernels_seen += 1
             assert Path(cache.cache_path).is_relative_to(root), (module.__name__, cache.cache_path)
     assert kernels_seen >= 10
+
+
+def test_numbas_threads_sleep_when_idle_unless_the_environment_says_otherwise():
+    """Every module with a parallel kernel sets OMP_WAIT_POLICY=PASSIVE for libgomp, and keeps a value already set."""
+    import os
+    import subprocess
+    import sys
+
+    probe = "import os, market.core.{}; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    for module in ("candidates", "hierarchy", "oracle"):
+        out = subprocess.run([sys.executable, "-c", probe.format(module)], env=env, capture_output=True, text=True,
+                             check=True)
+        assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", probe.format("candidates")], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"

@@ -60,6 +60,7 @@ import numpy as np
 
 import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
 from market.core.eligibility import any_type, eligible
+from mechanisms import numba_threads  # noqa: F401  (before any parallel kernel: its threads sleep when idle)
 from mechanisms.kernels import _slack, posted_price
 
 # request columns of the kernels' ``rq`` matrix (then one demand column per dimension)

@@ -27,6 +27,7 @@ from scipy.spatial import cKDTree
 
 import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
 from market.core.candidates import has_room
+from mechanisms import numba_threads  # noqa: F401  (before any parallel kernel: its threads sleep when idle)
 
 #: sample size per cluster for fitting centroids when resources are plentiful
 SAMPLE_PER_CLUSTER = 10

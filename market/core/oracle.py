@@ -52,6 +52,7 @@ import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed
 from market.core.candidates import feasible_utility, has_room
 from market.core.eligibility import any_type
 from market.core.engine import OrderBook, RoundParams
+from mechanisms import numba_threads  # noqa: F401  (before any parallel kernel: its threads sleep when idle)
 from mechanisms.kernels import fit_slack
 from mechanisms.welfare_program import LPResult, WelfareProgram, fairness_gain
 
