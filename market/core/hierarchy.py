@@ -292,22 +292,9 @@ def _nearest_in_grid_rows(
                             continue  # an inner cell: searched in an earlier ring
                         cell = a * side + b
                         for m in range(start[cell], start[cell + 1]):
-                            q = members[m]
-                            dx = px - located[m, 0]
-                            dy = py - located[m, 1]
-                            d = 0.0 + dx * dx
-                            d += dy * dy
-                            if not d < np.inf:  # overflow
-                                tied[i] = True
-                            if found == keep and not d < dist[keep - 1]:
-                                continue
-                            p = found if found < keep else keep - 1
-                            while p > 0 and (d < dist[p - 1] or (d == dist[p - 1] and q < idx[p - 1])):
-                                if p < keep:
-                                    dist[p], idx[p] = dist[p - 1], idx[p - 1]
-                                p -= 1
-                            dist[p], idx[p] = d, q
-                            found = min(found + 1, keep)
+                            d = _squared(px, py, located, m)
+                            tied[i] |= not d < np.inf  # overflow
+                            found = _keep_nearest(d, members[m], dist, idx, found)
                 # the nearest a centre outside the searched square can be (sides at the
                 # grid's edge have none past them)
                 bound = np.inf  # less a slack for the round-off of the cells' edges
@@ -325,11 +312,7 @@ def _nearest_in_grid_rows(
                 if found == keep and bound > 0.0 and dist[keep - 1] * (1.0 + 1e-9) < bound * bound:
                     break
                 ring += 1
-            for p in range(1, keep):
-                if dist[p] <= dist[p - 1] * (1.0 + rtol):
-                    tied[i] = True
-            for p in range(k):
-                near[i, p] = idx[p]
+            _answer(i, dist, idx, rtol, near, tied)
     return near, tied
 
 
@@ -358,27 +341,49 @@ def _nearest(centres: np.ndarray, xy: np.ndarray, k: int, rtol: float) -> tuple[
     for i in range(n):
         found = 0
         for q in range(c):
-            dx = xy[i, 0] - centres[q, 0]
-            dy = xy[i, 1] - centres[q, 1]
-            d = 0.0 + dx * dx
-            d += dy * dy
-            if not d < np.inf:  # nan or inf
-                tied[i] = True
-            if found == keep and not d < dist[keep - 1]:
-                continue
-            p = found if found < keep else keep - 1
-            while p > 0 and d < dist[p - 1]:
-                if p < keep:
-                    dist[p], idx[p] = dist[p - 1], idx[p - 1]
-                p -= 1
-            dist[p], idx[p] = d, q
-            found = min(found + 1, keep)
-        for p in range(1, keep):
-            if dist[p] <= dist[p - 1] * (1.0 + rtol):
-                tied[i] = True
-        for p in range(k):
-            near[i, p] = idx[p]
+            d = _squared(xy[i, 0], xy[i, 1], centres, q)
+            tied[i] |= not d < np.inf  # nan or inf
+            found = _keep_nearest(d, q, dist, idx, found)
+        _answer(i, dist, idx, rtol, near, tied)
     return near, tied
+
+
+@nb.njit(cache=True, inline="always")
+def _squared(px: float, py: float, centres: np.ndarray, q: int) -> float:
+    """Squared distance from ``(px, py)`` to centre ``q``, summed as the tree sums it (``dx * dx`` then ``+ dy * dy``)."""
+    dx = px - centres[q, 0]
+    dy = py - centres[q, 1]
+    d = 0.0 + dx * dx
+    d += dy * dy
+    return d
+
+
+@nb.njit(cache=True, inline="always")
+def _keep_nearest(d: float, q: int, dist: np.ndarray, idx: np.ndarray, found: int) -> int:
+    """Insert centre ``q`` at squared distance ``d`` into the ``found`` nearest so far (sorted, at most ``dist.size``).
+
+    Equal distances in index order. Returns the new count.
+    """
+    keep = dist.size
+    if found == keep and not d < dist[keep - 1]:
+        return found
+    p = found if found < keep else keep - 1
+    while p > 0 and (d < dist[p - 1] or (d == dist[p - 1] and q < idx[p - 1])):
+        if p < keep:
+            dist[p], idx[p] = dist[p - 1], idx[p - 1]
+        p -= 1
+    dist[p], idx[p] = d, q
+    return min(found + 1, keep)
+
+
+@nb.njit(cache=True, inline="always")
+def _answer(i: int, dist: np.ndarray, idx: np.ndarray, rtol: float, near: np.ndarray, tied: np.ndarray) -> None:
+    """Row ``i``'s ``k`` nearest into ``near[i]``, flagged in ``tied`` if two of the kept distances are within ``rtol``."""
+    for p in range(1, dist.size):
+        if dist[p] <= dist[p - 1] * (1.0 + rtol):
+            tied[i] = True
+    for p in range(near.shape[1]):
+        near[i, p] = idx[p]
 
 
 @nb.njit(cache=True)
