@@ -154,7 +154,7 @@ def _maximum(a: float, b: float) -> float:
 
 @nb.njit(cache=True)
 def _sizes(demand: np.ndarray, scale: np.ndarray, held: np.ndarray, mean: float) -> np.ndarray:
-    """:func:`capacity_share`'s arithmetic, elementwise as numpy does it.
+    """:func:`capacity_share`'s arithmetic, elementwise as numpy does it (a NaN may differ in its sign bit only).
 
     ``max_d demand_id / scale_d`` (NaN if any is), times ``max(held_i / mean, 1e-3)`` when
     ``held`` is given and ``mean > 0``, then at least 1e-9.

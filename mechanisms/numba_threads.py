@@ -10,9 +10,10 @@ thing on the other CPU is not a parallel loop but MOHAF's helper thread
 round; at 1M x 100k 6.01 and 5.78 s against 5.52 and 5.58 s. A parallel loop then starts
 by waking the threads (microseconds; the round has three such loops).
 
-Importing this module sets the policy unless the environment already sets one; libgomp
-reads it when numba first starts its threads, so every module with a parallel kernel
-imports it (the policy counts from the first parallel loop on, not from the import).
+Importing this module sets the policy unless the environment already sets one (an empty
+value counts as none); libgomp reads it when it is loaded, which numba does when it first
+starts its threads, so every module with a parallel kernel imports it (the policy counts
+from the first parallel loop on, not from the import).
 """
 
 from __future__ import annotations
@@ -20,4 +21,5 @@ from __future__ import annotations
 import os
 
 #: libgomp's idle policy, unless the environment sets one
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if not os.environ.get("OMP_WAIT_POLICY"):
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"

@@ -10,6 +10,7 @@ rotation is tested in ``tests/test_candidate_ties.py``; here only which utilitie
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial import cKDTree
@@ -126,3 +127,6 @@ def test_nearest_on_many_points_and_odd_ones():
         want = cKDTree(centres).query(xy, k=4)[1]
         for workers in (1, -1):
             assert np.array_equal(nearest(centres, xy, 4, workers), want)
+    for k in (0, 501):  # the tree pads past C; a silent answer would be garbage
+        with pytest.raises(ValueError, match=r"k must be in 1\.\.500"):
+            nearest(centres, xy[:5], k)

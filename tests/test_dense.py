@@ -53,6 +53,12 @@ def test_group_order_is_a_stable_argsort(low, high):
         assert got.tolist() == np.argsort(labels, kind="stable").tolist()
 
 
+@pytest.mark.parametrize("labels", [[0.5, 0.2, -0.7, 0.1], [True, False, True], np.array([3, 1, 2], dtype=np.uint64)])
+def test_group_order_of_other_labels_is_the_stable_argsort(labels):
+    """Floats are not truncated to 16 bits; booleans and wide integers sort as they are."""
+    assert group_order(np.asarray(labels)).tolist() == np.argsort(np.asarray(labels), kind="stable").tolist()
+
+
 @dataclass(frozen=True)
 class _Strategy:
     level: float

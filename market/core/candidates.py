@@ -738,8 +738,10 @@ def find_candidates(
             None: ``free`` itself.
         rows: ``(N,)`` the requests to compute, rows of ``requests``, ``need``, ``keys`` and
             ``allowed`` (which then hold every request of the book): the same answer as
-            passing ``requests[rows]`` and so on, without copying them (80 MB of request
-            rows at 1M); ``routes`` and ``scan`` are per computed row. None: every row.
+            passing ``requests[rows]``, ``keys[rows]`` and so on, without copying them (80 MB
+            of request rows at 1M); ``routes`` and ``scan`` are per computed row. Without
+            ``keys`` a request's key is its row of ``requests`` (``rows[i]``, not ``i``).
+            None: every row.
 
     Returns:
         The candidate arrays, each ``(N, k)``, best first: utility descending, then the

@@ -172,12 +172,18 @@ def nearest(centres: np.ndarray, xy: np.ndarray, k: int, workers: int = 1) -> np
         centres: ``(C, 2)`` the centres.
         xy: ``(N, 2)`` the points.
         k: neighbours wanted, ``1 <= k <= C``.
-        workers: threads (``-1``: all; the grid search uses numba's).
+        workers: threads: 1 (one), else all (the tree's ``-1``; the grid search then uses
+            numba's threads, as many as numba has).
 
     Returns:
         ``(N, k)`` int64 centre indices.
+
+    Raises:
+        ValueError: ``k`` outside ``1 .. C``.
     """
     n = xy.shape[0]
+    if not 1 <= k <= centres.shape[0]:
+        raise ValueError(f"nearest: k must be in 1..{centres.shape[0]} (the centres), got {k}")
     centres = np.ascontiguousarray(centres, dtype=float)
     xy = np.ascontiguousarray(xy, dtype=float)
     if centres.shape[0] <= BRUTE_FORCE_CENTRES:
