@@ -8,7 +8,7 @@ thing on the other CPU is not a parallel loop but MOHAF's helper thread
 3,553 x 888 bench market (2 CPUs, 6 processes each, alternating): the round's median
 28.0 ms spinning, 23.6 ms passive (faster in all 6 pairs), and 8-10 ms less CPU per
 round; at 1M x 100k 6.01 and 5.78 s against 5.52 and 5.58 s. A parallel loop then starts
-by waking the threads (microseconds; the round has three such loops).
+by waking the threads (tens of microseconds; a round has three such loops).
 
 Importing this module sets the policy unless the environment already sets one (an empty
 value counts as none); libgomp reads it when it is loaded, which numba does when it first
