@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import types
+from collections.abc import Callable
 from pathlib import Path
 
 import numba
@@ -48,3 +50,17 @@ def cache_dir() -> Path:
 
 
 numba.config.CACHE_DIR = str(cache_dir())
+
+
+def compiled_twice(kernel: Callable) -> tuple[Callable, Callable]:
+    """``(parallel, serial)``: the same kernel source compiled with and without numba's threads.
+
+    For kernels whose threads pay off only on big inputs (a parallel launch costs more than
+    it saves on small ones). The serial build is of a renamed copy, ``<name>_serial``,
+    because numba names its cache files after the function: both builds are cached, each
+    in its own files. ``nb.prange`` in the source is a plain ``range`` in the serial build.
+    """
+    serial = types.FunctionType(kernel.__code__, kernel.__globals__, f"{kernel.__name__}_serial",
+                                kernel.__defaults__)
+    serial.__qualname__ = serial.__name__
+    return numba.njit(parallel=True, cache=True)(kernel), numba.njit(cache=True)(serial)

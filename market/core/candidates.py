@@ -52,16 +52,15 @@ within a row the order is utility descending, then this rotation.
 from __future__ import annotations
 
 import math
-import types
 from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
 
-import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
 from market.core.eligibility import any_type, eligible
 from mechanisms import numba_threads  # noqa: F401  (before any parallel kernel: its threads sleep when idle)
 from mechanisms.kernels import _slack, posted_price
+from mechanisms.numba_cache import compiled_twice  # its import sets the kernels' cache folder
 
 # request columns of the kernels' ``rq`` matrix (then one demand column per dimension)
 RQ_X, RQ_Y, RQ_PRICED, RQ_DURATION, RQ_BUDGET, RQ_MIN_REL, RQ_MIN_AVAIL, RQ_MAX_LAT, RQ_DEMAND = range(9)
@@ -686,11 +685,7 @@ def _candidate_rows(
 # against 121 ms). The threshold counts row-clusters (rows times the clusters each scans):
 # a spill-over call of 1,660 rows over 3 clusters in the 3,553 x 888 bench round takes
 # 2.2 ms on the threads against 2.7-3.6 ms serial (alternating rounds, three processes).
-# (The serial one is a renamed copy: numba names its cache files after the function.)
-_candidate_kernel_parallel = nb.njit(parallel=True, cache=True)(_candidate_rows)
-_serial_rows = types.FunctionType(_candidate_rows.__code__, _candidate_rows.__globals__, "_candidate_rows_serial")
-_serial_rows.__qualname__ = "_candidate_rows_serial"
-_candidate_kernel_serial = nb.njit(cache=True)(_serial_rows)
+_candidate_kernel_parallel, _candidate_kernel_serial = compiled_twice(_candidate_rows)
 #: the least rows x clusters scanned per row for which the kernel runs on threads
 PARALLEL_MIN_SCANS = 2_000
 

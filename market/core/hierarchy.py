@@ -15,7 +15,6 @@ kept as a networkx graph for the dashboard and reports.
 
 from __future__ import annotations
 
-import types
 import warnings
 from dataclasses import dataclass
 
@@ -25,9 +24,9 @@ import numpy as np
 from scipy.cluster.vq import kmeans2, vq
 from scipy.spatial import cKDTree
 
-import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
 from market.core.candidates import has_room
 from mechanisms import numba_threads  # noqa: F401  (before any parallel kernel: its threads sleep when idle)
+from mechanisms.numba_cache import compiled_twice  # its import sets the kernels' cache folder
 
 #: sample size per cluster for fitting centroids when resources are plentiful
 SAMPLE_PER_CLUSTER = 10
@@ -322,13 +321,8 @@ def _nearest_in_grid_rows(
     return near, tied
 
 
-# compiled twice (threads pay off only on many points; the serial one is a renamed copy,
-# since numba names its cache files after the function)
-_nearest_in_grid_parallel = nb.njit(parallel=True, cache=True)(_nearest_in_grid_rows)
-_serial_grid = types.FunctionType(_nearest_in_grid_rows.__code__, _nearest_in_grid_rows.__globals__,
-                                  "_nearest_in_grid_serial")
-_serial_grid.__qualname__ = "_nearest_in_grid_serial"
-_nearest_in_grid = nb.njit(cache=True)(_serial_grid)
+# compiled twice: threads pay off only on many points
+_nearest_in_grid_parallel, _nearest_in_grid = compiled_twice(_nearest_in_grid_rows)
 
 
 @nb.njit(cache=True)

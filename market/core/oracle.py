@@ -42,18 +42,17 @@ from __future__ import annotations
 
 import math
 import time
-import types
 from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
 
-import mechanisms.numba_cache  # noqa: F401  (before any kernel: the cache keyed by the kernels' source)
 from market.core.candidates import feasible_utility, has_room
 from market.core.eligibility import any_type
 from market.core.engine import OrderBook, RoundParams
 from mechanisms import numba_threads  # noqa: F401  (before any parallel kernel: its threads sleep when idle)
 from mechanisms.kernels import fit_slack
+from mechanisms.numba_cache import compiled_twice  # its import sets the kernels' cache folder
 from mechanisms.welfare_program import LPResult, WelfareProgram, fairness_gain
 
 #: pairs per request added per column-generation iteration
@@ -109,12 +108,8 @@ def _price_rows(rq, need, rs, free, allowed, alpha, beta, gamma, d_max, weight, 
 
 
 # Compiled twice, as the candidate kernel: a parallel launch costs milliseconds, which
-# only pays off on big markets. (The serial one is a renamed copy: numba names its cache
-# files after the function.)
-_price_parallel = nb.njit(cache=True, parallel=True)(_price_rows)
-_serial = types.FunctionType(_price_rows.__code__, _price_rows.__globals__, "_price_rows_serial")
-_serial.__qualname__ = "_price_rows_serial"
-_price_serial = nb.njit(cache=True)(_serial)
+# only pays off on big markets.
+_price_parallel, _price_serial = compiled_twice(_price_rows)
 PARALLEL_MIN_PAIRS = 2_000_000
 
 
