@@ -15,6 +15,11 @@ import pytest
 # last three (after a warm-up) with glibc's defaults or with retain_freed_memory()
 SCRIPT = """
 import resource, sys
+# faults counted in 4 KiB pages: numpy asks the kernel for transparent huge pages for large
+# arrays, and whether it gets them depends on the machine's free memory at that moment (one
+# CI run counted 68 faults instead of 700-2,000 with glibc's defaults)
+from numpy._core.multiarray import _set_madvise_hugepage
+_set_madvise_hugepage(False)
 if sys.argv[1] == "retain":
     from market.core.memory import retain_freed_memory
     assert retain_freed_memory()
