@@ -119,3 +119,15 @@ def test_the_datacollector_is_the_source_of_rounds():
     assert table["round"].tolist() == [0, 1, 2]
     assert table.iloc[-1][[*METRICS, *dims]].to_dict() == pytest.approx(model.metrics)
     assert model.record.round == 2 and model.record.metrics is model.metrics
+
+
+@pytest.mark.parametrize("mechanism", ["mohaf", "greedy"])
+def test_rounds_on_the_kept_candidate_buffers_are_those_on_new_arrays(mechanism):
+    """The model's workspace lends the same buffers every round; no round sees another's tables."""
+    kept, fresh = _model(mechanism), _model(mechanism)
+    fresh.workspace = None  # clear_round then allocates every table anew
+    kept.run_for(5)
+    fresh.run_for(5)
+    assert kept.workspace.nbytes > 0
+    assert kept.rounds_table().equals(fresh.rounds_table())
+    assert kept.metrics == fresh.metrics

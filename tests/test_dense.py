@@ -1,13 +1,15 @@
 """The round's shortcuts give what they replace: dense renumbering, strategy groups, scan order."""
 
+import pickle
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from agents.user import strategy_groups
-from market.core.candidates import find_candidates, request_rows, resource_rows
+from market.core.candidates import Candidates, find_candidates, request_rows, resource_rows
 from market.core.dense import dense_unique, group_order, lookup_table, unique_inverse
+from market.core.workspace import Workspace
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -165,3 +167,34 @@ def test_candidates_of_some_rows_are_those_of_the_rows_copied(take):
     _same(copied, indexed)
     with pytest.raises(ValueError, match="rows"):
         find_candidates(rq, demand, rs, free, order, start, routes[:1], k, weights, d_max, keys, allowed, rows=[n])
+
+
+def test_candidates_written_into_a_workspace_are_those_of_new_arrays():
+    """``out=``: the same tables in lent buffers, round after round (stale contents overwritten)."""
+    rng = np.random.default_rng(5)
+    rq, demand, rs, free, order, start, routes, k, weights, d_max, keys = _candidate_market(rng)
+    space = Workspace()
+    n = rq.shape[0]
+    for rows in (np.arange(n), rng.choice(n, 90, replace=False), np.arange(n)):  # shrinks, then grows again
+        plain = find_candidates(rq, demand, rs, free, order, start, routes[rows], k, weights, d_max, keys, rows=rows)
+        out = Candidates(*(space.array(name, rows.size, k, dtype) for name, dtype in
+                           (("resource", np.int64), ("utility", float), ("reserve", float), ("posted", float))))
+        for array in out.arrays():
+            array.fill(7)  # what a previous round left
+        _same(plain, find_candidates(rq, demand, rs, free, order, start, routes[rows], k, weights, d_max, keys,
+                                     rows=rows, out=out))
+    wrong = Candidates(*(np.empty((n, k + 1)) for _ in range(4)))
+    with pytest.raises(ValueError, match=r"out\.resource"):
+        find_candidates(rq, demand, rs, free, order, start, routes, k, weights, d_max, keys, out=wrong)
+
+
+def test_a_workspace_lends_the_same_buffer_until_it_is_too_small():
+    space = Workspace()
+    a = space.array("t", 100, 3, np.float64)
+    assert a.shape == (100, 3) and a.flags.c_contiguous
+    b = space.array("t", 80, 3, np.float64)
+    assert np.shares_memory(a, b) and b.shape == (80, 3)
+    c = space.array("t", 200, 3, np.float64)  # grown: a new buffer with headroom, the old one let go
+    assert not np.shares_memory(a, c) and c.shape == (200, 3) and space.nbytes >= 200 * 3 * 8
+    assert not np.shares_memory(c, space.array("t", 200, 3, np.int64))  # another dtype, another buffer
+    assert pickle.loads(pickle.dumps(space)).nbytes == 0  # a pickled model does not carry the buffers

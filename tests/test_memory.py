@@ -33,22 +33,38 @@ def counted(self):
     step(self)
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 model_module.MarketModel.step = counted
+if sys.argv[2] == "fresh":  # no workspace: the candidate tables are allocated anew every round
+    init = model_module.MarketModel.__init__
+    def without_workspace(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.workspace = None
+    model_module.MarketModel.__init__ = without_workspace
 bench(2500, 600, "mohaf", rounds=6)
 print(sum(faults[-3:]))
 """
 
 
-def _faults(mode: str) -> int:
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True)
+def _faults(mode: str, tables: str = "fresh") -> int:
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, mode, tables], capture_output=True, text=True, check=True)
     return int(proc.stdout.split()[-1])
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_rounds_reuse_freed_memory_instead_of_faulting_it_back():
     _faults("default")  # a first run compiles whatever numba's cache lacks (not measured)
+    # the candidate tables new every round (no workspace), so that the allocator's thresholds alone
+    # decide whether a round's arrays are faulted back in
     default, retained = _faults("default"), _faults("retain")
     assert default > 300, default  # glibc's defaults hand a round's arrays back and fault them in again
     assert retained < default / 10, (retained, default)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_the_workspace_keeps_the_candidate_tables_mapped_between_rounds():
+    # glibc's defaults, where a round's freed arrays are given back: the model's workspace keeps
+    # the largest of them (market.core.workspace), so far fewer pages are faulted in
+    fresh, kept = _faults("default"), _faults("default", "kept")
+    assert kept < fresh / 3, (kept, fresh)
 
 
 def test_retain_freed_memory_is_set_once_per_process():

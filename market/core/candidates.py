@@ -122,6 +122,10 @@ class Candidates:
     reserve: np.ndarray
     posted: np.ndarray
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(resource, utility, reserve, posted)``."""
+        return self.resource, self.utility, self.reserve, self.posted
+
     def rows(self, index: slice | np.ndarray) -> Candidates:
         """The candidates of some rows: views for a slice, copies in that order for an index array."""
         return Candidates(self.resource[index], self.utility[index], self.reserve[index], self.posted[index])
@@ -727,6 +731,7 @@ def find_candidates(
     scan: np.ndarray | None = None,
     capacity: np.ndarray | None = None,
     rows: np.ndarray | None = None,
+    out: Candidates | None = None,
 ) -> Candidates:
     """Top-``k`` feasible candidates per request among the clusters in ``routes``.
 
@@ -758,6 +763,9 @@ def find_candidates(
             of request rows at 1M); ``routes`` and ``scan`` are per computed row. Without
             ``keys`` a request's key is its row of ``requests`` (``rows[i]``, not ``i``).
             None: every row.
+        out: the four ``(N, k)`` arrays to write the result into (C-contiguous; ``resource``
+            int64, the others float64), e.g. a :class:`~market.core.workspace.Workspace`'s
+            buffers kept from round to round, every entry overwritten; None: new arrays.
 
     Returns:
         The candidate arrays, each ``(N, k)``, best first: utility descending, then the
@@ -782,9 +790,17 @@ def find_candidates(
     scale = free if capacity is None else np.ascontiguousarray(capacity, dtype=float)
     if scale.shape != free.shape:
         raise ValueError(f"capacity: the shape of free {free.shape} expected, got {scale.shape}")
-    # the outputs are numpy's (which asks the kernel for huge pages: a fraction of the page
-    # faults of the kernel's own allocations, measured 3-4x faster to fill at 100k rows)
-    out = (np.empty((n, k), dtype=np.int64), np.empty((n, k)), np.empty((n, k)), np.empty((n, k)))
+    if out is None:
+        # numpy's arrays (which asks the kernel for huge pages: a fraction of the page faults
+        # of the kernel's own allocations, measured 3-4x faster to fill at 100k rows)
+        out = Candidates(np.empty((n, k), dtype=np.int64), np.empty((n, k)), np.empty((n, k)), np.empty((n, k)))
+    else:
+        for name, array, dtype in zip(("resource", "utility", "reserve", "posted"), out.arrays(),
+                                      (np.int64, np.float64, np.float64, np.float64), strict=True):
+            if array.shape != (n, k) or array.dtype != dtype or not array.flags.c_contiguous:
+                raise ValueError(f"out.{name}: a C-contiguous {np.dtype(dtype)} array of shape {(n, k)} expected, "
+                                 f"got {array.dtype} {array.shape}")
+    out = out.arrays()
     if n == 0:
         return Candidates(*out)
     parallel = n * max(1, routes.shape[1]) >= PARALLEL_MIN_SCANS

@@ -41,6 +41,7 @@ from market.core.dense import dense_unique, group_order, lookup_table
 from market.core.eligibility import any_type
 from market.core.feasibility import check_round
 from market.core.hierarchy import Hierarchy, route
+from market.core.workspace import Workspace
 from mechanisms.base import Allocation, Mechanism, SubMarket
 from mechanisms.kernels import fit_slack
 
@@ -303,6 +304,7 @@ def clear_round(
     start_won: np.ndarray,
     planners: Sequence[Planner] | None = None,
     rounds_left: int | None = None,
+    workspace: Workspace | None = None,
 ) -> RoundOutcome:
     """Run one round of the hierarchical auction.
 
@@ -323,6 +325,9 @@ def clear_round(
             round (None: the mechanism is called directly).
         rounds_left: rounds from this one to the end of the market's span, this one
             included (every sub-market carries it; None: open-ended).
+        workspace: buffers for the candidate tables of the cluster auctions and the
+            spill-over, kept by the caller from round to round (:mod:`market.core.workspace`;
+            nothing built on them outlives the round); None: new arrays.
 
     Returns:
         The outcome, with per-phase timings in milliseconds.
@@ -345,12 +350,17 @@ def clear_round(
     lookups = (lookup_table(free.shape[0]), lookup_table(won.shape[0]))  # blank, for every sub-market
 
     def candidates(rows: np.ndarray, clusters: np.ndarray, members: tuple[np.ndarray, np.ndarray] | None = None,
-                   scan: np.ndarray | None = None) -> Candidates:
+                   scan: np.ndarray | None = None, buffers: str | None = None) -> Candidates:
         order, start = members or (hierarchy.order, hierarchy.start)
+        k = params.candidates
+        out = None
+        if workspace is not None and buffers is not None:
+            out = Candidates(*(workspace.array(f"{buffers}.{name}", rows.size, k, dtype) for name, dtype in
+                               (("resource", np.int64), ("utility", float), ("reserve", float), ("posted", float))))
         return find_candidates(
             matrix, book.need, resource_matrix, free, order, start,
-            clusters, params.candidates, params.weights, params.d_max, keys, allowed, scan,
-            capacity=free_before, rows=rows,
+            clusters, k, params.weights, params.d_max, keys, allowed, scan,
+            capacity=free_before, rows=rows, out=out,
         )
 
     def allocate(c: int, sub: SubMarket, rng: np.random.Generator) -> Allocation:
@@ -378,7 +388,7 @@ def clear_round(
         order = group_order(home)
         # candidates in cluster order: a cluster's requests are scanned one after another
         # while its resources are in cache, and each planner gets its block as views
-        primary = candidates(order, routes[order, :1])
+        primary = candidates(order, routes[order, :1], buffers="primary")
         out.best = np.empty(n, dtype=np.int64)
         out.best[order] = primary.resource[:, 0]
         out.best_utility = np.empty(n)
@@ -400,7 +410,8 @@ def clear_round(
             t_spill = time.perf_counter()
             # computed grouped by first spill-over cluster (cache), written in row order
             by_cluster = group_order(routes[left, 1])
-            secondary = candidates(left, routes[left, 1:], _with_room(hierarchy, free, book.need[left], free_before), by_cluster)
+            secondary = candidates(left, routes[left, 1:], _with_room(hierarchy, free, book.need[left], free_before), by_cluster,
+                                   buffers="secondary")
             t1 += time.perf_counter() - t_spill
             sub = submarket(left, secondary, book, free, won, params.weights, aligned=True, lookups=lookups,
                             rounds_left=rounds_left)

@@ -54,6 +54,7 @@ from market.core.metrics import round_metrics
 from market.core.multiresource import multiresource_columns, round_multiresource
 from market.core.oracle import OracleResult, RoundMarket, solve_round
 from market.core.pricing import Tatonnement, price_rule
+from market.core.workspace import Workspace
 from mechanisms import create
 from mechanisms.base import Mechanism
 from mechanisms.optimal import Optimal
@@ -266,6 +267,7 @@ class MarketModel(mesa.Model):
         self.mechanism_name = mechanism
         self.mechanism = create(mechanism, **cfg.mechanism_params.get(mechanism, {}))
         self.market = market if market is not None else build_market(cfg, seed)
+        self.workspace = Workspace()  # the rounds' candidate tables, kept mapped between rounds
         self.oracle = cfg.oracle
         self.compare_flat = cfg.compare_flat
         p = cfg.pricing
@@ -551,7 +553,7 @@ class MarketModel(mesa.Model):
         free = state.resources.free
         matrix = self.resource_matrix(posted)
         outcome = clear_round(book, matrix, self.resource_columns, free, self.hierarchy, mechanism, rng,
-                              self.round_params, start_won, planners, self.rounds_left(t))
+                              self.round_params, start_won, planners, self.rounds_left(t), self.workspace)
         record = RoundRecord(t, rows, book, posted, matrix, free, start_won, outcome, scale, reserve, groups)
         extra: dict[str, Any] = {}
         t_oracle = time.perf_counter()

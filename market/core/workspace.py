@@ -1,0 +1,57 @@
+"""Large arrays a model keeps from one round to the next, so that their pages stay mapped.
+
+A 1M-request round fills about 1.2 GB of candidate tables (:mod:`market.core.candidates`):
+four ``(N, K)`` arrays for the cluster auctions and four for the spill-over. Arrays that
+large are mapped afresh by the allocator for each round and unmapped after it (glibc maps
+blocks above 32 MiB on their own, :mod:`market.core.memory`), so every round pays the
+kernel to fault their pages in and zero them before the candidate search can write them:
+measured 59-220 ms to fill a fresh ``(1M, 22)`` float array against 29 ms to fill it again.
+A :class:`Workspace` hands out the same buffers every round instead.
+
+A buffer is lent for one round: whatever a round builds on it (candidate tables, the
+sub-markets' views of them) must not outlive the round, since the next round writes over
+it. One workspace serves one caller at a time (a model's rounds are played one after
+another).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: spare rows a grown buffer gets, as a fraction of the rows asked for (the spill-over's
+#: row count varies a little from round to round; growing costs a fresh buffer's faults)
+HEADROOM = 0.125
+
+
+class Workspace:
+    """Named 2-d buffers, each at least as many rows as last asked for, lent round after round."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def array(self, name: str, rows: int, columns: int, dtype: np.dtype | type) -> np.ndarray:
+        """``(rows, columns)`` of the buffer ``name``: its first rows, C-contiguous, contents unspecified.
+
+        The buffer is replaced by a larger one (``HEADROOM`` more rows) when it has fewer rows,
+        or another width or dtype; the old one is released first, so memory does not hold both.
+        """
+        dtype = np.dtype(dtype)
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[0] < rows or buf.shape[1] != columns or buf.dtype != dtype:
+            self._buffers.pop(name, None)
+            del buf
+            buf = np.empty((rows + int(rows * HEADROOM), columns), dtype=dtype)
+            self._buffers[name] = buf
+        return buf[:rows]
+
+    def __getstate__(self) -> dict:
+        """Nothing: a copy (a pickled model) starts with no buffers."""
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._buffers = {}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return sum(buf.nbytes for buf in self._buffers.values())
