@@ -24,6 +24,11 @@ def test_dense_unique_is_np_unique_and_leaves_the_table_blank(seed):
         assert distinct.tolist() == want.tolist() and inverse.tolist() == want_inverse.tolist()
         assert distinct.dtype == np.int64 and inverse.dtype == np.int64
         assert (table == -1).all()
+    out = np.full(ids.size, 7, dtype=np.int64)  # a kept buffer, stale contents
+    distinct, inverse = dense_unique(ids, table, out)
+    assert inverse is out and out.tolist() == np.unique(ids, return_inverse=True)[1].tolist()
+    with pytest.raises(ValueError, match="out: a C-contiguous int64 array"):
+        dense_unique(ids, table, np.empty(ids.size + 1, dtype=np.int64))
 
 
 @pytest.mark.parametrize(

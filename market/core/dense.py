@@ -22,7 +22,7 @@ def lookup_table(size: int) -> np.ndarray:
 
 
 @nb.njit(cache=True)
-def _unique_inverse(ids: np.ndarray, lookup: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _unique_inverse(ids: np.ndarray, lookup: np.ndarray, inverse: np.ndarray) -> np.ndarray:
     distinct = np.empty(ids.size, dtype=np.int64)
     d = 0
     for v in ids:
@@ -33,15 +33,14 @@ def _unique_inverse(ids: np.ndarray, lookup: np.ndarray) -> tuple[np.ndarray, np
     distinct = np.sort(distinct[:d])
     for q in range(d):
         lookup[distinct[q]] = q
-    inverse = np.empty(ids.size, dtype=np.int64)
     for p in range(ids.size):
         inverse[p] = lookup[ids[p]] if ids[p] >= 0 else -1
     for q in range(d):  # blank again for the next call
         lookup[distinct[q]] = -1
-    return distinct, inverse
+    return distinct
 
 
-def dense_unique(ids: np.ndarray, lookup: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def dense_unique(ids: np.ndarray, lookup: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct values of ``ids`` and each one's position among them (int64).
 
     The same arrays as ``np.unique(ids, return_inverse=True)`` for ids in ``[0, size)``, in
@@ -51,14 +50,20 @@ def dense_unique(ids: np.ndarray, lookup: np.ndarray) -> tuple[np.ndarray, np.nd
     Args:
         ids: ``(...)`` integer ids, each in ``[0, size)`` or ``-1``, any shape.
         lookup: :func:`lookup_table` of ``size`` (blank; left blank on return).
+        out: a C-contiguous int64 array of ``ids``' shape to write ``inverse`` into (e.g. a
+            :class:`~market.core.workspace.Workspace` buffer); None: a new one.
 
     Returns:
         ``(distinct, inverse)``: ``(d,)`` the distinct ids, ascending, and ``inverse`` of
         ``ids``' shape, each id's position in ``distinct`` (``-1`` for ``-1``).
     """
     ids = np.ascontiguousarray(ids, dtype=np.int64)
-    distinct, inverse = _unique_inverse(ids.reshape(-1), lookup)
-    return distinct, inverse.reshape(ids.shape)
+    if out is None:
+        out = np.empty(ids.shape, dtype=np.int64)
+    elif out.shape != ids.shape or out.dtype != np.int64 or not out.flags.c_contiguous:
+        raise ValueError(f"out: a C-contiguous int64 array of shape {ids.shape} expected, got {out.dtype} {out.shape}")
+    distinct = _unique_inverse(ids.reshape(-1), lookup, out.reshape(-1))
+    return distinct, out
 
 
 def group_order(labels: np.ndarray) -> np.ndarray:

@@ -187,6 +187,7 @@ def submarket(
     rows: np.ndarray, cand: Candidates, book: OrderBook, free: np.ndarray, won: np.ndarray,
     weights: tuple[float, float, float, float], aligned: bool = False,
     lookups: tuple[np.ndarray, np.ndarray] | None = None, rounds_left: int | None = None,
+    local: np.ndarray | None = None,
 ) -> SubMarket:
     """The sub-market of order-book ``rows`` over their candidates (local indices).
 
@@ -202,11 +203,14 @@ def submarket(
 
     ``rounds_left``: the round's rounds to the end of the market's span, this one included
     (:attr:`~mechanisms.base.SubMarket.rounds_left`; None: open-ended).
+
+    ``local``: a buffer for the local candidate indices, ``cand.resource``'s shape for the
+    rows (a workspace's; :func:`~market.core.dense.dense_unique`'s ``out``); None: a new array.
     """
     # np.take along axis 0: the same rows as ``a[rows]``, several times faster for 2-d arrays
     pick = (lambda a: a) if aligned else (lambda a: a.take(rows, axis=0))
     by_resource, by_user = lookups or (lookup_table(free.shape[0]), lookup_table(won.shape[0]))
-    resource_ids, local_cand = dense_unique(pick(cand.resource), by_resource)  # -1 stays -1
+    resource_ids, local_cand = dense_unique(pick(cand.resource), by_resource, local)  # -1 stays -1
     users, user_local = dense_unique(book.user[rows], by_user)
     return SubMarket(
         demand=book.need.take(rows, axis=0),
@@ -413,8 +417,9 @@ def clear_round(
             secondary = candidates(left, routes[left, 1:], _with_room(hierarchy, free, book.need[left], free_before), by_cluster,
                                    buffers="secondary")
             t1 += time.perf_counter() - t_spill
+            local = None if workspace is None else workspace.array("secondary.local", *secondary.resource.shape, np.int64)
             sub = submarket(left, secondary, book, free, won, params.weights, aligned=True, lookups=lookups,
-                            rounds_left=rounds_left)
+                            rounds_left=rounds_left, local=local)
             before = int(np.sum(out.resource >= 0))
             alloc = allocate(-1, sub, children[hierarchy.n_clusters])
             _apply(alloc, sub, secondary, book, free, won, out, aligned=True)

@@ -6,7 +6,9 @@ large are mapped afresh by the allocator for each round and unmapped after it (g
 blocks above 32 MiB on their own, :mod:`market.core.memory`), so every round pays the
 kernel to fault their pages in and zero them before the candidate search can write them:
 measured 59-220 ms to fill a fresh ``(1M, 22)`` float array against 29 ms to fill it again.
-A :class:`Workspace` hands out the same buffers every round instead.
+A :class:`Workspace` hands out the same buffers every round instead (the engine asks it for
+those tables and the spill-over sub-market's local candidate indices,
+:func:`~market.core.engine.clear_round`).
 
 A buffer is lent for one round: whatever a round builds on it (candidate tables, the
 sub-markets' views of them) must not outlive the round, since the next round writes over
