@@ -25,6 +25,11 @@ import numpy as np
 class SubMarket:
     """One planner's market for one round, as arrays.
 
+    Its arrays are valid during the call that receives it (``allocate``, ``refine``): the
+    engine lends the candidate tables (``candidates``, ``utility``, ``reserve``, ``posted``
+    may be views of buffers the next round writes over, :mod:`market.core.workspace`), so a
+    mechanism that keeps anything of a sub-market past the call keeps a copy.
+
     Attributes:
         demand: ``(N, D)`` demand of each request in every allocation unit (the market's
             resource dimensions, e.g. cpu and memory, or cpu, memory and GPUs).

@@ -126,8 +126,14 @@ def test_rounds_on_the_kept_candidate_buffers_are_those_on_new_arrays(mechanism)
     """The model's workspace lends the same buffers every round; no round sees another's tables."""
     kept, fresh = _model(mechanism), _model(mechanism)
     fresh.workspace = None  # clear_round then allocates every table anew
-    kept.run_for(5)
-    fresh.run_for(5)
+    kept.run_for(2)
+    fresh.run_for(2)
     assert kept.workspace.nbytes > 0
+    kept.run_for(kept.config.rounds - 2)
+    fresh.run_for(fresh.config.rounds - 2)
     assert kept.rounds_table().equals(fresh.rounds_table())
     assert kept.metrics == fresh.metrics
+    assert kept.workspace.nbytes == 0  # the run's last round played: the buffers are let go
+    kept.step()  # a round past the end lends them anew, and lets them go again
+    fresh.step()
+    assert kept.rounds_table().equals(fresh.rounds_table()) and kept.workspace.nbytes == 0

@@ -27,8 +27,12 @@ def test_dense_unique_is_np_unique_and_leaves_the_table_blank(seed):
     out = np.full(ids.size, 7, dtype=np.int64)  # a kept buffer, stale contents
     distinct, inverse = dense_unique(ids, table, out)
     assert inverse is out and out.tolist() == np.unique(ids, return_inverse=True)[1].tolist()
-    with pytest.raises(ValueError, match="out: a C-contiguous int64 array"):
+    with pytest.raises(ValueError, match="out: a writable C-contiguous int64 array"):
         dense_unique(ids, table, np.empty(ids.size + 1, dtype=np.int64))
+    frozen = np.empty(ids.size, dtype=np.int64)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        dense_unique(ids, table, frozen)
 
 
 @pytest.mark.parametrize(
@@ -188,9 +192,21 @@ def test_candidates_written_into_a_workspace_are_those_of_new_arrays():
             array.fill(7)  # what a previous round left
         _same(plain, find_candidates(rq, demand, rs, free, order, start, routes[rows], k, weights, d_max, keys,
                                      rows=rows, out=out))
-    wrong = Candidates(*(np.empty((n, k + 1)) for _ in range(4)))
-    with pytest.raises(ValueError, match=r"out\.resource"):
-        find_candidates(rq, demand, rs, free, order, start, routes, k, weights, d_max, keys, out=wrong)
+    good = [np.empty((n, k), dtype=np.int64), np.empty((n, k)), np.empty((n, k)), np.empty((n, k))]
+    frozen = np.empty((n, k))
+    frozen.flags.writeable = False
+    for field, array, problem in (
+        (0, np.empty((n, k + 1), dtype=np.int64), "shape"),
+        (1, np.empty((n, k), dtype=np.float32), "dtype float32"),
+        (2, np.empty((k, n)).T, "not C-contiguous"),
+        (3, frozen, "read-only"),
+        (3, good[2], "memory shared"),
+    ):
+        bad = list(good)
+        bad[field] = array
+        name = ("resource", "utility", "reserve", "posted")[field]
+        with pytest.raises(ValueError, match=rf"out\.{name}: .* got one {problem}"):
+            find_candidates(rq, demand, rs, free, order, start, routes, k, weights, d_max, keys, out=Candidates(*bad))
 
 
 def test_a_workspace_lends_the_same_buffer_until_it_is_too_small():
@@ -203,3 +219,5 @@ def test_a_workspace_lends_the_same_buffer_until_it_is_too_small():
     assert not np.shares_memory(a, c) and c.shape == (200, 3) and space.nbytes >= 200 * 3 * 8
     assert not np.shares_memory(c, space.array("t", 200, 3, np.int64))  # another dtype, another buffer
     assert pickle.loads(pickle.dumps(space)).nbytes == 0  # a pickled model does not carry the buffers
+    space.release()
+    assert space.nbytes == 0 and space.array("t", 10, 3, np.float64).shape == (10, 3)

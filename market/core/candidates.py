@@ -763,9 +763,11 @@ def find_candidates(
             of request rows at 1M); ``routes`` and ``scan`` are per computed row. Without
             ``keys`` a request's key is its row of ``requests`` (``rows[i]``, not ``i``).
             None: every row.
-        out: the four ``(N, k)`` arrays to write the result into (C-contiguous; ``resource``
-            int64, the others float64), e.g. a :class:`~market.core.workspace.Workspace`'s
-            buffers kept from round to round, every entry overwritten; None: new arrays.
+        out: a :class:`Candidates` of four ``(N, k)`` arrays to write the result into
+            (writable, C-contiguous, none sharing memory with another; ``resource`` int64, the
+            others float64), e.g. a :class:`~market.core.workspace.Workspace`'s buffers kept
+            from round to round, every entry overwritten (``scan`` a permutation); None: new
+            arrays.
 
     Returns:
         The candidate arrays, each ``(N, k)``, best first: utility descending, then the
@@ -795,11 +797,20 @@ def find_candidates(
         # of the kernel's own allocations, measured 3-4x faster to fill at 100k rows)
         out = Candidates(np.empty((n, k), dtype=np.int64), np.empty((n, k)), np.empty((n, k)), np.empty((n, k)))
     else:
-        for name, array, dtype in zip(("resource", "utility", "reserve", "posted"), out.arrays(),
-                                      (np.int64, np.float64, np.float64, np.float64), strict=True):
-            if array.shape != (n, k) or array.dtype != dtype or not array.flags.c_contiguous:
-                raise ValueError(f"out.{name}: a C-contiguous {np.dtype(dtype)} array of shape {(n, k)} expected, "
-                                 f"got {array.dtype} {array.shape}")
+        arrays = out.arrays()
+        for t, (name, array, dtype) in enumerate(zip(("resource", "utility", "reserve", "posted"), arrays,
+                                                     (np.int64, np.float64, np.float64, np.float64), strict=True)):
+            problem = (
+                f"shape {array.shape}" if array.shape != (n, k)
+                else f"dtype {array.dtype}" if array.dtype != dtype
+                else "not C-contiguous" if not array.flags.c_contiguous
+                else "read-only" if not array.flags.writeable
+                else "memory shared with another" if any(np.may_share_memory(array, b) for b in arrays[:t])
+                else None
+            )
+            if problem:
+                raise ValueError(f"out.{name}: a writable C-contiguous {np.dtype(dtype)} array of shape {(n, k)} "
+                                 f"of its own expected, got one {problem}")
     out = out.arrays()
     if n == 0:
         return Candidates(*out)

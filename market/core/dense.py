@@ -50,7 +50,7 @@ def dense_unique(ids: np.ndarray, lookup: np.ndarray, out: np.ndarray | None = N
     Args:
         ids: ``(...)`` integer ids, each in ``[0, size)`` or ``-1``, any shape.
         lookup: :func:`lookup_table` of ``size`` (blank; left blank on return).
-        out: a C-contiguous int64 array of ``ids``' shape to write ``inverse`` into (e.g. a
+        out: a writable C-contiguous int64 array of ``ids``' shape to write ``inverse`` into (e.g. a
             :class:`~market.core.workspace.Workspace` buffer); None: a new one.
 
     Returns:
@@ -60,8 +60,10 @@ def dense_unique(ids: np.ndarray, lookup: np.ndarray, out: np.ndarray | None = N
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     if out is None:
         out = np.empty(ids.shape, dtype=np.int64)
-    elif out.shape != ids.shape or out.dtype != np.int64 or not out.flags.c_contiguous:
-        raise ValueError(f"out: a C-contiguous int64 array of shape {ids.shape} expected, got {out.dtype} {out.shape}")
+    elif out.shape != ids.shape or out.dtype != np.int64 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"out: a writable C-contiguous int64 array of shape {ids.shape} expected, got {out.dtype} "
+                         f"{out.shape}, {'' if out.flags.c_contiguous else 'not '}C-contiguous, "
+                         f"{'writable' if out.flags.writeable else 'read-only'}")
     distinct = _unique_inverse(ids.reshape(-1), lookup, out.reshape(-1))
     return distinct, out
 

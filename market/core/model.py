@@ -495,6 +495,10 @@ class MarketModel(mesa.Model):
         self._users.append((record.round, record.bid_scale, led.last_requests.copy(), led.last_wins.copy(),
                             led.last_spend.copy(), led.last_utility.copy(), led.spend.copy(),
                             run_budgets(self.user_agents, led, record.groups), names.tolist()))
+        if self.workspace is not None and self.state.round >= int(self.config.rounds):
+            # the run's last round: its tables go back now rather than when the garbage collector
+            # frees the finished model (1.3 GB at 1M; a round played past the end lends them anew)
+            self.workspace.release()
 
     def preview(self, mechanism: str | Mechanism) -> RoundRecord:
         """The next round as ``mechanism`` would play it, on a copy of the state.

@@ -12,8 +12,9 @@ those tables and the spill-over sub-market's local candidate indices,
 
 A buffer is lent for one round: whatever a round builds on it (candidate tables, the
 sub-markets' views of them) must not outlive the round, since the next round writes over
-it. One workspace serves one caller at a time (a model's rounds are played one after
-another).
+it (so a mechanism copies what it keeps of a sub-market, :class:`mechanisms.base.SubMarket`).
+One workspace serves one caller at a time (a model's rounds are played one after
+another), and the model lets its buffers go once its run's last round is played.
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ class Workspace:
             buf = np.empty((rows + int(rows * HEADROOM), columns), dtype=dtype)
             self._buffers[name] = buf
         return buf[:rows]
+
+    def release(self) -> None:
+        """Let every buffer go.
+
+        For a run whose last round is played: a finished model may wait long for the garbage
+        collector (it and its agents refer to each other) and would hold the buffers till then.
+        """
+        self._buffers.clear()
 
     def __getstate__(self) -> dict:
         """Nothing: a copy (a pickled model) starts with no buffers."""
