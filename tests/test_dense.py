@@ -221,3 +221,14 @@ def test_a_workspace_lends_the_same_buffer_until_it_is_too_small():
     assert pickle.loads(pickle.dumps(space)).nbytes == 0  # a pickled model does not carry the buffers
     space.release()
     assert space.nbytes == 0 and space.array("t", 10, 3, np.float64).shape == (10, 3)
+
+
+def test_candidates_refuse_cluster_offsets_or_routes_the_kernel_would_read_past():
+    rq, demand, rs, free, order, start, routes, k, weights, d_max, keys = _candidate_market(np.random.default_rng(6))
+    for bad in (start[:-1], start - 1, start[:0], start[::-1]):  # short, shifted, empty, decreasing
+        with pytest.raises(ValueError, match="start: cluster offsets"):
+            find_candidates(rq, demand, rs, free, order, bad, routes, k, weights, d_max, keys)
+    far = routes.copy()
+    far[3, 1] = start.size - 1  # one past the last cluster
+    with pytest.raises(ValueError, match="routes: cluster ids below"):
+        find_candidates(rq, demand, rs, free, order, start, far, k, weights, d_max, keys)

@@ -788,6 +788,13 @@ def find_candidates(
         raise ValueError(f"scan: one per request ({n}) expected, got shape {scan.shape}")
     if routes.shape[0] != n:
         raise ValueError(f"routes: one row per request ({n}) expected, got shape {routes.shape}")
+    start = np.ascontiguousarray(start, dtype=np.int64)
+    order = np.ascontiguousarray(order, dtype=np.int64)
+    # the kernel indexes with these unchecked (numba has no bounds checks)
+    if start.ndim != 1 or not start.size or start[0] != 0 or start[-1] != order.size or (np.diff(start) < 0).any():
+        raise ValueError(f"start: cluster offsets into order, from 0 to {order.size} and non-decreasing, expected")
+    if routes.size and routes.max() >= start.size - 1:
+        raise ValueError(f"routes: cluster ids below {start.size - 1} (or -1) expected, got {routes.max()}")
     free = np.ascontiguousarray(free)
     scale = free if capacity is None else np.ascontiguousarray(capacity, dtype=float)
     if scale.shape != free.shape:
