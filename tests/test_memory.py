@@ -59,13 +59,6 @@ def test_rounds_reuse_freed_memory_instead_of_faulting_it_back():
     assert retained < default / 10, (retained, default)
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
-def test_the_workspace_keeps_the_candidate_tables_mapped_between_rounds():
-    # glibc's defaults, where a round's freed arrays are given back: the model's workspace keeps
-    # the largest of them (market.core.workspace), so far fewer pages are faulted in
-    fresh, kept = _faults("default"), _faults("default", "kept")
-    assert kept < fresh / 3, (kept, fresh)
-
 
 def test_retain_freed_memory_is_set_once_per_process():
     from market.core.memory import retain_freed_memory
