@@ -186,13 +186,12 @@ def test_candidates_written_into_a_workspace_are_those_of_new_arrays():
     n = rq.shape[0]
     for rows in (np.arange(n), rng.choice(n, 90, replace=False), np.arange(n)):  # shrinks, then grows again
         plain = find_candidates(rq, demand, rs, free, order, start, routes[rows], k, weights, d_max, keys, rows=rows)
-        out = Candidates(*(space.array(name, rows.size, k, dtype) for name, dtype in
-                           (("resource", np.int64), ("utility", float), ("reserve", float), ("posted", float))))
+        out = Candidates.allocate(rows.size, k, space.array)
         for array in out.arrays():
             array.fill(7)  # what a previous round left
         _same(plain, find_candidates(rq, demand, rs, free, order, start, routes[rows], k, weights, d_max, keys,
                                      rows=rows, out=out))
-    good = [np.empty((n, k), dtype=np.int64), np.empty((n, k)), np.empty((n, k)), np.empty((n, k))]
+    good = list(Candidates.allocate(n, k).arrays())
     frozen = np.empty((n, k))
     frozen.flags.writeable = False
     for field, array, problem in (

@@ -26,9 +26,8 @@ else:
     # glibc's initial thresholds, pinned: left alone, glibc raises them after the first freed
     # mapping by an amount that varies between runs (clean-clone CI runs counted 68-74 faults
     # where 700-2,000 are usual), and setting them turns that adjustment off
-    import ctypes
-    libc = ctypes.CDLL(None)
-    assert libc.mallopt(-3, 128 * 1024) and libc.mallopt(-1, 128 * 1024)  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    from market.core.memory import set_thresholds
+    assert set_thresholds(128 * 1024, 128 * 1024)
 from market.studies.bench import bench
 import market.core.model as model_module
 
@@ -62,7 +61,6 @@ def test_rounds_reuse_freed_memory_instead_of_faulting_it_back():
     default, retained = _faults("default"), _faults("retain")
     assert default > 300, default  # glibc's initial thresholds hand a round's arrays back and fault them in again
     assert retained < default / 10, (retained, default)
-
 
 
 def test_retain_freed_memory_is_set_once_per_process():

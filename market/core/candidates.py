@@ -52,6 +52,7 @@ within a row the order is utility descending, then this rotation.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba as nb
@@ -121,6 +122,16 @@ class Candidates:
     utility: np.ndarray
     reserve: np.ndarray
     posted: np.ndarray
+
+    #: each array's name and dtype, in field order
+    FIELDS = (("resource", np.dtype(np.int64)), ("utility", np.dtype(np.float64)), ("reserve", np.dtype(np.float64)),
+              ("posted", np.dtype(np.float64)))
+
+    @classmethod
+    def allocate(cls, n: int, k: int, array: Callable[[str, int, int, np.dtype], np.ndarray] | None = None) -> Candidates:
+        """``(n, k)`` arrays of every field, from ``array(name, n, k, dtype)`` (None: ``np.empty``)."""
+        array = array or (lambda name, rows, columns, dtype: np.empty((rows, columns), dtype=dtype))
+        return cls(*(array(name, n, k, dtype) for name, dtype in cls.FIELDS))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(resource, utility, reserve, posted)``."""
@@ -802,11 +813,10 @@ def find_candidates(
     if out is None:
         # numpy's arrays (which asks the kernel for huge pages: a fraction of the page faults
         # of the kernel's own allocations, measured 3-4x faster to fill at 100k rows)
-        out = Candidates(np.empty((n, k), dtype=np.int64), np.empty((n, k)), np.empty((n, k)), np.empty((n, k)))
+        out = Candidates.allocate(n, k)
     else:
         arrays = out.arrays()
-        for t, (name, array, dtype) in enumerate(zip(("resource", "utility", "reserve", "posted"), arrays,
-                                                     (np.int64, np.float64, np.float64, np.float64), strict=True)):
+        for t, ((name, dtype), array) in enumerate(zip(Candidates.FIELDS, arrays, strict=True)):
             problem = (
                 f"shape {array.shape}" if array.shape != (n, k)
                 else f"dtype {array.dtype}" if array.dtype != dtype
@@ -816,7 +826,7 @@ def find_candidates(
                 else None
             )
             if problem:
-                raise ValueError(f"out.{name}: a writable C-contiguous {np.dtype(dtype)} array of shape {(n, k)} "
+                raise ValueError(f"out.{name}: a writable C-contiguous {dtype} array of shape {(n, k)} "
                                  f"of its own expected, got one {problem}")
     out = out.arrays()
     if n == 0:

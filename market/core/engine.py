@@ -359,8 +359,10 @@ def clear_round(
         k = params.candidates
         out = None
         if workspace is not None and buffers is not None:
-            out = Candidates(*(workspace.array(f"{buffers}.{name}", rows.size, k, dtype) for name, dtype in
-                               (("resource", np.int64), ("utility", float), ("reserve", float), ("posted", float))))
+            def lent(name: str, n: int, k: int, dtype: np.dtype) -> np.ndarray:
+                return workspace.array(f"{buffers}.{name}", n, k, dtype)
+
+            out = Candidates.allocate(rows.size, k, lent)
         return find_candidates(
             matrix, book.need, resource_matrix, free, order, start,
             clusters, k, params.weights, params.d_max, keys, allowed, scan,

@@ -30,6 +30,15 @@ _M_MMAP_THRESHOLD = -3
 @functools.cache
 def retain_freed_memory() -> bool:
     """Set glibc's thresholds once per process; True if they were set (False elsewhere than glibc)."""
+    return set_thresholds(MMAP_THRESHOLD, TRIM_THRESHOLD)
+
+
+def set_thresholds(mmap_threshold: int, trim_threshold: int) -> bool:
+    """Set glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` (bytes); True if both were set.
+
+    Setting them also turns off glibc's own adjustment of them (it raises both after a freed
+    mapping, by an amount that varies between runs). False elsewhere than glibc.
+    """
     try:
         # the C library the interpreter already runs on (find_library would run ldconfig:
         # 4 ms and a subprocess on every command's start)
@@ -39,4 +48,4 @@ def retain_freed_memory() -> bool:
     except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
