@@ -83,6 +83,7 @@ import pandas as pd
 
 from market.errors import MarketInputError
 from scenarios.config import Scenario
+from scenarios.file_lines import file_line
 from scenarios.google2011 import data_dir
 from scenarios.tables import TYPE_SEPARATOR, MarketData, validate
 from scenarios.trace_markets import stratified_sample
@@ -138,7 +139,7 @@ def trace_path(name: str, root: Path | None = None) -> Path:
 
 def _fail(path: Path, row: int, text: str) -> MarketInputError:
     """One line naming the file and the file line of data row ``row`` (the header is line 1)."""
-    return MarketInputError(f"line {row + 2}: {text}", source=str(path))
+    return MarketInputError(f"line {file_line(path, row)}: {text}", source=str(path))
 
 
 @functools.lru_cache(maxsize=8)

@@ -66,6 +66,7 @@ import pandas as pd
 
 from market.errors import MarketInputError
 from scenarios import llm_perf
+from scenarios.file_lines import file_line
 from scenarios.tables import MarketData, validate
 
 FOLDER = "azure-llm-2023"
@@ -263,7 +264,7 @@ def read_trace(service: str, root: Path | None = None) -> pd.DataFrame:
     bad = stamps.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise MarketInputError(f"line {row + 2}: field 'TIMESTAMP' is not a timestamp: {raw['TIMESTAMP'].iloc[row]!r}",
+        raise MarketInputError(f"line {file_line(path, row)}: field 'TIMESTAMP' is not a timestamp: {raw['TIMESTAMP'].iloc[row]!r}",
                                source=str(path))
     out = {}
     for col, name in (("ContextTokens", "prompt"), ("GeneratedTokens", "output")):
@@ -272,10 +273,10 @@ def read_trace(service: str, root: Path | None = None) -> pd.DataFrame:
         bad = ~np.isfinite(values) | (values >= TOKENS_MAX)  # beyond it the int64 cast wraps (to -9.2e18)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise MarketInputError(f"line {row + 2}: field {col!r} must be a whole number of tokens >= 0 and "
+            raise MarketInputError(f"line {file_line(path, row)}: field {col!r} must be a whole number of tokens >= 0 and "
                                    f"below 2**53, got {raw[col].iloc[row]!r}", source=str(path))
         out[name] = values.astype(np.int64)
-    frame = pd.DataFrame({"time": stamps, **out, "line": np.arange(2, len(raw) + 2, dtype=np.int64)})
+    frame = pd.DataFrame({"time": stamps, **out, "row": np.arange(len(raw), dtype=np.int64)})
     return frame.sort_values("time", kind="stable").reset_index(drop=True)
 
 
@@ -435,9 +436,10 @@ def _whole_rounds(rounds: np.ndarray, trace: pd.DataFrame, field: str, what: str
     huge = ~(rounds < TOKENS_MAX)
     if huge.any():
         k = int(np.flatnonzero(huge)[0])
+        path = data_dir() / FILES[trace["service"].iat[k]]
         raise MarketInputError(
-            f"line {int(trace['line'].iat[k])}: field {field!r}: {what} would take 2**53 rounds or more of "
-            "market.round_seconds (fewer tokens, or longer rounds)", source=str(data_dir() / FILES[trace["service"].iat[k]]))
+            f"line {file_line(path, int(trace['row'].iat[k]))}: field {field!r}: {what} would take 2**53 rounds or "
+            "more of market.round_seconds (fewer tokens, or longer rounds)", source=str(path))
     return np.maximum(least, rounds).astype(np.int64)
 
 

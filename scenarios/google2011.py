@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from market.errors import MarketInputError
+from scenarios.file_lines import file_line
 
 TRACE = "clusterdata-2011-2"
 #: file name suffixes tried in order (the official files are gzip)
@@ -266,7 +267,7 @@ def _check_ranges(df: pd.DataFrame, table: str, path: Path) -> None:
             problems.append((row, order, f"field {col!r} must be {want}, got {_shown(values[row])}"))
     if problems:
         row, _, message = min(problems)
-        raise MarketInputError(f"line {row + 1}: {message}", source=str(path))
+        raise MarketInputError(f"line {file_line(path, row, header=False)}: {message}", source=str(path))
 
 
 def _locate_bad_field(path: Path, names: list[str], usecols: list[str]) -> None:
@@ -296,7 +297,7 @@ def _locate_bad_field(path: Path, names: list[str], usecols: list[str]) -> None:
     if bad_rows:
         row, col, value = min(bad_rows)
         what = "is empty" if value.strip() == "" else f"is not a number: {value!r}"
-        raise MarketInputError(f"line {row + 1}: field {col!r} {what}", source=str(path))
+        raise MarketInputError(f"line {file_line(path, row, header=False)}: field {col!r} {what}", source=str(path))
 
 
 def first_submits(table: str, parts: Sequence[int], per_part: int | None = None, **kw) -> pd.DataFrame:

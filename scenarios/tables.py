@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from market.errors import MarketInputError
+from scenarios.file_lines import file_line
 
 #: the resource dimensions of a market that does not name its own
 DEFAULT_DIMENSIONS = ("cpu", "mem")
@@ -135,7 +136,7 @@ class _Rows:
     def fail(self, mask: np.ndarray, text: str, values: pd.Series | np.ndarray | None = None) -> None:
         """Raise for the first row where ``mask`` is true; ``{value}`` in ``text`` is its value."""
         row = int(np.flatnonzero(mask)[0])
-        where = f"row {row + 1}" + (f" (line {row + 2})" if self.csv else "")
+        where = f"row {row + 1}" + (f" (line {file_line(self.source, row)})" if self.csv else "")
         if values is not None:
             value = values.iloc[row] if isinstance(values, pd.Series) else values[row]
             text = text.format(value=_show(value))

@@ -7,6 +7,7 @@ rounds (the engine's third dimension is separate work).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -191,11 +192,15 @@ def test_small_trace_rules(small):
     ("nodes", "node-a,64000,262144,", "node-a,64000,0,", f"{NODES}: line 2: field 'memory_mib' must be > 0"),
     ("nodes", "node-c,", "node-a,", f"{NODES}: line 4: field 'sn': 'node-a' is a duplicate"),
 ])
-def test_bad_fields_are_one_line(tmp_path, monkeypatch, which, old, new, expected):
+@pytest.mark.parametrize("blank", [False, True], ids=["", "blank-lines"])
+def test_bad_fields_are_one_line(tmp_path, monkeypatch, which, old, new, expected, blank):
     monkeypatch.setenv("MARKET_DATA_DIR", str(tmp_path))
     text = {"nodes": NODE_CSV, "pods": POD_CSV}
     assert old in text[which]
     text[which] = text[which].replace(old, new, 1)
+    if blank:  # a blank line after every line (pandas skips them): file line n becomes 2n - 1
+        text[which] = text[which].replace("\n", "\n\n")
+        expected = re.sub(r"line (\d+)", lambda m: f"line {2 * int(m.group(1)) - 1}", expected)
     _write(tmp_path, text["nodes"], text["pods"])
     with pytest.raises(MarketInputError) as err:
         _build(_scenario(rounds=2, start_seconds=0, step_seconds=3600, machines=3))

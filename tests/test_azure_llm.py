@@ -395,6 +395,14 @@ def test_bad_trace_field(tmp_path, monkeypatch, line, field, value):
     assert not out.exists()
 
 
+def test_bad_trace_field_line_counts_blank_lines(tmp_path, monkeypatch):
+    toml = tiny(tmp_path, monkeypatch, code_csv=HEADER + "\n" + GOOD + "  \n" + "2023-11-16 00:00:00.5000000,-3,5\n")
+    out = tmp_path / "out"
+    code, err = cli("run", str(toml), "--out", str(out), "--quiet")
+    assert code == 2 and "AzureLLMInferenceTrace_code.csv: line 5: field 'ContextTokens'" in err, err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("replace, words", [
     ({"round_seconds = 1.0": "round_seconds = 0"}, ["market.round_seconds", "> 0"]),
     ({"rate = 2.0": "rate = -1"}, ["market.rate", "-1"]),

@@ -13,6 +13,7 @@ those included, also runs in-process through :func:`market.apps.cli.main`, which
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import os
 import subprocess
@@ -84,6 +85,12 @@ def setcell(col: str, row: int, value: object) -> Callable[[pd.DataFrame], pd.Da
         return df
 
     return change
+
+
+def blank_lines(df: pd.DataFrame) -> str:
+    """``df`` as CSV with blank and whitespace-only lines (pandas skips them): data row ``r`` >= 1 on line ``r + 5``."""
+    header, first, *rest = df.to_csv(index=False).splitlines()
+    return "\n".join([header, "", first, "   ", "\t", *rest]) + "\n"
 
 
 def replace(old: str, new: str) -> Callable[[str], str]:
@@ -170,6 +177,12 @@ CASES = [
     Case("parquet_timestamp_round", ("requests.parquet", "row 1:", "'round'", "numeric", "Timestamp"),
          scenario=replace('"requests.csv"', '"requests.parquet"'),
          requests=lambda d: d.assign(round=pd.to_datetime(d["round"], unit="us"))),
+    Case("blank_lines_in_a_table", ("requests.csv", "row 2 (line 6)", "'cpu'", "'two'"),
+         files={"requests.csv": blank_lines(setcell("cpu", 1, "two")(requests_table()))}),
+    Case("blank_lines_in_a_compressed_table", ("resources.csv.gz", "row 3 (line 7)", "'cpu'", "> 0", "-1.0"),
+         scenario=replace('"resources.csv"', '"resources.csv.gz"'),
+         files={"resources.csv.gz": gzip.compress(blank_lines(setcell("cpu", 2, -1.0)(resources_table())).encode(),
+                                                  mtime=0)}),
     # a word pandas reads as missing is a number's missing value, not a name's
     Case("na_word_in_a_number", ("requests.csv", "row 3 (line 4)", "'cpu'", "'NA'"), requests=setcell("cpu", 2, "NA")),
     Case("dimension_named_like_an_output_column", ("scenario.toml", "'market.dimensions'", "'seed'"),

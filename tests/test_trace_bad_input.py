@@ -154,6 +154,17 @@ def test_job_scheduling_class_out_of_range(tmp_path):
     assert str(err.value) == f"{path}: line 2: field 'scheduling_class' must be a whole number from 0 to 3 (or empty), got 4"
 
 
+@pytest.mark.parametrize(("second", "message"), [
+    ("0,,2,0,u,4,n,l", "field 'scheduling_class' must be a whole number from 0 to 3 (or empty), got 4"),
+    ("0,,two,0,u,1,n,l", "field 'job_id' is not a number: 'two'"),  # the typed read fails: the text re-read names it
+])
+def test_google_line_counts_the_blank_lines_pandas_skips(tmp_path, second, message):
+    path = _write(tmp_path, "job_events", 0, ["", "0,,1,0,u,1,n,l", "", "  ", second])
+    with pytest.raises(MarketInputError) as err:
+        g.read_events("job_events", (0,), root=tmp_path)
+    assert str(err.value) == f"{path}: line 5: {message}"
+
+
 @pytest.mark.parametrize("content", [b"", gzip.compress(b"", mtime=0)], ids=["0-bytes", "gzip-of-nothing"])
 def test_an_empty_part_is_one_line_naming_it(tmp_path, content):
     path = tmp_path / g.TRACE / "job_events" / f"{g.part_name('job_events', 0)}.csv.gz"
