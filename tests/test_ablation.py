@@ -176,6 +176,18 @@ def test_cli_writes_tables_report_and_plots(tmp_path: Path, capsys):
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
 
 
+def test_cli_with_one_seed(tmp_path: Path, capsys):
+    """One seed: no interval and no test, said so; the figure is drawn (it raised on NaN whisker ends)."""
+    out = tmp_path / "abl"
+    args = ["ablation", str(DATA / "small.toml"), "--out", str(out), "--seeds", "1", "--rounds", "2", "--no-sweep",
+            "--quiet"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert (out / "ablation.png").stat().st_size > 0
+    summary = pd.read_csv(out / "ablation.csv")
+    assert summary["n_seeds"].eq(1).all() and summary["efficiency_common"].notna().all()
+    assert "No paired test" in (out / "report.md").read_text()
+
+
 @pytest.mark.parametrize("extra", [["nope.toml"], [str(DATA / "small.toml"), "--grid-step", "0.3"],
                                    [str(DATA / "small.toml"), "--rounds", "0"]])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, capsys, extra):

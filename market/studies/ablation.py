@@ -372,9 +372,10 @@ def _grouped_bars(ax: Any, summary: pd.DataFrame, series: Sequence[tuple[str, st
     ax.set_yticks(y, names)
     ax.set_xlabel(xlabel)
     ax.grid(axis="y", visible=False)
-    top = float(np.nanmax(summary[[f"{m}_high" for m, _ in series]].to_numpy()))
-    top = max(top, float(np.nanmax(summary[[m for m, _ in series]].to_numpy())))
-    ax.set_xlim(0, (1.25 if len(series) == 1 else 1.5) * top)
+    # the whiskers' ends where there are any (one seed has no interval: NaN), else the bars'
+    ends = summary[[*(f"{m}_high" for m, _ in series), *(m for m, _ in series)]].to_numpy(dtype=float)
+    top = float(ends[np.isfinite(ends)].max()) if np.isfinite(ends).any() else 0.0
+    ax.set_xlim(0, (1.25 if len(series) == 1 else 1.5) * top if top > 0 else 1.0)
 
 
 def _ablation_figure(summary: pd.DataFrame, path: Path) -> Path:
@@ -447,6 +448,8 @@ def _significant(summary: pd.DataFrame, level: float = 0.05) -> list[str]:
     """Sentences on configurations that differ from Full under the Full weights (paired test)."""
     if "p_efficiency_common" not in summary:
         return []
+    if not summary["p_efficiency_common"].notna().any():  # one seed (or identical seeds): no test
+        return ["No paired test of the differences: it needs two seeds or more with different results."]
     rest = summary[(summary["config"] != "Full") & (summary["p_efficiency_common"] < level)]
     out = []
     for sign, word in ((1, "higher"), (-1, "lower")):
