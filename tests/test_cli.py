@@ -162,6 +162,29 @@ def test_out_never_replaces_what_is_not_an_output(tmp_path, capsys, monkeypatch)
         assert (tmp_path / out / ".market-output").is_file() and (tmp_path / out / "rounds.parquet").is_file()
 
 
+def test_one_commands_output_is_not_replaced_by_anothers(tmp_path, monkeypatch, capsys):
+    """`market audit --out <a run's folder>` replaced the run (and `market report RUN --out RUN` its input)."""
+    monkeypatch.chdir(tmp_path)
+    scenario = Path(cli.__file__).resolve().parents[2] / "scenarios" / "audit-unit.toml"
+    assert _main(capsys, "run", str(scenario), "--out", "run1", "--rounds", "1", "--quiet")[0] == 0
+    assert (tmp_path / "run1" / ".market-output").read_text() == "run\n"
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run1").iterdir()}
+    for command in (["audit", "audit-unit", "--mechanism", "greedy", "--quiet"], ["poa", "audit-unit", "--quiet"]):
+        code, lines = _main(capsys, *command, "--out", "run1")
+        assert code == 2 and len(lines) == 1, lines
+        assert "holds the output of 'market run'" in lines[0] and f"'market {command[0]}'" in lines[0], lines
+        assert {p.name: p.read_bytes() for p in (tmp_path / "run1").iterdir()} == before
+    # the same command replaces its own output; an older output's empty marker names no command
+    assert _main(capsys, "report", "run1", "--out", "rep")[0] == 0
+    assert (tmp_path / "rep" / ".market-output").read_text() == "report\n"
+    assert _main(capsys, "report", "run1", "--out", "rep")[0] == 0
+    code, lines = _main(capsys, "run", str(scenario), "--out", "rep", "--rounds", "1", "--quiet")
+    assert code == 2 and "holds the output of 'market report'" in lines[0], lines
+    (tmp_path / "rep" / ".market-output").write_text("")
+    assert _main(capsys, "run", str(scenario), "--out", "rep", "--rounds", "1", "--quiet")[0] == 0
+    assert (tmp_path / "rep" / ".market-output").read_text() == "run\n"
+
+
 def test_debug_is_taken_after_the_command_too(capsys):
     with pytest.raises(Exception, match="no such scenario"):
         cli.main(["run", "nosuch-scenario", "--out", "x", "--debug"])
@@ -197,6 +220,11 @@ def test_report_never_replaces_the_run_it_reads(tmp_path, capsys):
                         "resources = 4\nusers = 2\nrequests = 8\n")
     run = tmp_path / "run"
     assert _main(capsys, "run", str(scenario), "--out", str(run), "--quiet")[0] == 0
+    code, lines = _main(capsys, "report", str(run), "--out", str(run))
+    # (refused as another command's output when the command line is read; the report's own
+    # check, "would replace the run it reports on", also holds for a run of an older version)
+    assert code == 2 and len(lines) == 1 and "holds the output of 'market run'" in lines[0], lines
+    (run / ".market-output").write_text("")
     code, lines = _main(capsys, "report", str(run), "--out", str(run))
     assert code == 2 and len(lines) == 1 and "would replace the run it reports on" in lines[0], lines
     # a folder holding the run (here it also holds other files) is refused too

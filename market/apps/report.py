@@ -931,7 +931,7 @@ def write_report(run_dir: Path, out: Path, band: str = "minmax") -> dict[str, st
     figures: dict[str, str] = {}
     masked = _masked(run)
     multi = multiresource_table(run, summary) if not run.no_market else summary.iloc[:0]
-    with atomic_directory(Path(out)) as tmp, plots.report_style():
+    with atomic_directory(Path(out), "report") as tmp, plots.report_style():
         if not run.no_market:  # with no market every mean and every drawn round would be empty
             figures["comparison"] = _comparison(run, summary, tmp / "comparison.png").name
             if not multi.empty:

@@ -28,8 +28,10 @@ import pandas as pd
 
 from market.errors import MarketInputError
 
-#: every output directory holds this (empty) file: only such a directory is ever replaced
-#: (a manifest.json or summary.md is no proof: a user's own folder may hold one)
+#: every output directory holds this file: only such a directory is ever replaced (a
+#: manifest.json or summary.md is no proof: a user's own folder may hold one). It holds the
+#: name of the command that wrote the directory (``run``, ``audit``, ...), so that one
+#: command's output is never replaced by another's (empty in outputs of older versions)
 OUTPUT_MARKER = ".market-output"
 
 
@@ -61,18 +63,23 @@ def write_json(obj: Any, path: Path) -> None:
     _commit_file(tmp, path)
 
 
-def check_output_directory(out: Path, marker: str = OUTPUT_MARKER) -> Path:
+def check_output_directory(out: Path, marker: str = OUTPUT_MARKER, kind: str | None = None) -> Path:
     """Check that an output directory may be written at ``out``, before any work is done.
 
     ``out`` may be a new name, an empty directory or an earlier output of this tool (it
-    holds ``marker``). Anything else is refused, so that an output never replaces what
-    is not one: a file, a directory with other content, the working directory or one of
-    its parents, a path below a file, a place where no folder can be created.
+    holds ``marker``) written by the same command. Anything else is refused, so that an
+    output never replaces what is not one, nor another command's (``market audit --out``
+    given a run's folder would lose the run): a file, a directory with other content, the
+    working directory or one of its parents, a path below a file, a place where no folder
+    can be created.
 
     Args:
         out: the output directory as the user gave it.
         marker: the file that marks an earlier output of the same kind
             (:data:`OUTPUT_MARKER`; a sweep directory has its own).
+        kind: the command that will write ``out`` (e.g. ``"run"``); an earlier output whose
+            marker names another command is refused (an empty marker, written by older
+            versions, names none). None: any earlier output may be replaced.
 
     Returns:
         ``out`` as a Path.
@@ -95,8 +102,21 @@ def check_output_directory(out: Path, marker: str = OUTPUT_MARKER) -> Path:
             f"output directory {str(out)!r} exists and is not an earlier output of market (no {marker}); "
             "remove it or name a new folder"
         )
+    held = written_by(out, marker)
+    if kind is not None and held is not None and held != kind:
+        raise MarketInputError(f"output directory {str(out)!r} holds the output of 'market {held}', which "
+                               f"'market {kind}' does not replace; remove it or name a new folder")
     _check_writable(out, where)
     return out
+
+
+def written_by(out: Path, marker: str = OUTPUT_MARKER) -> str | None:
+    """The command named in ``out``'s marker (e.g. ``"run"``), None if none is named or there is no marker."""
+    try:
+        held = (Path(out) / marker).read_text(errors="replace").strip()
+    except OSError:  # no marker (or not readable): nothing is claimed
+        return None
+    return held or None
 
 
 def _check_writable(out: Path, where: Path) -> None:
@@ -114,18 +134,22 @@ def _check_writable(out: Path, where: Path) -> None:
 
 
 @contextmanager
-def atomic_directory(out: Path) -> Iterator[Path]:
+def atomic_directory(out: Path, kind: str) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``out`` only if the block succeeds.
 
-    ``out`` must pass :func:`check_output_directory`; the new directory gets
-    :data:`OUTPUT_MARKER`. Temporaries of ``out`` left by killed processes
+    ``out`` must pass :func:`check_output_directory` for ``kind``; the new directory gets
+    :data:`OUTPUT_MARKER` naming ``kind``. Temporaries of ``out`` left by killed processes
     (``.<name>.tmp-<pid>`` and ``.<name>.old-<pid>`` whose pid no longer runs) are
     removed first.
+
+    Args:
+        out: the output directory.
+        kind: the command writing it, as typed (``"run"``, ``"audit"``, ``"llm-report"``...).
 
     Raises:
         MarketInputError: if ``out`` may not be replaced.
     """
-    out = check_output_directory(out)
+    out = check_output_directory(out, kind=kind)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # checked before the work, but the file system may have changed since
@@ -138,7 +162,7 @@ def atomic_directory(out: Path) -> Iterator[Path]:
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        (tmp / OUTPUT_MARKER).touch()
+        (tmp / OUTPUT_MARKER).write_text(f"{kind}\n")
         yield tmp
         _fsync_tree(tmp)
         if out.exists():

@@ -181,7 +181,7 @@ def run_scenario(
                 progress(done, len(jobs))
     tables = combine(parts, scenario.mechanisms)
     tables["requests"], tables["resources"] = markets
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, "run") as tmp:
         hashes = {}
         for name, df in tables.items():
             path = write_table(df, tmp / name, fmt)

@@ -655,7 +655,7 @@ def run_ablation(
         "sweep_seeds": sweep_seeds, "sweep_rounds": sweep_scenario.rounds, "workers": workers,
         "runs": total, "cpus": _cpus(), "command": command,
     }
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, "ablation") as tmp:
         hashes = {}
         for name, df in tables.items():
             path = write_table(df, tmp / name, "csv")

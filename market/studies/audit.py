@@ -252,7 +252,7 @@ def write(table: pd.DataFrame, summary: pd.DataFrame, text: str, out: Path) -> N
     """Write ``audit.csv``, ``summary.csv`` and ``audit.md`` into ``out`` atomically."""
     from market.core.io import atomic_directory, write_table
 
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, "audit") as tmp:
         write_table(table, tmp / "audit", "csv")
         write_table(summary, tmp / "summary", "csv")
         (tmp / "audit.md").write_text(text)

@@ -480,7 +480,7 @@ def run_report(
         "run_seconds_total": float(seconds.sum()), "code": code_version(),
         "capacity": {p: capacity(variant(scenario, p, 1.0, rounds), int(seeds[0])) for p in POOLS},
     }
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, "llm-report") as tmp:
         hashes = {}
         for name, df in (("runs", runs), ("table", summary), ("ratios", ratio)):
             path = write_table(df, tmp / name, "csv")

@@ -838,7 +838,7 @@ def write_outputs(out: Path, rounds: Mapping[str, pd.DataFrame], info: Mapping[s
         tables += [("users_strategic", users, "parquet"), ("pacing", pacing, "csv")]
     if stationary is not None:
         tables += [("stationary", still, "csv"), ("rounds_stationary", stationary, "parquet")]
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, "poa") as tmp:
         hashes = {}
         for name, df, fmt in tables:
             path = write_table(df, tmp / name, fmt)

@@ -720,7 +720,7 @@ def reproduce_table1(
     ci = ci_table(runs, mechs)
     t1 = table1(paper_model, runs, mechs)
     paper_table = paper_model.table()
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, "reproduce") as tmp:
         files = {
             "table1": t1, "table1_ci": ci, "consistent_runs": runs, "consistent_rounds": per_round,
             "paper_common_utility": common, "paper_ablation": ablation, "paper_metrics": paper_table,

@@ -320,7 +320,7 @@ def run_scaling(plan: Plan, out: Path, command: str = "market scaling", log=None
            "machine": f"{platform.system()} {platform.machine()}", "load_before": [round(x, 2) for x in load_before],
            "load_after": [round(x, 2) for x in os.getloadavg()], "versions": package_versions()}
     meta = {"plan": asdict(plan), "environment": env, "stops": stops}
-    with atomic_directory(Path(out)) as tmp, plots.report_style():
+    with atomic_directory(Path(out), "scaling") as tmp, plots.report_style():
         measurements.to_csv(tmp / "measurements.csv", index=False, float_format="%.17g")
         fits.to_csv(tmp / "fits.csv", index=False, float_format="%.17g")
         _figure(measurements, fits, list(plan.mechanisms), tmp / "scaling.png")

@@ -270,7 +270,7 @@ def persist(task: Task, result: RunTables | tuple[pd.DataFrame, pd.DataFrame], o
 
     frames = dict(zip(MARKET_TABLES, result)) if task.mechanism is None else {
         t: getattr(result, t) for t in RUN_TABLES}
-    with atomic_directory(task.folder(out)) as tmp:
+    with atomic_directory(task.folder(out), "run") as tmp:
         files = {}
         for name, df in frames.items():
             path = write_table(df, tmp / name, "parquet")

@@ -60,20 +60,25 @@ def name_list(text: str) -> list[str]:
     return names
 
 
-def output_directory(text: str) -> Path:
-    """An output directory that may be written or replaced (an argparse ``type``).
+def output_directory(kind: str) -> Callable[[str], Path]:
+    """The argparse ``type`` of ``--out`` for the command ``kind`` (its ``NAME``).
 
-    Checked when the command line is read, before any work, by
+    The directory is checked when the command line is read, before any work, by
     :func:`market.core.io.check_output_directory`: a new name, an empty folder or an
-    earlier output of ``market``, never a file or a folder with other content.
+    earlier output of the same command, never a file, a folder with other content or
+    another command's output.
     """
-    from market.core.io import check_output_directory
-    from market.errors import MarketInputError
 
-    try:
-        return check_output_directory(Path(text))
-    except MarketInputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    def directory(text: str) -> Path:
+        from market.core.io import check_output_directory
+        from market.errors import MarketInputError
+
+        try:
+            return check_output_directory(Path(text), kind=kind)
+        except MarketInputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return directory
 
 
 def sweep_directory(text: str) -> Path:

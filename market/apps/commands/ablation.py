@@ -18,7 +18,7 @@ DESCRIPTION = ("Run MOHAF's ablation configurations (Full, NoCost, NoQoS, NoEner
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``market ablation``."""
     p.add_argument("scenario", nargs="?", default="google2011-mohaf", help="scenario file or shipped name (default google2011-mohaf)")
-    p.add_argument("--out", required=True, type=output_directory, help="output directory (replaced atomically)")
+    p.add_argument("--out", required=True, type=output_directory(NAME), help="output directory (replaced atomically)")
     p.add_argument("--seeds", type=int_list, help="ablation seeds (default: the scenario's)")
     p.add_argument("--rounds", type=int, help="rounds per run (default: the scenario's)")
     p.add_argument("--grid-step", type=float, default=0.1, help="simplex grid spacing, 1/n (default 0.1)")

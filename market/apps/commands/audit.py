@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("scenario", help="scenario file or shipped scenario name")
     p.add_argument("--mechanism", required=True, help="mechanism to audit, e.g. second_price")
-    p.add_argument("--out", type=output_directory, help="write audit.csv, summary.csv, audit.md here (atomically)")
+    p.add_argument("--out", type=output_directory(NAME), help="write audit.csv, summary.csv, audit.md here (atomically)")
     p.add_argument("--seed", type=int, help="seed (default: the scenario's first)")
     p.add_argument("--rounds", type=int, help="number of rounds (default: the scenario's)")
     p.add_argument("--factors", type=_floats, default=list(DEFAULT_FACTORS),

@@ -43,7 +43,7 @@ def rate_list(text: str) -> list[float]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``market llm-report``."""
     p.add_argument("scenario", nargs="?", default="azure-llm", help="LLM-serving scenario file or shipped name (default azure-llm)")
-    p.add_argument("--out", required=True, type=output_directory, help="output directory (replaced atomically)")
+    p.add_argument("--out", required=True, type=output_directory(NAME), help="output directory (replaced atomically)")
     p.add_argument("--rates", type=rate_list, default=DEFAULT_RATES,
                    help="trace replay rates, comma-separated, each > 0 (default 0.5,1,2,4)")
     p.add_argument("--seeds", type=int_list, help="seeds (default: the scenario's)")

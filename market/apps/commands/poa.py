@@ -23,7 +23,7 @@ DESCRIPTION = ("Run every mechanism and seed of a scenario twice, with its strat
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``market poa``."""
     p.add_argument("scenario", help="scenario file or shipped name")
-    p.add_argument("--out", required=True, type=output_directory, help="output directory (replaced atomically)")
+    p.add_argument("--out", required=True, type=output_directory(NAME), help="output directory (replaced atomically)")
     p.add_argument("--seeds", type=int_list, help="seeds (default: the scenario's)")
     p.add_argument("--rounds", type=int, help="rounds per run: the scenario's first R rounds (default: the scenario's)")
     p.add_argument("--mechanisms", type=name_list, help="mechanisms, comma-separated (default: the scenario's)")

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from market.studies.plots import BANDS
 
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="directory written by 'market run'")
-    p.add_argument("--out", required=True, type=output_directory, help="report directory (replaced atomically)")
+    p.add_argument("--out", required=True, type=output_directory(NAME), help="report directory (replaced atomically)")
     p.add_argument("--band", choices=BANDS, default="minmax",
                    help="seed band of the trajectories: min-max range (default) or 95%% t-interval")
 

@@ -20,7 +20,7 @@ TARGETS = ("mohaf-table1",)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``market reproduce``."""
     p.add_argument("target", choices=TARGETS)
-    p.add_argument("--out", required=True, type=output_directory, help="output directory (replaced atomically)")
+    p.add_argument("--out", required=True, type=output_directory(NAME), help="output directory (replaced atomically)")
     p.add_argument("--seeds", type=int_list, help="consistent-mode seeds, e.g. 0,1,2")
     p.add_argument("--rounds", type=int, help="consistent-mode rounds")
     p.add_argument("--mechanisms", type=name_list, help="consistent-mode mechanisms")

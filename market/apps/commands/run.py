@@ -17,7 +17,7 @@ DESCRIPTION = ("Run every mechanism x seed of a scenario; write rounds, timings,
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``market run``."""
     p.add_argument("scenario", help="scenario file or shipped scenario name")
-    p.add_argument("--out", required=True, type=output_directory, help="output directory (replaced atomically)")
+    p.add_argument("--out", required=True, type=output_directory(NAME), help="output directory (replaced atomically)")
     p.add_argument("--mechanisms", type=name_list, help="comma-separated subset, e.g. mohaf,greedy")
     p.add_argument("--seeds", type=int_list, help="comma-separated seeds")
     p.add_argument("--rounds", type=int, help="number of rounds")

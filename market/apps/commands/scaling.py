@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``market scaling`` (defaults from :class:`market.studies.scaling.Plan`)."""
     from market.studies.scaling import Plan
 
-    p.add_argument("--out", required=True, type=output_directory, help="output directory (replaced atomically)")
+    p.add_argument("--out", required=True, type=output_directory(NAME), help="output directory (replaced atomically)")
     p.add_argument("--mechanisms", type=name_list, help="comma-separated (default: every registered mechanism)")
     p.add_argument("--min-requests", type=int, default=Plan.min_requests, help="smallest size (default %(default)s)")
     p.add_argument("--max-requests", type=int, default=Plan.max_requests, help="largest size (default %(default)s)")
