@@ -49,7 +49,7 @@ CHROMIUM_ARGS = [
 # --- the model behind the dashboard ---------------------------------------------------
 def test_dashboard_run_equals_plain_model_run():
     """Comparing mechanisms before each round must not change the run itself."""
-    dash = DashboardModel("default", "mohaf", rng=3, w_cost=0.5, w_qos=0.2, w_energy=0.1, w_fairness=0.2, eta=0.05, target=0.7, clusters=3)
+    dash = DashboardModel("default", "mohaf", rng=3, custom_settings=True, w_cost=0.5, w_qos=0.2, w_energy=0.1, w_fairness=0.2, eta=0.05, target=0.7, clusters=3)
     base = load("default")
     plain = MarketModel(base.replace(
         utility=base.utility.replace(weights=(0.5, 0.2, 0.1, 0.2)), pricing=base.pricing.replace(eta=0.05, target=0.7),
@@ -99,7 +99,7 @@ def test_overrides_size_weights_and_end_of_run():
     assert scale_market(cfg, 1.0) is cfg
     assert effective_weights((1.0, 1.0, 0.0, 0.0)) == (0.5, 0.5, 0.0, 0.0)
     assert effective_weights((0.1, 0.2, 0.3, 0.1)) == (0.1, 0.2, 0.3, 0.1)
-    half = DashboardModel("default", rng=1, size=0.5, w_cost=0.8, w_qos=0.8, w_energy=0.2, w_fairness=0.2)
+    half = DashboardModel("default", rng=1, size=0.5, custom_settings=True, w_cost=0.8, w_qos=0.8, w_energy=0.2, w_fairness=0.2)
     assert half.n_resources == 50 and half.request_ids.size == 600
     assert half.round_params.weights == pytest.approx((0.4, 0.4, 0.1, 0.1))
     small = DashboardModel(str(DATA / "small.toml"), "greedy", rng=1, compare=False)
@@ -109,6 +109,32 @@ def test_overrides_size_weights_and_end_of_run():
     assert not small.running  # Play stops after the scenario's rounds
     assert "(finished)" in summary_markdown(small)
     assert list(small.comparison.index) == ["greedy"]
+
+
+def test_a_scenarios_own_weights_and_pricing_unless_set():
+    """The sidebar's weight and price sliders apply only when ticked: stationary is a tatonnement
+    market (eta 0.05), audit-unit weighs 0.5/0.4/0.1/0 (both showed the default's settings)."""
+    for name in ("stationary", "audit-unit"):
+        own = load(name)
+        dash = DashboardModel(name, "greedy", rng=1, compare=False, w_cost=0.9, rule="utilization", eta=0.01)
+        assert dash.config.utility == own.utility and dash.config.pricing == own.pricing, name
+        assert dash.notice is None
+    dash = DashboardModel("stationary", "greedy", rng=1, compare=False, custom_settings=True, rule="utilization")
+    assert dash.config.pricing.rule == "utilization" and dash.round_params.weights == pytest.approx((0.4, 0.3, 0.1, 0.2))
+    assert "tatonnement pricing, step 0.05" in summary_markdown(DashboardModel("stationary", "greedy", compare=False))
+
+
+def test_a_scenario_that_cannot_be_built_is_one_line_on_the_page(tmp_path, monkeypatch, capsys):
+    """A trace not yet fetched: the default scenario with the error above it, not a traceback for a page."""
+    monkeypatch.setenv("MARKET_DATA_DIR", str(tmp_path))
+    dash = DashboardModel("alibaba-gpu", "greedy", rng=1, compare=False)
+    assert dash.scenario_name == "default" and dash.config.name == "default"
+    assert dash.notice.startswith("alibaba-gpu cannot be shown: ") and "market data fetch alibaba-gpu-2023" in dash.notice
+    assert "\n" not in dash.notice and dash.notice in summary_markdown(dash)
+    assert capsys.readouterr().err == f"dashboard: {dash.notice}\n"
+    dash.step()  # it plays
+    missing = DashboardModel(str(tmp_path / "nope.toml"), compare=False)
+    assert missing.config.name == "default" and "nope.toml" in missing.notice
 
 
 def test_user_mix_is_always_a_valid_mix():
@@ -126,7 +152,7 @@ def test_user_mix_is_always_a_valid_mix():
 
 
 def test_mix_and_price_rule_controls_reach_the_model():
-    every = DashboardModel("default", rng=1, rule="tatonnement", custom_mix=True, share_learning=1.0, compare=False)
+    every = DashboardModel("default", rng=1, rule="tatonnement", custom_settings=True, custom_mix=True, share_learning=1.0, compare=False)
     assert strategy_counts(every) == {"learning": len(every.user_agents)}
     assert {agent.strategy.name for agent in every.user_agents} == {"learning"}
     assert isinstance(every.price_rule, Tatonnement) and every.config.pricing.rule == "tatonnement"
@@ -154,7 +180,7 @@ def test_mix_and_price_rule_controls_reach_the_model():
 
 def test_learning_and_tatonnement_run_equals_plain_model_run():
     """Comparing mechanisms (what-if rounds) leaves the learners, pacers and tatonnement prices alone."""
-    dash = DashboardModel("default", "mohaf", rng=5, rule="tatonnement", eta=0.05, custom_mix=True,
+    dash = DashboardModel("default", "mohaf", rng=5, rule="tatonnement", eta=0.05, custom_settings=True, custom_mix=True,
                           share_learning=0.5, share_pacing=0.3)
     base = load("default")
     plain = MarketModel(base.replace(
@@ -335,6 +361,11 @@ def test_reset_rebuilds_with_changed_controls():
     assert model.scenario_name == "tight" and model.mechanism_name == "greedy" and model.seed == 7
     assert model.hierarchy.n_clusters == 6
     assert model.n_resources == 60  # tight has 120 resources
+    # the weights and the price rule apply only with their checkbox: else the scenario's
+    assert model.config.utility == load("tight").utility and model.config.pricing == load("tight").pricing
+    rc.find(ipyvuetify.Checkbox, label="Set the weights and the price rule below (else the scenario's)").widget.v_model = True
+    rc.find(ipyvuetify.Btn, children=["Reset"]).widget.click()
+    model = reactive.value
     assert model.price_rule.eta == pytest.approx(0.1)
     assert model.round_params.weights == pytest.approx((0.5, 0.25, 0.1 / 1.2, 0.2 / 1.2))  # 0.6 + 0.3 + 0.1 + 0.2 > 1
     rc.find(ipyvuetify.Btn, children=["Step"]).widget.click()
@@ -348,6 +379,7 @@ def test_reset_applies_the_strategy_mix_and_price_rule():
     rc.find(ipyvuetify.Slider, label="Share: learning").widget.v_model = 0.7
     rc.find(ipyvuetify.Slider, label="Share: pacing").widget.v_model = 0.6
     rc.find(ipyvuetify.Slider, label="Share: shading").widget.v_model = 0.0
+    rc.find(ipyvuetify.Checkbox, label="Set the weights and the price rule below (else the scenario's)").widget.v_model = True
     rc.find(ipyvuetify.Btn, children=["Reset"]).widget.click()
     model = reactive.value
     assert isinstance(model.price_rule, Tatonnement)

@@ -22,6 +22,7 @@ aggregated before plotting, so a step only redraws what changed.
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from mesa.visualization.utils import update_counter
 
 from market.core.model import MarketModel, RoundRecord
 from market.core.pricing import PRICE_RULES
+from market.errors import MarketInputError
 from mechanisms import available
 from scenarios import config as scenario_config
 from scenarios.config import Scenario
@@ -162,6 +164,8 @@ class DashboardModel(MarketModel):
         rule: the price rule, ``utilization`` or ``tatonnement`` (``[pricing] rule``).
         eta: pricing step.
         target: target utilisation of the pricing rule (the utilisation rule only).
+        custom_settings: use the four weights and the price rule, step and target above;
+            False keeps the scenario's ``[utility]`` weights and ``[pricing]`` table.
         custom_mix: set the users' strategy mix from the three shares below
             (:func:`user_mix`); False keeps the scenario's ``[users]`` table.
         share_shading: share of bid-shading users (with ``custom_mix``).
@@ -173,9 +177,14 @@ class DashboardModel(MarketModel):
         compare: compare every mechanism on each round's order book.
         optimum: include the exact optimum (``optimal``) in the comparison.
 
+    A scenario that cannot be built (bad input, e.g. a trace not yet fetched) gives the
+    default scenario with the same settings and its one-line error in :attr:`notice`,
+    which the page shows, instead of a traceback in place of the page.
+
     Attributes:
         comparison: the current round's comparison, one row per mechanism
             (:data:`COMPARISON` columns, plus ``welfare_vs_opt`` with ``optimum``).
+        notice: why the chosen scenario is not shown (None: it is).
     """
 
     def __init__(
@@ -190,6 +199,7 @@ class DashboardModel(MarketModel):
         rule: str = "utilization",
         eta: float = 0.02,
         target: float = 0.8,
+        custom_settings: bool = False,
         custom_mix: bool = False,
         share_shading: float = 0.0,
         share_learning: float = 0.0,
@@ -199,16 +209,29 @@ class DashboardModel(MarketModel):
         compare: bool = True,
         optimum: bool = False,
     ) -> None:
-        base = scale_market(scenario_config.load(scenario_name), float(size))
-        mix = user_mix(share_shading, share_learning, share_pacing)
-        scenario = base.replace(
-            utility=base.utility.replace(weights=effective_weights((w_cost, w_qos, w_energy, w_fairness))),
-            pricing=base.pricing.replace(rule=rule, eta=eta, target=target),
-            users=base.users.replace(mix=mix, shading_share=0.0) if custom_mix else base.users,
-            clustering=base.clustering.replace(clusters=int(clusters)) if int(clusters) else base.clustering,
-            oracle=False, compare_flat=False,
-        )
-        super().__init__(scenario, mechanism, rng)
+        def settings(name: str) -> Scenario:
+            base = scale_market(scenario_config.load(name), float(size))
+            mix = user_mix(share_shading, share_learning, share_pacing)
+            return base.replace(
+                utility=(base.utility.replace(weights=effective_weights((w_cost, w_qos, w_energy, w_fairness)))
+                         if custom_settings else base.utility),
+                pricing=base.pricing.replace(rule=rule, eta=eta, target=target) if custom_settings else base.pricing,
+                users=base.users.replace(mix=mix, shading_share=0.0) if custom_mix else base.users,
+                clustering=base.clustering.replace(clusters=int(clusters)) if int(clusters) else base.clustering,
+                oracle=False, compare_flat=False,
+            )
+
+        self.notice: str | None = None
+        try:
+            super().__init__(settings(scenario_name), mechanism, rng)
+        except MarketInputError as exc:
+            if scenario_name == "default":
+                raise
+            # the page cannot show this scenario: say why above the default one
+            self.notice = f"{scenario_name} cannot be shown: {exc}"
+            print(f"dashboard: {self.notice}", file=sys.stderr)
+            scenario_name = "default"
+            super().__init__(settings(scenario_name), mechanism, rng)
         self.scenario_name = scenario_name
         self.size = float(size)
         self.optimum = bool(optimum)
@@ -451,8 +474,9 @@ def summary_markdown(model: DashboardModel) -> str:
     users = ", ".join(f"{name} {n}" for name, n in strategy_counts(model).items())
     done = " (finished)" if not model.running else ""
     rows = model.waiting(model.round)
+    notice = f"**{model.notice}** Showing the default scenario.\n\n" if model.notice else ""
     return (
-        f"### Round {model.round} of {model.config.rounds}{done}\n\n"
+        f"### Round {model.round} of {model.config.rounds}{done}\n\n{notice}"
         f"**{model.scenario_name}** market, seed {model.seed}: {model.n_resources} resources in "
         f"{model.hierarchy.n_clusters} clusters, {model.request_ids.size} requests from "
         f"{len(model.user_agents)} users. Served so far {int(np.sum(model.status == 1))}, gave up "
@@ -533,6 +557,8 @@ def model_params() -> dict[str, dict[str, Any]]:
         "scenario_name": {"type": "Select", "value": "default", "values": scenarios, "label": "Scenario"},
         "mechanism": {"type": "Select", "value": "mohaf", "values": available(), "label": "Mechanism"},
         "rng": {"type": "SliderInt", "value": 1, "min": 0, "max": 999, "step": 1, "label": "Seed"},
+        "custom_settings": {"type": "Checkbox", "value": False,
+                            "label": "Set the weights and the price rule below (else the scenario's)"},
         "w_cost": {"type": "SliderFloat", "value": 0.4, "min": 0.0, "max": 1.0, "step": 0.05, "label": "Weight: cost"},
         "w_qos": {"type": "SliderFloat", "value": 0.3, "min": 0.0, "max": 1.0, "step": 0.05, "label": "Weight: QoS"},
         "w_energy": {"type": "SliderFloat", "value": 0.1, "min": 0.0, "max": 1.0, "step": 0.05, "label": "Weight: energy"},
