@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from itertools import pairwise
 from typing import Any, Protocol, runtime_checkable
 
@@ -346,6 +347,11 @@ class Pacing:
 # --- registry --------------------------------------------------------------------------
 
 _STRATEGIES: dict[str, Callable[..., BiddingStrategy]] = {}
+#: the entry-point group of strategies from other packages (``win_shy = "mypkg.bids:WinShy"``)
+ENTRY_POINT_GROUP = "market.strategies"
+#: the built-in strategies (their parameters are ``[users] <name>_<param>`` keys; a plug-in's
+#: are ``[users.params.<name>]``)
+BUILT_IN = ("truthful", "shading", "learning", "pacing")
 
 
 def register_strategy(name: str) -> Callable[[type], type]:
@@ -367,8 +373,15 @@ def unregister_strategy(name: str) -> None:
     _STRATEGIES.pop(name, None)
 
 
+def _load_entry_points() -> None:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in _STRATEGIES:
+            _STRATEGIES[ep.name] = ep.load()
+
+
 def available_strategies() -> list[str]:
-    """Names of all registered strategies, sorted."""
+    """Names of all registered strategies (entry points included), sorted."""
+    _load_entry_points()
     return sorted(_STRATEGIES)
 
 
@@ -378,6 +391,8 @@ def strategy_class(name: str, source: str | None = None) -> Callable[..., Biddin
     Raises:
         MarketInputError: naming ``users.mix.<name>`` if no strategy has that name.
     """
+    if name not in _STRATEGIES:
+        _load_entry_points()
     try:
         return _STRATEGIES[name]
     except KeyError:
@@ -390,15 +405,18 @@ def create_strategy(name: str, source: str | None = None, **params: Any) -> Bidd
 
     Raises:
         MarketInputError: one line naming the key: ``users.mix.<name>`` for an unknown
-            name or parameter, ``users.<name>_<param>`` for a value out of range.
+            name, ``users.<name>_<param>`` for a built-in strategy's value out of range,
+            ``users.params.<name>`` for a plug-in's parameters it refuses.
     """
     cls = strategy_class(name, source)
+    key = f"users.mix.{name}" if name in BUILT_IN else f"users.params.{name}"
     try:
         return cls(**params)
     except StrategyParamError as exc:
-        raise MarketInputError(f"users.{name}_{exc.param}: {exc}", source=source) from None
+        where = f"users.{name}_{exc.param}" if name in BUILT_IN else f"users.params.{name}.{exc.param}"
+        raise MarketInputError(f"{where}: {exc}", source=source) from None
     except (TypeError, ValueError) as exc:
-        raise MarketInputError(f"users.mix.{name}: bad parameters {params}: {exc}", source=source) from None
+        raise MarketInputError(f"{key}: bad parameters {params}: {exc}", source=source) from None
 
 
 register_strategy("truthful")(Truthful)

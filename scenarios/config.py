@@ -194,7 +194,8 @@ class Users(_Table):
     learners' grid of bid-shading factors, rate, exploration and initial lean towards the
     truth (:class:`agents.strategies.Learning`); ``pacing_*`` the pacing
     users' run budget (a share of their requests' budgets), step and target rate
-    (:class:`agents.strategies.Pacing`).
+    (:class:`agents.strategies.Pacing`). ``params`` gives a registered strategy that is not
+    built in its keyword parameters (``[users.params.win_shy]``, ``factor = 0.5``).
     """
 
     NAME: ClassVar[str] = "users"
@@ -208,6 +209,7 @@ class Users(_Table):
     pacing_budget_share: float = 0.5
     pacing_eta: float = 0.1
     pacing_target: str = "remaining"
+    params: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,7 @@ _TABLES: dict[str, tuple[type[_Table], dict[str, type | tuple[type, ...]]]] = {
     "users": (Users, {"shading_share": _NUMBER, "shading_factor": _NUMBER, "mix": (dict, type(None)),
                       "learning_grid": (list, tuple), "learning_eta": _NUMBER, "learning_gamma": _NUMBER, "learning_truthful_bias": _NUMBER,
                       "pacing_budget_share": _NUMBER, "pacing_eta": _NUMBER,
-                      "pacing_target": str}),
+                      "pacing_target": str, "params": (dict, type(None))}),
     "owners": (Owners, {"strategy": str, "reserve": _NUMBER, "grid": (list, tuple), "eta": _NUMBER,
                         "gamma": _NUMBER}),
     "oracle_params": (OracleParams, {"time_limit": _NUMBER, "node_limit": int}),
@@ -480,6 +482,7 @@ def _check_users(values: dict[str, Any], source: str | None) -> None:
     Strategy names are checked when the model is built (plug-ins may add names).
     """
     _check_grid(values, "users.learning_grid", 0.0, 1.5, False, source)
+    _check_strategy_params(values["params"], source)
     mix = values["mix"]
     if mix is None:
         return
@@ -494,6 +497,27 @@ def _check_users(values: dict[str, Any], source: str | None) -> None:
     total = math.fsum(mix.values())
     if abs(total - 1.0) > 1e-9:
         raise MarketInputError(f"key 'users.mix' shares must sum to 1, got {total!r}", source=source)
+
+
+def _check_strategy_params(params: dict[str, Any] | None, source: str | None) -> None:
+    """``[users.params.<name>]``: a table per strategy, finite values, none for a built-in strategy.
+
+    The built-in strategies take theirs from ``users.<name>_<param>`` (one spelling each);
+    whether the class accepts the parameters is checked with the mix, when the model is
+    built (plug-ins may add names).
+    """
+    from agents.strategies import BUILT_IN
+
+    for name, table in (params or {}).items():
+        key = f"users.params.{name}"
+        if name in BUILT_IN:
+            raise MarketInputError(f"key {key!r}: the built-in strategy {name!r} takes its parameters from "
+                                   f"users.{name}_<param>", source=source)
+        if not isinstance(table, dict):
+            raise MarketInputError(f"key {key!r} must be a table of parameters, got {table!r}", source=source)
+        for param, value in table.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise MarketInputError(f"key '{key}.{param}' must be a finite number, got {value!r}", source=source)
 
 
 def _check_table(name: str, values: dict[str, Any], source: str | None) -> None:

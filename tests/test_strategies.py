@@ -373,3 +373,102 @@ def test_bid_to_value_is_the_scale_users_bid_at():
         for _ in range(3):
             model.step()
         assert model.rounds_table()["bid_to_value"].to_numpy() == pytest.approx(expect)
+
+
+# --- a plug-in strategy from its own package: entry point and [users.params.<name>] ---------
+
+WIN_SHY = '''
+from dataclasses import dataclass
+
+import numpy as np
+
+from agents.strategies import StrategyParamError
+
+
+@dataclass(frozen=True)
+class WinShy:
+    """Bid the true value until a user has won `wins` requests, then `factor` of it."""
+
+    wins: int = 3
+    factor: float = 0.7
+    name: str = "win_shy"
+
+    def __post_init__(self):
+        if not 0 < self.factor <= 1.5:
+            raise StrategyParamError("factor", f"must be in (0, 1.5], got {self.factor!r}")
+
+    def bid_scale(self, history):
+        return np.where(history.wins >= self.wins, self.factor, 1.0)
+'''
+
+
+@pytest.fixture
+def win_shy_package(tmp_path):
+    """A distribution whose entry point (group ``market.strategies``) names ``win_shy``; gone afterwards."""
+    import importlib
+    import sys
+
+    (tmp_path / "win_shy_pkg.py").write_text(WIN_SHY)
+    info = tmp_path / "win_shy_pkg-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: win-shy-pkg\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[market.strategies]\nwin_shy = win_shy_pkg:WinShy\n")
+    sys.path.insert(0, str(tmp_path))
+    importlib.invalidate_caches()
+    try:
+        yield tmp_path
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("win_shy_pkg", None)
+        unregister_strategy("win_shy")
+        importlib.invalidate_caches()
+
+
+SHY_SCENARIO = """
+name = "shy"
+rounds = 4
+seeds = [1]
+mechanisms = ["first_price"]
+[market]
+source = "synthetic"
+resources = 10
+users = 20
+requests = 120
+[users]
+mix = { truthful = 0.5, win_shy = 0.5 }
+[users.params.win_shy]
+wins = 1
+factor = FACTOR
+"""
+
+
+def test_a_plug_in_strategy_from_an_entry_point_with_its_scenario_parameters(win_shy_package, tmp_path, capsys):
+    """The README's recipe as a package: `market run` finds it and builds it with [users.params.win_shy]."""
+    import pandas as pd
+
+    from market.apps.cli import main
+    from market.core.model import MarketModel
+    from scenarios.config import load
+
+    assert "win_shy" in available_strategies()
+    path = tmp_path / "shy.toml"
+    path.write_text(SHY_SCENARIO.replace("FACTOR", "0.5"))
+    model = MarketModel(load(str(path)), "first_price", 1)
+    shy = [a.strategy for a in model.user_agents if a.strategy.name == "win_shy"]
+    assert shy and all(s.factor == 0.5 and s.wins == 1 for s in shy)
+    assert load(str(path)).to_dict()["users"]["params"] == {"win_shy": {"wins": 1, "factor": 0.5}}  # the manifest's
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0, capsys.readouterr().err
+    rounds = pd.read_parquet(tmp_path / "run" / "rounds.parquet")
+    assert rounds["bid_to_value"].iloc[-1] < 1.0  # users who have won bid half their value
+    # its parameters refused by the class, or given for a built-in strategy: one line naming the key
+    path.write_text(SHY_SCENARIO.replace("FACTOR", "2.0"))
+    assert main(["run", str(path), "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"error: {path}: users.params.win_shy.factor: factor must be in (0, 1.5], got 2.0\n"
+    path.write_text(SHY_SCENARIO.replace("FACTOR", "0.5").replace("wins = 1", "speed = 1"))
+    assert main(["run", str(path), "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {path}: users.params.win_shy: bad parameters")
+    path.write_text(SHY_SCENARIO.replace("FACTOR", "0.5") + "[users.params.shading]\nfactor = 0.5\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "users.params.shading" in err and "users.shading_<param>" in err and err.count("\n") == 1
+    assert not (tmp_path / "bad").exists()

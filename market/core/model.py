@@ -204,6 +204,8 @@ def user_population(scenario: Scenario, seed: int = 0) -> tuple[list[tuple[str, 
                    # the market's span, not the rounds played: a run of R rounds is the first R
                    # rounds of the full run (README, Contract 1: horizon), pacers included
                    "rounds": int(scenario.horizon), "target": str(u.pacing_target)},
+        # a plug-in strategy's own ([users.params.<name>]; none may name a built-in one)
+        **{name: dict(table) for name, table in (u.params or {}).items()},
     }
     return strategy_mix(mix, params, source=scenario.path or None), params
 
