@@ -500,19 +500,14 @@ def _check_users(values: dict[str, Any], source: str | None) -> None:
 
 
 def _check_strategy_params(params: dict[str, Any] | None, source: str | None) -> None:
-    """``[users.params.<name>]``: a table per strategy, finite values, none for a built-in strategy.
+    """``[users.params.<name>]``: a table per strategy, finite values.
 
-    The built-in strategies take theirs from ``users.<name>_<param>`` (one spelling each);
-    whether the class accepts the parameters is checked with the mix, when the model is
-    built (plug-ins may add names).
+    Names, and whether the class accepts the parameters, are checked with the mix when the
+    model is built (plug-ins may add names; a built-in strategy takes its parameters from
+    ``users.<name>_<param>``: :func:`market.core.model.user_population`).
     """
-    from agents.strategies import BUILT_IN
-
     for name, table in (params or {}).items():
         key = f"users.params.{name}"
-        if name in BUILT_IN:
-            raise MarketInputError(f"key {key!r}: the built-in strategy {name!r} takes its parameters from "
-                                   f"users.{name}_<param>", source=source)
         if not isinstance(table, dict):
             raise MarketInputError(f"key {key!r} must be a table of parameters, got {table!r}", source=source)
         for param, value in table.items():

@@ -34,7 +34,7 @@ import pandas as pd
 from agents import PlannerAgent, ResourceAgent, UserAgent
 from agents.owner import OwnerAgent, OwnerStrategy, create_owner_strategy, owner_index
 from agents.resource import ResourceLedger
-from agents.strategies import assign_strategies, strategy_mix
+from agents.strategies import BUILT_IN, assign_strategies, strategy_mix
 from agents.user import (
     UserLedger,
     affordable,
@@ -55,6 +55,7 @@ from market.core.multiresource import multiresource_columns, round_multiresource
 from market.core.oracle import OracleResult, RoundMarket, solve_round
 from market.core.pricing import Tatonnement, price_rule
 from market.core.workspace import Workspace
+from market.errors import MarketInputError
 from mechanisms import create
 from mechanisms.base import Mechanism
 from mechanisms.optimal import Optimal
@@ -194,6 +195,10 @@ def user_population(scenario: Scenario, seed: int = 0) -> tuple[list[tuple[str, 
             out of range).
     """
     u = scenario.users
+    for name in u.params or {}:
+        if name in BUILT_IN:  # one spelling of each parameter
+            raise MarketInputError(f"key 'users.params.{name}': the built-in strategy {name!r} takes its "
+                                   f"parameters from users.{name}_<param>", source=scenario.path or None)
     share = float(u.shading_share)
     mix = dict(u.mix) if u.mix is not None else {"truthful": 1.0 - share, "shading": share}
     params: dict[str, dict[str, Any]] = {
