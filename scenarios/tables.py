@@ -143,8 +143,8 @@ class _Rows:
         raise MarketInputError(f"{where}: {text}", source=self.source)
 
 
-def _numeric(df: pd.DataFrame, col: str, rows: _Rows) -> pd.Series:
-    """Column ``col`` as numbers: every cell present, numeric, finite (unless unbounded)."""
+def _numeric(df: pd.DataFrame, col: str, rows: _Rows, default: float | None = None) -> pd.Series:
+    """Column ``col`` as numbers: numeric, finite (unless unbounded); an empty cell is ``default`` (None: refused)."""
     raw = df[col]
     if (pd.api.types.is_bool_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw)
             or pd.api.types.is_timedelta64_dtype(raw)):  # a timestamp would pass as its nanoseconds
@@ -153,13 +153,16 @@ def _numeric(df: pd.DataFrame, col: str, rows: _Rows) -> pd.Series:
         values = pd.to_numeric(raw, errors="coerce")
     except (TypeError, ValueError):  # nested values (lists, dicts) in a Parquet column
         values = pd.Series(np.nan, index=raw.index)
-    if col in _UNBOUNDED:
-        values = values.where(raw.notna(), np.inf)  # an empty cell means "no limit"
+    if default is not None:  # an optional column's empty cell: its default (no limit for max_latency, deadline)
+        values = values.where(raw.notna(), default)
+    empty = raw.isna().to_numpy() & values.isna().to_numpy()
+    if empty.any():
+        rows.fail(empty, f"column {col!r} has a missing value (an empty cell)")
     bad = values.isna().to_numpy()
     if raw.dtype == object:  # True/False mixed into a column of numbers
         bad = bad | raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
     if bad.any():
-        rows.fail(bad, f"column {col!r} has a missing or non-numeric value {{value}}", raw)
+        rows.fail(bad, f"column {col!r} has a non-numeric value {{value}}", raw)
     arr = values.to_numpy(dtype=float)
     finite = np.isfinite(arr) | ((arr == np.inf) if col in _UNBOUNDED else False)
     if not finite.all():
@@ -200,7 +203,7 @@ def _ids(df: pd.DataFrame, col: str, rows: _Rows) -> pd.Series:
     if pd.api.types.is_float_dtype(raw):
         arr = raw.to_numpy(dtype=float)
         if not np.isfinite(arr).all():
-            rows.fail(~np.isfinite(arr), f"column {col!r} has a missing or non-numeric value {{value}}", arr)
+            rows.fail(~np.isfinite(arr), f"column {col!r} has an infinite value {{value}}", arr)
         if (arr != np.round(arr)).any():
             rows.fail(arr != np.round(arr), f"column {col!r} must hold whole numbers or strings, got {{value}}", arr)
         outside = (arr < _INT64_MIN) | (arr >= 2.0**63)
@@ -291,7 +294,8 @@ def validate(df: pd.DataFrame, kind: str, source: str, dimensions: tuple[str, ..
 
     Checks, each failing with one line that names the file, the column and the first
     bad row and value: required columns present; every cell but the ids numeric and
-    finite (``max_latency`` may be empty or ``inf``, meaning no limit); ids whole numbers
+    finite (an optional column's empty cell takes its default; ``max_latency`` and
+    ``deadline`` may be ``inf``, meaning no limit); ids whole numbers
     or strings (see :func:`_ids`); ``round`` and ``duration`` whole numbers; ranges (budgets and resource
     capacities > 0, demands, costs, priorities and latencies >= 0, ``duration >= 1``,
     reliability and availability in [0, 1]); no duplicate ids; at least one resource.
@@ -325,7 +329,7 @@ def validate(df: pd.DataFrame, kind: str, source: str, dimensions: tuple[str, ..
         if col not in df.columns:
             df[col] = default
     for col in [*required, *optional]:
-        df[col] = _ids(df, col, rows) if col in _IDS[kind] else _numeric(df, col, rows)
+        df[col] = _ids(df, col, rows) if col in _IDS[kind] else _numeric(df, col, rows, optional.get(col))
     for text in TEXT_OPTIONAL[kind]:
         df[text] = _types(df, text, rows) if text in df.columns else pd.Series("", index=df.index, dtype=str)
     for col in _INTEGER[kind]:

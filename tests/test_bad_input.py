@@ -287,3 +287,26 @@ def test_bad_input_through_main(case: Case, tmp_path):
 def test_bad_input_is_one_line_with_the_progress_bar_on(case: Case, tmp_path):
     """Without ``--quiet`` too: inputs are checked before the bar starts, so no bar is drawn."""
     check_one_line_exit_2(case, run_main(case, tmp_path, quiet=False))
+
+
+def test_an_optional_columns_empty_cell_takes_its_default(tmp_path):
+    """`after_lag` written only where `after` is, `duration` on some rows: the others take the
+    defaults, as an absent column does (empty cells were refused, `after` and `deadline`'s not)."""
+    from scenarios.tables import REQUEST_OPTIONAL, read_table, validate
+
+    text = ("request_id,user_id,round,cpu,mem,budget,priority,x,y,duration,min_reliability,min_availability,"
+            "max_latency,after,after_lag,deadline\n"
+            "1,1,0,1,1,5,1,0,0,2,0.5,,,,,\n"
+            "2,1,0,1,1,5,1,0,0,,,0.9,3,1,2,7\n")
+    path = tmp_path / "requests.csv"
+    path.write_text(text)
+    df = validate(read_table(path), "requests", str(path))
+    assert df["duration"].tolist() == [2, 1] and df["after_lag"].tolist() == [1, 2]
+    assert df["min_reliability"].tolist() == [0.5, REQUEST_OPTIONAL["min_reliability"]]
+    assert df["min_availability"].tolist() == [0.0, 0.9]
+    assert df["max_latency"].tolist() == [np.inf, 3.0] and df["deadline"].tolist() == [np.inf, 7.0]
+    assert df["duration"].dtype == np.int64 and df["after_lag"].dtype == np.int64
+    # a required column's empty cell is refused as such (not quoted as a value 'nan')
+    path.write_text(text.replace("\n2,1,0,1,1,5,", "\n2,1,0,1,,5,"))
+    with pytest.raises(Exception, match=r"row 2 \(line 3\): column 'mem' has a missing value \(an empty cell\)$"):
+        validate(read_table(path), "requests", str(path))
