@@ -58,6 +58,11 @@ RESOURCE_OPTIONAL = {"owner_id": -1}
 TEXT_OPTIONAL = {"requests": ("allowed_types", "after"), "resources": ("resource_type",)}
 #: columns the run's ``requests``/``resources`` outputs add to the tables (contract 3)
 OUTPUT_COLUMNS = ("seed",)
+#: columns of the run's ``allocations`` and ``users`` outputs (contract 3), which are joined to
+#: the market tables (:func:`market.core.feasibility.check_run_tables`): no dimension may take
+#: one of these names (tests/test_dimensions.py keeps the list in step with the model's tables)
+RESULT_COLUMNS = ("mechanism", "seed", "round", "request_id", "resource_id", "payment", "utility", "user_id",
+                  "strategy", "bid_scale", "requests", "wins", "spend", "spend_total", "run_budget")
 #: separator of the types in ``allowed_types``
 TYPE_SEPARATOR = "|"
 #: suffixes :func:`read_table` reads as Parquet; anything else is read as (possibly compressed) CSV
@@ -88,8 +93,9 @@ _IDS = {
 ID_COLUMNS = ("request_id", "user_id", "resource_id", "owner_id")
 #: columns read as the text written: ids and type names
 _TEXT_COLUMNS = (*ID_COLUMNS, *(c for cs in TEXT_OPTIONAL.values() for c in cs))
-#: a CSV id cell read as a number: an integer written plainly (no sign +, no leading zero, no point)
-_PLAIN_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+#: a CSV id cell read as a number: an integer written plainly (no sign +, no leading zero, no
+#: point; 0 without a sign, so that "-0" keeps its text rather than become 0)
+_PLAIN_INT = re.compile(r"0|-?[1-9][0-9]*")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 #: the largest whole number a round or duration may be (every one up to it is exact in float64)
 _WHOLE_MAX = 2**53
@@ -246,7 +252,7 @@ def check_dimensions(dimensions: object, source: str | None = None, key: str = "
     tables' other columns; at least one.
     """
     reserved = {*REQUEST_COLUMNS, *RESOURCE_COLUMNS, *REQUEST_OPTIONAL, *RESOURCE_OPTIONAL,
-                *_TEXT_COLUMNS, *OUTPUT_COLUMNS}
+                *_TEXT_COLUMNS, *OUTPUT_COLUMNS, *RESULT_COLUMNS}
     reserved -= set(DEFAULT_DIMENSIONS)
     if not isinstance(dimensions, list | tuple) or not dimensions:
         raise MarketInputError(f"key {key!r} must be a non-empty list of names, got {dimensions!r}", source=source)

@@ -188,6 +188,10 @@ CASES = [
     Case("dimension_named_like_an_output_column", ("scenario.toml", "'market.dimensions'", "'seed'"),
          scenario=append('dimensions = ["cpu", "mem", "seed"]\n'),
          requests=lambda d: d.assign(seed=1.0), resources=lambda d: d.assign(seed=2.0)),
+    # joined to the market tables by the feasibility check (which raised a false "capacity exceeded")
+    Case("dimension_named_like_an_allocations_column", ("scenario.toml", "'market.dimensions'", "'payment'"),
+         scenario=append('dimensions = ["cpu", "mem", "payment"]\n'),
+         requests=lambda d: d.assign(payment=0.5), resources=lambda d: d.assign(payment=4.0)),
 ]
 # fmt: on
 

@@ -237,6 +237,18 @@ def test_ids_come_back_as_the_input_strings(gpu_run):
     assert not alloc.duplicated(["mechanism", "seed", "request_id"]).any()
 
 
+def test_no_dimension_may_take_an_output_columns_name(gpu_run):
+    """RESULT_COLUMNS is every column of the run's allocations and users tables (which the
+    feasibility check joins to the market tables), and each is refused as a dimension."""
+    from scenarios.tables import RESULT_COLUMNS, check_dimensions
+
+    _, _, t, _ = gpu_run
+    assert set(t["allocations"].columns) | set(t["users"].columns) == set(RESULT_COLUMNS)
+    for name in RESULT_COLUMNS:
+        with pytest.raises(MarketInputError, match="is another column of the tables"):
+            check_dimensions(["cpu", name])
+
+
 def test_round_columns_finite_and_shares_in_unit_interval(gpu_run):
     _, _, t, _ = gpu_run
     rounds = t["rounds"]

@@ -183,6 +183,7 @@ def csv_with_ids(ids: list[str]) -> str:
     (["007", "8"], ["007", "8"]),                                              # a leading zero is text
     (["1.0", "2"], ["1.0", "2"]),                                              # so is a decimal point
     (["+5", "6"], ["+5", "6"]),
+    (["-0", "0"], ["-0", "0"]),                                                # -0 is not 0 (was: a duplicate 0)
     (["18446744073709551615", "18446744073709551616"], ["18446744073709551615", "18446744073709551616"]),
     (["1", "9223372036854775808"], ["1", "9223372036854775808"]),              # beyond int64: exact digits
     (["NA", "null", "None", "nan", "N/A", "NULL"], ["NA", "null", "None", "nan", "N/A", "NULL"]),  # names, not missing
