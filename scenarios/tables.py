@@ -116,13 +116,21 @@ def read_table(path: Path) -> pd.DataFrame:
         raise MarketInputError(f"no such file: {path}")
     try:
         if path.suffix.lower() in PARQUET_SUFFIXES:
-            return pd.read_parquet(path)
-        # ids and type names as the text written (a GPU model may be called 3090, a user NA),
-        # so that :func:`validate` can keep them exactly; only an empty cell is missing (a
-        # number written NA is then quoted as written in the error)
-        return pd.read_csv(path, dtype=dict.fromkeys(_TEXT_COLUMNS, str), keep_default_na=False, na_values=[""])
+            df = pd.read_parquet(path)
+            names = list(df.columns)
+        else:
+            # ids and type names as the text written (a GPU model may be called 3090, a user NA),
+            # so that :func:`validate` can keep them exactly; only an empty cell is missing (a
+            # number written NA is then quoted as written in the error)
+            df = pd.read_csv(path, dtype=dict.fromkeys(_TEXT_COLUMNS, str), keep_default_na=False, na_values=[""])
+            # the header as written: pandas renames a repeated name (budget, budget.1)
+            names = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
     except Exception as exc:  # pandas raises many types; the user needs one line
         raise MarketInputError(f"cannot read table: {exc}", source=str(path)) from None
+    repeated = [name for i, name in enumerate(names) if name in names[:i]]
+    if repeated:  # which of the two would be read is a guess: refused
+        raise MarketInputError(f"column {repeated[0]!r} appears twice in the header", source=str(path))
+    return df
 
 
 def _show(value: object) -> str:

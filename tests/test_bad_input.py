@@ -183,6 +183,9 @@ CASES = [
          scenario=replace('"resources.csv"', '"resources.csv.gz"'),
          files={"resources.csv.gz": gzip.compress(blank_lines(setcell("cpu", 2, -1.0)(resources_table())).encode(),
                                                   mtime=0)}),
+    # pandas renamed the second to budget.1, and the first was used without a word
+    Case("duplicate_column", ("requests.csv", "column 'budget' appears twice in the header"),
+         requests=lambda d: pd.concat([d, d[["budget"]].assign(budget=0.0)], axis=1)),
     # a word pandas reads as missing is a number's missing value, not a name's
     Case("na_word_in_a_number", ("requests.csv", "row 3 (line 4)", "'cpu'", "'NA'"), requests=setcell("cpu", 2, "NA")),
     Case("dimension_named_like_an_output_column", ("scenario.toml", "'market.dimensions'", "'seed'"),
