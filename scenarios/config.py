@@ -55,10 +55,14 @@ _TOP = {
     "compare_flat": (bool, False),
 }
 
+#: the most rounds a scenario may play or span: more is taken for a typo (a run keeps each
+#: round's record: a count near 2**63 grew by gigabytes before anything was written)
+ROUNDS_MAX = 1_000_000
+
 #: numeric ranges ``key -> (low, high, low_open, high_open)``; ``None`` = unbounded
 _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    "rounds": (1, None, False, False),
-    "horizon": (1, None, False, False),
+    "rounds": (1, ROUNDS_MAX, False, False),
+    "horizon": (1, ROUNDS_MAX, False, False),
     "utility.d_max": (0, None, True, False),
     "utility.priority_max": (0, None, True, False),
     "pricing.eta": (0, None, False, False),

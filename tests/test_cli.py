@@ -121,10 +121,13 @@ def test_a_bad_command_line_is_one_line(capsys, argv):
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: market"), lines
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--workers", "0"), ("--workers", "-2"), ("--rounds", "0")])
-def test_run_refuses_a_count_below_one(tmp_path, capsys, flag, value):
+@pytest.mark.parametrize(("flag", "value", "want"), [
+    ("--workers", "0", ">= 1"), ("--workers", "-2", ">= 1"), ("--rounds", "0", "in [1, 1000000]"),
+    ("--rounds", "99999999999999999999", "in [1, 1000000]"),  # a typo that ran until memory ran out
+])
+def test_run_refuses_a_count_out_of_range(tmp_path, capsys, flag, value, want):
     code, lines = _main(capsys, "run", "default", "--out", str(tmp_path / "run"), flag, value)
-    assert code == 2 and lines == [f"error: {flag} must be >= 1, got {value}"]
+    assert code == 2 and lines == [f"error: {flag} must be {want}, got {value}"]
     assert not (tmp_path / "run").exists()
 
 

@@ -229,8 +229,10 @@ def _overrides(raw: dict[str, Any], source: str) -> dict[str, Any]:
             raise MarketInputError(f"key 'seeds' must be a non-empty list of distinct non-negative integers, got {seeds!r}", source=source)
         out["seeds"] = list(seeds)
     if "rounds" in raw:
-        if raw["rounds"] < 1:
-            raise MarketInputError(f"key 'rounds' must be >= 1, got {raw['rounds']}", source=source)
+        from scenarios.config import ROUNDS_MAX
+
+        if not 1 <= raw["rounds"] <= ROUNDS_MAX:
+            raise MarketInputError(f"key 'rounds' must be in [1, {ROUNDS_MAX}], got {raw['rounds']}", source=source)
         out["rounds"] = raw["rounds"]
     if "oracle" in raw:
         out["oracle"] = raw["oracle"]

@@ -45,8 +45,10 @@ def resolve(args: argparse.Namespace):
     if args.seeds:
         changes["seeds"] = args.seeds
     if args.rounds is not None:
-        if args.rounds < 1:
-            raise MarketInputError(f"--rounds must be >= 1, got {args.rounds}")
+        from scenarios.config import ROUNDS_MAX
+
+        if not 1 <= args.rounds <= ROUNDS_MAX:
+            raise MarketInputError(f"--rounds must be in [1, {ROUNDS_MAX}], got {args.rounds}")
         changes["rounds"] = args.rounds
     if args.oracle is not None:
         changes["oracle"] = args.oracle
