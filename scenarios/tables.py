@@ -101,6 +101,10 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _WHOLE_MAX = 2**53
 #: columns that may be infinite (an empty cell means "no limit")
 _UNBOUNDED = {"max_latency", "deadline"}
+#: a table's numbers are 0 or of magnitude in [1 / MAGNITUDE_MAX, MAGNITUDE_MAX]: then no sum
+#: over a market, product or ratio of them overflows (budgets of 1e308 summed to an inf welfare,
+#: an energy efficiency of 1e-308 made the energy metric inf) and none is subnormal
+MAGNITUDE_MAX = 1e100
 
 
 def has_table_suffix(path: str | Path) -> bool:
@@ -181,6 +185,13 @@ def _numeric(df: pd.DataFrame, col: str, rows: _Rows, default: float | None = No
     finite = np.isfinite(arr) | ((arr == np.inf) if col in _UNBOUNDED else False)
     if not finite.all():
         rows.fail(~finite, f"column {col!r} is not finite ({{value}})", arr)
+    if col in _INTEGER["requests"]:  # whole numbers: bounded by 2**53 (validate), named so
+        return values
+    size = np.abs(np.where(np.isfinite(arr), arr, 1.0))
+    outside = (size > MAGNITUDE_MAX) | ((size < 1.0 / MAGNITUDE_MAX) & (size != 0.0))
+    if outside.any():
+        rows.fail(outside, f"column {col!r} must be 0 or of magnitude from {1 / MAGNITUDE_MAX:g} to "
+                           f"{MAGNITUDE_MAX:g}, got {{value}}", arr)
     return values
 
 

@@ -116,7 +116,7 @@ CASES = [
     Case("missing_required_key", ("scenario.toml", "missing required key 'rounds'"), scenario=replace("rounds = 2\n", "")),
     Case("wrong_type", ("scenario.toml", "'rounds'", "must be int", "'two'"), scenario=replace("rounds = 2", 'rounds = "two"')),
     Case("bool_is_not_a_number", ("scenario.toml", "'pricing.eta'", "True"), scenario=append("[pricing]\neta = true\n")),
-    Case("rounds_zero", ("scenario.toml", "'rounds'", ">= 1", "got 0"), scenario=replace("rounds = 2", "rounds = 0")),
+    Case("rounds_zero", ("scenario.toml", "'rounds'", "in [1, 1000000]", "got 0"), scenario=replace("rounds = 2", "rounds = 0")),
     Case("target_out_of_range", ("scenario.toml", "'pricing.target'", "(0, 1]", "1.5"), scenario=append("[pricing]\ntarget = 1.5\n")),
     Case("share_out_of_range", ("scenario.toml", "'users.shading_share'", "[0, 1]", "-0.1"), scenario=append("[users]\nshading_share = -0.1\n")),
     Case("mix_not_summing_to_one", ("scenario.toml", "'users.mix'", "sum to 1", "0.9"), scenario=append("[users]\nmix = { truthful = 0.5, learning = 0.4 }\n")),
@@ -177,6 +177,14 @@ CASES = [
     Case("parquet_timestamp_round", ("requests.parquet", "row 1:", "'round'", "numeric", "Timestamp"),
          scenario=replace('"requests.csv"', '"requests.parquet"'),
          requests=lambda d: d.assign(round=pd.to_datetime(d["round"], unit="us"))),
+    # sums of budgets near the float range's end were inf (welfare, surplus, revenue), so were
+    # ratios by a number near 0 (energy per efficiency of 1e-308)
+    Case("huge_budget", ("requests.csv", "row 1 (line 2)", "'budget'", "magnitude", "1e+308"),
+         requests=setcell("budget", 0, 1e308)),
+    Case("tiny_energy_efficiency", ("resources.csv", "row 3 (line 4)", "'energy_efficiency'", "magnitude", "1e-308"),
+         resources=setcell("energy_efficiency", 2, 1e-308)),
+    Case("huge_coordinate", ("resources.csv", "row 2 (line 3)", "'x'", "magnitude", "-1e+101"),
+         resources=setcell("x", 1, -1e101)),
     Case("blank_lines_in_a_table", ("requests.csv", "row 2 (line 6)", "'cpu'", "'two'"),
          files={"requests.csv": blank_lines(setcell("cpu", 1, "two")(requests_table()))}),
     Case("blank_lines_in_a_compressed_table", ("resources.csv.gz", "row 3 (line 7)", "'cpu'", "> 0", "-1.0"),
@@ -317,3 +325,42 @@ def test_an_optional_columns_empty_cell_takes_its_default(tmp_path):
     path.write_text(text.replace("\n2,1,0,1,1,5,", "\n2,1,0,1,,5,"))
     with pytest.raises(Exception, match=r"row 2 \(line 3\): column 'mem' has a missing value \(an empty cell\)$"):
         validate(read_table(path), "requests", str(path))
+
+
+@pytest.mark.parametrize("scale", [1e-100, 1e100], ids=["tiny", "huge"])
+def test_numbers_at_the_magnitude_bounds_give_finite_metrics(tmp_path, scale):
+    """Budgets, unit costs, demands and capacities at the largest magnitude a table takes (and
+    energy efficiencies at the smallest), or all at the smallest: every mechanism and the oracle
+    run, every number of every output table is finite, and numpy warns of nothing."""
+    from scenarios.tables import MAGNITUDE_MAX
+
+    assert scale in (MAGNITUDE_MAX, 1 / MAGNITUDE_MAX)
+    data = REPO / "scenarios" / "data"
+    req = pd.read_csv(data / "audit-unit-requests.csv")
+    res = pd.read_csv(data / "audit-unit-resources.csv")
+    for dim in ("cpu", "mem"):  # demands and capacities scaled together, the extreme one at the bound
+        sizes = np.concatenate([req[dim], res[dim]])
+        factor = scale / (sizes.max() if scale > 1 else sizes[sizes > 0].min())
+        req[dim] *= factor
+        res[dim] *= factor
+    # budgets at the bound; huge: costs of the order of budgets, energy per efficiency 1e200;
+    # tiny: costs 1e-200, energies 1e-200
+    req = req.assign(budget=scale)
+    res = res.assign(unit_cost=res["unit_cost"] if scale > 1 else scale, energy_efficiency=1 / scale)
+    req.to_csv(tmp_path / "req.csv", index=False)
+    res.to_csv(tmp_path / "res.csv", index=False)
+    toml = (REPO / "scenarios" / "audit-unit.toml").read_text()
+    toml = toml.replace("data/audit-unit-requests.csv", "req.csv").replace("data/audit-unit-resources.csv", "res.csv")
+    toml = toml.replace('"random", "optimal"]', '"random", "optimal", "drf"]')
+    (tmp_path / "s.toml").write_text(toml)
+    out = tmp_path / "out"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["run", str(tmp_path / "s.toml"), "--out", str(out), "--oracle", "--quiet"]) == 0, err.getvalue()
+    assert err.getvalue() == ""
+    for name in ("rounds", "users", "allocations"):
+        table = pd.read_parquet(out / f"{name}.parquet").drop(columns=["run_budget"], errors="ignore")
+        numbers = table.select_dtypes("number").to_numpy(dtype=float)
+        assert np.isfinite(numbers).all(), (name, table.columns[~np.isfinite(numbers).all(axis=0)].tolist())
+    rounds = pd.read_parquet(out / "rounds.parquet")
+    assert (rounds["n_allocated"] > 0).all()
