@@ -518,7 +518,8 @@ def bench_rounds(
     Returns:
         ``scenario, mechanism, rounds, build_s`` (building the market and model),
         ``round_s`` (median seconds per round), ``round_s_max``, ``requests`` (rows of the
-        market), ``population`` (strategy shares), ``owners``, ``peak_rss_mb``.
+        market), ``resources``, ``candidates`` (per request), ``clusters``, ``dimensions``,
+        ``population`` (strategy shares), ``owners``, ``peak_rss_mb``.
 
     Raises:
         MarketInputError: on a bad scenario, key or value.
@@ -577,6 +578,11 @@ def bench_rounds(
         "round_s": round(statistics.median(times), 6),
         "round_s_max": round(max(times), 6),
         "requests": len(model.market.requests),
+        # the keys Contract 5 names for every bench (the synthetic bench's, as they apply here)
+        "resources": model.n_resources,
+        "candidates": model.params_k,
+        "clusters": model.hierarchy.n_clusters,
+        "dimensions": len(sc.dimensions),
         "population": dict(user_population(sc)[0]),
         "owners": sc.owners.strategy,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
