@@ -8,7 +8,6 @@ installed package.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import subprocess
@@ -36,6 +35,7 @@ from mechanisms.checks import (
 )
 from mechanisms.first_price import FirstPrice
 from mechanisms.greedy import Greedy
+from tests.conftest import installed_distribution
 
 BUILT_INS = ["best_fit", "dot_product", "drf", "first_price", "greedy", "mohaf", "optimal", "random", "second_price"]
 
@@ -403,25 +403,15 @@ def entry_point_plugin(tmp_path: Path) -> Iterator[Path]:
     Yields the directory that holds it (on ``sys.path`` meanwhile); afterwards the path,
     the module and the registrations are gone again.
     """
-    (tmp_path / "market_test_plugin.py").write_text(textwrap.dedent(PLUGIN))
-    info = tmp_path / "market_test_plugin-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: market-test-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        "[market.mechanisms]\n"
-        "ep_overcharge = market_test_plugin:Overcharge\n"
-        "ep_posted = market_test_plugin:Posted\n"
-    )
-    sys.path.insert(0, str(tmp_path))
-    importlib.invalidate_caches()
+    entry_points = ("[market.mechanisms]\n"
+                    "ep_overcharge = market_test_plugin:Overcharge\n"
+                    "ep_posted = market_test_plugin:Posted\n")
     try:
-        yield tmp_path
+        with installed_distribution(tmp_path, "market_test_plugin", textwrap.dedent(PLUGIN), entry_points):
+            yield tmp_path
     finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("market_test_plugin", None)
         for name in ("ep_overcharge", "ep_posted"):
             mechanisms.unregister(name)
-        importlib.invalidate_caches()
 
 
 def test_an_entry_point_plugin_is_found_and_checked(entry_point_plugin):

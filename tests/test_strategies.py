@@ -405,23 +405,13 @@ class WinShy:
 @pytest.fixture
 def win_shy_package(tmp_path):
     """A distribution whose entry point (group ``market.strategies``) names ``win_shy``; gone afterwards."""
-    import importlib
-    import sys
+    from tests.conftest import installed_distribution
 
-    (tmp_path / "win_shy_pkg.py").write_text(WIN_SHY)
-    info = tmp_path / "win_shy_pkg-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: win-shy-pkg\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[market.strategies]\nwin_shy = win_shy_pkg:WinShy\n")
-    sys.path.insert(0, str(tmp_path))
-    importlib.invalidate_caches()
     try:
-        yield tmp_path
+        with installed_distribution(tmp_path, "win_shy_pkg", WIN_SHY, "[market.strategies]\nwin_shy = win_shy_pkg:WinShy\n"):
+            yield tmp_path
     finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("win_shy_pkg", None)
         unregister_strategy("win_shy")
-        importlib.invalidate_caches()
 
 
 SHY_SCENARIO = """
