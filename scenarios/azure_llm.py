@@ -234,7 +234,7 @@ def _roles(instances: Mapping[str, int], pools: str, prefill_share: float) -> li
 
 
 def read_trace(service: str, root: Path | None = None) -> pd.DataFrame:
-    """One service's trace: ``time`` (its timestamp), ``prompt``, ``output``, ``line`` (its file line), in time order.
+    """One service's trace: ``time`` (its timestamp), ``prompt``, ``output``, ``row`` (its data row in the file), in time order.
 
     Timestamps are ISO 8601 (``2023-11-16 18:17:03.9799600``, fractions optional); one
     with a UTC offset or ``Z`` (``...03.97996+00:00``, ``...T18:17:03Z``) is converted to

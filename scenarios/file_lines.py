@@ -1,7 +1,7 @@
 """The file line of a CSV's data row, for error messages that name a line.
 
-pandas' CSV reader skips blank lines (empty or whitespace only: ``skip_blank_lines``, its
-default) and reads a quoted field across line breaks, so a data row's index plus the
+pandas' CSV reader skips blank lines (empty, or spaces and tabs only: ``skip_blank_lines``,
+its default) and reads a quoted field across line breaks, so a data row's index plus the
 header's one line is its file line only in a file without either. :func:`file_line` counts
 the lines as the reader does, once, when a message needs one (the error path: it re-reads
 the file up to that row).
@@ -11,6 +11,15 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+
+
+def _blank(record: list[str]) -> bool:
+    """A record pandas skips: an empty line, or one of spaces and tabs only.
+
+    (A line of ``""``, an empty quoted field, is a row to pandas, and so is one holding
+    other white space, a vertical tab or a no-break space.)
+    """
+    return not record or (len(record) == 1 and record[0] != "" and not record[0].strip(" \t"))
 
 
 def file_line(path: str | Path, row: int, header: bool = True) -> int:
@@ -40,7 +49,7 @@ def file_line(path: str | Path, row: int, header: bool = True) -> int:
             start = 1  # the line the next record starts on
             seen = 0
             for record in reader:
-                if record and not (len(record) == 1 and not record[0].strip()):  # not a blank line
+                if not _blank(record):
                     if seen == target:
                         return start
                     seen += 1

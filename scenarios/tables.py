@@ -122,6 +122,7 @@ def read_table(path: Path) -> pd.DataFrame:
         if path.suffix.lower() in PARQUET_SUFFIXES:
             df = pd.read_parquet(path)
             names = list(df.columns)
+            nan = _first_nan(path)
         else:
             # ids and type names as the text written (a GPU model may be called 3090, a user NA),
             # so that :func:`validate` can keep them exactly; only an empty cell is missing (a
@@ -129,12 +130,36 @@ def read_table(path: Path) -> pd.DataFrame:
             df = pd.read_csv(path, dtype=dict.fromkeys(_TEXT_COLUMNS, str), keep_default_na=False, na_values=[""])
             # the header as written: pandas renames a repeated name (budget, budget.1)
             names = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+            nan = None  # a CSV cell reading nan is text (refused as non-numeric); only an empty one is missing
     except Exception as exc:  # pandas raises many types; the user needs one line
         raise MarketInputError(f"cannot read table: {exc}", source=str(path)) from None
-    repeated = [name for i, name in enumerate(names) if name in names[:i]]
+    if nan is not None:  # pandas reads a Parquet null and a NaN alike: the null is the empty cell
+        column, row = nan
+        raise MarketInputError(f"row {row + 1}: column {column!r} is NaN (not a number; a null cell is an empty one)",
+                               source=str(path))
+    # (empty names, e.g. the trailing ",," of a spreadsheet's export, are columns nobody reads)
+    named = [name for name in names if isinstance(name, str) and name.strip()]
+    repeated = [name for i, name in enumerate(named) if name in named[:i]]
     if repeated:  # which of the two would be read is a guess: refused
         raise MarketInputError(f"column {repeated[0]!r} appears twice in the header", source=str(path))
     return df
+
+
+def _first_nan(path: Path) -> tuple[str, int] | None:
+    """The first NaN (a value, not a null) of a Parquet file's floating-point columns: (column, row), or None."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    floats = [f.name for f in pq.read_schema(path) if pa.types.is_floating(f.type)]
+    if not floats:
+        return None
+    table = pq.read_table(path, columns=floats)
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        nan = pc.fill_null(pc.is_nan(column), False).to_numpy(zero_copy_only=False)
+        if nan.any():
+            return name, int(np.flatnonzero(nan)[0])
+    return None
 
 
 def _show(value: object) -> str:
@@ -220,7 +245,7 @@ def _ids(df: pd.DataFrame, col: str, rows: _Rows) -> pd.Series:
     if pd.api.types.is_bool_dtype(raw):
         rows.fail(np.ones(len(raw), dtype=bool), f"column {col!r} must hold whole numbers or strings, got {{value}}", raw)
     if raw.isna().any():
-        rows.fail(raw.isna().to_numpy(), f"column {col!r} has a missing (empty) value {{value}}", raw)
+        rows.fail(raw.isna().to_numpy(), f"column {col!r} has a missing value (an empty cell)")
     if pd.api.types.is_integer_dtype(raw):
         if pd.api.types.is_unsigned_integer_dtype(raw) and len(raw) and int(raw.max()) > _INT64_MAX:
             return pd.Series([str(v) for v in raw.tolist()], index=index, dtype=str)

@@ -364,3 +364,25 @@ def test_numbers_at_the_magnitude_bounds_give_finite_metrics(tmp_path, scale):
         assert np.isfinite(numbers).all(), (name, table.columns[~np.isfinite(numbers).all(axis=0)].tolist())
     rounds = pd.read_parquet(out / "rounds.parquet")
     assert (rounds["n_allocated"] > 0).all()
+
+
+def test_trailing_empty_columns_and_parquet_nulls_and_nans(tmp_path):
+    """A spreadsheet's trailing ",," is not a repeated column; in Parquet a null is an empty cell
+    (an optional column's default) and a NaN is refused, as the text nan is in CSV."""
+    from scenarios.tables import read_table, validate
+
+    path = tmp_path / "resources.csv"
+    path.write_text("".join(line + ",,\n" for line in resources_table().to_csv(index=False).splitlines()))
+    assert validate(read_table(path), "resources", str(path))["resource_id"].tolist() == [100, 101, 102]
+    req = requests_table().assign(min_reliability=[0.5, None, 0.2, None])
+    req.to_parquet(tmp_path / "nulls.parquet")
+    df = validate(read_table(tmp_path / "nulls.parquet"), "requests", "nulls.parquet")
+    assert df["min_reliability"].tolist() == [0.5, 0.0, 0.2, 0.0]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({**{c: requests_table()[c] for c in requests_table()},
+                      "min_reliability": pa.array([0.5, None, float("nan"), 0.1])})
+    pq.write_table(table, tmp_path / "nan.parquet")
+    with pytest.raises(Exception, match=r"nan\.parquet: row 3: column 'min_reliability' is NaN"):
+        read_table(tmp_path / "nan.parquet")

@@ -457,6 +457,10 @@ def test_a_plug_in_strategy_from_an_entry_point_with_its_scenario_parameters(win
     path.write_text(SHY_SCENARIO.replace("FACTOR", "0.5").replace("wins = 1", "speed = 1"))
     assert main(["run", str(path), "--out", str(tmp_path / "bad"), "--quiet"]) == 2
     assert capsys.readouterr().err.startswith(f"error: {path}: users.params.win_shy: bad parameters")
+    path.write_text(SHY_SCENARIO.replace("FACTOR", "0.5").replace("[users.params.win_shy]", "[users.params.win_shi]"))
+    assert main(["run", str(path), "--out", str(tmp_path / "bad"), "--quiet"]) == 2  # a typo: not left at defaults
+    assert capsys.readouterr().err == (f"error: {path}: key 'users.params.win_shi': no strategy 'win_shi' in "
+                                       "users.mix (truthful, win_shy)\n")
     path.write_text(SHY_SCENARIO.replace("FACTOR", "0.5") + "[users.params.shading]\nfactor = 0.5\n")
     assert main(["run", str(path), "--out", str(tmp_path / "bad"), "--quiet"]) == 2
     err = capsys.readouterr().err

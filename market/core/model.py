@@ -195,12 +195,15 @@ def user_population(scenario: Scenario, seed: int = 0) -> tuple[list[tuple[str, 
             out of range).
     """
     u = scenario.users
+    share = float(u.shading_share)
+    mix = dict(u.mix) if u.mix is not None else {"truthful": 1.0 - share, "shading": share}
     for name in u.params or {}:
         if name in BUILT_IN:  # one spelling of each parameter
             raise MarketInputError(f"key 'users.params.{name}': the built-in strategy {name!r} takes its "
                                    f"parameters from users.{name}_<param>", source=scenario.path or None)
-    share = float(u.shading_share)
-    mix = dict(u.mix) if u.mix is not None else {"truthful": 1.0 - share, "shading": share}
+        if name not in mix:  # a typo would leave the strategy at its defaults without a word
+            raise MarketInputError(f"key 'users.params.{name}': no strategy {name!r} in users.mix "
+                                   f"({', '.join(mix)})", source=scenario.path or None)
     params: dict[str, dict[str, Any]] = {
         "shading": {"factor": float(u.shading_factor)},
         "learning": {"grid": tuple(float(g) for g in u.learning_grid), "eta": float(u.learning_eta),
