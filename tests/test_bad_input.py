@@ -147,7 +147,7 @@ CASES = [
     Case("missing_table_file", ("scenario.toml", "'market.requests'", "no such file 'reqs.csv'"), scenario=replace('"requests.csv"', '"reqs.csv"')),
     Case("not_a_table_file", ("scenario.toml", "'market.requests'", "'requests.txt'", "not a table file"),
          scenario=replace('"requests.csv"', '"requests.txt"'), files={"requests.txt": "a,b\n"}),
-    Case("duplicate_seed_on_command_line", ("'seeds'", "seed 4 is listed twice"), args=("--seeds", "4,4")),
+    Case("duplicate_seed_on_command_line", ("argument --seeds", "4 is listed twice"), args=("--seeds", "4,4")),
     # --- tables ------------------------------------------------------------------------
     Case("missing_column", ("requests.csv", "missing column(s) budget"), requests=lambda d: d.drop(columns="budget")),
     Case("non_numeric", ("requests.csv", "row 2 (line 3)", "'cpu'", "'two'"), requests=setcell("cpu", 1, "two")),
@@ -249,7 +249,10 @@ def run_main(case: Case, root: Path, quiet: bool = True) -> tuple[int, str, str,
     out = root / case.name / "out" / "run"
     err, std = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(std):
-        code = main(["run", str(scenario), "--out", str(out), *(["--quiet"] if quiet else []), *case.args])
+        try:
+            code = main(["run", str(scenario), "--out", str(out), *(["--quiet"] if quiet else []), *case.args])
+        except SystemExit as exc:  # a bad option: argparse's one line (market's wording), then exit 2
+            code = int(exc.code)
     return code, std.getvalue(), err.getvalue(), out
 
 

@@ -131,6 +131,13 @@ def test_run_refuses_a_count_out_of_range(tmp_path, capsys, flag, value, want):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_seed_listed_twice_is_named_by_the_option(tmp_path, capsys):
+    code, lines = _main(capsys, "run", "default", "--out", str(tmp_path / "run"), "--seeds", "1,2,1")
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: market run: argument --seeds: expected distinct integers, 1 is listed twice")
+    assert not (tmp_path / "run").exists()
+
+
 def test_bench_needs_a_timed_round(capsys):
     code, lines = _main(capsys, "bench", "--rounds", "0")
     assert code == 2 and lines == ["error: bench: --rounds must be at least 1 (timed rounds), got 0"]

@@ -42,13 +42,16 @@ from pathlib import Path
 
 
 def int_list(text: str) -> list[int]:
-    """``"0,1,2"`` to ``[0, 1, 2]`` (an argparse ``type``)."""
+    """``"0,1,2"`` to ``[0, 1, 2]`` (an argparse ``type``): distinct integers, as seeds are."""
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not values:  # else an empty --seeds "" would fall back to the scenario's without a word
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got an empty list {text!r}")
+    twice = [v for i, v in enumerate(values) if v in values[:i]]
+    if twice:  # (named here, by the option, rather than later as the scenario's key 'seeds')
+        raise argparse.ArgumentTypeError(f"expected distinct integers, {twice[0]} is listed twice in {text!r}")
     return values
 
 
