@@ -514,9 +514,14 @@ def _check_strategy_params(params: dict[str, Any] | None, source: str | None) ->
         key = f"users.params.{name}"
         if not isinstance(table, dict):
             raise MarketInputError(f"key {key!r} must be a table of parameters, got {table!r}", source=source)
-        for param, value in table.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                raise MarketInputError(f"key '{key}.{param}' must be a finite number, got {value!r}", source=source)
+        _check_finite_params(key, table, source)
+
+
+def _check_finite_params(key: str, table: dict[str, Any], source: str | None) -> None:
+    """A plug-in's parameter table ``[<key>]`` (a mechanism's or a strategy's): no NaN or infinite float."""
+    for param, value in table.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise MarketInputError(f"key '{key}.{param}' must be a finite number, got {value!r}", source=source)
 
 
 def _check_table(name: str, values: dict[str, Any], source: str | None) -> None:
@@ -585,9 +590,7 @@ def _mechanism_params(raw: dict[str, Any], source: str | None) -> dict[str, dict
             raise MarketInputError(f"key {key!r}: {exc}", source=source) from None
         if not isinstance(table, dict):
             raise MarketInputError(f"[{key}] must be a table of parameters, got {table!r}", source=source)
-        for param, value in table.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                raise MarketInputError(f"key '{key}.{param}' must be a finite number, got {value!r}", source=source)
+        _check_finite_params(key, table, source)
         try:
             create(name, **table)
         except MarketInputError as exc:

@@ -210,7 +210,7 @@ def _numeric(df: pd.DataFrame, col: str, rows: _Rows, default: float | None = No
     finite = np.isfinite(arr) | ((arr == np.inf) if col in _UNBOUNDED else False)
     if not finite.all():
         rows.fail(~finite, f"column {col!r} is not finite ({{value}})", arr)
-    if col in _INTEGER["requests"]:  # whole numbers: bounded by 2**53 (validate), named so
+    if any(col in whole for whole in _INTEGER.values()):  # whole numbers: bounded by 2**53 (validate), named so
         return values
     size = np.abs(np.where(np.isfinite(arr), arr, 1.0))
     outside = (size > MAGNITUDE_MAX) | ((size < 1.0 / MAGNITUDE_MAX) & (size != 0.0))
