@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import signal
 import sys
-import threading
 import warnings
 from collections.abc import Collection, Sequence
 
+from market.core import interrupts
 from market.core.memory import retain_freed_memory
 from market.errors import MarketInputError, MarketWarning
 
@@ -89,14 +88,6 @@ def _command(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, taken like Ctrl-C: the same clean stop (workers ended, nothing written)."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, turn input errors into one line and exit code 2.
 
@@ -108,13 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = _command(argv)
     parser = build_parser(only=[command] if command else [])
     args = parser.parse_args(argv)
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
-    try:
+    with interrupts.handled():
         return _dispatch(args)
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -123,13 +109,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
             warnings.simplefilter("default", MarketWarning)  # the user's warnings are shown, never raised
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
+            interrupts.raise_if_interrupted()  # a Ctrl-C some library swallowed is still one
+            return code
     except MarketInputError as exc:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return MarketInputError.exit_code
-    except Terminated:
+    except interrupts.Terminated:
         print("terminated", file=sys.stderr)
         return 143
     except KeyboardInterrupt:

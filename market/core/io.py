@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from market.core.interrupts import raise_if_interrupted
 from market.errors import MarketInputError
 
 #: every output directory holds this file: only such a directory is ever replaced (a
@@ -38,12 +39,11 @@ OUTPUT_MARKER = ".market-output"
 def write_table(df: pd.DataFrame, path: Path, fmt: str) -> Path:
     """Write ``df`` atomically as ``<path>.parquet`` or ``<path>.csv``; return the file path."""
     target = path.with_suffix(f".{fmt}")
-    tmp = _temporary(target, "tmp")
-    if fmt == "parquet":
-        df.to_parquet(tmp, index=False, compression="zstd")
-    else:
-        df.to_csv(tmp, index=False, float_format="%.17g")
-    _commit_file(tmp, target)
+    with _atomic_file(target) as tmp:
+        if fmt == "parquet":
+            df.to_parquet(tmp, index=False, compression="zstd")
+        else:
+            df.to_csv(tmp, index=False, float_format="%.17g")
     return target
 
 
@@ -58,9 +58,8 @@ def sha256_file(path: Path) -> str:
 
 def write_json(obj: Any, path: Path) -> None:
     """Write JSON atomically (temporary file, then rename)."""
-    tmp = _temporary(path, "tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    _commit_file(tmp, path)
+    with _atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def check_output_directory(out: Path, marker: str = OUTPUT_MARKER, kind: str | None = None) -> Path:
@@ -165,6 +164,7 @@ def atomic_directory(out: Path, kind: str) -> Iterator[Path]:
         (tmp / OUTPUT_MARKER).write_text(f"{kind}\n")
         yield tmp
         _fsync_tree(tmp)
+        raise_if_interrupted()  # a Ctrl-C swallowed while the tables were written
         if out.exists():
             os.replace(out, old)
         os.replace(tmp, out)
@@ -222,11 +222,22 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _commit_file(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` to ``target``, its bytes on disk first (an atomic directory syncs its own)."""
-    if not re.fullmatch(rf"\..+\.tmp-{os.getpid()}", target.parent.name):
-        _fsync(tmp)
-    os.replace(tmp, target)
+@contextmanager
+def _atomic_file(target: Path) -> Iterator[Path]:
+    """Yield a temporary name that is renamed to ``target`` if the block succeeds, else removed.
+
+    Its bytes reach the disk before the rename (an atomic directory syncs its own files).
+    """
+    tmp = _temporary(target, "tmp")
+    try:
+        yield tmp
+        if not re.fullmatch(rf"\..+\.tmp-{os.getpid()}", target.parent.name):
+            _fsync(tmp)
+        raise_if_interrupted()  # a Ctrl-C swallowed while the file was written
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _fsync(path: Path) -> None:

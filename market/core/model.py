@@ -50,6 +50,7 @@ from market.core.clearing import clearing_prices, price_gap
 from market.core.eligibility import allowed_masks, type_codes
 from market.core.engine import OrderBook, RoundOutcome, RoundParams, clear_round, request_matrix
 from market.core.hierarchy import build_hierarchy, features_of
+from market.core.interrupts import raise_if_interrupted
 from market.core.metrics import round_metrics
 from market.core.multiresource import multiresource_columns, round_multiresource
 from market.core.oracle import OracleResult, RoundMarket, solve_round
@@ -490,6 +491,7 @@ class MarketModel(mesa.Model):
     # --- one round --------------------------------------------------------------------
     def step(self) -> None:
         """One round: bids, auction, validation, settlement, pricing, metrics; see the module."""
+        raise_if_interrupted()  # a Ctrl-C that a library swallowed in the previous round
         record = self._play(self.state, self.mechanism, self._rng_round, planners=[*self.planners, self.root])
         self.record, self.metrics, self.timings = record, record.metrics, record.timings
         keys = {"mechanism": self.mechanism_name, "seed": self.seed, "round": record.round}

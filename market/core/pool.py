@@ -20,9 +20,11 @@ import multiprocessing as mp
 import os
 import signal
 import threading
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any
 
+from market.core.interrupts import raise_if_interrupted
 from market.core.memory import retain_freed_memory
 
 #: imported by the fork server once, so every worker starts with the runner loaded
@@ -61,6 +63,38 @@ def local_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     except BaseException:
         terminate(pool)
         raise
+
+
+def each_result(executor: Executor | None, calls: Iterable[tuple[Callable[..., Any], tuple]]) -> Iterator[Any]:
+    """The result of each ``fn(*args)`` in ``calls``, in their order, as each is ready.
+
+    With ``executor`` None the calls run in this process, one after another; otherwise
+    they are all submitted at once (a local pool, a Dask cluster) and their results
+    taken in order, so the caller sees the same sequence on any executor. Before each
+    result a Ctrl-C that a library swallowed is raised again
+    (:func:`market.core.interrupts.raise_if_interrupted`); the calls not yet started are
+    cancelled when the caller stops early or anything raises.
+
+    Args:
+        executor: where the calls run; None for this process.
+        calls: ``(fn, args)`` pairs; on an executor, ``fn`` and ``args`` must pickle.
+
+    Yields:
+        ``fn(*args)`` for each call, in order.
+    """
+    if executor is None:
+        for fn, args in calls:
+            raise_if_interrupted()
+            yield fn(*args)
+        return
+    futures = [executor.submit(fn, *args) for fn, args in calls]
+    try:
+        for future in futures:
+            raise_if_interrupted()
+            yield future.result()
+    finally:
+        for future in futures:
+            future.cancel()
 
 
 def terminate(pool: ProcessPoolExecutor, timeout: float = 30.0) -> None:

@@ -24,6 +24,7 @@ from market import __version__
 from market.core.feasibility import InfeasibleAllocationError
 from market.core.io import atomic_directory, sha256_file, write_json, write_table
 from market.core.model import MarketModel, check_population
+from market.core.pool import each_result
 from market.errors import MarketInputError, MarketWarning
 from scenarios.config import Scenario
 from scenarios.sources import build_market, late_requests, market_notes
@@ -168,17 +169,10 @@ def run_scenario(
         markets = market_tables(scenario, scenario.seeds)  # bad tables fail before any run
     jobs = [(m, s) for m in scenario.mechanisms for s in scenario.seeds]
     parts: list[RunTables] = []
-    if executor is None:
-        for done, (m, s) in enumerate(jobs, 1):
-            parts.append(run_one(scenario, m, s))
-            if progress:
-                progress(done, len(jobs))
-    else:
-        futures = [executor.submit(run_one, scenario, m, s) for m, s in jobs]
-        for done, fut in enumerate(futures, 1):
-            parts.append(fut.result())
-            if progress:
-                progress(done, len(jobs))
+    for done, part in enumerate(each_result(executor, [(run_one, (scenario, m, s)) for m, s in jobs]), 1):
+        parts.append(part)
+        if progress:
+            progress(done, len(jobs))
     tables = combine(parts, scenario.mechanisms)
     tables["requests"], tables["resources"] = markets
     with atomic_directory(out, "run") as tmp:

@@ -54,6 +54,7 @@ from market.core.engine import score
 from market.core.io import atomic_directory, sha256_file, write_json, write_table
 from market.core.metrics import jain
 from market.core.model import MarketModel
+from market.core.pool import each_result
 from market.core.runner import package_versions
 from market.errors import MarketInputError
 from market.studies import plots
@@ -274,13 +275,9 @@ def evaluate(
         if progress:
             progress(len(chunk))
 
-    if executor is None:
-        for s, chunk in jobs:
-            collect(s, chunk, _run_batch(scenario, s, chunk, common))
-    else:
-        futures = [(s, chunk, executor.submit(_run_batch, scenario, s, chunk, common)) for s, chunk in jobs]
-        for s, chunk, fut in futures:
-            collect(s, chunk, fut.result())
+    batches = each_result(executor, [(_run_batch, (scenario, s, chunk, common)) for s, chunk in jobs])
+    for (s, chunk), out in zip(jobs, batches):
+        collect(s, chunk, out)
     return results
 
 

@@ -46,6 +46,7 @@ import pandas as pd
 
 from market.core.io import atomic_directory, sha256_file, write_json, write_table
 from market.core.model import MarketModel
+from market.core.pool import each_result
 from market.core.runner import package_versions
 from market.errors import MarketInputError
 from market.studies import plots
@@ -157,19 +158,11 @@ def evaluate(scenario: Scenario, rates: Sequence[float], seeds: Sequence[int], m
     cells = [(p, float(r), int(s)) for p in POOLS for r in rates for s in seeds]
     total, done = len(cells) * len(mechanisms), 0
     results: dict[tuple[str, float, int], list[dict[str, Any]]] = {}
-    if executor is None:
-        for cell in cells:
-            results[cell] = run_cell(scenario, *cell, mechanisms, rounds)
-            done += len(mechanisms)
-            if progress:
-                progress(done, total)
-    else:
-        futures = {cell: executor.submit(run_cell, scenario, *cell, mechanisms, rounds) for cell in cells}
-        for cell, fut in futures.items():
-            results[cell] = fut.result()
-            done += len(mechanisms)
-            if progress:
-                progress(done, total)
+    for cell, result in zip(cells, each_result(executor, [(run_cell, (scenario, *cell, mechanisms, rounds)) for cell in cells])):
+        results[cell] = result
+        done += len(mechanisms)
+        if progress:
+            progress(done, total)
     rows = [row for p in POOLS for r in rates for m in mechanisms for s in seeds
             for row in results[(p, float(r), int(s))] if row["mechanism"] == m]
     return pd.DataFrame(rows, columns=["pools", "rate", "mechanism", "seed", *RUN_COLUMNS, "_seconds"])

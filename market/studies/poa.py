@@ -93,6 +93,7 @@ import pandas as pd
 
 from market.core.io import atomic_directory, sha256_file, write_json, write_table
 from market.core.model import MarketModel
+from market.core.pool import each_result
 from market.core.runner import package_versions, run_one
 from market.errors import MarketInputError
 from market.studies import plots
@@ -265,17 +266,11 @@ def evaluate(
     if stationary is not None:
         jobs += [("stationary", stationary, m, s) for m in stationary.mechanisms for s in stationary.seeds]
     results: dict[tuple[str, str, int], tuple[pd.DataFrame, pd.DataFrame | None]] = {}
-    if executor is None:
-        for done, (p, sc, m, s) in enumerate(jobs, 1):
-            results[(p, m, s)] = run_job(sc, m, s, p == "strategic")
-            if progress:
-                progress(done, len(jobs))
-    else:
-        futures = [((p, m, s), executor.submit(run_job, sc, m, s, p == "strategic")) for p, sc, m, s in jobs]
-        for done, (job, fut) in enumerate(futures, 1):
-            results[job] = fut.result()
-            if progress:
-                progress(done, len(jobs))
+    calls = [(run_job, (sc, m, s, p == "strategic")) for p, sc, m, s in jobs]
+    for done, ((p, _sc, m, s), result) in enumerate(zip(jobs, each_result(executor, calls)), 1):
+        results[(p, m, s)] = result
+        if progress:
+            progress(done, len(jobs))
     order = [(m, s) for m in scenario.mechanisms for s in scenario.seeds]
     rounds = {p: pd.concat([results[(p, m, s)][0] for m, s in order], ignore_index=True) for p in POPULATIONS}
     users = pd.concat([results[("strategic", m, s)][1] for m, s in order], ignore_index=True)
