@@ -159,6 +159,15 @@ def test_sweep_killed_at_each_commit_point(tmp_path, grid_reference, pattern, nt
     assert temporaries(out) == []
 
 
+def _child_start() -> None:
+    """The command's start in the child: SIGINT's default action even where this pytest was
+    started ignoring it (a background job), and a lower priority than this process, which
+    must see the command's progress while its work is still going on (a busy 2-core
+    machine could otherwise keep this process waiting until the command had finished)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.nice(10)
+
+
 def wait_for(condition, proc: subprocess.Popen, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -184,7 +193,8 @@ def kill_group(proc: subprocess.Popen) -> None:
 def test_sweep_on_a_process_pool_killed_from_outside_then_resumed(tmp_path, long_reference):
     out = tmp_path / "sweep"
     argv = [sys.executable, "-m", "market", "sweep", str(LONG), "--out", str(out), "--workers", "2", "--quiet"]
-    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=_child_start)  # noqa: PLW1509
     try:
         wait_for(lambda: len(list(out.glob("runs/*/*/seed=*/sha256.json"))) >= 3, proc)
     finally:
@@ -208,7 +218,7 @@ def test_run_killed_from_outside_mid_way_keeps_the_previous_output(tmp_path, run
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "market", *argv], start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=err)
+                                stdout=subprocess.DEVNULL, stderr=err, preexec_fn=_child_start)  # noqa: PLW1509
         try:  # the progress bar shows some of the 18 runs done, several still to go
             wait_for(lambda: any(0 < int(n) <= 12 for n in re.findall(r"\| (\d+)/18 ", log.read_text())), proc)
         finally:
@@ -271,14 +281,6 @@ def interrupted(argv: list[str], log: Path, started, sig: signal.Signals = signa
                 with contextlib.suppress(ProcessLookupError):  # the group may end meanwhile
                     kill_group(proc)
     return code
-
-
-def _child_start() -> None:
-    """The command's start in the child: SIGINT's default action even where this pytest was
-    started ignoring it (a background job), and a lower priority than this process, which
-    must see the progress bar while the command's work is still going on."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.nice(10)
 
 
 def shown_lines(stderr: str) -> list[str]:
