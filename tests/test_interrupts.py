@@ -9,13 +9,18 @@ library call raises the signal and catches its exception, as such a library does
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from market.apps import cli
 from market.apps.cli import main
-from market.core import interrupts
+from market.core import interrupts, pool
+from market.core.io import sha256_file
 from market.core.model import MarketModel
 from tests.conftest import DATA
 
@@ -83,3 +88,76 @@ def test_the_record_lasts_as_long_as_the_block(sig):
             interrupts.raise_if_interrupted()
         assert (sig == signal.SIGTERM) == isinstance(raised.value, interrupts.Terminated)
     interrupts.raise_if_interrupted()  # the record ends with the block
+
+
+def test_ctrl_c_while_the_workers_start_is_taken_once_all_are_known(monkeypatch, sig):
+    """Before: a worker being forked when Ctrl-C came was unknown to the clean-up; it
+    outlived the command and printed a traceback (the fork server was still importing)."""
+    start, workers = pool._start, []
+
+    def signalled_start(n):
+        signal.raise_signal(sig)  # held until every worker has started
+        executor = start(n)
+        workers.extend(executor._processes.values())
+        return executor
+
+    monkeypatch.setattr(pool, "_start", signalled_start)
+    with interrupts.handled(), pytest.raises(KeyboardInterrupt) as raised, pool.local_pool(2):
+        pytest.fail("the pool's block ran after the signal")
+    assert (sig == signal.SIGTERM) == isinstance(raised.value, interrupts.Terminated)
+    assert len(workers) == 2 and not any(w.is_alive() for w in workers)
+
+
+def test_a_signal_during_the_commit_is_taken_after_it(tmp_path, capsys, monkeypatch, sig):
+    """Before: Ctrl-C between the rename of the old output aside and the removal of that
+    copy left `.run.old-<pid>` beside the new output."""
+    out = tmp_path / "run"
+    argv = ["run", str(TINY), "--out", str(out), "--mechanisms", "greedy", "--seeds", "1", "--rounds", "2", "--quiet"]
+    assert main(argv) == 0
+    replace = os.replace
+
+    def signalled_replace(src, dst):
+        replace(src, dst)
+        if Path(dst) == out:
+            signal.raise_signal(sig)  # just after the new output took the name
+
+    monkeypatch.setattr(os, "replace", signalled_replace)
+    capsys.readouterr()
+    assert (main([*argv, "--rounds", "3"]), capsys.readouterr().err.strip()) == EXIT[sig]
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"], "a moved-aside copy or a temporary was left"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["scenario"]["rounds"] == 3, "the new output is the one in place"
+    for name, digest in manifest["sha256"]["tables"].items():
+        assert sha256_file(out / name) == digest
+
+
+def test_a_sweeps_results_and_manifest_are_written_together(tmp_path, capsys, monkeypatch, sig):
+    """Before: Ctrl-C between the two left results.parquet without its manifest."""
+    from market.core import io
+
+    write_table = io.write_table
+
+    def signalled_write_table(df, path, fmt):
+        written = write_table(df, path, fmt)
+        if path.name == "results":
+            signal.raise_signal(sig)
+        return written
+
+    monkeypatch.setattr(io, "write_table", signalled_write_table)
+    out = tmp_path / "sweep"
+    code = main(["sweep", str(DATA / "sweep" / "grid.toml"), "--out", str(out), "--workers", "1", "--quiet"])
+    assert (code, capsys.readouterr().err.strip()) == EXIT[sig]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sha256_file(out / "results.parquet") == manifest["sha256"]["results"]
+
+
+def test_ctrl_c_while_the_parser_is_built_is_one_line(capsys, monkeypatch, sig):
+    """Before: building the parser (which imports the command's module, matplotlib for
+    `market report`) ran before the handlers: a traceback and death by SIGINT."""
+    def signalled_parser(*args, **kwargs):
+        signal.raise_signal(sig)
+        sum(range(1000))
+
+    monkeypatch.setattr(cli, "build_parser", signalled_parser)
+    assert (main(["report", "--help"]), capsys.readouterr().err.strip()) == EXIT[sig]

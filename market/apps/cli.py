@@ -92,19 +92,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, turn input errors into one line and exit code 2.
 
     Ctrl-C exits with 130 and SIGTERM (``kill``, ``timeout``) with 143, both after the same
-    clean stop: a process pool's workers are ended and no output is left behind.
+    clean stop: a process pool's workers are ended and no output is left behind, the
+    earlier output at ``--out`` as it was. A signal that comes while a pool's workers
+    start, or while a finished output is being renamed into place, is taken right after
+    that step (:func:`market.core.interrupts.deferred`): then the new output is complete.
     """
     retain_freed_memory()  # before the first round's arrays (market.core.memory)
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = _command(argv)
-    parser = build_parser(only=[command] if command else [])
-    args = parser.parse_args(argv)
-    with interrupts.handled():
-        return _dispatch(args)
+    with interrupts.handled():  # from the start: building the parser imports the command's module
+        try:
+            command = _command(argv)
+            parser = build_parser(only=[command] if command else [])
+            args = parser.parse_args(argv)
+            return _dispatch(args)
+        except interrupts.Terminated:
+            print("terminated", file=sys.stderr)
+            return 143
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    """Run the parsed command; input errors and interruptions become one line and an exit code."""
+    """Run the parsed command; an input error becomes one line and exit code 2."""
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
@@ -117,12 +127,6 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return MarketInputError.exit_code
-    except interrupts.Terminated:
-        print("terminated", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

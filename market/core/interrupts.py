@@ -58,6 +58,38 @@ def handled() -> Iterator[None]:
         _received.clear()
 
 
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM that come in the block are held, then taken when it ends.
+
+    For steps that must not be cut half-way: a process pool's start (a worker being
+    forked when Ctrl-C comes would be unknown to the clean-up, and outlive the command)
+    and an output's commit (the old directory moved aside, the new one renamed into
+    place, the old one removed). A signal held is raised when the block ends (as
+    KeyboardInterrupt or :class:`Terminated`, and recorded as by :func:`handled`), so the
+    command stops right after the step. Outside the main thread the block runs
+    unchanged. Nested blocks hold for the outermost one.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler is _handle or (signum == signal.SIGINT and handler is signal.default_int_handler):
+            previous[signum] = signal.signal(signum, lambda s, f: held.append(s))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if _handle in previous.values():
+            _received.extend(held)  # within handled(): the command's later checks see it too
+    if held:
+        raise Terminated if signal.SIGTERM in held else KeyboardInterrupt
+
+
 def raise_if_interrupted() -> None:
     """Raise KeyboardInterrupt (:class:`Terminated` for SIGTERM) if a signal was taken in the block.
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from market.core.interrupts import raise_if_interrupted
+from market.core.interrupts import deferred, raise_if_interrupted
 from market.errors import MarketInputError
 
 #: every output directory holds this file: only such a directory is ever replaced (a
@@ -155,9 +155,8 @@ def atomic_directory(out: Path, kind: str) -> Iterator[Path]:
         raise MarketInputError(f"output directory {str(out)!r}: cannot create it ({exc.strerror or exc})") from None
     tmp = _temporary(out, "tmp")
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    # everything up to the final rename in one try: an interrupt (Ctrl-C) at any point,
-    # also while the finished tables are synced or renamed, leaves no temporary behind
-    # and the earlier output in place
+    # an interrupt (Ctrl-C) or an error up to the commit, also while the finished tables
+    # are synced, leaves no temporary behind and the earlier output in place
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
@@ -165,16 +164,23 @@ def atomic_directory(out: Path, kind: str) -> Iterator[Path]:
         yield tmp
         _fsync_tree(tmp)
         raise_if_interrupted()  # a Ctrl-C swallowed while the tables were written
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
     except BaseException:
-        if old.exists() and not out.exists():
-            os.replace(old, out)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync(out.parent)
-    shutil.rmtree(old, ignore_errors=True)
+    # The commit is never cut by a signal (it is held and taken right after): then either
+    # the earlier output or the new one is in place, and no moved-aside copy is left.
+    with deferred():
+        try:
+            if out.exists():
+                os.replace(out, old)
+            os.replace(tmp, out)
+        except BaseException:
+            if old.exists() and not out.exists():
+                os.replace(old, out)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync(out.parent)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def remove_stale_temporaries(target: Path) -> list[Path]:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
-from market.core.interrupts import raise_if_interrupted
+from market.core.interrupts import deferred, raise_if_interrupted
 from market.core.memory import retain_freed_memory
 
 #: imported by the fork server once, so every worker starts with the runner loaded
@@ -37,13 +37,31 @@ def local_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
 
     Workers are forked from a fork server (spawned where there is none) with
     :data:`PRELOAD` imported, share the CPUs between them (numba threads per worker:
-    CPUs // workers) and ignore SIGINT. On a normal exit the pool is shut down after its
+    CPUs // workers) and ignore SIGINT. They are all started before the block (a Ctrl-C
+    meanwhile is taken once they are). On a normal exit the pool is shut down after its
     tasks; on any exception, KeyboardInterrupt included, its queued tasks are cancelled
     and its workers terminated before the exception goes on.
 
     Args:
         workers: the number of processes (>= 1).
     """
+    pool = None
+    try:
+        # Every worker is started before the block, with Ctrl-C held meanwhile: one being
+        # forked when it came (the fork server may still be importing PRELOAD, a second or
+        # two) was unknown to terminate(), outlived the command and printed a traceback.
+        with deferred():
+            pool = _start(workers)
+        yield pool
+        pool.shutdown(wait=True)
+    except BaseException:
+        if pool is not None:
+            terminate(pool)
+        raise
+
+
+def _start(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` processes, all of them started."""
     if "forkserver" in mp.get_all_start_methods():
         context = mp.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
@@ -57,12 +75,12 @@ def local_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
         context = mp.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // workers)  # runs in parallel, not numba threads in each
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(threads,))
-    try:
-        yield pool
-        pool.shutdown(wait=True)
-    except BaseException:
-        terminate(pool)
-        raise
+    # Python 3.12-3.14 start forkserver workers one per submit; this starts them all now
+    # (private, as terminate() is: the executor has no public way to do either)
+    launch = getattr(pool, "_launch_processes", None)
+    if launch is not None:
+        launch()
+    return pool
 
 
 def each_result(executor: Executor | None, calls: Iterable[tuple[Callable[..., Any], tuple]]) -> Iterator[Any]:
@@ -117,10 +135,14 @@ def terminate(pool: ProcessPoolExecutor, timeout: float = 30.0) -> None:
                     continue
             # The manager thread sees the workers end, fails their futures, joins the
             # processes and closes the queues: then nothing is left for the resource tracker.
-            if thread is None:
-                return
-            thread.join(timeout)
-            if not thread.is_alive():
+            if thread is not None:
+                thread.join(timeout)
+                if not thread.is_alive():
+                    return
+                continue
+            for process in processes:  # no task was submitted: no manager thread to do it
+                process.join(timeout)
+            if not any(process.is_alive() for process in processes):
                 return
 
 

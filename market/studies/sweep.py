@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from market import __version__
+from market.core.interrupts import deferred
 from market.core.pool import local_pool
 from market.errors import MarketInputError
 
@@ -395,18 +396,20 @@ def run_sweep(
             for fut in futures:
                 fut.cancel()
     results = results_table(sweep, out)
-    path = write_table(results, out / "results", "parquet")
-    digest = sha256_file(path)
-    manifest = {
-        "sweep": {"name": sweep.name, "path": sweep.path, "description": sweep.description},
-        "scenarios": {sc.name: sc.to_dict() for sc in sweep.scenarios},
-        "grid": {sc.name: {"mechanisms": sc.mechanisms, "seeds": sc.seeds, "rounds": sc.rounds} for sc in sweep.scenarios},
-        "runs": sum(t.mechanism is not None for t in tasks),
-        "tasks": {"total": len(tasks), "executed": len(todo), "reused": len(tasks) - len(todo)},
-        "results_rows": len(results),
-        "versions": package_versions(),
-        "wall_time_s": round(time.perf_counter() - start, 3),
-        "sha256": {"tables": {path.name: digest}, "results": digest},
-    }
-    write_json(manifest, out / "manifest.json")
+    # results.parquet and its manifest as one step: a Ctrl-C meanwhile is taken after both
+    with deferred():
+        path = write_table(results, out / "results", "parquet")
+        digest = sha256_file(path)
+        manifest = {
+            "sweep": {"name": sweep.name, "path": sweep.path, "description": sweep.description},
+            "scenarios": {sc.name: sc.to_dict() for sc in sweep.scenarios},
+            "grid": {sc.name: {"mechanisms": sc.mechanisms, "seeds": sc.seeds, "rounds": sc.rounds} for sc in sweep.scenarios},
+            "runs": sum(t.mechanism is not None for t in tasks),
+            "tasks": {"total": len(tasks), "executed": len(todo), "reused": len(tasks) - len(todo)},
+            "results_rows": len(results),
+            "versions": package_versions(),
+            "wall_time_s": round(time.perf_counter() - start, 3),
+            "sha256": {"tables": {path.name: digest}, "results": digest},
+        }
+        write_json(manifest, out / "manifest.json")
     return manifest

@@ -39,6 +39,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def int_list(text: str) -> list[int]:
@@ -103,25 +104,42 @@ def sweep_directory(text: str) -> Path:
 
 
 @contextmanager
+def progress_bar(**options: Any) -> Iterator[Any]:
+    """A tqdm progress bar on stderr, closed whatever happens in the block.
+
+    If the block raises (an error, Ctrl-C), the bar's line is cleared: the one line
+    ``error: ...``, ``interrupted`` or ``terminated`` is then all the terminal keeps.
+
+    Args:
+        **options: tqdm's keyword arguments (``total``, ``desc``, ``unit``, ``disable``...).
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(file=sys.stderr, **options)
+    try:
+        yield bar
+    except BaseException:
+        bar.leave = False
+        raise
+    finally:
+        bar.close()
+
+
+@contextmanager
 def run_progress(desc: str, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
     """A progress bar of runs on stderr, as the ``progress(done, total)`` callback studies take.
 
     The total may be learnt late (a study knows its runs once it has planned them); the bar
-    is closed whatever happens in the block.
+    is closed whatever happens in the block, its line cleared if the block raises.
 
     Args:
         desc: the bar's label, e.g. ``"poa strategic"``.
         quiet: no bar (the callback does nothing visible).
     """
-    from tqdm import tqdm
+    with progress_bar(total=0, desc=desc, unit="run", disable=quiet) as bar:
 
-    bar = tqdm(total=0, desc=desc, unit="run", disable=quiet, file=sys.stderr)
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
 
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
         yield progress
-    finally:
-        bar.close()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 
-from market.apps.commands import output_directory
+from market.apps.commands import output_directory, run_progress
 from market.errors import MarketInputError
 
 NAME = "audit"
@@ -52,8 +51,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``market audit``: load the scenario and the seed's market (the auditor), then audit with a bar."""
-    from tqdm import tqdm
-
     from market.studies.audit import Auditor, markdown, summarize, write
     from scenarios.config import load
 
@@ -64,16 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if seed < 0:
         raise MarketInputError(f"--seed must be >= 0, got {seed}")
     auditor = Auditor(scenario, args.mechanism, seed)  # builds and checks the market, before the bar
-    bar = tqdm(desc=f"audit {scenario.name}/{args.mechanism}", unit="run", disable=args.quiet, file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
+    with run_progress(f"audit {scenario.name}/{args.mechanism}", args.quiet) as progress:
         table = auditor.audit(args.factors, args.kinds, progress=progress)
-    finally:
-        bar.close()
     summary = summarize(table)
     text = markdown(table, summary, f"{scenario.name}, {args.mechanism}, seed {seed}")
     if args.out is None:

@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from market.apps.commands import progress_bar
 from market.apps.data import DATASETS
 
 NAME = "data"
@@ -72,8 +73,6 @@ def _datasets(args: argparse.Namespace) -> list[str]:
 
 def _fetch(args: argparse.Namespace) -> int:
     """``market data fetch``."""
-    from tqdm import tqdm
-
     from market.apps.data import fetch
     from market.errors import MarketInputError
 
@@ -82,7 +81,7 @@ def _fetch(args: argparse.Namespace) -> int:
         raise MarketInputError("--mirror needs one dataset (each has its own layout): market data fetch NAME --mirror URL")
     bad = []
     for data in datasets:
-        with tqdm(unit="B", unit_scale=True, disable=args.quiet, file=sys.stderr, desc=data) as bar:
+        with progress_bar(unit="B", unit_scale=True, disable=args.quiet, desc=data) as bar:
             statuses = fetch(args.dir, base_url=args.mirror, force=args.force, progress=bar.update, log=bar.write,
                              data=data)
         bad += [s for s in statuses if s.status != "ok"]

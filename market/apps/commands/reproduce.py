@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from market.apps.commands import int_list, name_list, output_directory
+from market.apps.commands import int_list, name_list, output_directory, progress_bar
 from market.errors import MarketInputError
 
 NAME = "reproduce"
@@ -31,8 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``market reproduce``: check the mechanisms, the scenario and its trace, then reproduce with a bar."""
-    from tqdm import tqdm
-
     from market.core.runner import check_markets
     from market.studies.reproduce import HEURISTICS, SCENARIO, reproduce_table1
     from mechanisms import mechanism_class
@@ -46,15 +43,12 @@ def run(args: argparse.Namespace) -> int:
     check_markets(scenario.replace(**({"seeds": args.seeds} if args.seeds else {})))  # the trace is there
     n_seeds = len(args.seeds or scenario.seeds)
     n_mechs = len([m for m in (args.mechanisms or HEURISTICS) if m != "optimal"] or HEURISTICS)
-    bar = tqdm(total=1 + n_seeds * max(1, n_mechs), desc="mohaf-table1", unit="run", disable=args.quiet, file=sys.stderr)
+    with progress_bar(total=1 + n_seeds * max(1, n_mechs), desc="mohaf-table1", unit="run", disable=args.quiet) as bar:
 
-    def progress(label: str) -> None:
-        bar.set_postfix_str(label, refresh=False)
-        bar.update(1)
+        def progress(label: str) -> None:
+            bar.set_postfix_str(label, refresh=False)
+            bar.update(1)
 
-    try:
         manifest = reproduce_table1(args.out, args.seeds, args.rounds, args.mechanisms, args.bounds, progress)
-    finally:
-        bar.close()
     print(f"wrote {args.out}/table1.csv and report.md ({manifest['wall_time_s']} s)")
     return 0

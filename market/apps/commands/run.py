@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from market.apps.commands import int_list, name_list, output_directory
+from market.apps.commands import int_list, name_list, output_directory, progress_bar
 from market.errors import MarketInputError
 
 NAME = "run"
@@ -57,29 +56,21 @@ def resolve(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """``market run``: check the scenario and every seed's market, then run with a progress bar."""
-    from tqdm import tqdm
-
     from market.core.pool import local_pool
     from market.core.runner import market_tables, run_scenario
 
     scenario = resolve(args)
     markets = market_tables(scenario, scenario.seeds)  # bad tables fail here, before the bar
     total = len(scenario.mechanisms) * len(scenario.seeds)
-    bar = tqdm(total=total, desc=f"{scenario.name}", unit="run", disable=args.quiet, file=sys.stderr)
+    with progress_bar(total=total, desc=f"{scenario.name}", unit="run", disable=args.quiet) as bar:
 
-    def progress(done: int, _total: int) -> None:
-        bar.update(done - bar.n)
+        def progress(done: int, _total: int) -> None:
+            bar.update(done - bar.n)
 
-    try:
         if args.workers > 1:  # Ctrl-C or an error terminates the workers; no output is written
             with local_pool(args.workers) as pool:
                 manifest = run_scenario(scenario, args.out, args.format, pool, progress, markets=markets)
         else:
             manifest = run_scenario(scenario, args.out, args.format, None, progress, markets=markets)
-    except BaseException:
-        bar.leave = False  # the bar's line is cleared: the error is the one line left
-        raise
-    finally:
-        bar.close()
     print(f"wrote {args.out} (results sha256 {manifest['sha256']['results'][:16]}, {manifest['wall_time_s']} s)")
     return 0

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
-from market.apps.commands import sweep_directory
+from market.apps.commands import progress_bar, sweep_directory
 
 NAME = "sweep"
 HELP = "run a scenario x mechanism x seed grid (local processes or Dask)"
@@ -34,35 +35,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``market sweep``: check the sweep file and every scenario's market, then run the grid."""
-    from tqdm import tqdm
-
     from market.core.runner import check_markets
     from market.studies.sweep import Task, load_sweep, open_executor, run_sweep
 
     sweep = load_sweep(args.sweep, oracle=args.oracle)
     for scenario in sweep.scenarios:  # bad tables fail here, before the sweep directory or a bar
         check_markets(scenario)
-    bars: list[tqdm] = []
+    with contextlib.ExitStack() as stack:
+        bars = []  # the bar starts once the tasks left to run are known
 
-    def on_start(todo: int, reused: int) -> None:
-        if reused and not args.quiet:
-            print(f"reusing {reused} verified task(s) under {args.out}", file=sys.stderr)
-        bars.append(tqdm(total=todo, desc=sweep.name, unit="run", disable=args.quiet or not todo, file=sys.stderr))
+        def on_start(todo: int, reused: int) -> None:
+            if reused and not args.quiet:
+                print(f"reusing {reused} verified task(s) under {args.out}", file=sys.stderr)
+            bars.append(stack.enter_context(
+                progress_bar(total=todo, desc=sweep.name, unit="run", disable=args.quiet or not todo)))
 
-    def progress(task: Task) -> None:
-        bars[0].set_postfix_str(task.label, refresh=False)
-        bars[0].update(1)
+        def progress(task: Task) -> None:
+            bars[0].set_postfix_str(task.label, refresh=False)
+            bars[0].update(1)
 
-    try:
         with open_executor(args.executor, args.address, args.workers) as executor:
             manifest = run_sweep(sweep, args.out, executor, progress, on_start)
-    except BaseException:
-        for bar in bars:
-            bar.leave = False  # the bar's line is cleared: the error (or "interrupted") is the one line left
-        raise
-    finally:
-        for bar in bars:
-            bar.close()
     tasks = manifest["tasks"]
     print(
         f"wrote {args.out / 'results.parquet'} ({manifest['runs']} runs; {tasks['executed']} task(s) executed, "
