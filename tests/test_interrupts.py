@@ -161,3 +161,28 @@ def test_ctrl_c_while_the_parser_is_built_is_one_line(capsys, monkeypatch, sig):
 
     monkeypatch.setattr(cli, "build_parser", signalled_parser)
     assert (main(["report", "--help"]), capsys.readouterr().err.strip()) == EXIT[sig]
+
+
+def test_a_pool_that_runs_no_task_ends_its_workers():
+    """Before: with every worker started eagerly, a pool given no task (a sweep re-run whose
+    runs are all reused) never told them to stop, and the command hung at exit."""
+    with pool.local_pool(2) as executor:
+        workers = list(executor._processes.values())
+    assert len(workers) == 2 and not any(w.is_alive() for w in workers)
+
+
+def test_a_fork_failing_part_way_ends_the_workers_started(monkeypatch):
+    from concurrent.futures import ProcessPoolExecutor
+
+    spawn, started = ProcessPoolExecutor._spawn_process, []
+
+    def failing_spawn(self):
+        if self._processes:
+            raise OSError(11, "Resource temporarily unavailable")  # fork's EAGAIN
+        spawn(self)
+        started.extend(self._processes.values())
+
+    monkeypatch.setattr(ProcessPoolExecutor, "_spawn_process", failing_spawn)
+    with pytest.raises(OSError, match="temporarily unavailable"), pool.local_pool(2):
+        pytest.fail("the pool's block ran")
+    assert len(started) == 1 and not started[0].is_alive()

@@ -75,11 +75,16 @@ def _start(workers: int) -> ProcessPoolExecutor:
         context = mp.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // workers)  # runs in parallel, not numba threads in each
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(threads,))
-    # Python 3.12-3.14 start forkserver workers one per submit; this starts them all now
+    # Python 3.12-3.14 start forkserver workers one per submit, and the manager thread (which
+    # alone tells workers to stop at shutdown) with the first; this starts all of them now,
+    # so a pool that runs no task (a sweep whose runs are all reused) still ends its workers
     # (private, as terminate() is: the executor has no public way to do either)
-    launch = getattr(pool, "_launch_processes", None)
-    if launch is not None:
-        launch()
+    try:
+        pool._launch_processes()
+        pool._start_executor_manager_thread()
+    except BaseException:  # a fork failing part-way: the workers started are ended
+        terminate(pool)
+        raise
     return pool
 
 
