@@ -6,6 +6,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -132,6 +134,20 @@ def test_resume_skips_verified_runs_and_redoes_damaged_ones(reference, tmp_path)
     assert manifest["sha256"]["results"] == ref_manifest["sha256"]["results"]
     assert sweep_files(out) == sweep_files(ref_out)
     assert not dead.exists()
+
+
+def test_a_fully_reused_sweep_on_a_process_pool_exits(reference, tmp_path):
+    """The user's re-run of a finished sweep (`--workers` defaults to the CPUs): every task
+    reused, the pool given nothing to do. Once hung at exit, its workers never told to stop."""
+    ref_out, ref_manifest = reference
+    out = tmp_path / "again"
+    shutil.copytree(ref_out, out)
+    argv = [sys.executable, "-m", "market", "sweep", str(GRID), "--out", str(out), "--workers", "2", "--quiet"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tasks"] == {"total": 16, "executed": 0, "reused": 16}
+    assert manifest["sha256"]["results"] == ref_manifest["sha256"]["results"]
 
 
 def test_extending_the_grid_runs_only_the_new_runs(reference, tmp_path):
