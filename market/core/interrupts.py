@@ -10,8 +10,9 @@ interrupted at such a moment went on to finish and write its results with exit c
 The handlers installed by :func:`handled` therefore also record the signal, and
 :func:`raise_if_interrupted` raises it again: every commit of output (:mod:`market.core.io`)
 and every loop over runs or pool results calls it, so a swallowed interrupt stops the
-command at the next such point, before anything is written. Only the standard library is
-imported here.
+command at the next such point, before anything is written. :func:`deferred` holds the
+signals through the steps that must not be cut (a process pool's start, an output's final
+rename) and takes them right after. Only the standard library is imported here.
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ def terminate(pool: ProcessPoolExecutor, timeout: float = 30.0) -> None:
                 if not thread.is_alive():
                     return
                 continue
-            for process in processes:  # no task was submitted: no manager thread to do it
+            for process in processes:  # the start failed before the manager thread: no one else joins them
                 process.join(timeout)
             if not any(process.is_alive() for process in processes):
                 return
