@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from itertools import pairwise
 from typing import Any, Protocol, runtime_checkable
 
@@ -41,6 +40,7 @@ import numpy as np
 
 from agents import bandit
 from market.errors import MarketInputError
+from market.plugins import Registry
 
 
 @dataclass
@@ -346,9 +346,9 @@ class Pacing:
 
 # --- registry --------------------------------------------------------------------------
 
-_STRATEGIES: dict[str, Callable[..., BiddingStrategy]] = {}
 #: the entry-point group of strategies from other packages (``win_shy = "mypkg.bids:WinShy"``)
 ENTRY_POINT_GROUP = "market.strategies"
+_STRATEGIES: Registry[Callable[..., BiddingStrategy]] = Registry(ENTRY_POINT_GROUP)
 #: the built-in strategies (their parameters are ``[users] <name>_<param>`` keys; a plug-in's
 #: are ``[users.params.<name>]``)
 BUILT_IN = ("truthful", "shading", "learning", "pacing")
@@ -362,27 +362,19 @@ def register_strategy(name: str) -> Callable[[type], type]:
     """
 
     def decorate(cls: type) -> type:
-        _STRATEGIES[name] = cls
-        return cls
+        return _STRATEGIES.add(name, cls)
 
     return decorate
 
 
 def unregister_strategy(name: str) -> None:
     """Forget the strategy registered under ``name`` (no error if there is none)."""
-    _STRATEGIES.pop(name, None)
-
-
-def _load_entry_points() -> None:
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in _STRATEGIES:
-            _STRATEGIES[ep.name] = ep.load()
+    _STRATEGIES.remove(name)
 
 
 def available_strategies() -> list[str]:
     """Names of all registered strategies (entry points included), sorted."""
-    _load_entry_points()
-    return sorted(_STRATEGIES)
+    return _STRATEGIES.names()
 
 
 def strategy_class(name: str, source: str | None = None) -> Callable[..., BiddingStrategy]:
@@ -391,13 +383,11 @@ def strategy_class(name: str, source: str | None = None) -> Callable[..., Biddin
     Raises:
         MarketInputError: naming ``users.mix.<name>`` if no strategy has that name.
     """
-    if name not in _STRATEGIES:
-        _load_entry_points()
-    try:
-        return _STRATEGIES[name]
-    except KeyError:
+    cls = _STRATEGIES.get(name)
+    if cls is None:
         raise MarketInputError(f"users.mix.{name}: unknown strategy {name!r} "
-                               f"(available: {', '.join(available_strategies())})", source=source) from None
+                               f"(available: {', '.join(available_strategies())})", source=source)
+    return cls
 
 
 def create_strategy(name: str, source: str | None = None, **params: Any) -> BiddingStrategy:

@@ -15,13 +15,19 @@ or from their own package, with an entry point in the group ``market.mechanisms`
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
 
 from market.errors import MarketInputError
+from market.plugins import Registry
 from mechanisms.base import Mechanism
 
-_REGISTRY: dict[str, type[Mechanism]] = {}
 ENTRY_POINT_GROUP = "market.mechanisms"
+
+
+def _named(name: str, cls: type[Mechanism]) -> None:
+    cls.name = name
+
+
+_REGISTRY: Registry[type[Mechanism]] = Registry(ENTRY_POINT_GROUP, _named)
 
 
 def register(name: str) -> Callable[[type[Mechanism]], type[Mechanism]]:
@@ -35,9 +41,7 @@ def register(name: str) -> Callable[[type[Mechanism]], type[Mechanism]]:
     """
 
     def decorate(cls: type[Mechanism]) -> type[Mechanism]:
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return _REGISTRY.add(name, cls)
 
     return decorate
 
@@ -48,21 +52,12 @@ def unregister(name: str) -> None:
     Entry points are loaded again on the next lookup, so this mostly serves tests and
     plug-ins that register a mechanism for a while.
     """
-    _REGISTRY.pop(name, None)
-
-
-def _load_entry_points() -> None:
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in _REGISTRY:
-            cls = ep.load()
-            cls.name = ep.name
-            _REGISTRY[ep.name] = cls
+    _REGISTRY.remove(name)
 
 
 def available() -> list[str]:
     """Names of all registered mechanisms, sorted."""
-    _load_entry_points()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def mechanism_class(name: str) -> type[Mechanism]:
@@ -71,14 +66,10 @@ def mechanism_class(name: str) -> type[Mechanism]:
     Raises:
         MarketInputError: if no mechanism has that name.
     """
-    if name not in _REGISTRY:
-        _load_entry_points()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise MarketInputError(
-            f"unknown mechanism {name!r} (available: {', '.join(available())})"
-        ) from None
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise MarketInputError(f"unknown mechanism {name!r} (available: {', '.join(available())})")
+    return cls
 
 
 def create(name: str, **params: object) -> Mechanism:

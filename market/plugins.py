@@ -1,0 +1,55 @@
+"""Names to plug-in classes: registrations in code, then a package's entry points.
+
+One registry serves mechanisms (:mod:`mechanisms.registry`, group ``market.mechanisms``)
+and bidding strategies (:mod:`agents.strategies`, group ``market.strategies``): a name
+registered in code wins over an entry point of the same name, and entry points are read
+again on a lookup that misses (a package installed, or a name unregistered, meanwhile).
+It sits at the bottom of the layers (it imports nothing of the project).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+
+class Registry[T]:
+    """Plug-ins by name.
+
+    Args:
+        group: the entry-point group other packages declare their plug-ins in.
+        on_load: called as ``on_load(name, obj)`` on every object registered (in code or
+            from an entry point) before it is stored, e.g. to give a class its name.
+    """
+
+    def __init__(self, group: str, on_load: Callable[[str, T], None] | None = None) -> None:
+        self.group = group
+        self._on_load = on_load
+        self._by_name: dict[str, T] = {}
+
+    def add(self, name: str, obj: T) -> T:
+        """Register ``obj`` under ``name`` (replacing any earlier one) and return it."""
+        if self._on_load is not None:
+            self._on_load(name, obj)
+        self._by_name[name] = obj
+        return obj
+
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (no error if it is not registered)."""
+        self._by_name.pop(name, None)
+
+    def _load_entry_points(self) -> None:
+        for ep in entry_points(group=self.group):
+            if ep.name not in self._by_name:
+                self.add(ep.name, ep.load())
+
+    def names(self) -> list[str]:
+        """Every registered name, entry points included, sorted."""
+        self._load_entry_points()
+        return sorted(self._by_name)
+
+    def get(self, name: str) -> T | None:
+        """The object registered under ``name``, or None (entry points read on a miss)."""
+        if name not in self._by_name:
+            self._load_entry_points()
+        return self._by_name.get(name)
