@@ -70,14 +70,19 @@ def directed_key(cand: np.ndarray, net: np.ndarray, price: np.ndarray) -> np.nda
 def directed_chain(
     cand: np.ndarray, net: np.ndarray, gain: np.ndarray, demand: np.ndarray, cap: np.ndarray, user: np.ndarray,
     prio: np.ndarray, user_won: np.ndarray, delta: float, order: np.ndarray, passes: int, width: int,
-    iterations: int, step: float,
+    iterations: int, step: float, price: np.ndarray,
 ) -> np.ndarray:
     """The price-directed chain: :func:`capacity_prices` on ``gain``, :func:`directed_key`, :func:`greedy_chain` (size 1).
+
+    ``price``: ``(N, K)`` those capacity prices if the caller has them already (MOHAF's
+    ``bid_prices = "round"``), else an empty ``(0, 0)`` array: computed here.
 
     Returns:
         ``(N,)`` chosen candidate column per request, -1 if unserved.
     """
-    key = directed_key(cand, net, capacity_prices(cand, gain, demand, cap, iterations, step))
+    if price.shape[0] != cand.shape[0]:
+        price = capacity_prices(cand, gain, demand, cap, iterations, step)
+    key = directed_key(cand, net, price)
     return greedy_chain(cand, key, net, demand, cap, user, prio, user_won, delta, np.ones(cand.shape[0]), order,
                         passes, width)
 
@@ -91,7 +96,7 @@ def _helper_thread(pid: int) -> ThreadPoolExecutor:
 def two_chains(
     cand: np.ndarray, net: np.ndarray, gain: np.ndarray, demand: np.ndarray, cap: np.ndarray, user: np.ndarray,
     prio: np.ndarray, user_won: np.ndarray, delta: float, size: np.ndarray, order: np.ndarray, passes: int,
-    width: int, iterations: int, step: float,
+    width: int, iterations: int, step: float, price: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Both chains: the first (greedy on ``net`` by ``rank / size``) and the price-directed one.
 
@@ -112,6 +117,7 @@ def two_chains(
         width: how many of its first candidates re-insertion may move a request to.
         iterations: subgradient steps of the capacity prices.
         step: their first step length.
+        price: ``(N, K)`` those prices if already computed (None: computed in the chain).
 
     Returns:
         ``(first, directed)``, each ``(N,)`` chosen candidate column per request, -1 if unserved.
@@ -125,5 +131,6 @@ def two_chains(
         with contextlib.suppress(RuntimeError):
             pending = _helper_thread(os.getpid()).submit(first)
     # meanwhile, on this thread
-    second = directed_chain(cand, net, gain, demand, cap, *fairness, order, passes, width, iterations, step)
+    known = np.empty((0, 0)) if price is None else price
+    second = directed_chain(cand, net, gain, demand, cap, *fairness, order, passes, width, iterations, step, known)
     return (first() if pending is None else pending.result()), second

@@ -289,7 +289,7 @@ class MOHAF(Mechanism):
         if market.n_requests > self.limit:  # a large spill-over: the greedy alone (see limit)
             choice = self._greedy(market, market.utility, size)
             return Allocation(choice, paid(market, choice, market.posted))
-        net = self._net(market)
+        net, price = self._net_and_price(market)
         order = self._order(market, net, size)
         passes, order = (0, np.empty(0, dtype=np.int64)) if order is None else (self.improve, order)
         arrays = (market.candidates, net)
@@ -301,7 +301,7 @@ class MOHAF(Mechanism):
         # the second greedy ranks pairs by net gain minus the capacity prices of step 1, each
         # request's gain weighed with its fairness gain alone (mechanisms.chains)
         choice, directed = two_chains(*arrays, priced_gain(market), market.demand, market.capacity, *fairness, size,
-                                      order, passes, self.width, self.prices, self.step)
+                                      order, passes, self.width, self.prices, self.step, price)
         if welfare(market, directed, net) > welfare(market, choice, net):
             choice = directed
         return Allocation(choice, paid(market, choice, market.posted))
@@ -354,6 +354,10 @@ class MOHAF(Mechanism):
         return later
 
     def _net(self, market: SubMarket) -> np.ndarray:
+        """``(N, K)`` pair utility less the opportunity cost of the capacity held past this round (:meth:`_net_and_price`)."""
+        return self._net_and_price(market)[0]
+
+    def _net_and_price(self, market: SubMarket) -> tuple[np.ndarray, np.ndarray | None]:
         """``(N, K)`` pair utility less the opportunity cost of the capacity held past this round.
 
         ``b_ij - hold * cost_ij`` (bid-price control, module docstring), ``later_i`` from
@@ -363,20 +367,24 @@ class MOHAF(Mechanism):
           capacity prices of the occupancy LP (each request taking its demand for
           ``1 + later_i`` rounds of the same capacity), of which the rounds past this one;
         - ``bid_prices = "round"``: ``cost_ij = price_ij * later_i``, ``price`` this round's
-          capacity prices (computed here, and again inside the price-directed chain, which
-          runs apart: :mod:`mechanisms.chains`).
+          capacity prices, the same as the price-directed chain's (:mod:`mechanisms.chains`),
+          which then takes them from here.
 
-        ``b_ij`` itself when :meth:`_later` is None.
+        Returns:
+            ``(net, price)``: ``b_ij`` itself when :meth:`_later` is None; ``price`` this
+            round's ``(N, K)`` capacity prices where they were computed, else None.
         """
         later = self._later(market)
         if later is None:
-            return market.utility
+            return market.utility, None
+        price = None
         if self.bid_prices == "fluid":
             occupancy = 1.0 + later
             cost = self._capacity_prices(market, occupancy) * (later / occupancy)[:, None]
         else:
-            cost = self._capacity_prices(market) * later[:, None]
-        return market.utility - self.hold * cost
+            price = self._capacity_prices(market)
+            cost = price * later[:, None]
+        return market.utility - self.hold * cost, price
 
     def _size(self, market: SubMarket) -> np.ndarray:
         return capacity_share(market) if self.rank == "density" else np.ones(market.n_requests)

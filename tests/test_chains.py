@@ -63,6 +63,12 @@ def test_two_chains_equal_the_chains_run_one_after_another(seed, threads):
     finally:
         numba.set_num_threads(before)
     assert [c.tolist() for c in both] == [first.tolist(), directed.tolist()]
+    # the prices handed in (MOHAF's bid_prices = "round" has them already) give the same
+    known = two_chains(market.candidates, market.utility, priced_gain(market), market.demand, market.capacity,
+                       market.user, market.priority, market.user_won, float(market.fairness_weight), size,
+                       order, passes, 8, 10, 0.2,
+                       capacity_prices(market.candidates, priced_gain(market), market.demand, market.capacity, 10, 0.2))
+    assert [c.tolist() for c in known] == [first.tolist(), directed.tolist()]
     alone = greedy_chain(market.candidates, market.utility, market.utility, market.demand, market.capacity,
                          market.user, market.priority, market.user_won, float(market.fairness_weight), size, order,
                          passes, 8)
