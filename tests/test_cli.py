@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from market.apps import cli
@@ -222,6 +223,60 @@ def test_a_plug_in_that_breaks_the_rules_is_one_line_naming_it(tmp_path, capsys)
     assert code == 2 and len(lines) == 1, lines
     assert "'overcharge_test' returned an infeasible allocation in round 0 of seed 0" in lines[0]
     assert "check-mechanism" in lines[0] and not (tmp_path / "out").exists()
+
+
+#: malformed answers a plug-in may give (market -> Allocation), and the invariant each breaks;
+#: before the answer was checked, the first three crashed the process (a segfault in the
+#: settlement's unchecked indexing) and the next three wrote wrong tables with exit 0
+MALFORMED = {
+    "too_long": (lambda m: _answer(np.full(m.n_requests + 1, -1), np.zeros(m.n_requests + 1)), "single-assignment"),
+    "past_the_last_column": (lambda m: _answer(np.full(m.n_requests, m.candidates.shape[1] + 5), None), "choice-range"),
+    "one_past_the_end": (lambda m: _answer(np.full(m.n_requests, m.candidates.shape[1]), None), "choice-range"),
+    "padding": (lambda m: _answer(np.argmin(m.candidates, axis=1), None), "qos"),
+    "too_short": (lambda m: _answer(np.full(m.n_requests - 1, -1), np.zeros(m.n_requests - 1)), "single-assignment"),
+    "unserved_pays": (lambda m: _answer(np.full(m.n_requests, -1), np.full(m.n_requests, 0.01)), "unserved-pays-nothing"),
+    "none": (lambda m: None, "returns-allocation"),
+    "lists": (lambda m: _answer([-1] * m.n_requests, [0.0] * m.n_requests), "single-assignment"),
+    "float_choice": (lambda m: _answer(np.full(m.n_requests, -1.0), None), "single-assignment"),
+}
+
+
+def _answer(choice, payment):
+    from mechanisms import Allocation
+
+    if payment is None:
+        payment = np.zeros(len(choice))
+    return Allocation(choice, payment)
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+def test_a_plug_in_with_a_malformed_answer_is_one_line_naming_the_invariant(tmp_path, capsys, kind):
+    from mechanisms import Mechanism, register
+    from mechanisms.registry import unregister
+
+    answer, invariant = MALFORMED[kind]
+
+    @register("malformed_test")
+    class Malformed(Mechanism):
+        def allocate(self, market, rng):
+            return answer(market)
+
+    # every request has padding: 2 resources, K = 3 candidates
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('name = "s"\nrounds = 2\nmechanisms = ["malformed_test"]\n[clustering]\nclusters = 1\ncandidates = 3\n[market]\n'
+                        'source = "synthetic"\nresources = 2\nusers = 2\nrequests = 8\n')
+    runs = [("run", str(scenario))]
+    if kind in ("past_the_last_column", "unserved_pays"):  # the audit plays the same rounds (it had a traceback)
+        runs.append(("audit", "audit-unit", "--mechanism", "malformed_test"))
+    try:
+        for command, *args in runs:
+            code, lines = _main(capsys, command, *args, "--out", str(tmp_path / command))
+            assert code == 2 and len(lines) == 1, (command, lines)
+            assert "'malformed_test' returned an infeasible allocation in round 0 of seed" in lines[0], lines
+            assert f"invariant {invariant!r}" in lines[0], lines
+            assert not (tmp_path / command).exists()
+    finally:
+        unregister("malformed_test")
 
 
 def test_report_never_replaces_the_run_it_reads(tmp_path, capsys):

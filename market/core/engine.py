@@ -43,6 +43,7 @@ from market.core.feasibility import check_round
 from market.core.hierarchy import Hierarchy, route
 from market.core.workspace import Workspace
 from mechanisms.base import Allocation, Mechanism, SubMarket
+from mechanisms.checks import WellFormed
 from mechanisms.kernels import fit_slack
 
 
@@ -335,8 +336,14 @@ def clear_round(
 
     Returns:
         The outcome, with per-phase timings in milliseconds.
+
+    Raises:
+        InvariantError: a sub-market's answer is malformed (:func:`mechanisms.checks.check_form`:
+            checked before the settlement indexes with it).
+        InfeasibleAllocationError: the round's allocation breaks a constraint (the shared check).
     """
     t0 = time.perf_counter()
+    mechanism = WellFormed(mechanism)  # every answer checked before it is read (plug-ins)
     n = book.size
     delta = params.weights[3]
     free_before = free

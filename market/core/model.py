@@ -22,8 +22,10 @@ back into the book on idle resources (``market bench`` re-auctions one instance)
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +51,7 @@ from market.core.candidates import resource_rows
 from market.core.clearing import clearing_prices, price_gap
 from market.core.eligibility import allowed_masks, type_codes
 from market.core.engine import OrderBook, RoundOutcome, RoundParams, clear_round, request_matrix
+from market.core.feasibility import InfeasibleAllocationError
 from market.core.hierarchy import build_hierarchy, features_of
 from market.core.interrupts import raise_if_interrupted
 from market.core.metrics import round_metrics
@@ -59,6 +62,7 @@ from market.core.workspace import Workspace
 from market.errors import MarketInputError
 from mechanisms import create
 from mechanisms.base import Mechanism
+from mechanisms.checks import InvariantError
 from mechanisms.optimal import Optimal
 from scenarios import config as scenario_config
 from scenarios.azure_llm import LLMServing
@@ -568,8 +572,9 @@ class MarketModel(mesa.Model):
         start_won = state.users.memory * float(self.config.settlement.fairness_memory)
         free = state.resources.free
         matrix = self.resource_matrix(posted)
-        outcome = clear_round(book, matrix, self.resource_columns, free, self.hierarchy, mechanism, rng,
-                              self.round_params, start_won, planners, self.rounds_left(t), self.workspace)
+        with self._refused(mechanism, t):
+            outcome = clear_round(book, matrix, self.resource_columns, free, self.hierarchy, mechanism, rng,
+                                  self.round_params, start_won, planners, self.rounds_left(t), self.workspace)
         record = RoundRecord(t, rows, book, posted, matrix, free, start_won, outcome, scale, reserve, groups)
         extra: dict[str, Any] = {}
         t_oracle = time.perf_counter()
@@ -653,9 +658,26 @@ class MarketModel(mesa.Model):
 
     def _clear(self, record: RoundRecord, mechanism: Mechanism, hierarchy: Any, rng: np.random.Generator) -> RoundOutcome:
         """Clear ``record``'s order book again (another mechanism or hierarchy), same state."""
-        return clear_round(record.book, record.resource_matrix, self.resource_columns, record.free, hierarchy,
-                           mechanism, rng, self.round_params, record.start_won,
-                           rounds_left=self.rounds_left(record.round))
+        with self._refused(mechanism, record.round):
+            return clear_round(record.book, record.resource_matrix, self.resource_columns, record.free, hierarchy,
+                               mechanism, rng, self.round_params, record.start_won,
+                               rounds_left=self.rounds_left(record.round))
+
+    @contextlib.contextmanager
+    def _refused(self, mechanism: Mechanism, t: int) -> Iterator[None]:
+        """A malformed or infeasible allocation (a plug-in breaking the rules) as one line naming it.
+
+        Raises:
+            MarketInputError: naming mechanism, round and seed, and the broken invariant or
+                constraint (:func:`mechanisms.checks.check_form`, :mod:`market.core.feasibility`).
+        """
+        try:
+            yield
+        except (InfeasibleAllocationError, InvariantError) as exc:
+            raise MarketInputError(
+                f"mechanism {mechanism.name!r} returned an infeasible allocation in round {t} of seed {self.seed}: "
+                f"{exc} (market check-mechanism {mechanism.name} names the broken invariant)"
+            ) from None
 
     def _oracle_mechanism(self) -> Optimal:
         """``optimal`` with the scenario's oracle limits (the dashboard's exact comparison)."""
