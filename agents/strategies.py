@@ -385,7 +385,9 @@ def strategy_class(name: str, source: str | None = None) -> Callable[..., Biddin
     """
     cls = _STRATEGIES.get(name)
     if cls is None:
-        raise MarketInputError(f"users.mix.{name}: unknown strategy {name!r} "
+        problem = _STRATEGIES.problem(name)
+        raise MarketInputError(f"users.mix.{name}: strategy {name!r}: {problem}" if problem else
+                               f"users.mix.{name}: unknown strategy {name!r} "
                                f"(available: {', '.join(available_strategies())})", source=source)
     return cls
 

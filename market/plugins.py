@@ -4,6 +4,8 @@ One registry serves mechanisms (:mod:`mechanisms.registry`, group ``market.mecha
 and bidding strategies (:mod:`agents.strategies`, group ``market.strategies``): a name
 registered in code wins over an entry point of the same name, and entry points are read
 again on a lookup that misses (a package installed, or a name unregistered, meanwhile).
+An entry point that fails to load is left out, so that another package's broken plug-in
+does not break every command; a lookup of its name can say why (:meth:`Registry.problem`).
 It sits at the bottom of the layers (it imports nothing of the project).
 """
 
@@ -26,6 +28,7 @@ class Registry[T]:
         self.group = group
         self._on_load = on_load
         self._by_name: dict[str, T] = {}
+        self._broken: dict[str, str] = {}  # entry points that failed to load: name -> why
 
     def add(self, name: str, obj: T) -> T:
         """Register ``obj`` under ``name`` (replacing any earlier one) and return it."""
@@ -39,9 +42,18 @@ class Registry[T]:
         self._by_name.pop(name, None)
 
     def _load_entry_points(self) -> None:
+        # one package's broken entry point must not break every lookup (the built-ins
+        # included): it is left out, and a lookup of its name says why (:meth:`problem`)
         for ep in entry_points(group=self.group):
             if ep.name not in self._by_name:
-                self.add(ep.name, ep.load())
+                try:
+                    obj = ep.load()
+                except Exception as exc:  # any error of another package's import
+                    self._broken[ep.name] = (f"its entry point {ep.value!r} (group {self.group}) cannot be "
+                                             f"loaded: {type(exc).__name__}: {exc}")
+                    continue
+                self._broken.pop(ep.name, None)
+                self.add(ep.name, obj)
 
     def names(self) -> list[str]:
         """Every registered name, entry points included, sorted."""
@@ -53,3 +65,7 @@ class Registry[T]:
         if name not in self._by_name:
             self._load_entry_points()
         return self._by_name.get(name)
+
+    def problem(self, name: str) -> str | None:
+        """Why ``name``'s entry point could not be loaded at the last reading, or None."""
+        return None if name in self._by_name else self._broken.get(name)

@@ -68,7 +68,9 @@ def mechanism_class(name: str) -> type[Mechanism]:
     """
     cls = _REGISTRY.get(name)
     if cls is None:
-        raise MarketInputError(f"unknown mechanism {name!r} (available: {', '.join(available())})")
+        problem = _REGISTRY.problem(name)
+        raise MarketInputError(f"mechanism {name!r}: {problem}" if problem else
+                               f"unknown mechanism {name!r} (available: {', '.join(available())})")
     return cls
 
 

@@ -30,3 +30,36 @@ def test_code_registration_wins_over_an_entry_point_and_removal_shows_it_again(t
     assert [(name, obj.__name__) for name, obj in loaded] == [("thing", "InCode"), ("thing", "FromPackage")]
     registry.remove("thing")
     assert registry.get("thing") is None  # the package is gone: nothing to read again
+
+
+def test_a_broken_entry_point_is_left_out_and_named_when_asked_for(tmp_path):
+    registry: Registry[type] = Registry(GROUP)
+    with installed_distribution(tmp_path, "market_test_registry", SOURCE,
+                                f"[{GROUP}]\nthing = market_test_registry:FromPackage\n"
+                                "ghost = market_test_nowhere:Ghost\n"):
+        assert registry.names() == ["thing"]  # the good one still loads
+        assert registry.get("ghost") is None
+        problem = registry.problem("ghost")
+        assert "'market_test_nowhere:Ghost'" in problem and "ModuleNotFoundError" in problem, problem
+        assert registry.problem("thing") is None and registry.problem("other") is None
+
+
+def test_the_commands_run_beside_a_broken_plug_in_and_name_it_when_it_is_asked_for(tmp_path, capsys):
+    from market.apps import cli
+
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('name = "s"\nrounds = 1\nmechanisms = ["greedy"]\n[market]\nsource = "synthetic"\n'
+                        "resources = 4\nusers = 2\nrequests = 8\n")
+    entry_points = ("[market.mechanisms]\nghost = market_test_nowhere:Ghost\n"
+                    "[market.strategies]\nphantom = market_test_nowhere:Phantom\n")
+    with installed_distribution(tmp_path, "market_test_broken", "", entry_points):
+        assert cli.main(["run", str(scenario), "--out", str(tmp_path / "ok"), "--quiet"]) == 0
+        capsys.readouterr()
+        assert cli.main(["run", str(scenario), "--out", str(tmp_path / "bad"), "--mechanisms", "ghost"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "mechanism 'ghost': its entry point 'market_test_nowhere:Ghost'" in lines[0], lines
+        scenario.write_text(scenario.read_text() + "[users]\nmix = { phantom = 1.0 }\n")
+        assert cli.main(["run", str(scenario), "--out", str(tmp_path / "bad")]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "users.mix.phantom: strategy 'phantom': its entry point" in lines[0], lines
+    assert not (tmp_path / "bad").exists()
