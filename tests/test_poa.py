@@ -267,6 +267,33 @@ def test_truthful_population_changes_only_the_users_strategies():
     assert poa.truthful_population(t) == t
 
 
+def test_the_truthful_counterpart_of_a_plug_in_population_drops_its_parameters():
+    """[users.params.<plug-in>] named a strategy the truthful mix no longer has: refused as a typo (helper-52)."""
+    from agents.strategies import register_strategy, unregister_strategy
+    from market.core.model import user_population
+
+    @register_strategy("poa_plug_in")
+    class PlugIn:
+        name = "poa_plug_in"
+
+        def __init__(self, factor: float = 1.0) -> None:
+            self.factor = factor
+
+        def bid_scale(self, history):
+            return np.full(history.users.size, self.factor)
+
+    try:
+        sc = load("default")
+        sc = sc.replace(users=sc.users.replace(mix={"truthful": 0.5, "poa_plug_in": 0.5}, shading_share=0,
+                                               params={"poa_plug_in": {"factor": 0.5}}))
+        assert dict(user_population(sc)[1]["poa_plug_in"]) == {"factor": 0.5}
+        t = poa.truthful_population(sc)
+        assert t.users.params is None and t.users.mix == {"truthful": 1.0}
+        assert [name for name, _ in user_population(t)[0]] == ["truthful"]
+    finally:
+        unregister_strategy("poa_plug_in")
+
+
 @pytest.mark.skipif(not hasattr(load("default"), "owners"), reason="scenarios have no [owners] table yet")
 def test_truthful_population_fixes_the_owners_reserves():
     sc = load("default")

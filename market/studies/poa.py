@@ -138,14 +138,15 @@ def truthful_population(scenario: Scenario) -> Scenario:
     """``scenario`` with every user truthful: ``[users] mix = {truthful = 1}``, ``shading_share = 0``.
 
     The one place the truthful counterpart of a population is defined; nothing else of the
-    scenario changes (the market, the seeds, the strategies' parameters, which then go
-    unused).
+    scenario changes (the market, the seeds, the built-in strategies' parameters, which
+    then go unused) but the plug-in strategies' ``[users.params.<name>]``, which name
+    strategies no longer in the mix (and would be refused as a typo).
 
     Sellers: once scenarios have an ``[owners]`` table (resource owners with reserve
     prices, ``strategy = "fixed" | "learning"``) the truthful market also has fixed
     reserves, ``owners.strategy = "fixed"``; this is done here when the scenario has one.
     """
-    changes: dict[str, Any] = {"users": scenario.users.replace(mix={"truthful": 1.0}, shading_share=0.0)}
+    changes: dict[str, Any] = {"users": scenario.users.replace(mix={"truthful": 1.0}, shading_share=0.0, params=None)}
     owners = getattr(scenario, "owners", None)
     if owners is not None:
         changes["owners"] = owners.replace(strategy="fixed")
