@@ -161,6 +161,23 @@ def test_first_price_shading_pays_and_overbidding_does_not(scenario):
     assert (table.loc[table["factor"] > 1, "gain"] <= 1e-12).all()
 
 
+def test_a_budget_misreport_on_whole_number_budgets(tmp_path):
+    """A table of whole-number budgets is read as integers; a scaled budget is not one (helper-52: a TypeError)."""
+    import shutil
+
+    (tmp_path / "data").mkdir()
+    for name in ("requests", "resources"):
+        shutil.copy(REPO / "scenarios" / "data" / f"audit-unit-{name}.csv", tmp_path / "data")
+    req = pd.read_csv(tmp_path / "data" / "audit-unit-requests.csv")
+    req["budget"] = np.ceil(req["budget"] * 10).astype(int)  # whole numbers, 1 to 10
+    req.to_csv(tmp_path / "data" / "audit-unit-requests.csv", index=False)
+    (tmp_path / "s.toml").write_text((REPO / "scenarios" / "audit-unit.toml").read_text())
+    auditor = Auditor(load(str(tmp_path / "s.toml")), "second_price", 1)
+    assert auditor.market.requests["budget"].dtype.kind == "i"
+    table = auditor.audit(factors=(0.5, 1.5), kinds=("budget",), users=auditor.users[:6])
+    assert len(table) == 12 and not table["profitable"].any()  # second price: no budget misreport pays either
+
+
 def test_audit_errors_are_one_line_exit_2(tmp_path):
     out = tmp_path / "bad"
     proc = cli("audit", "audit-unit", "--mechanism", "vickrey", "--out", str(out))

@@ -124,7 +124,11 @@ class Auditor:
         market = self.market
         if kind == "budget":
             req = market.requests.copy()
-            req.loc[mine, "budget"] = self.true_budget[mine] * factor
+            # as floats: a table of whole-number budgets is read as integers, which a scaled
+            # budget cannot be written into
+            budget = req["budget"].to_numpy(dtype=float, copy=True)
+            budget[mine] = self.true_budget[mine] * factor
+            req["budget"] = budget
             market = MarketData(req, market.resources, priority_max=market.priority_max)
         model = MarketModel(self._run_scenario, mechanism=self.mechanism, rng=self.seed, market=market)
         # the user's bid scale: its misreport, or 1 (truthful); everybody else keeps theirs
