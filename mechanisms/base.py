@@ -101,6 +101,9 @@ class Allocation:
         bound: set by exact solvers: a proven upper bound on the welfare.
         failed: set by exact solvers that found no allocation within their limits (the
             allocation then serves nobody; reports leave such rounds out).
+        time_limited: set by mechanisms whose wall-clock limit stopped their search (e.g.
+            ``optimal``'s ``time_limit``): the allocation then depends on the machine's
+            speed, so the round's ``mechanism_time_limited`` marks it as not reproducible.
     """
 
     choice: np.ndarray
@@ -109,6 +112,7 @@ class Allocation:
     bound: float | None = None
     failed: bool = False
     info: dict = field(default_factory=dict)
+    time_limited: bool = False
 
     @classmethod
     def empty(cls, n: int) -> Allocation:

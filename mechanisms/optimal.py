@@ -64,6 +64,7 @@ def solve_exact(
     # a solution cut back to fit is not the one proven optimal
     alloc.proven_optimal = bool(mip.optimal and program.exact and mip.found and np.array_equal(choice, solved))
     alloc.failed = not mip.found
+    alloc.time_limited = bool(mip.timed_out)
     alloc.info = {"exact_model": program.exact}
     return alloc
 

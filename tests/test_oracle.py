@@ -181,8 +181,13 @@ def test_a_run_whose_solver_fails_is_reported_without_a_false_winner(tmp_path):
     assert not rounds.select_dtypes("number").isna().any().any()
     failed = rounds[rounds["mechanism"] == "optimal"]["mechanism_failed"]
     assert failed.all() and not rounds[rounds["mechanism"] == "mohaf"]["mechanism_failed"].any()
+    # stopped by its wall clock: marked as depending on the machine (mohaf has no clock)
+    limited = rounds.groupby("mechanism")["mechanism_time_limited"].agg(["all", "any"])
+    assert limited.loc["optimal", "all"] and not limited.loc["mohaf", "any"]
     write_report(tmp_path / "run", tmp_path / "report")
     md = (tmp_path / "report" / "summary.md").read_text()
     assert "- optimal: 2 of 2 rounds failed: the solver found no allocation; left out" in md
+    assert "- optimal: 2 of 2 rounds stopped by its time limit: those rounds and the later ones" in md
+    assert "- mohaf:" not in md and "mechanism_time_limited" not in md
     summary = pd.read_csv(tmp_path / "report" / "summary.csv")
     assert "optimal" not in set(summary[summary["best"]]["mechanism"])

@@ -24,8 +24,9 @@ def test_outputs_exist_with_contract_columns(small_run):
     rounds = pd.read_parquet(out / "rounds.parquet")
     for col in ["mechanism", "seed", "round", "n_requests", "n_allocated", "efficiency", "welfare",
                 "satisfaction", "jain", "jain_winners", "gini", "utilization", "revenue", "energy",
-                "mean_price", "opt_welfare", "alg_opt", "opt_proven"]:
+                "mean_price", "opt_welfare", "alg_opt", "opt_proven", "mechanism_failed", "mechanism_time_limited"]:
         assert col in rounds.columns, col
+    assert not rounds["mechanism_time_limited"].any()  # no mechanism of the small market runs out of time
     assert not any(c.endswith("_ms") for c in rounds.columns)
     assert len(rounds) == 6 * 2 * 6  # mechanisms x seeds x rounds
     allocs = pd.read_parquet(out / "allocations.parquet")

@@ -107,7 +107,7 @@ RATIOS = ["alg_opt", "alg_bound", "alg_value_bound"]
 COMPARISON = ["efficiency", "satisfaction", "jain", "jain_winners", "utilization", "revenue", *RATIOS]
 REQUIRED = [*KEYS, "n_requests", *(c for c, _ in TRAJECTORIES)]
 #: true/false columns (True/False, 1/0 or empty cells in a CSV)
-FLAGS = ["mechanism_failed", "opt_proven"]
+FLAGS = ["mechanism_failed", "mechanism_time_limited", "opt_proven"]
 #: text columns and the values the oracle writes, in the order they are counted
 STATUS = {"opt_status": ["optimal", "feasible", "bound_only", "failed"], "opt_scope": ["all", "candidates"]}
 #: numeric columns the report reads (others are left as they are)
@@ -168,6 +168,13 @@ class Run:
     def failed(self) -> pd.Series:
         """Rounds where the mechanism produced no allocation (left out of its means)."""
         return self.rounds["mechanism_failed"].astype(bool)
+
+    @property
+    def time_limited(self) -> pd.Series:
+        """Rounds where the mechanism's wall-clock limit stopped it (counted; not reproducible elsewhere)."""
+        if "mechanism_time_limited" not in self.rounds:  # a run of an older version
+            return pd.Series(False, index=self.rounds.index)
+        return self.rounds["mechanism_time_limited"].fillna(0.0) > 0
 
     @cached_property
     def counted(self) -> pd.Series:
@@ -884,6 +891,8 @@ def _markdown(run: Run, summary: pd.DataFrame, figures: dict[str, str], band: st
         "- rounds with no requests, left out of every mean: " + (_rounds_text(empty, run) if empty else "none"),
     ]
     lines += [f"- {m}: {n} of {total} rounds failed: the solver found no allocation; left out" for m, (n, total) in failed.items()]
+    lines += [f"- {m}: {n} of {total} rounds stopped by its time limit: those rounds and the later ones of their "
+              "runs depend on the machine's speed" for m, (n, total) in run.left_out(run.time_limited).items()]
     lines += _nothing(run) if run.no_market else _comparison_text(run, summary, len(seeds), failed)
     lines += ["## Figures", ""]
     band_text = "range across seeds (min to max)" if band == "minmax" else "95 % t-interval across seeds"

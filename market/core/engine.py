@@ -142,6 +142,7 @@ class RoundOutcome:
     bound: float | None = None
     spilled: int = 0
     failed: bool = False  # a planner's mechanism found no allocation (exact solvers only)
+    time_limited: bool = False  # a planner's mechanism was stopped by its wall-clock limit
     best: np.ndarray | None = None  # (N,) each request's best candidate resource this round (-1: none)
     best_utility: np.ndarray | None = None  # (N,) its utility b_ij (0: none)
 
@@ -240,6 +241,7 @@ def _apply(
 ) -> None:
     """Write a sub-market's allocation into the round outcome and the shared state."""
     out.failed |= alloc.failed
+    out.time_limited |= bool(alloc.time_limited)
     _record(alloc.choice, alloc.payment, sub.request_ids, aligned, cand.resource, cand.utility, book.need,
             book.user, book.columns["priority"], out.resource, out.payment, out.base_utility, free, won)
 

@@ -75,7 +75,8 @@ METRICS = [
     "n_requests", "n_allocated", "welfare", "value_welfare", "efficiency", "efficiency_served", "satisfaction",
     "jain", "jain_winners", "jain_users", "gini", "gini_requests", "utilization",
     "resource_share", "revenue", "energy", "mean_price", "ir_violations", "ir_excess",
-    "user_surplus", "budget_balance", "spilled", "price_change", "mechanism_failed", "bid_to_value",
+    "user_surplus", "budget_balance", "spilled", "price_change", "mechanism_failed",
+    "mechanism_time_limited", "bid_to_value",
     "reserve_level",
 ]
 #: the clearing-price distance (``[pricing] clearing = true``)
@@ -633,6 +634,7 @@ class MarketModel(mesa.Model):
         metrics["spilled"] = outcome.spilled
         metrics["price_change"] = float(np.abs(state.price - rule_price).max()) if self.n_resources else 0.0
         metrics["mechanism_failed"] = bool(outcome.failed)
+        metrics["mechanism_time_limited"] = bool(outcome.time_limited)
         # reported over true value of the round's bids: min(scale * value, budget) / value of
         # each request's best candidate, i.e. min(scale, 1 / b); 1.0 for an empty book
         best_b = np.where(outcome.best >= 0, outcome.best_utility, 0.0) if outcome.best is not None else np.zeros(0)
