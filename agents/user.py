@@ -20,6 +20,7 @@ import mesa
 import numpy as np
 
 from agents.strategies import BiddingStrategy, Truthful, UserHistory
+from market.errors import MarketInputError
 
 if TYPE_CHECKING:
     from market.core.model import MarketModel
@@ -130,8 +131,28 @@ def strategy_groups(users: list[UserAgent]) -> dict[BiddingStrategy, np.ndarray]
                                   return_inverse=True)
     classes: dict[BiddingStrategy, list[int]] = {}  # equal objects -> their identity groups
     for d in np.argsort(first, kind="stable").tolist():
-        classes.setdefault(strategies[first[d]], []).append(d)
+        strategy = strategies[first[d]]
+        try:
+            hash(strategy)
+        except TypeError:  # e.g. a plain (not frozen) dataclass: grouped by identity alone
+            strategy = _ByIdentity(strategy)
+        classes.setdefault(strategy, []).append(d)
     return {strategy: index[np.isin(inverse, ids)] for strategy, ids in classes.items()}
+
+
+class _ByIdentity:
+    """A strategy object that cannot be hashed, as a key of :func:`strategy_groups`: hashed by identity.
+
+    Everything else (``name``, ``bid_scale``, ``update``, ...) is the strategy's own.
+    """
+
+    __slots__ = ("strategy",)
+
+    def __init__(self, strategy: BiddingStrategy) -> None:
+        self.strategy = strategy
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.strategy, name)
 
 
 def update_strategies(users: list[UserAgent], ledger: UserLedger,
@@ -226,16 +247,29 @@ def bid_scales(users: list[UserAgent], ledger: UserLedger,
         ``(U,)`` bid scales.
 
     Raises:
-        ValueError: if a strategy returns a scale that is not finite and > 0, naming it.
+        MarketInputError: if a strategy answers with anything but one number or one per
+            user of its group, or with a scale that is not finite and > 0, naming it (and
+            the user).
     """
     # equal strategies (frozen dataclasses compare by value) answer in one call; others by identity
     scale = np.ones(len(users))
     for strategy, idx in (strategy_groups(users) if groups is None else groups).items():
-        scale[idx] = strategy.bid_scale(ledger.history(idx))
+        answer = strategy.bid_scale(ledger.history(idx))
+        try:
+            answer = np.asarray(answer, dtype=float)
+        except (TypeError, ValueError):
+            answer = None
+        if answer is None or answer.shape not in ((), (idx.size,)):
+            got = "something that is not numbers" if answer is None else f"an array of shape {answer.shape}"
+            raise MarketInputError(f"strategy {strategy.name!r}: bid_scale must return one number or one per user "
+                                   f"({idx.size}), got {got}")
+        scale[idx] = answer
     if not np.all((scale > 0) & np.isfinite(scale)):
         bad = int(np.flatnonzero(~((scale > 0) & np.isfinite(scale)))[0])
-        raise ValueError(f"user {users[bad].user_id!r}: strategy {users[bad].strategy.name!r} "
-                         f"returned bid scale {scale[bad]!r} (must be finite and > 0)")
+        user_id = users[bad].user_id
+        user_id = user_id.item() if isinstance(user_id, np.generic) else user_id
+        raise MarketInputError(f"user {user_id!r}: strategy {users[bad].strategy.name!r} "
+                               f"returned bid scale {float(scale[bad])!r} (must be finite and > 0)")
     return scale
 
 

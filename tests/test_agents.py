@@ -12,6 +12,7 @@ import pytest
 from agents import Shading
 from agents.strategies import UserHistory
 from market.core.model import METRICS, MarketModel, dimension_metrics
+from market.errors import MarketInputError
 from market.studies.bench import bench_scenario
 from scenarios.config import load, parse
 from scenarios.synthetic import generate
@@ -78,8 +79,45 @@ def test_a_strategy_returning_a_bad_scale_is_named():
 
     model = _model("mohaf")
     model.user_agents[3].strategy = Broken()
-    with pytest.raises(ValueError, match="strategy 'broken'"):
+    user_id = model.user_agents[3].user_id
+    user_id = user_id.item() if isinstance(user_id, np.generic) else user_id  # as the user wrote it
+    with pytest.raises(MarketInputError, match=rf"^user {user_id!r}: strategy 'broken' returned bid scale nan "):
         model.step()
+
+
+@pytest.mark.parametrize(("answer", "got"), [
+    (lambda n: np.ones(n + 1), r"an array of shape \(\d+,\)"), (lambda n: "high", "something that is not numbers"),
+])
+def test_a_strategy_answering_for_the_wrong_users_is_named(answer, got):
+    class Wrong:
+        name = "wrong"
+
+        def bid_scale(self, history: UserHistory) -> np.ndarray:
+            return answer(history.users.size)
+
+    model = _model("mohaf")
+    model.user_agents[3].strategy = Wrong()
+    with pytest.raises(MarketInputError, match=rf"^strategy 'wrong': bid_scale must return one number or one per user \(1\), got {got}$"):
+        model.step()
+
+
+def test_a_plain_dataclass_strategy_acts_as_its_own_group():
+    """Not frozen, so not hashable: grouped by identity (it raised TypeError: unhashable type)."""
+
+    @dataclass
+    class Half:
+        name: str = "half"
+
+        def bid_scale(self, history: UserHistory) -> float:
+            return 0.5
+
+    model = _model("mohaf")
+    a, b = Half(), Half()
+    model.user_agents[1].strategy = model.user_agents[2].strategy = a
+    model.user_agents[3].strategy = b
+    model.step()
+    assert model.record.bid_scale[[1, 2, 3]].tolist() == [0.5, 0.5, 0.5]
+    assert model.record.bid_scale[0] == 1.0
 
 
 def test_planners_clear_the_round_and_resources_settle_it():
