@@ -357,3 +357,12 @@ def test_the_order_of_the_seeds_does_not_change_the_tables(tmp_path, capsys):
         assert _main(capsys, "run", str(scenario), "--out", str(tmp_path / seeds), "--seeds", seeds, "--quiet")[0] == 0
     first, second = (json.loads((tmp_path / s / "manifest.json").read_text()) for s in ("1,2", "2,1"))
     assert first["sha256"] == second["sha256"]
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    """`market scenarios | head -1`: the pipe closes before the listing is written (it printed a BrokenPipeError traceback)."""
+    with subprocess.Popen([sys.executable, "-m", "market", "scenarios"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1]) as proc:
+        proc.stdout.close()  # the reader is gone before anything is written
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 141 and err == "", err

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Collection, Sequence
@@ -111,6 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # the reader went away (`market scenarios | head`): stop quietly
+            # (Python's recipe: stdout to /dev/null, so the flush at exit does not fail again)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 141  # 128 + SIGPIPE, what a shell reports for a command killed by the pipe
 
 
 def _dispatch(args: argparse.Namespace) -> int:
