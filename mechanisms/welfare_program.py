@@ -37,6 +37,10 @@ MAX_GRID_POINTS = 400
 #: relative capacity tolerance of an allocation (the engine's and the conformance check's)
 CAPACITY_TOL = 1e-9
 INF = highspy.kHighsInf
+#: magnitudes HiGHS is given as they are; a capacity row (or, in the oracle, the money of a
+#: value program) outside this range gets a unit of its own, so that every number HiGHS sees
+#: is within its limits (matrix values in [1e-9, 1e15], costs below 1e20)
+UNIT_RANGE = (1e-6, 1e6)
 
 
 def _g(x: np.ndarray | float) -> np.ndarray | float:
@@ -184,7 +188,13 @@ class WelfareProgram:
         h = self.h
         # rows: assignment (N), capacity (M x D, resource-major), then the fairness rows
         h.addRows(self.n, np.full(self.n, -INF), np.ones(self.n), 0, np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0))
-        cap = self.capacity.reshape(-1)
+        # a capacity far from 1 is that row's unit: HiGHS refuses matrix values above 1e15 and
+        # drops those below 1e-9, so a market at the magnitude bounds (1e-100 to 1e100) lost
+        # its pairs; rows within [1e-6, 1e6] keep their units, the program of an ordinary
+        # market unchanged (duals are given back in the market's units: solve_lp)
+        far = (self.capacity > 0) & ((self.capacity < UNIT_RANGE[0]) | (self.capacity > UNIT_RANGE[1]))
+        self.row_unit = np.where(far, self.capacity, 1.0)
+        cap = (self.capacity / self.row_unit).reshape(-1)
         h.addRows(cap.size, np.full(cap.size, -INF), cap, 0, np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0))
         self.users = np.unique(self.user) if self.delta > 0 and self.n else np.zeros(0, dtype=np.int64)
         self.n_fixed_cols = 0
@@ -246,7 +256,7 @@ class WelfareProgram:
         value = np.empty((req.size, per))
         index[:, 0], value[:, 0] = req, 1.0
         index[:, 1 : 1 + d] = self.n + res[:, None] * d + np.arange(d)
-        value[:, 1 : 1 + d] = self.need[req]
+        value[:, 1 : 1 + d] = self.need[req] / self.row_unit[res]
         if fair:
             index[:, -1] = self.x_row + np.searchsorted(self.users, self.user[req])
             value[:, -1] = -self.priority[req]
@@ -276,7 +286,7 @@ class WelfareProgram:
         dual = np.asarray(solution.row_dual)
         # HiGHS minimises -objective: a <= row's dual is <= 0; flip to the max problem's signs
         mu = np.maximum(-dual[: self.n], 0.0)
-        lam = np.maximum(-dual[self.n : self.n + self.m * self.dims], 0.0).reshape(self.m, self.dims)
+        lam = np.maximum(-dual[self.n : self.n + self.m * self.dims], 0.0).reshape(self.m, self.dims) / self.row_unit
         offset = -mu
         if self.users.size:
             pi = dual[self.x_row : self.x_row + self.users.size]

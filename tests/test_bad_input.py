@@ -369,6 +369,35 @@ def test_numbers_at_the_magnitude_bounds_give_finite_metrics(tmp_path, scale):
     assert (rounds["n_allocated"] > 0).all()
 
 
+def test_both_magnitude_bounds_in_one_market(tmp_path):
+    """Demands, capacities, budgets and costs of 1e-100 beside 1e100 in one market (helper-51):
+    the oracle's programs lost their pairs (HiGHS refuses matrix values above 1e15) and it
+    crashed with a shape mismatch; its value LP (costs of 1e100, beyond HiGHS's infinity) gave
+    up and the oracle ran to its time limit. Now every mechanism and the oracle run, the bounds
+    hold (ALG / bound <= 1), every number is finite and no round is time-limited."""
+    (tmp_path / "requests.csv").write_text(
+        "request_id,user_id,round,cpu,mem,budget,priority,x,y\n1,1,0,1e-100,1e-100,1e100,1,0,0\n"
+        "2,2,0,1e50,1e50,1e100,10,100,100\n3,3,0,1e-50,1e-50,1e-100,1,0,0\n4,4,0,1,1,1e-100,1,0,0\n")
+    (tmp_path / "resources.csv").write_text(
+        "resource_id,cpu,mem,unit_cost,reliability,availability,energy_efficiency,x,y\n"
+        "a,1e100,1e100,1e-100,1,1,1e100,0,0\nb,1e-100,1e-100,1e100,0,0,1e-100,100,100\nc,1,1,1,0.5,0.5,1,50,50\n")
+    (tmp_path / "s.toml").write_text(
+        'name = "bounds"\nrounds = 2\nseeds = [1]\noracle = true\n'
+        'mechanisms = ["mohaf", "greedy", "first_price", "second_price", "random", "optimal", "drf"]\n'
+        '[market]\nsource = "tabular"\nrequests = "requests.csv"\nresources = "resources.csv"\n')
+    out = tmp_path / "out"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["run", str(tmp_path / "s.toml"), "--out", str(out), "--quiet"]) == 0, err.getvalue()
+    assert err.getvalue() == ""
+    rounds = pd.read_parquet(out / "rounds.parquet")
+    numbers = rounds.select_dtypes("number").to_numpy(dtype=float)
+    assert np.isfinite(numbers).all(), rounds.columns[~np.isfinite(numbers).all(axis=0)].tolist()
+    assert not rounds["opt_time_limited"].any() and (rounds["opt_status"] == "optimal").all()
+    assert (rounds["alg_bound"] <= 1 + 1e-9).all() and (rounds["alg_value_bound"] <= 1 + 1e-9).all()
+    assert (rounds["n_allocated"] > 0).any()
+
+
 def test_trailing_empty_columns_and_parquet_nulls_and_nans(tmp_path):
     """A spreadsheet's trailing ",," is not a repeated column; in Parquet a null is an empty cell
     (an optional column's default) and a NaN is refused, as the text nan is in CSV."""

@@ -53,7 +53,7 @@ from market.core.engine import OrderBook, RoundParams
 from mechanisms import numba_threads  # noqa: F401  (before any parallel kernel: its threads sleep when idle)
 from mechanisms.kernels import fit_slack
 from mechanisms.numba_cache import compiled_twice  # its import sets the kernels' cache folder
-from mechanisms.welfare_program import LPResult, WelfareProgram, fairness_gain
+from mechanisms.welfare_program import UNIT_RANGE, LPResult, WelfareProgram, fairness_gain
 
 #: pairs per request added per column-generation iteration
 PRICE_TOP = 2
@@ -392,8 +392,13 @@ def solve_round(
     # --- money: a bound (column generation on the LP)
     budget = market.budget.astype(float)
     trivial_value = float(np.sum(np.where(reachable, budget * np.maximum(best0, 0.0), 0.0)))
-    value_prog = program(budget, 0.0)
-    value_bound, _, _, late = _column_generation(market, value_prog, budget, t0 + 0.3 * time_limit)
+    # the program in a unit of money near the largest budget when that is far from 1 (budgets
+    # of 1e100 are costs beyond HiGHS's infinity: its LP gave up); ordinary budgets unchanged
+    top = float(budget.max()) if budget.size else 1.0
+    money = top if top > 0 and not UNIT_RANGE[0] <= top <= UNIT_RANGE[1] else 1.0
+    value_prog = program(budget / money, 0.0)
+    value_bound, _, _, late = _column_generation(market, value_prog, budget / money, t0 + 0.3 * time_limit)
+    value_bound *= money
     bound_value = max(min(value_bound, trivial_value), value_welfare)
 
     # --- welfare F: bound, then the exact search
