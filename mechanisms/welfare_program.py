@@ -265,8 +265,12 @@ class WelfareProgram:
         keep[:, 0] = True
         counts = keep.sum(axis=1)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32)
-        self.h.addCols(req.size, -gain, np.zeros(req.size), np.full(req.size, INF), int(counts.sum()), starts,
-                       index[keep].astype(np.int32), value[keep])
+        status = self.h.addCols(req.size, -gain, np.zeros(req.size), np.full(req.size, INF), int(counts.sum()), starts,
+                                index[keep].astype(np.int32), value[keep])
+        if status == highspy.HighsStatus.kError:  # it adds none of them: the program would silently lack pairs
+            raise RuntimeError(f"HiGHS refused {req.size} pairs (a coefficient outside its limits: demand over "
+                               f"capacity up to {float(np.abs(value[:, 1:1 + d]).max(initial=0.0)):.3g}, gain up to "
+                               f"{float(np.abs(gain).max(initial=0.0)):.3g})")
         self.req = np.concatenate([self.req, req])
         self.res = np.concatenate([self.res, res])
         self.gain = np.concatenate([self.gain, gain])
