@@ -186,3 +186,21 @@ def test_a_fork_failing_part_way_ends_the_workers_started(monkeypatch):
     with pytest.raises(OSError, match="temporarily unavailable"), pool.local_pool(2):
         pytest.fail("the pool's block ran")
     assert len(started) == 1 and not started[0].is_alive()
+
+
+def test_python_m_market_exits_130_when_the_ctrl_c_ended_a_string_exec(tmp_path):
+    """A Ctrl-C that lands in a string exec() (dataclasses build their methods with one, so an
+    import may be there when it comes) made `python -m market` end by SIGINT (-2) after printing
+    "interrupted": CPython marks it unhandled although the CLI caught it (market/__main__.py)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "sitecustomize.py").write_text(
+        "import market.apps.cli as cli\n\n"
+        "def build_parser(*args, **kwargs):\n"
+        "    exec('raise KeyboardInterrupt', {})  # a Ctrl-C taken inside a string exec\n\n"
+        "cli.build_parser = build_parser\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).resolve().parents[1])])}
+    done = subprocess.run([sys.executable, "-m", "market", "scenarios"], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert (done.returncode, done.stderr.strip()) == (130, "interrupted"), done
