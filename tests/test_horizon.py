@@ -82,7 +82,7 @@ def test_the_market_depends_on_the_horizon_not_on_the_rounds_played():
     assert 4 < ratio < 8
 
 
-def test_only_requests_past_the_horizon_and_the_rounds_played_are_late(tmp_path: Path):
+def test_only_requests_past_the_horizon_and_the_rounds_played_are_late(tmp_path: Path, monkeypatch):
     reqs = pd.read_csv(Path(load("audit-unit").market["requests"]))
     assert reqs["round"].max() < 3
     reqs.loc[reqs.index[:4], "round"] = [3, 3, 5, 9]  # beyond the scenario's 3 rounds
@@ -96,10 +96,10 @@ def test_only_requests_past_the_horizon_and_the_rounds_played_are_late(tmp_path:
     (folder / "s.toml").write_text(text)
     sc = load(folder / "s.toml")
 
-    def late(scenario) -> list[str]:
+    def late(scenario, seeds=(1,)) -> list[str]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            market_tables(scenario, [1])
+            market_tables(scenario, seeds)
         return [str(w.message) for w in caught]
 
     assert late(sc) == [f"{sc.name}: 4 requests arrive after the last round (2) and are ignored"]
@@ -108,6 +108,15 @@ def test_only_requests_past_the_horizon_and_the_rounds_played_are_late(tmp_path:
     # more rounds played than the horizon: requests of rounds 3-5 are played, 9 is still late
     assert late(sc.replace(rounds=6)) == [f"{sc.name}: 1 requests arrive after the last round (5) and are ignored"]
     assert late(sc.replace(rounds=10)) == []
+    # one warning for every seed of a run (it was repeated per seed, without naming it)
+    assert late(sc, (1, 2, 3)) == [f"{sc.name}: 4 requests arrive after the last round (2) and are ignored"]
+    import market.core.runner as runner
+
+    kept = iter([2, 0, 5])  # seeds 1, 2, 3 with 2, none and all 4 of the late requests
+    real = runner.late_requests
+    monkeypatch.setattr(runner, "late_requests", lambda market, scenario: real(market, scenario)[: next(kept)])
+    expected = f"{sc.name}: requests (2 in seed 1, 4 in seed 3) arrive after the last round (2) and are ignored"
+    assert late(sc, (1, 2, 3)) == [expected]
 
 
 def test_mohaf_reauction_covers_the_horizon_or_the_rounds_played():

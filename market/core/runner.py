@@ -81,14 +81,11 @@ def market_tables(scenario: Scenario, seeds: Iterable[int]) -> tuple[pd.DataFram
     """
     check_population(scenario)
     reqs, ress = [], []
+    late: dict[int, int] = {}  # seed -> requests arriving after the last round (one warning for all seeds)
     for seed in sorted(seeds):  # in seed order, as the other tables: --seeds 2,1 writes what 1,2 does
         market = build_market(scenario, seed)
-        late = late_requests(market, scenario)
-        if len(late):
-            last = max(scenario.rounds, scenario.horizon) - 1
-            warnings.warn(f"{scenario.name}: {len(late)} requests arrive after the last round ({last}) and are ignored",
-                          MarketWarning,
-                          stacklevel=2)
+        if count := len(late_requests(market, scenario)):
+            late[seed] = count
         for line in getattr(market.extension, "warnings", list)():
             warnings.warn(f"{scenario.name} (seed {seed}): {line}", MarketWarning, stacklevel=2)
         count, types = market.unservable()
@@ -98,6 +95,13 @@ def market_tables(scenario: Scenario, seeds: Iterable[int]) -> tuple[pd.DataFram
                           f"({shown}); nobody can serve them", MarketWarning, stacklevel=2)
         reqs.append(market.requests.assign(seed=seed))
         ress.append(market.resources.assign(seed=seed))
+    if late:
+        last = max(scenario.rounds, scenario.horizon) - 1
+        counts = set(late.values())
+        how_many = (f"{counts.pop()} requests" if len(counts) == 1 and len(late) == len(reqs) else
+                    "requests (" + ", ".join(f"{n} in seed {seed}" for seed, n in late.items()) + ")")
+        warnings.warn(f"{scenario.name}: {how_many} arrive after the last round ({last}) and are ignored",
+                      MarketWarning, stacklevel=2)
     return _seed_first(pd.concat(reqs, ignore_index=True)), _seed_first(pd.concat(ress, ignore_index=True))
 
 
