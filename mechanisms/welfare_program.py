@@ -257,6 +257,12 @@ class WelfareProgram:
         index[:, 0], value[:, 0] = req, 1.0
         index[:, 1 : 1 + d] = self.n + res[:, None] * d + np.arange(d)
         value[:, 1 : 1 + d] = self.need[req] / self.row_unit[res]
+        # a pair larger than its resource in some dimension is in no allocation: its column is
+        # fixed at 0 (below), its coefficients capped so that HiGHS takes them (a demand of 1e18
+        # capacities is beyond HiGHS's 1e15); the markets the engine builds have none
+        cap = self.capacity[res]
+        misfit = np.flatnonzero(np.any(self.need[req] > cap + CAPACITY_TOL * (1.0 + np.abs(cap)), axis=1))
+        value[misfit, 1 : 1 + d] = np.minimum(value[misfit, 1 : 1 + d], 2.0)
         if fair:
             index[:, -1] = self.x_row + np.searchsorted(self.users, self.user[req])
             value[:, -1] = -self.priority[req]
@@ -271,9 +277,11 @@ class WelfareProgram:
             raise RuntimeError(f"HiGHS refused {req.size} pairs (a coefficient outside its limits: demand over "
                                f"capacity up to {float(np.abs(value[:, 1:1 + d]).max(initial=0.0)):.3g}, gain up to "
                                f"{float(np.abs(gain).max(initial=0.0)):.3g})")
+        first = self.n_pairs
         self.req = np.concatenate([self.req, req])
         self.res = np.concatenate([self.res, res])
         self.gain = np.concatenate([self.gain, gain])
+        self.fix_out(first + misfit)
 
     def solve_lp(self, time_limit: float = 60.0) -> LPResult:
         """Solve the LP relaxation (warm-started from the last basis) and read its duals."""
@@ -304,7 +312,7 @@ class WelfareProgram:
         return gain + lp.offset[req] - np.einsum("pd,pd->p", lp.lam[res], self.need[req])
 
     def fix_out(self, pairs: np.ndarray) -> None:
-        """Fix pairs to 0 (reduced-cost fixing: they are in no solution better than a known one)."""
+        """Fix pairs to 0 (reduced-cost fixing: they are in no solution better than a known one; pairs that do not fit)."""
         if pairs.size:
             cols = (pairs + self.n_fixed_cols).astype(np.int32)
             self.h.changeColsBounds(pairs.size, cols, np.zeros(pairs.size), np.zeros(pairs.size))
