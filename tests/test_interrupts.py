@@ -132,6 +132,25 @@ def test_a_signal_during_the_commit_is_taken_after_it(tmp_path, capsys, monkeypa
         assert sha256_file(out / name) == digest
 
 
+def test_a_signal_while_the_output_folder_is_probed_leaves_no_probe(tmp_path, capsys, monkeypatch, sig):
+    """Before: Ctrl-C between making and removing the writability probe left `.market-probe-*`
+    (in a sweep's run folder, CI)."""
+    import tempfile
+
+    mkdtemp = tempfile.mkdtemp
+
+    def signalled_mkdtemp(*args, **kwargs):
+        made = mkdtemp(*args, **kwargs)
+        signal.raise_signal(sig)  # just after the probe is made
+        return made
+
+    monkeypatch.setattr(tempfile, "mkdtemp", signalled_mkdtemp)
+    argv = ["run", str(TINY), "--out", str(tmp_path / "run"), "--mechanisms", "greedy", "--seeds", "1", "--rounds", "1",
+            "--quiet"]
+    assert (main(argv), capsys.readouterr().err.strip()) == EXIT[sig]
+    assert list(tmp_path.iterdir()) == [], "a probe or a temporary was left"
+
+
 def test_a_sweeps_results_and_manifest_are_written_together(tmp_path, capsys, monkeypatch, sig):
     """Before: Ctrl-C between the two left results.parquet without its manifest."""
     from market.core import io

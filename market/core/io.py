@@ -122,11 +122,13 @@ def _check_writable(out: Path, where: Path) -> None:
     """Refuse ``out`` (one line) when no folder can be made where it would go.
 
     A probe folder is made and removed in the nearest existing folder (``os.access`` says
-    yes to root even where the file system says no, e.g. under ``/sys``).
+    yes to root even where the file system says no, e.g. under ``/sys``), with signals held
+    meanwhile: a Ctrl-C between the two left the probe behind (a sweep's run folder, on CI).
     """
     existing = next(p for p in (where, *where.parents) if p.exists())
     try:
-        os.rmdir(tempfile.mkdtemp(prefix=".market-probe-", dir=existing))
+        with deferred():
+            os.rmdir(tempfile.mkdtemp(prefix=".market-probe-", dir=existing))
     except OSError as exc:
         raise MarketInputError(f"output directory {str(out)!r}: cannot create a folder in {existing} "
                                f"({exc.strerror or exc})") from None
