@@ -348,7 +348,15 @@ class Pacing:
 
 #: the entry-point group of strategies from other packages (``win_shy = "mypkg.bids:WinShy"``)
 ENTRY_POINT_GROUP = "market.strategies"
-_STRATEGIES: Registry[Callable[..., BiddingStrategy]] = Registry(ENTRY_POINT_GROUP)
+
+
+def _callable(name: str, cls: Callable[..., BiddingStrategy]) -> None:
+    """Refuse a registered strategy that cannot be called with its parameters (e.g. a number)."""
+    if not callable(cls):
+        raise TypeError(f"{cls!r} is not a strategy class (not callable)")
+
+
+_STRATEGIES: Registry[Callable[..., BiddingStrategy]] = Registry(ENTRY_POINT_GROUP, _callable)
 #: the built-in strategies (their parameters are ``[users] <name>_<param>`` keys; a plug-in's
 #: are ``[users.params.<name>]``)
 BUILT_IN = ("truthful", "shading", "learning", "pacing")

@@ -21,7 +21,8 @@ class Registry[T]:
     Args:
         group: the entry-point group other packages declare their plug-ins in.
         on_load: called as ``on_load(name, obj)`` on every object registered (in code or
-            from an entry point) before it is stored, e.g. to give a class its name.
+            from an entry point) before it is stored, e.g. to give a class its name; it
+            raises (e.g. TypeError) to refuse an object, which is then not stored.
     """
 
     def __init__(self, group: str, on_load: Callable[[str, T], None] | None = None) -> None:
@@ -47,13 +48,12 @@ class Registry[T]:
         for ep in entry_points(group=self.group):
             if ep.name not in self._by_name:
                 try:
-                    obj = ep.load()
-                except Exception as exc:  # any error of another package's import
+                    self.add(ep.name, ep.load())  # on_load may refuse what it loads
+                except (Exception, SystemExit) as exc:  # any error of another package's import (Ctrl-C goes on)
                     self._broken[ep.name] = (f"its entry point {ep.value!r} (group {self.group}) cannot be "
                                              f"loaded: {type(exc).__name__}: {exc}")
                     continue
                 self._broken.pop(ep.name, None)
-                self.add(ep.name, obj)
 
     def names(self) -> list[str]:
         """Every registered name, entry points included, sorted."""

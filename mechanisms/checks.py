@@ -447,16 +447,17 @@ def check_form(market: SubMarket, alloc: object, label: str | None = None) -> No
     """
     if not isinstance(alloc, Allocation):
         _fail("returns-allocation", f"the answer is {type(alloc).__name__}, not an Allocation", label)
+    for flag in ("failed", "time_limited", "proven_optimal"):
+        if np.ndim(getattr(alloc, flag)) != 0:
+            _fail("returns-allocation", f"Allocation.{flag} must be one true or false, "
+                                        f"got {type(getattr(alloc, flag)).__name__}", label)
     n, k = market.candidates.shape
     choice, payment = alloc.choice, alloc.payment
-    if not isinstance(choice, np.ndarray) or choice.shape != (n,) or not np.issubdtype(choice.dtype, np.integer):
+    if not (_plain_array(choice, "iu") and choice.shape == (n,)):
         got = f"{type(choice).__name__} {getattr(choice, 'shape', '')} {getattr(choice, 'dtype', '')}".strip()
         _fail("single-assignment", f"choice must be an (N,) integer array, one column or -1 per request "
                                    f"(N={n}); got {got}", label)
-    if (
-        not isinstance(payment, np.ndarray) or payment.shape != (n,)
-        or not (np.issubdtype(payment.dtype, np.floating) or np.issubdtype(payment.dtype, np.integer))
-    ):
+    if not (_plain_array(payment, "iuf") and payment.shape == (n,)):
         got = f"{type(payment).__name__} {getattr(payment, 'shape', '')} {getattr(payment, 'dtype', '')}".strip()
         _fail("payment-shape", f"payment must be an (N,) real array (N={n}); got {got}", label)
     broken, i = _first_malformed(choice, payment, market.candidates)
@@ -466,6 +467,16 @@ def check_form(market: SubMarket, alloc: object, label: str | None = None) -> No
         _fail("qos", f"request {i} was given column {int(choice[i])}, which is padding, not one of its candidates", label)
     if broken == 3:
         _fail("unserved-pays-nothing", f"request {i} is unserved but pays {payment[i]:.6g}", label)
+
+
+def _plain_array(a: object, kinds: str) -> bool:
+    """Whether ``a`` is an ndarray of a machine type numba reads, of kind ``kinds``.
+
+    Not a masked array; native byte order; 1 to 8 bytes an item (float16 and long double
+    are not among them).
+    """
+    return (isinstance(a, np.ndarray) and not isinstance(a, np.ma.MaskedArray) and a.dtype.isnative
+            and a.dtype.kind in kinds and a.dtype.itemsize in ((4, 8) if a.dtype.kind == "f" else (1, 2, 4, 8)))
 
 
 @nb.njit(cache=True)

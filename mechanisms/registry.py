@@ -24,6 +24,9 @@ ENTRY_POINT_GROUP = "market.mechanisms"
 
 
 def _named(name: str, cls: type[Mechanism]) -> None:
+    """Give a registered mechanism class its name; refuse anything but a Mechanism class."""
+    if not (isinstance(cls, type) and issubclass(cls, Mechanism)):
+        raise TypeError(f"{cls!r} is not a Mechanism class")
     cls.name = name
 
 

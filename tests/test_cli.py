@@ -238,7 +238,19 @@ MALFORMED = {
     "none": (lambda m: None, "returns-allocation"),
     "lists": (lambda m: _answer([-1] * m.n_requests, [0.0] * m.n_requests), "single-assignment"),
     "float_choice": (lambda m: _answer(np.full(m.n_requests, -1.0), None), "single-assignment"),
+    # types numba cannot read (helper-53: a numba traceback, exit 1)
+    "big_endian_choice": (lambda m: _answer(np.full(m.n_requests, -1, dtype=">i8"), None), "single-assignment"),
+    "masked_choice": (lambda m: _answer(np.ma.masked_array(np.full(m.n_requests, -1)), None), "single-assignment"),
+    "float16_payment": (lambda m: _answer(np.full(m.n_requests, -1), np.zeros(m.n_requests, np.float16)),
+                        "payment-shape"),
+    "big_endian_payment": (lambda m: _answer(np.full(m.n_requests, -1), np.zeros(m.n_requests, ">f8")), "payment-shape"),
+    "flag_array": (lambda m: _flagged(_answer(np.full(m.n_requests, -1), None)), "returns-allocation"),
 }
+
+
+def _flagged(alloc):
+    alloc.time_limited = np.array([True, False])
+    return alloc
 
 
 def _answer(choice, payment):
@@ -361,8 +373,12 @@ def test_the_order_of_the_seeds_does_not_change_the_tables(tmp_path, capsys):
 
 def test_a_reader_that_goes_away_ends_the_command_quietly():
     """`market scenarios | head -1`: the pipe closes before the listing is written (it printed a BrokenPipeError traceback)."""
-    with subprocess.Popen([sys.executable, "-m", "market", "scenarios"], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1]) as proc:
-        proc.stdout.close()  # the reader is gone before anything is written
-        err = proc.stderr.read().decode()
-        assert proc.wait(timeout=120) == 141 and err == "", err
+    for unbuffered in (None, "1"):  # a pipe is block-buffered unless PYTHONUNBUFFERED is set
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        if unbuffered:
+            env["PYTHONUNBUFFERED"] = unbuffered
+        with subprocess.Popen([sys.executable, "-m", "market", "scenarios"], stdout=subprocess.PIPE, env=env,
+                              stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1]) as proc:
+            proc.stdout.close()  # the reader is gone before anything is written
+            err = proc.stderr.read().decode()
+            assert proc.wait(timeout=120) == 141 and err == "", (unbuffered, err)

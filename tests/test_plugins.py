@@ -63,3 +63,27 @@ def test_the_commands_run_beside_a_broken_plug_in_and_name_it_when_it_is_asked_f
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and "users.mix.phantom: strategy 'phantom': its entry point" in lines[0], lines
     assert not (tmp_path / "bad").exists()
+
+
+def test_entry_points_that_load_but_are_no_plug_in_or_exit_are_left_out_too(tmp_path):
+    """helper-53: a number where a class belongs broke every command (the mechanisms' on_load set
+    its name outside the guard), and a module calling sys.exit at import ended every command."""
+    from mechanisms import registry
+
+    source = "import sys\nVALUE = 3.0\n"
+    with installed_distribution(tmp_path, "market_test_odd", source,
+                                "[market.mechanisms]\nnumber = market_test_odd:VALUE\nlength = builtins:len\n"
+                                "[market.strategies]\nnumber = market_test_odd:VALUE\n"):
+        assert "greedy" in registry.available() and not {"number", "length"} & set(registry.available())
+        assert "TypeError: 3.0 is not a Mechanism class" in registry._REGISTRY.problem("number")
+        assert "is not a Mechanism class" in registry._REGISTRY.problem("length")
+        from agents.strategies import _STRATEGIES, available_strategies
+
+        assert "number" not in available_strategies()
+        assert "not a strategy class" in _STRATEGIES.problem("number")
+    exits = tmp_path / "exits"
+    exits.mkdir()
+    with installed_distribution(exits, "market_test_exits", "import sys\nsys.exit('no GPU here')\n",
+                                "[market.mechanisms]\nexits = market_test_exits:Nothing\n"):
+        assert "greedy" in registry.available()
+        assert "SystemExit: no GPU here" in registry._REGISTRY.problem("exits")

@@ -105,7 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             command = _command(argv)
             parser = build_parser(only=[command] if command else [])
             args = parser.parse_args(argv)
-            return _dispatch(args)
+            code = _dispatch(args)
+            # a pipe's reader may have gone: the block-buffered output's last write fails
+            # here, where it is handled, not in the interpreter's flush at exit
+            sys.stdout.flush()
+            return code
         except interrupts.Terminated:
             print("terminated", file=sys.stderr)
             return 143
