@@ -76,7 +76,7 @@ def test_entry_points_that_load_but_are_no_plug_in_or_exit_are_left_out_too(tmp_
                                 "[market.strategies]\nnumber = market_test_odd:VALUE\n"):
         assert "greedy" in registry.available() and not {"number", "length"} & set(registry.available())
         assert "TypeError: 3.0 is not a Mechanism class" in registry._REGISTRY.problem("number")
-        assert "is not a Mechanism class" in registry._REGISTRY.problem("length")
+        assert "is not a Mechanism class" in registry._REGISTRY.problem("length")  # a function
         from agents.strategies import _STRATEGIES, available_strategies
 
         assert "number" not in available_strategies()
