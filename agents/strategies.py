@@ -350,10 +350,11 @@ class Pacing:
 ENTRY_POINT_GROUP = "market.strategies"
 
 
-def _callable(name: str, cls: Callable[..., BiddingStrategy]) -> None:
+def _callable(name: str, cls: Callable[..., BiddingStrategy]) -> Callable[..., BiddingStrategy]:
     """Refuse a registered strategy that cannot be called with its parameters (e.g. a number)."""
     if not callable(cls):
         raise TypeError(f"{cls!r} is not a strategy class (not callable)")
+    return cls
 
 
 _STRATEGIES: Registry[Callable[..., BiddingStrategy]] = Registry(ENTRY_POINT_GROUP, _callable)

@@ -21,22 +21,26 @@ class Registry[T]:
     Args:
         group: the entry-point group other packages declare their plug-ins in.
         on_load: called as ``on_load(name, obj)`` on every object registered (in code or
-            from an entry point) before it is stored, e.g. to give a class its name; it
-            raises (e.g. TypeError) to refuse an object, which is then not stored.
+            from an entry point); what it returns is stored (e.g. the class, given its
+            name); it raises (e.g. TypeError) to refuse an object, which is then not stored.
     """
 
-    def __init__(self, group: str, on_load: Callable[[str, T], None] | None = None) -> None:
+    def __init__(self, group: str, on_load: Callable[[str, T], T] | None = None) -> None:
         self.group = group
         self._on_load = on_load
         self._by_name: dict[str, T] = {}
         self._broken: dict[str, str] = {}  # entry points that failed to load: name -> why
 
     def add(self, name: str, obj: T) -> T:
-        """Register ``obj`` under ``name`` (replacing any earlier one) and return it."""
+        """Register ``obj`` under ``name`` (replacing any earlier one); return what is stored (``on_load``'s answer)."""
         if self._on_load is not None:
-            self._on_load(name, obj)
+            obj = self._on_load(name, obj)
         self._by_name[name] = obj
         return obj
+
+    def names_of(self, obj: T) -> list[str]:
+        """The names ``obj`` itself is registered under so far (entry points not read)."""
+        return [name for name, known in self._by_name.items() if known is obj]
 
     def remove(self, name: str) -> None:
         """Forget ``name`` (no error if it is not registered)."""
@@ -49,7 +53,9 @@ class Registry[T]:
             if ep.name not in self._by_name:
                 try:
                     self.add(ep.name, ep.load())  # on_load may refuse what it loads
-                except (Exception, SystemExit) as exc:  # any error of another package's import (Ctrl-C goes on)
+                except KeyboardInterrupt:  # Ctrl-C (and SIGTERM) go on
+                    raise
+                except BaseException as exc:  # anything another package's import raises (sys.exit too)
                     self._broken[ep.name] = (f"its entry point {ep.value!r} (group {self.group}) cannot be "
                                              f"loaded: {type(exc).__name__}: {exc}")
                     continue

@@ -23,14 +23,20 @@ from mechanisms.base import Mechanism
 ENTRY_POINT_GROUP = "market.mechanisms"
 
 
-def _named(name: str, cls: type[Mechanism]) -> None:
-    """Give a registered mechanism class its name; refuse what is no class.
+def _named(name: str, cls: type[Mechanism]) -> type[Mechanism]:
+    """The class to register under ``name``: ``cls`` given that name, or an alias of it.
 
-    (The conformance check's ``interface`` invariant then asks for a :class:`Mechanism`.)
+    A class already registered under another name (``greedy_alias = mechanisms.greedy:Greedy``)
+    is registered as a subclass named ``name``: renaming the shared class renamed the
+    original for everyone. What is no class is refused (the conformance check's
+    ``interface`` invariant then asks for a :class:`Mechanism`).
     """
     if not isinstance(cls, type):
         raise TypeError(f"{cls!r} is not a Mechanism class")
+    if set(_REGISTRY.names_of(cls)) - {name}:
+        return type(cls.__name__, (cls,), {"name": name, "__module__": cls.__module__, "__qualname__": cls.__qualname__})
     cls.name = name
+    return cls
 
 
 _REGISTRY: Registry[type[Mechanism]] = Registry(ENTRY_POINT_GROUP, _named)

@@ -11,7 +11,7 @@ GROUP = "market.test_plugins"
 
 def test_code_registration_wins_over_an_entry_point_and_removal_shows_it_again(tmp_path):
     loaded: list[tuple[str, type]] = []
-    registry: Registry[type] = Registry(GROUP, lambda name, obj: loaded.append((name, obj)))
+    registry: Registry[type] = Registry(GROUP, lambda name, obj: loaded.append((name, obj)) or obj)
 
     class InCode:
         pass
@@ -87,3 +87,24 @@ def test_entry_points_that_load_but_are_no_plug_in_or_exit_are_left_out_too(tmp_
                                 "[market.mechanisms]\nexits = market_test_exits:Nothing\n"):
         assert "greedy" in registry.available()
         assert "SystemExit: no GPU here" in registry._REGISTRY.problem("exits")
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    with installed_distribution(odd, "market_test_generator_exit", "raise GeneratorExit('boom')\n",
+                                "[market.mechanisms]\ngenexit = market_test_generator_exit:Nothing\n"):
+        assert "greedy" in registry.available()  # any BaseException but Ctrl-C (helper-54)
+        assert "GeneratorExit: boom" in registry._REGISTRY.problem("genexit")
+
+
+def test_a_class_registered_under_a_second_name_is_an_alias_and_keeps_its_first_name(tmp_path):
+    """helper-54: `greedy_alias = mechanisms.greedy:Greedy` renamed the built-in greedy for everyone."""
+    from mechanisms import create, registry
+
+    with installed_distribution(tmp_path, "market_test_alias", "", "[market.mechanisms]\n"
+                                "greedy_alias = mechanisms.greedy:Greedy\n"):
+        try:
+            assert "greedy_alias" in registry.available()
+            alias = create("greedy_alias")
+            assert create("greedy").name == "greedy" and alias.name == "greedy_alias"
+            assert isinstance(alias, type(create("greedy")))  # the same mechanism under another name
+        finally:
+            registry.unregister("greedy_alias")

@@ -102,14 +102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     with interrupts.handled():  # from the start: building the parser imports the command's module
         try:
-            command = _command(argv)
-            parser = build_parser(only=[command] if command else [])
-            args = parser.parse_args(argv)
-            code = _dispatch(args)
-            # a pipe's reader may have gone: the block-buffered output's last write fails
-            # here, where it is handled, not in the interpreter's flush at exit
-            sys.stdout.flush()
-            return code
+            try:
+                command = _command(argv)
+                parser = build_parser(only=[command] if command else [])
+                args = parser.parse_args(argv)  # --help and usage errors end here by SystemExit
+                return _dispatch(args)
+            finally:
+                # a pipe's reader may have gone: the block-buffered output's last write fails
+                # here, where it is handled, not in the interpreter's flush at exit
+                sys.stdout.flush()
         except interrupts.Terminated:
             print("terminated", file=sys.stderr)
             return 143
