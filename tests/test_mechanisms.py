@@ -159,6 +159,33 @@ def test_optimal_matches_brute_force(seed):
     assert alloc.bound == pytest.approx(best, abs=1e-6)
 
 
+@pytest.mark.parametrize("unit", [1.0, 2e6, 5e-7])
+@pytest.mark.parametrize("seed", range(3))
+def test_optimal_matches_brute_force_with_a_pair_too_large_and_rows_in_their_own_unit(seed, unit):
+    """A candidate larger than its resource (fixed at 0 in the program) and a resource whose
+    capacity and demands are scaled out of [1e-6, 1e6] (written in its own unit)."""
+    market = random_submarket(np.random.default_rng(200 + seed), n=6, m=2, k=2, delta=0.5, users=3)
+    market.capacity[0] *= unit
+    market.demand[market.candidates[:, 0] == 0] *= unit  # requests whose first candidate is resource 0
+    market.demand[0] = market.capacity.max(axis=0) * 3  # request 0 fits nowhere
+    market.valid[0] = market.candidates[0] >= 0  # still offered as candidates
+
+    def feasible(choice):
+        served = np.flatnonzero(choice >= 0)
+        used = np.zeros_like(market.capacity)
+        np.add.at(used, market.candidates[served, choice[served]], market.demand[served])
+        return np.all(used <= market.capacity * (1 + 1e-9) + 1e-12)
+
+    best = max(
+        welfare(market, np.array(choice))
+        for choice in itertools.product(*[[-1, *np.flatnonzero(row >= 0)] for row in market.candidates])
+        if feasible(np.array(choice))
+    )
+    alloc = solve_exact(market, time_limit=10)
+    assert alloc.proven_optimal and alloc.choice[0] == -1 and feasible(alloc.choice)
+    assert welfare(market, alloc.choice) == pytest.approx(best, rel=1e-7, abs=1e-7)
+
+
 @pytest.mark.parametrize(
     "name", ["mohaf", "greedy", "first_price", "second_price", "random", "optimal", "drf", "best_fit", "dot_product"]
 )
