@@ -84,8 +84,8 @@ def market_tables(scenario: Scenario, seeds: Iterable[int]) -> tuple[pd.DataFram
     late: dict[int, int] = {}  # seed -> requests arriving after the last round (one warning for all seeds)
     for seed in sorted(seeds):  # in seed order, as the other tables: --seeds 2,1 writes what 1,2 does
         market = build_market(scenario, seed)
-        if count := len(late_requests(market, scenario)):
-            late[seed] = count
+        if n_late := len(late_requests(market, scenario)):
+            late[seed] = n_late
         for line in getattr(market.extension, "warnings", list)():
             warnings.warn(f"{scenario.name} (seed {seed}): {line}", MarketWarning, stacklevel=2)
         count, types = market.unservable()
